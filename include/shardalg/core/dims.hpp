@@ -1,0 +1,47 @@
+// Dims: a short list of extents, offsets or coordinates (one per tensor or mesh dim).
+#pragma once
+
+#include <ostream>
+#include <span>
+#include <string>
+
+#include "shardalg/core/checked.hpp"
+#include "shardalg/core/small_vector.hpp"
+
+namespace shardalg {
+
+// Inline capacity 8 covers every tensor rank and mesh rank seen in practice; more spills to the heap.
+using Dims = SmallVector<index_t, 8>;
+
+constexpr std::span<const index_t> as_span(const Dims& dims) { return {dims.data(), dims.size()}; }
+
+// Product of the extents, overflow-checked.
+constexpr index_t volume(const Dims& shape) { return checked_product(as_span(shape)); }
+
+// Prints "[4, 2]".
+inline std::ostream& operator<<(std::ostream& out, const Dims& dims) {
+  out << '[';
+  for (std::size_t i = 0; i < dims.size(); ++i) out << (i ? ", " : "") << dims[i];
+  return out << ']';
+}
+
+inline std::string to_string(const Dims& dims) { return detail::concat(dims); }
+
+// Row-major position of coord in shape. Precondition: 0 <= coord[i] < shape[i].
+constexpr index_t row_major_position(const Dims& shape, const Dims& coord) {
+  index_t position = 0;
+  for (std::size_t i = 0; i < shape.size(); ++i) position = position * shape[i] + coord[i];
+  return position;
+}
+
+// Inverse of row_major_position. Example: shape [2, 2, 2], position 5 -> [1, 0, 1].
+constexpr Dims row_major_coordinate(const Dims& shape, index_t position) {
+  Dims coord(shape.size(), 0);
+  for (std::size_t i = shape.size(); i-- > 0;) {
+    coord[i] = position % shape[i];
+    position /= shape[i];
+  }
+  return coord;
+}
+
+}  // namespace shardalg

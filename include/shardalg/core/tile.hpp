@@ -1,0 +1,125 @@
+// Tile: what a rank holds of one tensor, the product of one IndexMap per tensor dim, laid out
+// densely in row-major order in the rank's local buffer.
+#pragma once
+
+#include <optional>
+#include <ostream>
+#include <vector>
+
+#include "shardalg/core/box.hpp"
+#include "shardalg/core/index_map.hpp"
+
+namespace shardalg {
+
+class Tile {
+ public:
+  constexpr Tile() = default;
+  constexpr explicit Tile(SmallVector<IndexMap, 4> maps) : maps_(std::move(maps)) {}
+
+  // The whole tensor of the given shape.
+  static constexpr Tile whole(const Dims& shape) {
+    SmallVector<IndexMap, 4> maps;
+    for (index_t extent : shape) maps.push_back(IndexMap::contiguous(0, extent));
+    return Tile(std::move(maps));
+  }
+  // Holds nothing (a rank outside the mesh, or an empty shard), with the given rank.
+  static constexpr Tile nothing(std::size_t ndim) { return Tile(SmallVector<IndexMap, 4>(ndim, IndexMap())); }
+
+  constexpr std::size_t ndim() const { return maps_.size(); }
+  constexpr const IndexMap& dim(std::size_t d) const { return maps_[d]; }
+  constexpr IndexMap& dim(std::size_t d) { return maps_[d]; }
+  constexpr const SmallVector<IndexMap, 4>& maps() const { return maps_; }
+
+  // Local extent per dim.
+  constexpr Dims shape() const {
+    Dims result;
+    for (const IndexMap& map : maps_) result.push_back(map.size());
+    return result;
+  }
+  constexpr index_t volume() const { return shardalg::volume(shape()); }
+  constexpr bool empty() const {
+    for (const IndexMap& map : maps_)
+      if (map.empty()) return true;
+    return false;
+  }
+
+  constexpr bool contains(const Dims& global) const {
+    for (std::size_t d = 0; d < ndim(); ++d)
+      if (!maps_[d].contains(global[d])) return false;
+    return true;
+  }
+
+  // Row-major position in the local buffer of a global coordinate, or nothing if not held.
+  constexpr std::optional<index_t> local_position(const Dims& global) const {
+    index_t position = 0;
+    for (std::size_t d = 0; d < ndim(); ++d) {
+      auto local = maps_[d].local_of(global[d]);
+      if (!local) return std::nullopt;
+      position = position * maps_[d].size() + *local;
+    }
+    return position;
+  }
+
+  // The maximal boxes of the tile in local (row-major) order: the product of each dim's runs.
+  // An empty tile has none. Example: rows {[0,2),[5,6)} x cols [0,5) -> two boxes.
+  std::vector<Box> boxes() const {
+    std::vector<Box> result;
+    if (empty()) return result;
+    Dims pick(ndim(), 0);  // run index per dim, last dim fastest
+    while (true) {
+      Dims offset, shape;
+      for (std::size_t d = 0; d < ndim(); ++d) {
+        const Run& run = maps_[d].runs()[static_cast<std::size_t>(pick[d])];
+        offset.push_back(run.global_begin);
+        shape.push_back(run.length);
+      }
+      result.emplace_back(offset, shape);
+      std::size_t d = ndim();
+      while (d > 0) {
+        --d;
+        if (++pick[d] < static_cast<index_t>(maps_[d].runs().size())) break;
+        pick[d] = 0;
+        if (d == 0) return result;
+      }
+      if (ndim() == 0) return result;
+    }
+  }
+
+  friend constexpr bool operator==(const Tile& a, const Tile& b) { return a.maps_ == b.maps_; }
+
+ private:
+  SmallVector<IndexMap, 4> maps_{};
+};
+
+// What two tiles of the same tensor share, in separable form: per dim, the segments the two
+// dims' index maps share. The shared elements are the product of the per-dim segment lists.
+struct TileOverlap {
+  std::vector<std::vector<Segment>> dims;
+
+  // Number of shared elements (the product of the per-dim shared lengths).
+  index_t volume() const {
+    index_t total = 1;
+    for (const auto& segments : dims) {
+      index_t length = 0;
+      for (const Segment& s : segments) length += s.length;
+      total = checked_mul(total, length);
+    }
+    return total;
+  }
+  bool empty() const { return volume() == 0; }
+};
+
+inline TileOverlap intersect(const Tile& a, const Tile& b) {
+  if (a.ndim() != b.ndim()) detail::fail("intersect: tiles of rank ", a.ndim(), " and ", b.ndim());
+  TileOverlap overlap;
+  for (std::size_t d = 0; d < a.ndim(); ++d) overlap.dims.push_back(intersect(a.dim(d), b.dim(d)));
+  return overlap;
+}
+
+inline std::ostream& operator<<(std::ostream& out, const Tile& tile) {
+  out << "Tile(";
+  for (std::size_t d = 0; d < tile.ndim(); ++d) out << (d ? " x " : "") << tile.dim(d);
+  return out << ')';
+}
+
+}  // namespace shardalg

@@ -1,0 +1,277 @@
+// MeshLayout: a tensor of a global shape placed on a DeviceMesh, one placement per mesh dim.
+// Answers, exactly as PyTorch DTensor computes it, what each rank holds.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "shardalg/core/tile.hpp"
+#include "shardalg/mesh/device_mesh.hpp"
+#include "shardalg/placement/local_split.hpp"
+#include "shardalg/placement/placement_text.hpp"
+#include "shardalg/placement/shard_order.hpp"
+
+namespace shardalg {
+
+// PyTorch's compute_local_shape_and_global_offset result for one rank.
+struct ShardInfo {
+  Dims local_shape;
+  Dims global_offset;  // first global index per dim; the dim size for an empty shard
+  friend bool operator==(const ShardInfo&, const ShardInfo&) = default;
+};
+
+// The tile of the rank at `coord`: walk the mesh dims left to right (or, with an explicit
+// application order, each tensor dim's mesh dims in that order), composing each split with
+// what the dim held before (a shard of a shard is index composition).
+// Shared by MeshLayout and the compile-time layer so that both agree by construction.
+// Preconditions: validated placements (see MeshLayout), coord inside mesh_shape.
+constexpr Tile tile_at_coordinate(std::span<const index_t> mesh_shape, std::span<const index_t> coord,
+                                  std::span<const Placement> placements, const Dims& global_shape,
+                                  const ShardOrder* application_order = nullptr) {
+  Tile tile = Tile::whole(global_shape);
+  auto apply = [&](std::size_t m) {
+    const Placement& p = placements[m];
+    IndexMap& held = tile.dim(static_cast<std::size_t>(p.dim()));
+    held = held.compose(local_split(p, held.size(), mesh_shape[m], coord[m]));
+  };
+  if (application_order == nullptr) {
+    for (std::size_t m = 0; m < placements.size(); ++m)
+      if (placements[m].splits_tensor()) apply(m);
+  } else {
+    for (const ShardOrderEntry& entry : *application_order)
+      for (index_t m : entry.mesh_dims) apply(static_cast<std::size_t>(m));
+  }
+  return tile;
+}
+
+// Local shape and global offset of a tile (PyTorch: an empty shard's offset is the dim size).
+constexpr ShardInfo shard_info_of(const Tile& tile, const Dims& global_shape) {
+  ShardInfo info;
+  for (std::size_t d = 0; d < tile.ndim(); ++d) {
+    info.local_shape.push_back(tile.dim(d).size());
+    info.global_offset.push_back(tile.dim(d).empty() ? global_shape[d] : tile.dim(d).first());
+  }
+  return info;
+}
+
+// Checks placements against a mesh rank and a tensor rank; Error naming the bad value.
+inline void validate_placements(std::span<const Placement> placements, std::size_t mesh_ndim, const Dims& global_shape,
+                                std::string_view mesh_text) {
+  if (placements.size() != mesh_ndim)
+    detail::fail(placements.size(), " placements (", format_placements(placements), ") for mesh ", mesh_text, " of ",
+                 mesh_ndim, " dims; give one placement per mesh dim");
+  for (const Placement& p : placements)
+    if (p.splits_tensor() && p.dim() >= static_cast<index_t>(global_shape.size()))
+      detail::fail("placement ", to_string(p), " shards dim ", p.dim(), " of a ", global_shape.size(), "-d shape ",
+                   global_shape);
+  for (index_t extent : global_shape)
+    if (extent < 0) detail::fail("shape ", global_shape, " has a negative extent ", extent);
+  volume(global_shape);  // overflow check: element counts must fit in int64
+}
+
+class MeshLayout {
+ public:
+  // Placements apply left to right (PyTorch's default).
+  // Errors: placement count != mesh dims, shard dim >= tensor rank, negative extents, overflow.
+  MeshLayout(DeviceMesh mesh, std::vector<Placement> placements, Dims global_shape)
+      : mesh_(std::move(mesh)), placements_(std::move(placements)), global_shape_(std::move(global_shape)) {
+    validate_placements(placements_, mesh_.ndim(), global_shape_, mesh_.to_string());
+  }
+
+  // Shard placements applied in an explicit order per tensor dim (PyTorch's DTensorSpec
+  // shard_order): the order [tp, dp] gives FSDP2-over-TP's physical chunk(chunk(n,T)[t],D)[d].
+  // Each entry must list exactly the mesh dims whose Shard splits that tensor dim; StridedShard is
+  // not allowed here (it is the label form of the same thing).
+  MeshLayout(DeviceMesh mesh, std::vector<Placement> placements, Dims global_shape, ShardOrder application_order)
+      : MeshLayout(std::move(mesh), std::move(placements), std::move(global_shape)) {
+    for (std::size_t m = 0; m < placements_.size(); ++m)
+      if (placements_[m].is_strided_shard())
+        detail::fail("an explicit shard order needs Shard placements; mesh dim ", m, " has ",
+                     shardalg::to_string(placements_[m]));
+    for (const ShardOrderEntry& entry : application_order)
+      for (index_t m : entry.mesh_dims)
+        if (m < 0 || m >= static_cast<index_t>(placements_.size()) || !placements_[static_cast<std::size_t>(m)].is_shard() ||
+            placements_[static_cast<std::size_t>(m)].dim() != entry.tensor_dim)
+          detail::fail("shard order ", format_shard_order(application_order), ": mesh dim ", m,
+                       " does not shard tensor dim ", entry.tensor_dim, " (placements ", format_placements(placements_), ")");
+    ShardOrder sorted = application_order;
+    for (auto& entry : sorted) std::sort(entry.mesh_dims.begin(), entry.mesh_dims.end());
+    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.tensor_dim < b.tensor_dim; });
+    if (sorted != default_shard_order(placements_))
+      detail::fail("shard order ", format_shard_order(application_order), " must list each sharded mesh dim once (placements ",
+                   format_placements(placements_), ")");
+    order_ = std::move(application_order);
+  }
+
+  // Reads the PyTorch-style text forms: mesh "dp=4,tp=2", placements "_S(0,2),S(0)".
+  static MeshLayout parse(std::string_view mesh_spec, std::string_view placements, const Dims& global_shape,
+                          std::string_view device_list = {}) {
+    return MeshLayout(DeviceMesh::parse(mesh_spec, device_list), parse_placements(placements), global_shape);
+  }
+
+  const DeviceMesh& mesh() const { return mesh_; }
+  const std::vector<Placement>& placements() const { return placements_; }
+  const Dims& global_shape() const { return global_shape_; }
+  std::size_t tensor_ndim() const { return global_shape_.size(); }
+  // The explicit application order, when one was given.
+  const std::optional<ShardOrder>& application_order() const { return order_; }
+
+  // What the rank at a mesh coordinate holds.
+  Tile tile_at(const Dims& coord) const {
+    return tile_at_coordinate(as_span(mesh_.shape()), as_span(coord), placements_, global_shape_,
+                              order_ ? &*order_ : nullptr);
+  }
+
+  // What a rank holds; a rank outside the mesh holds nothing.
+  Tile tile(index_t rank) const {
+    auto coord = mesh_.coordinate_of(rank);
+    if (!coord) return Tile::nothing(tensor_ndim());
+    return tile_at(*coord);
+  }
+
+  // PyTorch's local shape and global offset; a rank outside the mesh gets zeros for both.
+  ShardInfo shard_info(index_t rank) const {
+    if (!mesh_.contains(rank)) return ShardInfo{Dims(tensor_ndim(), 0), Dims(tensor_ndim(), 0)};
+    return shard_info_of(tile(rank), global_shape_);
+  }
+
+  // How many ranks hold each element: the product of the Replicate and Partial mesh dims' sizes.
+  index_t replication_factor() const {
+    index_t factor = 1;
+    for (std::size_t m = 0; m < placements_.size(); ++m)
+      if (!placements_[m].splits_tensor()) factor *= mesh_.size(m);
+    return factor;
+  }
+
+  // Groups of ranks holding equal tiles, each sorted, ordered by their first rank. With Partial
+  // placements the members hold partial values of the same elements (a reduction group).
+  std::vector<std::vector<index_t>> replica_groups() const {
+    std::map<std::vector<index_t>, std::vector<index_t>> by_tile;
+    for (index_t rank : mesh_.devices()) by_tile[tile_key(tile(rank))].push_back(rank);
+    std::vector<std::vector<index_t>> groups;
+    for (auto& [key, ranks] : by_tile) {
+      std::sort(ranks.begin(), ranks.end());
+      groups.push_back(std::move(ranks));
+    }
+    std::sort(groups.begin(), groups.end());
+    return groups;
+  }
+
+  // The ranks holding any element of a global box, sorted. Never scans all ranks: per tensor dim,
+  // a search over the mesh dims that split it keeps only the coordinates whose part meets the box
+  // (arithmetic for contiguous shards), and the answer is the product of those coordinate sets
+  // with every coordinate of the Replicate and Partial dims.
+  std::vector<index_t> ranks_holding(const Box& box) const {
+    if (box.ndim() != tensor_ndim())
+      detail::fail("box ", box, " has rank ", box.ndim(), " but the tensor has rank ", tensor_ndim());
+    Box query = intersect(box, Box::whole(global_shape_));
+    if (query.empty()) return {};
+    ShardOrder order = order_ ? *order_ : default_shard_order(placements_);
+    // Per order entry: the coordinate tuples (one per listed mesh dim) whose tile meets the box.
+    std::vector<std::vector<Dims>> tuples_per_entry;
+    for (const ShardOrderEntry& entry : order) {
+      std::size_t d = static_cast<std::size_t>(entry.tensor_dim);
+      std::vector<Dims> tuples;
+      Dims prefix;
+      collect_holders(entry.mesh_dims, 0, IndexMap::contiguous(0, global_shape_[d]), query.offset[d], query.end(d),
+                      prefix, tuples);
+      if (tuples.empty()) return {};
+      tuples_per_entry.push_back(std::move(tuples));
+    }
+    // Enumerate the product: entries' tuples x free mesh dims' coordinates.
+    std::vector<index_t> ranks;
+    Dims coord(mesh_.ndim(), 0);
+    std::vector<std::size_t> free_dims;
+    for (std::size_t m = 0; m < placements_.size(); ++m)
+      if (!placements_[m].splits_tensor()) free_dims.push_back(m);
+    std::vector<std::size_t> pick(tuples_per_entry.size(), 0);
+    Dims free_coord(free_dims.size(), 0);
+    while (true) {
+      for (std::size_t e = 0; e < order.size(); ++e)
+        for (std::size_t i = 0; i < order[e].mesh_dims.size(); ++i)
+          coord[static_cast<std::size_t>(order[e].mesh_dims[i])] = tuples_per_entry[e][pick[e]][i];
+      for (std::size_t f = 0; f < free_dims.size(); ++f) coord[free_dims[f]] = free_coord[f];
+      ranks.push_back(mesh_.rank_at(coord));
+      // Advance: free dims fastest, then entries.
+      std::size_t f = free_dims.size();
+      bool carried = true;
+      while (carried && f > 0) {
+        --f;
+        if (++free_coord[f] < mesh_.size(free_dims[f])) carried = false;
+        else free_coord[f] = 0;
+      }
+      std::size_t e = pick.size();
+      while (carried && e > 0) {
+        --e;
+        if (++pick[e] < tuples_per_entry[e].size()) carried = false;
+        else pick[e] = 0;
+      }
+      if (carried) break;
+    }
+    std::sort(ranks.begin(), ranks.end());
+    return ranks;
+  }
+
+  // "MeshLayout(DeviceMesh(...), [S(0), R], shape=[8, 8])".
+  std::string to_string() const {
+    std::string out = detail::concat("MeshLayout(", mesh_.to_string(), ", [", format_placements(placements_), "], shape=",
+                                     global_shape_);
+    if (order_) out += ", shard_order=" + format_shard_order(*order_);
+    return out + ")";
+  }
+
+ private:
+  static std::vector<index_t> tile_key(const Tile& tile) {
+    std::vector<index_t> key;
+    for (const IndexMap& map : tile.maps()) {
+      for (const Run& run : map.runs()) {
+        key.push_back(run.global_begin);
+        key.push_back(run.length);
+      }
+      key.push_back(-1);
+    }
+    return key;
+  }
+
+  // Depth-first over the mesh dims that split one tensor dim, keeping only coordinates whose
+  // part of [lo, hi) is non-empty. `held`: what the coordinates chosen so far hold of the dim.
+  void collect_holders(const std::vector<index_t>& mesh_dims, std::size_t depth, const IndexMap& held, index_t lo,
+                       index_t hi, Dims& prefix, std::vector<Dims>& out) const {
+    if (depth == mesh_dims.size()) {
+      out.push_back(prefix);
+      return;
+    }
+    std::size_t m = static_cast<std::size_t>(mesh_dims[depth]);
+    const Placement& p = placements_[m];
+    index_t k = mesh_.size(m);
+    index_t length = held.size();
+    if (length == 0) return;
+    index_t first = 0, last = k - 1;  // candidate coordinates
+    if (p.is_shard() && held.is_contiguous()) {
+      // Local positions of [lo, hi) within the contiguous run; chunks meeting them.
+      index_t local_lo = std::max<index_t>(0, lo - held.first());
+      index_t local_hi = std::min(length, hi - held.first());
+      if (local_lo >= local_hi) return;
+      first = chunk_holding(length, k, local_lo);
+      last = chunk_holding(length, k, local_hi - 1);
+    }
+    for (index_t c = first; c <= last; ++c) {
+      IndexMap part = held.compose(local_split(p, length, k, c));
+      if (part.restrict_to(lo, hi).empty()) continue;
+      prefix.push_back(c);
+      collect_holders(mesh_dims, depth + 1, part, lo, hi, prefix, out);
+      prefix.pop_back();
+    }
+  }
+
+  DeviceMesh mesh_;
+  std::vector<Placement> placements_;
+  Dims global_shape_;
+  std::optional<ShardOrder> order_;
+};
+
+}  // namespace shardalg

@@ -1,0 +1,56 @@
+// SliceMap: for every rank of a layout, exactly which global elements it holds and where they
+// sit in its local buffer.
+#pragma once
+
+#include <vector>
+
+#include "shardalg/layout/mesh_layout.hpp"
+
+namespace shardalg {
+
+// A maximal box of a rank's tile and where it starts in the rank's local tensor.
+struct Piece {
+  Box global;
+  Dims local_offset;
+};
+
+struct RankSlice {
+  index_t rank;
+  Dims coordinate;
+  Tile tile;
+  ShardInfo info;  // PyTorch's local shape and global offset
+
+  // The tile's maximal boxes in local row-major order, each with its local offset.
+  std::vector<Piece> pieces() const {
+    std::vector<Piece> result;
+    for (Box& box : tile.boxes()) {
+      Dims local;
+      for (std::size_t d = 0; d < box.ndim(); ++d) local.push_back(*tile.dim(d).local_of(box.offset[d]));
+      result.push_back(Piece{std::move(box), std::move(local)});
+    }
+    return result;
+  }
+};
+
+class SliceMap {
+ public:
+  // Computes every rank's slice, in mesh (row-major coordinate) order. Time linear in ranks.
+  explicit SliceMap(const MeshLayout& layout) {
+    const DeviceMesh& mesh = layout.mesh();
+    slices_.reserve(static_cast<std::size_t>(mesh.size()));
+    for (index_t position = 0; position < mesh.size(); ++position) {
+      Dims coord = row_major_coordinate(mesh.shape(), position);
+      Tile tile = layout.tile_at(coord);
+      ShardInfo info = shard_info_of(tile, layout.global_shape());
+      slices_.push_back(RankSlice{mesh.devices()[static_cast<std::size_t>(position)], std::move(coord),
+                                  std::move(tile), std::move(info)});
+    }
+  }
+
+  const std::vector<RankSlice>& ranks() const { return slices_; }
+
+ private:
+  std::vector<RankSlice> slices_;
+};
+
+}  // namespace shardalg

@@ -1,0 +1,39 @@
+// How one placement splits one local dimension among the ranks of a mesh dim.
+#pragma once
+
+#include "shardalg/core/chunk.hpp"
+#include "shardalg/core/index_map.hpp"
+#include "shardalg/placement/placement.hpp"
+
+namespace shardalg {
+
+// The positions of a local dimension of `length` that mesh coordinate `index` (of `num_chunks`)
+// keeps under a Shard or StridedShard placement, in local order, as positions of that dimension.
+// Shard: one torch.chunk piece. StridedShard nested-chunk: piece_j[index] for each of the sf
+// pieces. StridedShard legacy: pieces index, index+k, ... of chunk(length, k*sf).
+// Example: StridedShard(0, 2), length 9, 4 chunks, index 0 -> {[0,2), [5,6)}.
+// Precondition: p.splits_tensor(), length >= 0, num_chunks >= 1, 0 <= index < num_chunks.
+constexpr IndexMap local_split(const Placement& p, index_t length, index_t num_chunks, index_t index) {
+  if (p.is_shard()) {
+    Chunk c = chunk_of(length, num_chunks, index);
+    return IndexMap::contiguous(c.offset, c.size);
+  }
+  IndexMap map;
+  index_t sf = p.split_factor();
+  if (p.semantics() == StridedSemantics::nested_chunk) {
+    for (index_t j = 0; j < sf; ++j) {
+      Chunk piece = chunk_of(length, sf, j);
+      Chunk part = chunk_of(piece.size, num_chunks, index);
+      map.append(piece.offset + part.offset, part.size);
+    }
+  } else {
+    index_t pieces = checked_mul(num_chunks, sf);
+    for (index_t j = 0; j < sf; ++j) {
+      Chunk c = chunk_of(length, pieces, index + j * num_chunks);
+      map.append(c.offset, c.size);
+    }
+  }
+  return map;
+}
+
+}  // namespace shardalg

@@ -1,0 +1,48 @@
+// Placements as types, for the compile-time layer. Each has `value`, the run-time Placement.
+//
+//   StaticShard<0>, StaticStridedShard<0, 2>, StaticReplicate, StaticPartial<ReduceOp::sum>
+//   and the matching objects shard_c<0>, strided_shard_c<0, 2>, replicate_c, partial_c<>.
+#pragma once
+
+#include <concepts>
+
+#include "shardalg/placement/placement.hpp"
+
+namespace shardalg {
+
+struct StaticReplicate {
+  static constexpr Placement value = Placement::replicate();
+};
+
+template <index_t Dim>
+struct StaticShard {
+  static_assert(Dim >= 0, "shardalg: a Shard tensor dim must be non-negative");
+  static constexpr Placement value = Placement::shard(Dim);
+};
+
+template <index_t Dim, index_t SplitFactor, StridedSemantics Semantics = StridedSemantics::nested_chunk>
+struct StaticStridedShard {
+  static_assert(Dim >= 0, "shardalg: a StridedShard tensor dim must be non-negative");
+  static_assert(SplitFactor >= 1, "shardalg: a StridedShard split factor (sf) must be >= 1");
+  static constexpr Placement value = Placement::strided_shard(Dim, SplitFactor, Semantics);
+};
+
+template <ReduceOp Op = ReduceOp::sum>
+struct StaticPartial {
+  static constexpr Placement value = Placement::partial(Op);
+};
+
+template <class T>
+concept StaticPlacement = requires {
+  { T::value } -> std::convertible_to<Placement>;
+};
+
+inline constexpr StaticReplicate replicate_c{};
+template <index_t Dim>
+inline constexpr StaticShard<Dim> shard_c{};
+template <index_t Dim, index_t SplitFactor, StridedSemantics Semantics = StridedSemantics::nested_chunk>
+inline constexpr StaticStridedShard<Dim, SplitFactor, Semantics> strided_shard_c{};
+template <ReduceOp Op = ReduceOp::sum>
+inline constexpr StaticPartial<Op> partial_c{};
+
+}  // namespace shardalg

@@ -1,0 +1,23 @@
+// shardalg: the sharding and placement algebra of distributed training (umbrella header).
+#pragma once
+
+#include "shardalg/core/box.hpp"
+#include "shardalg/core/checked.hpp"
+#include "shardalg/core/chunk.hpp"
+#include "shardalg/core/dims.hpp"
+#include "shardalg/core/error.hpp"
+#include "shardalg/core/index_map.hpp"
+#include "shardalg/core/tile.hpp"
+#include "shardalg/layout/fsdp_over_tp.hpp"
+#include "shardalg/layout/layout_comparison.hpp"
+#include "shardalg/layout/mesh_layout.hpp"
+#include "shardalg/layout/slice_map.hpp"
+#include "shardalg/layout/static_layout.hpp"
+#include "shardalg/mesh/device_list.hpp"
+#include "shardalg/mesh/device_mesh.hpp"
+#include "shardalg/mesh/static_mesh.hpp"
+#include "shardalg/placement/local_split.hpp"
+#include "shardalg/placement/placement.hpp"
+#include "shardalg/placement/placement_text.hpp"
+#include "shardalg/placement/shard_order.hpp"
+#include "shardalg/placement/static_placement.hpp"

@@ -1,0 +1,40 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+
+TEST_CASE("SmallVector keeps elements inline, spills past capacity, and copies and moves") {
+  SmallVector<int, 2> v{1, 2};
+  CHECK(v.size() == 2);
+  v.push_back(3);  // spills
+  v.push_back(4);
+  CHECK(v.size() == 4);
+  CHECK(v[3] == 4);
+  SmallVector<int, 2> copy = v;
+  CHECK(copy == v);
+  v.pop_back();
+  CHECK(v.size() == 3);
+  CHECK(copy.size() == 4);
+  SmallVector<int, 2> moved = std::move(copy);
+  CHECK(moved.size() == 4);
+  CHECK(moved.back() == 4);
+  SmallVector<int, 2> small{7};
+  moved = small;
+  CHECK(moved.size() == 1);
+  CHECK(moved[0] == 7);
+  moved.clear();
+  CHECK(moved.empty());
+  CHECK_FALSE(SmallVector<int, 2>{1, 2} == SmallVector<int, 2>{1, 2, 3});
+}
+
+TEST_CASE("SmallVector works in constant expressions, spilled or not") {
+  constexpr int sum = [] {
+    SmallVector<int, 2> v;
+    for (int i = 1; i <= 5; ++i) v.push_back(i);
+    SmallVector<int, 2> w = v;
+    int s = 0;
+    for (int x : w) s += x;
+    return s;
+  }();
+  static_assert(sum == 15);
+  CHECK(sum == 15);
+}

@@ -1,0 +1,35 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+
+TEST_CASE("tile shape, positions and maximal boxes in local order") {
+  IndexMap rows;
+  rows.append(0, 2);
+  rows.append(5, 1);
+  Tile tile(SmallVector<IndexMap, 4>{rows, IndexMap::contiguous(0, 5)});
+  CHECK(tile.shape() == Dims{3, 5});
+  CHECK(tile.volume() == 15);
+  CHECK(tile.local_position(Dims{5, 4}) == 14);
+  CHECK(tile.local_position(Dims{1, 0}) == 5);
+  CHECK_FALSE(tile.local_position(Dims{2, 0}).has_value());
+  auto boxes = tile.boxes();
+  REQUIRE(boxes.size() == 2);
+  CHECK(boxes[0] == Box(Dims{0, 0}, Dims{2, 5}));
+  CHECK(boxes[1] == Box(Dims{5, 0}, Dims{1, 5}));
+  CHECK(Tile::nothing(2).boxes().empty());
+  CHECK(Tile::nothing(2).empty());
+  CHECK(Tile::whole(Dims{}).boxes().size() == 1);  // a scalar is one element
+}
+
+TEST_CASE("tile intersection is separable") {
+  Tile a = Tile::whole(Dims{4, 4});
+  IndexMap rows;
+  rows.append(1, 1);
+  rows.append(3, 2);
+  Tile b(SmallVector<IndexMap, 4>{rows, IndexMap::contiguous(2, 4)});
+  TileOverlap overlap = intersect(a, b);
+  REQUIRE(overlap.dims.size() == 2);
+  CHECK(overlap.dims[0].size() == 2);  // rows 1 and 3 (row 4 is outside a)
+  CHECK(overlap.volume() == 2 * 2);
+  CHECK(intersect(a, Tile::nothing(2)).empty());
+}

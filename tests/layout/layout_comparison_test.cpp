@@ -1,0 +1,26 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+
+TEST_CASE("comparison reports exactly the ranks whose holdings differ") {
+  DeviceMesh mesh = DeviceMesh::parse("dp=3,tp=2");
+  LayoutComparison result =
+      compare_layouts(fsdp_over_tp_physical(mesh, "dp", "tp", Dims{7}), fsdp_over_tp_label(mesh, "dp", "tp", Dims{7}));
+  CHECK_FALSE(result.equivalent());
+  std::vector<index_t> differing;
+  for (const RankHoldings& r : result.differences()) differing.push_back(r.rank);
+  // n=7, T=2, D=3: physical tp=0 rows [0,4) -> 2,2,0; label: rows {0,1,4},{2,3,5},{6} then tp halves.
+  CHECK(std::find(differing.begin(), differing.end(), mesh.rank_at(Dims{2, 0})) != differing.end());
+  CHECK(result.ranks.size() == 6);
+}
+
+TEST_CASE("layouts on different meshes compare over the union of their ranks") {
+  MeshLayout a(DeviceMesh({"dp"}, Dims{2}, {0, 1}), {Placement::shard(0)}, Dims{4});
+  MeshLayout b(DeviceMesh({"dp"}, Dims{2}, {1, 2}), {Placement::shard(0)}, Dims{4});
+  LayoutComparison result = compare_layouts(a, b);
+  REQUIRE(result.ranks.size() == 3);
+  CHECK_FALSE(result.ranks[0].same());  // rank 0 holds rows 0-1 in a, nothing in b
+  CHECK(result.ranks[2].in_a.empty());
+  SHARDALG_CHECK_THROWS_CONTAINING(compare_layouts(a, MeshLayout::parse("dp=2", "S(0)", Dims{5})), Error,
+                                   "global shapes differ: [4] vs [5]");
+}

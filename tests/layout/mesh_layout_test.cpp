@@ -1,0 +1,118 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+using shardalg::testing::holders_by_element;
+using shardalg::testing::positions;
+using V = std::vector<index_t>;
+
+TEST_CASE("Shard on a 1-d mesh matches PyTorch's local shapes and offsets") {
+  MeshLayout layout = MeshLayout::parse("dp=4", "S(0)", Dims{10});
+  std::vector<ShardInfo> expected = {{{3}, {0}}, {{3}, {3}}, {{3}, {6}}, {{1}, {9}}};
+  for (index_t r = 0; r < 4; ++r) CHECK(layout.shard_info(r) == expected[static_cast<std::size_t>(r)]);
+  MeshLayout empty = MeshLayout::parse("dp=4", "S(0)", Dims{2});
+  CHECK(empty.shard_info(2) == ShardInfo{{0}, {2}});  // an empty shard's offset is the dim size
+  CHECK(empty.shard_info(3) == ShardInfo{{0}, {2}});
+}
+
+TEST_CASE("several mesh dims on one tensor dim compose (a shard of a shard)") {
+  MeshLayout layout = MeshLayout::parse("dp=2,tp=2", "S(0),S(0)", Dims{6, 4});
+  CHECK(layout.shard_info(0) == ShardInfo{{2, 4}, {0, 0}});
+  CHECK(layout.shard_info(1) == ShardInfo{{1, 4}, {2, 0}});
+  CHECK(layout.shard_info(2) == ShardInfo{{2, 4}, {3, 0}});
+  CHECK(layout.shard_info(3) == ShardInfo{{1, 4}, {5, 0}});
+  // An empty first-level shard stays empty with offset = dim size; so does an empty second level.
+  MeshLayout uneven = MeshLayout::parse("dp=4,tp=2", "S(0),S(0)", Dims{3});
+  CHECK(uneven.shard_info(6) == ShardInfo{{0}, {3}});
+  CHECK(uneven.shard_info(7) == ShardInfo{{0}, {3}});
+  CHECK(uneven.shard_info(1) == ShardInfo{{0}, {3}});
+  CHECK(uneven.shard_info(0) == ShardInfo{{1}, {0}});
+}
+
+TEST_CASE("PyTorch's _StridedShard docstring example: FSDP2 + TP on [8, 8]") {
+  MeshLayout layout = MeshLayout::parse("dp=2,tp=2", "_S(0,2),S(0)", Dims{8, 8});
+  CHECK(positions(layout.tile(0).dim(0)) == V{0, 1});
+  CHECK(positions(layout.tile(1).dim(0)) == V{4, 5});
+  CHECK(positions(layout.tile(2).dim(0)) == V{2, 3});
+  CHECK(positions(layout.tile(3).dim(0)) == V{6, 7});
+  // Plain Shard(0), Shard(0) is left to right instead.
+  MeshLayout plain = MeshLayout::parse("dp=2,tp=2", "S(0),S(0)", Dims{8, 8});
+  CHECK(positions(plain.tile(1).dim(0)) == V{2, 3});
+}
+
+TEST_CASE("strided shards hold several runs; local shape is their total") {
+  MeshLayout layout = MeshLayout::parse("dp=4", "_S(0,2)", Dims{9, 3});
+  CHECK(positions(layout.tile(0).dim(0)) == V{0, 1, 5});
+  CHECK(layout.shard_info(0) == ShardInfo{{3, 3}, {0, 0}});
+  CHECK(layout.shard_info(3) == ShardInfo{{1, 3}, {8, 0}});
+  MeshLayout legacy = MeshLayout::parse("dp=2", "_S(0,2,legacy)", Dims{6});
+  CHECK(positions(legacy.tile(0).dim(0)) == V{0, 1, 4, 5});
+}
+
+TEST_CASE("Replicate and Partial do not change shapes; replica groups are equal tiles") {
+  MeshLayout layout = MeshLayout::parse("dp=2,tp=2", "S(0),R", Dims{4, 2});
+  CHECK(layout.replication_factor() == 2);
+  CHECK(layout.replica_groups() == std::vector<V>{{0, 1}, {2, 3}});
+  MeshLayout partial = MeshLayout::parse("dp=2,tp=2", "P(sum),S(1)", Dims{4, 2});
+  CHECK(partial.shard_info(2) == ShardInfo{{4, 1}, {0, 0}});
+  CHECK(partial.replica_groups() == std::vector<V>{{0, 2}, {1, 3}});
+}
+
+TEST_CASE("ranks outside the mesh hold nothing") {
+  MeshLayout layout(DeviceMesh({"dp"}, Dims{2}, {4, 6}), {Placement::shard(0)}, Dims{4});
+  CHECK(layout.tile(0).empty());
+  CHECK(layout.shard_info(5) == ShardInfo{{0}, {0}});
+  CHECK(layout.shard_info(6) == ShardInfo{{2}, {2}});
+}
+
+TEST_CASE("ranks_holding agrees with a brute-force scan") {
+  for (auto [mesh, placements, shape] : std::vector<std::tuple<std::string, std::string, Dims>>{
+           {"dp=4,tp=2", "_S(0,2),S(0)", Dims{15, 5}},
+           {"a=2,b=3,c=2", "S(1),S(0),R", Dims{7, 5}},
+           {"a=3,b=2", "S(0),_S(0,3)", Dims{11}},
+           {"a=2,b=2", "P(sum),S(1)", Dims{3, 3}}}) {
+    MeshLayout layout = MeshLayout::parse(mesh, placements, shape);
+    auto holders = holders_by_element(layout);
+    for (index_t e = 0; e < volume(shape); ++e) {
+      Dims point = row_major_coordinate(shape, e);
+      Box single(point, Dims(shape.size(), 1));
+      INFO(layout.to_string() << " element " << point);
+      CHECK(layout.ranks_holding(single) == holders[static_cast<std::size_t>(e)]);
+    }
+    CHECK(layout.ranks_holding(Box::whole(shape)).size() == static_cast<std::size_t>(layout.mesh().size()) -
+                                                                [&] {
+                                                                  std::size_t empty = 0;
+                                                                  for (index_t r : layout.mesh().devices())
+                                                                    empty += layout.tile(r).empty();
+                                                                  return empty;
+                                                                }());
+  }
+  MeshLayout layout = MeshLayout::parse("dp=4", "S(0)", Dims{8});
+  CHECK(layout.ranks_holding(Box(Dims{20}, Dims{3})).empty());
+  SHARDALG_CHECK_THROWS_CONTAINING(layout.ranks_holding(Box::whole(Dims{2, 2})), Error, "has rank 2 but the tensor has rank 1");
+}
+
+TEST_CASE("ranks_holding on a large mesh returns only the holders") {
+  MeshLayout layout = MeshLayout::parse("pp=4,dp=64,tp=8", "R,S(0),S(1)", Dims{128256, 4096});
+  auto ranks = layout.ranks_holding(Box(Dims{0, 0}, Dims{2004, 512}));
+  CHECK(ranks.size() == 4);  // one dp shard, one tp shard, all of pp
+  CHECK(ranks == V{0, 512, 1024, 1536});
+}
+
+TEST_CASE("bad layouts are errors naming the value") {
+  SHARDALG_CHECK_THROWS_CONTAINING(MeshLayout::parse("dp=4,tp=2", "S(0)", Dims{8}), Error,
+                                   "1 placements (S(0)) for mesh");
+  SHARDALG_CHECK_THROWS_CONTAINING(MeshLayout::parse("dp=4", "S(3)", Dims{8}), Error, "placement S(3) shards dim 3 of a 1-d shape [8]");
+  SHARDALG_CHECK_THROWS_CONTAINING(MeshLayout::parse("dp=4", "S(0)", Dims{-8}), Error, "negative extent -8");
+  SHARDALG_CHECK_THROWS_CONTAINING(MeshLayout::parse("dp=4", "S(0)", Dims{index_t{1} << 40, index_t{1} << 40}),
+                                   OverflowError, "a * b");
+  DeviceMesh mesh = DeviceMesh::parse("dp=2,tp=2");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      MeshLayout(mesh, {Placement::strided_shard(0, 2), Placement::shard(0)}, Dims{8}, ShardOrder{{0, {1, 0}}}), Error,
+      "an explicit shard order needs Shard placements");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      MeshLayout(mesh, {Placement::shard(0), Placement::shard(0)}, Dims{8}, ShardOrder{{0, {1}}}), Error,
+      "must list each sharded mesh dim once");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      MeshLayout(mesh, {Placement::shard(0), Placement::replicate()}, Dims{8}, ShardOrder{{0, {1, 0}}}), Error,
+      "mesh dim 1 does not shard tensor dim 0");
+}

@@ -24,7 +24,7 @@ class DeviceMesh {
 
   // Ranks 0..N-1 in row-major order (PyTorch's init_device_mesh).
   DeviceMesh(std::vector<std::string> names, Dims shape)
-      : DeviceMesh(std::move(names), shape, iota_devices(shape)) {}
+      : DeviceMesh(names, shape, iota_devices(names, shape)) {}
 
   // `devices[i]` is the rank at row-major position i. Ranks must be distinct and non-negative;
   // they need not be 0..N-1 (a mesh over a subset or permutation of the world).
@@ -235,9 +235,11 @@ class DeviceMesh {
   }
 
  private:
-  static std::vector<index_t> iota_devices(const Dims& shape) {
-    for (index_t s : shape)
-      if (s <= 0) detail::fail("mesh shape ", shape, ": dim size ", s, " must be positive");
+  static std::vector<index_t> iota_devices(const std::vector<std::string>& names, const Dims& shape) {
+    for (std::size_t d = 0; d < shape.size(); ++d)
+      if (shape[d] <= 0)
+        detail::fail("mesh dim '", d < names.size() ? names[d] : std::to_string(d), "' has size ", shape[d],
+                     "; sizes must be positive");
     if (volume(shape) > max_ranks) detail::fail("mesh shape ", shape, " has ", volume(shape), " ranks, over the limit ", max_ranks);
     std::vector<index_t> devices(static_cast<std::size_t>(volume(shape)));
     std::iota(devices.begin(), devices.end(), index_t{0});

@@ -1,0 +1,29 @@
+// The shardalg command-line program. Bad input exits with code 2 and one line naming the value.
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+
+#include "cli_support.hpp"
+#include "slices_command.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"shardalg: the sharding and placement algebra of distributed training"};
+  app.require_subcommand(1);
+  shardalg::cli::add_slices_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const shardalg::Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  }
+  return 0;
+}

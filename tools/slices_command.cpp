@@ -1,0 +1,153 @@
+#include "slices_command.hpp"
+
+#include <algorithm>
+#include <fstream>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include "cli_support.hpp"
+
+namespace shardalg::cli {
+namespace {
+
+struct SlicesOptions {
+  std::string mesh = "dp=4,tp=2";
+  std::string placements = "_S(0,2),S(0)";
+  std::string shape = "14336,4096";
+  std::string devices;
+  std::string shard_order;
+  std::string svg;
+  bool json = false;
+};
+
+MeshLayout build_layout(const SlicesOptions& options) {
+  DeviceMesh mesh = DeviceMesh::parse(options.mesh, options.devices);
+  std::vector<Placement> placements = parse_placements(options.placements);
+  Dims shape = parse_shape(options.shape);
+  if (options.shard_order.empty()) return MeshLayout(mesh, placements, shape);
+  return MeshLayout(mesh, placements, shape, parse_shard_order(options.shard_order, mesh.names()));
+}
+
+std::vector<const RankSlice*> by_rank(const SliceMap& map) {
+  std::vector<const RankSlice*> slices;
+  for (const RankSlice& slice : map.ranks()) slices.push_back(&slice);
+  std::sort(slices.begin(), slices.end(), [](auto* a, auto* b) { return a->rank < b->rank; });
+  return slices;
+}
+
+std::string format_box(const Box& box) {
+  std::string out;
+  for (std::size_t d = 0; d < box.ndim(); ++d)
+    out += detail::concat(d ? " x " : "", '[', box.offset[d], ',', box.end(d), ')');
+  return out;
+}
+
+void print_table(const MeshLayout& layout, const SliceMap& map) {
+  const DeviceMesh& mesh = layout.mesh();
+  std::cout << "mesh        " << mesh.to_string() << "\n"
+            << "placements  " << format_placements(layout.placements()) << "\n"
+            << "shape       " << layout.global_shape() << "\n";
+  if (layout.application_order()) std::cout << "shard order " << format_shard_order(*layout.application_order()) << "\n";
+  std::cout << "replication " << layout.replication_factor() << "\n\n";
+  std::string coord_header = "coord (";
+  for (std::size_t d = 0; d < mesh.ndim(); ++d) coord_header += (d ? "," : "") + mesh.name(d);
+  coord_header += ")";
+  std::cout << std::left << std::setw(6) << "rank" << std::setw(16) << coord_header << std::setw(18) << "local shape"
+            << std::setw(18) << "global offset" << "global boxes (local order)\n";
+  for (const RankSlice* slice : by_rank(map)) {
+    std::string boxes;
+    for (const Box& box : slice->tile.boxes()) boxes += (boxes.empty() ? "" : "  ") + format_box(box);
+    if (boxes.empty()) boxes = "(nothing)";
+    std::cout << std::setw(6) << slice->rank << std::setw(16) << to_string(slice->coordinate) << std::setw(18)
+              << to_string(slice->info.local_shape) << std::setw(18) << to_string(slice->info.global_offset) << boxes
+              << "\n";
+  }
+}
+
+void print_json(const MeshLayout& layout, const SliceMap& map) {
+  const DeviceMesh& mesh = layout.mesh();
+  nlohmann::ordered_json out;
+  out["mesh"] = {{"names", mesh.names()}, {"shape", to_json(mesh.shape())}, {"devices", mesh.devices()}};
+  nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+  for (const RankSlice* slice : by_rank(map)) {
+    nlohmann::ordered_json boxes = nlohmann::ordered_json::array();
+    for (const Box& box : slice->tile.boxes()) boxes.push_back({{"offset", to_json(box.offset)}, {"shape", to_json(box.shape)}});
+    ranks.push_back({{"rank", slice->rank},
+                     {"coord", to_json(slice->coordinate)},
+                     {"local_shape", to_json(slice->info.local_shape)},
+                     {"global_offset", to_json(slice->info.global_offset)},
+                     {"boxes", boxes}});
+  }
+  out["ranks"] = ranks;
+  std::cout << out.dump() << "\n";
+}
+
+// The global tensor (its first two dims; a 1-d tensor as one row) with each replica group's
+// boxes in one color, labelled with the group's ranks.
+void write_svg(const MeshLayout& layout, const std::string& path) {
+  const Dims& shape = layout.global_shape();
+  index_t rows = shape.size() >= 2 ? shape[0] : 1;
+  index_t cols = shape.empty() ? 1 : shape[shape.size() >= 2 ? 1 : 0];
+  const double width = 800.0;
+  const double height = std::clamp(width * static_cast<double>(rows) / static_cast<double>(std::max<index_t>(cols, 1)), 40.0, 800.0);
+  const double sx = width / static_cast<double>(std::max<index_t>(cols, 1));
+  const double sy = height / static_cast<double>(std::max<index_t>(rows, 1));
+  std::ostringstream svg;
+  svg << std::fixed << std::setprecision(2);
+  svg << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width + 20 << "\" height=\"" << height + 60
+      << "\" font-family=\"monospace\" font-size=\"12\">\n";
+  svg << "<text x=\"10\" y=\"16\">" << format_placements(layout.placements()) << " on " << layout.mesh().spec_string()
+      << ", shape " << shape << "</text>\n<g transform=\"translate(10,30)\">\n";
+  svg << "<rect x=\"0\" y=\"0\" width=\"" << width << "\" height=\"" << height << "\" fill=\"#eee\" stroke=\"#000\"/>\n";
+  auto groups = layout.replica_groups();
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    Tile tile = layout.tile(groups[g].front());
+    double hue = 360.0 * static_cast<double>(g) / static_cast<double>(groups.size());
+    std::string label = "r";
+    for (std::size_t i = 0; i < groups[g].size(); ++i) label += (i ? "," : "") + std::to_string(groups[g][i]);
+    for (const Box& box : tile.boxes()) {
+      double y = shape.size() >= 2 ? static_cast<double>(box.offset[0]) * sy : 0.0;
+      double h = shape.size() >= 2 ? static_cast<double>(box.shape[0]) * sy : height;
+      std::size_t col_dim = shape.size() >= 2 ? 1 : 0;
+      double x = shape.empty() ? 0.0 : static_cast<double>(box.offset[col_dim]) * sx;
+      double w = shape.empty() ? width : static_cast<double>(box.shape[col_dim]) * sx;
+      svg << "<rect x=\"" << x << "\" y=\"" << y << "\" width=\"" << w << "\" height=\"" << h << "\" fill=\"hsl(" << hue
+          << ",70%,70%)\" stroke=\"#333\" stroke-width=\"0.5\"><title>" << label << ": " << format_box(box)
+          << "</title></rect>\n";
+      svg << "<text x=\"" << x + 2 << "\" y=\"" << y + std::min(h, 14.0) << "\">" << label << "</text>\n";
+    }
+  }
+  svg << "</g>\n</svg>\n";
+  std::ofstream file(path);
+  if (!file) detail::fail("--svg: cannot write '", path, "'");
+  file << svg.str();
+  if (!file) detail::fail("--svg: error writing '", path, "'");
+}
+
+}  // namespace
+
+void add_slices_command(CLI::App& app) {
+  auto options = std::make_shared<SlicesOptions>();
+  CLI::App* cmd = app.add_subcommand("slices", "Which global elements every rank holds under a mesh layout (PyTorch DTensor semantics)");
+  cmd->add_option("--mesh", options->mesh, "Mesh dims and sizes, e.g. dp=4,tp=2")->capture_default_str();
+  cmd->add_option("--placements", options->placements, "One placement per mesh dim: R, S(d), _S(d,sf), P(op) or repr forms")
+      ->capture_default_str();
+  cmd->add_option("--shape", options->shape, "Global tensor shape, e.g. 15,5")->capture_default_str();
+  cmd->add_option("--devices", options->devices,
+                  "Ranks of the mesh: XLA form [8]<=[2,4]T(1,0), [dims]:[r0,...], or r0,r1,... (default: row-major 0..N-1)");
+  cmd->add_option("--shard-order", options->shard_order,
+                  "Apply Shard placements in this order per tensor dim, e.g. \"0:[tp,dp]\" (FSDP2-over-TP's physical layout)");
+  cmd->add_flag("--json", options->json, "Print JSON instead of a table");
+  cmd->add_option("--svg", options->svg, "Also draw the first two tensor dims, colored by owning ranks, into this SVG file");
+  cmd->callback([options] {
+    MeshLayout layout = build_layout(*options);
+    SliceMap map(layout);
+    if (options->json) print_json(layout, map);
+    else print_table(layout, map);
+    if (!options->svg.empty()) write_svg(layout, options->svg);
+  });
+}
+
+}  // namespace shardalg::cli

@@ -38,40 +38,35 @@ std::vector<Placement> shard_only(std::size_t ndim) {
   return placements;
 }
 
-void BM_OneRankTile_ShardOnly3D(benchmark::State& state) {
-  index_t ranks = state.range(0);
-  MeshLayout layout(make_mesh(ranks, 3), shard_only(3), kGateProj405B);
+// Times `query(layout, rank)` over ranks spread across the mesh.
+template <class Query>
+void time_one_rank(benchmark::State& state, const MeshLayout& layout, Query query) {
+  index_t ranks = layout.mesh().size();
   index_t rank = 0;
   for (auto _ : state) {
-    benchmark::DoNotOptimize(layout.tile(rank));
+    benchmark::DoNotOptimize(query(layout, rank));
     rank = (rank + 7919) % ranks;
   }
   state.SetLabel(layout.mesh().spec_string());
 }
+
+void BM_OneRankTile_ShardOnly3D(benchmark::State& state) {
+  time_one_rank(state, MeshLayout(make_mesh(state.range(0), 3), shard_only(3), kGateProj405B),
+                [](const MeshLayout& layout, index_t rank) { return layout.tile(rank); });
+}
 BENCHMARK(BM_OneRankTile_ShardOnly3D)->RangeMultiplier(4)->Range(64, 16384);
 
 void BM_OneRankShardInfo_ShardOnly3D(benchmark::State& state) {
-  index_t ranks = state.range(0);
-  MeshLayout layout(make_mesh(ranks, 3), shard_only(3), kGateProj405B);
-  index_t rank = 0;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(layout.shard_info(rank));
-    rank = (rank + 7919) % ranks;
-  }
-  state.SetLabel(layout.mesh().spec_string());
+  time_one_rank(state, MeshLayout(make_mesh(state.range(0), 3), shard_only(3), kGateProj405B),
+                [](const MeshLayout& layout, index_t rank) { return layout.shard_info(rank); });
 }
 BENCHMARK(BM_OneRankShardInfo_ShardOnly3D)->RangeMultiplier(4)->Range(64, 16384);
 
 // FSDP2 over TP: (_S(0, 8), S(0)) on (dp, tp=8), gate_proj sharded column-parallel.
 void BM_OneRankTile_FsdpTpStrided(benchmark::State& state) {
-  index_t ranks = state.range(0);
-  DeviceMesh mesh({"dp", "tp"}, Dims{ranks / 8, 8});
-  MeshLayout layout(mesh, {Placement::strided_shard(0, 8), Placement::shard(0)}, kGateProj405B);
-  index_t rank = 0;
-  for (auto _ : state) {
-    benchmark::DoNotOptimize(layout.tile(rank));
-    rank = (rank + 7919) % ranks;
-  }
+  DeviceMesh mesh({"dp", "tp"}, Dims{state.range(0) / 8, 8});
+  time_one_rank(state, MeshLayout(mesh, {Placement::strided_shard(0, 8), Placement::shard(0)}, kGateProj405B),
+                [](const MeshLayout& layout, index_t rank) { return layout.tile(rank); });
 }
 BENCHMARK(BM_OneRankTile_FsdpTpStrided)->RangeMultiplier(4)->Range(64, 16384);
 

@@ -29,6 +29,16 @@ struct ShardOrderEntry {
 // Entries sorted by tensor dim; tensor dims split by no mesh dim have no entry.
 using ShardOrder = std::vector<ShardOrderEntry>;
 
+namespace detail {
+// The entry of a tensor dim, inserted (empty) in tensor-dim order when missing.
+inline ShardOrderEntry& entry_for(ShardOrder& order, index_t tensor_dim) {
+  auto it = order.begin();
+  while (it != order.end() && it->tensor_dim < tensor_dim) ++it;
+  if (it == order.end() || it->tensor_dim != tensor_dim) it = order.insert(it, ShardOrderEntry{tensor_dim, {}});
+  return *it;
+}
+}  // namespace detail
+
 // Placements equivalent to a shard order: mesh dim m at position idx of its tensor dim's list
 // gets sf = product of size(i) over i in order[:idx] with i > m; sf = 1 stays Shard, else
 // StridedShard. Mesh dims in no list are Replicate.
@@ -64,17 +74,11 @@ inline std::optional<ShardOrder> shard_order_from_placements(const Dims& mesh_sh
   if (placements.size() != mesh_shape.size())
     detail::fail("shard order: ", placements.size(), " placements for a mesh of ", mesh_shape.size(), " dims");
   ShardOrder order;
-  auto entry_for = [&order](index_t tensor_dim) -> ShardOrderEntry& {
-    auto it = order.begin();
-    while (it != order.end() && it->tensor_dim < tensor_dim) ++it;
-    if (it == order.end() || it->tensor_dim != tensor_dim) it = order.insert(it, ShardOrderEntry{tensor_dim, {}});
-    return *it;
-  };
   for (std::size_t m = placements.size(); m-- > 0;) {
     const Placement& p = placements[m];
     if (!p.splits_tensor()) continue;
     if (p.is_strided_shard() && p.semantics() == StridedSemantics::legacy) return std::nullopt;
-    std::vector<index_t>& dims = entry_for(p.dim()).mesh_dims;
+    std::vector<index_t>& dims = detail::entry_for(order, p.dim()).mesh_dims;
     index_t product = 1;
     std::size_t position = 0;
     while (product != p.split_factor() && position < dims.size())
@@ -89,12 +93,8 @@ inline std::optional<ShardOrder> shard_order_from_placements(const Dims& mesh_sh
 inline ShardOrder default_shard_order(std::span<const Placement> placements) {
   ShardOrder order;
   for (std::size_t m = 0; m < placements.size(); ++m) {
-    if (!placements[m].splits_tensor()) continue;
-    index_t d = placements[m].dim();
-    auto it = order.begin();
-    while (it != order.end() && it->tensor_dim < d) ++it;
-    if (it == order.end() || it->tensor_dim != d) it = order.insert(it, ShardOrderEntry{d, {}});
-    it->mesh_dims.push_back(static_cast<index_t>(m));
+    if (placements[m].splits_tensor())
+      detail::entry_for(order, placements[m].dim()).mesh_dims.push_back(static_cast<index_t>(m));
   }
   return order;
 }

@@ -22,6 +22,13 @@ TEST_CASE("groups along a dim match PyTorch") {
   CHECK(mesh.groups(0) == Groups{{0, 4}, {1, 5}, {2, 6}, {3, 7}});
   CHECK(mesh.groups(1) == Groups{{0, 1, 2, 3}, {4, 5, 6, 7}});
   CHECK(mesh.group_of(0, 6) == std::vector<index_t>{2, 6});
+  // 3-d: PyTorch's swapdims(-1, dim).reshape(-1, size) order, not row-major over the other dims.
+  DeviceMesh cube = DeviceMesh::parse("a=2,b=2,c=2");
+  CHECK(cube.groups(0) == Groups{{0, 4}, {2, 6}, {1, 5}, {3, 7}});
+  CHECK(cube.groups(1) == Groups{{0, 2}, {1, 3}, {4, 6}, {5, 7}});
+  CHECK(cube.groups(2) == Groups{{0, 1}, {2, 3}, {4, 5}, {6, 7}});
+  DeviceMesh wide = DeviceMesh::parse("a=2,b=3,c=2");
+  CHECK(wide.groups(0) == Groups{{0, 6}, {2, 8}, {4, 10}, {1, 7}, {3, 9}, {5, 11}});
   SHARDALG_CHECK_THROWS_CONTAINING(mesh.group_of(0, 9), Error, "rank 9 is not in");
 }
 

@@ -89,16 +89,21 @@ class DeviceMesh {
     return devices_[static_cast<std::size_t>(row_major_position(shape_, coord))];
   }
 
-  // All groups along `dim`: the rank lists that vary only in that dim, in increasing order of the
-  // other dims' coordinates (row-major). Mesh (2,4): dim 0 -> [0,4] [1,5] [2,6] [3,7].
+  // All groups along `dim`: the rank lists that vary only in that dim, in PyTorch's order
+  // (mesh.swapdims(-1, dim).reshape(-1, size(dim))): the other dims are enumerated row-major
+  // after swapping `dim` with the last dim. Mesh (2,4): dim 0 -> [0,4] [1,5] [2,6] [3,7];
+  // mesh (2,2,2): dim 0 -> [0,4] [2,6] [1,5] [3,7].
   std::vector<std::vector<index_t>> groups(std::size_t dim) const {
     checked_dim(dim);
+    std::vector<std::size_t> outer;  // the enumerated dims, slowest first
+    for (std::size_t d = 0; d + 1 < ndim(); ++d) outer.push_back(d == dim ? ndim() - 1 : d);
+    Dims outer_shape;
+    for (std::size_t d : outer) outer_shape.push_back(shape_[d]);
     std::vector<std::vector<index_t>> result;
-    Dims other = shape_;
-    other[dim] = 1;
-    index_t count = volume(other);
-    for (index_t g = 0; g < count; ++g) {
-      Dims coord = row_major_coordinate(other, g);
+    Dims coord(ndim(), 0);
+    for (index_t g = 0; g < volume(outer_shape); ++g) {
+      Dims outer_coord = row_major_coordinate(outer_shape, g);
+      for (std::size_t k = 0; k < outer.size(); ++k) coord[outer[k]] = outer_coord[k];
       result.push_back(group_at(dim, coord));
     }
     return result;

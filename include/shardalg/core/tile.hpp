@@ -85,6 +85,20 @@ class Tile {
     }
   }
 
+  // The global boxes of a box of local positions: each dim's local range mapped through its
+  // index map (several runs for strided dims), and their product.
+  // Example: rows {[0,2),[5,6)} x cols [0,5); local box rows [1,3) x cols [0,2) ->
+  // [1,2)x[0,2) and [5,6)x[0,2).
+  std::vector<Box> global_boxes(const Box& local) const {
+    if (local.ndim() != ndim()) detail::fail("Tile::global_boxes: box ", local, " for a tile of rank ", ndim());
+    std::vector<Box> result;
+    if (local.empty()) return result;
+    SmallVector<IndexMap, 4> parts;
+    for (std::size_t d = 0; d < ndim(); ++d) parts.push_back(maps_[d].compose(IndexMap::contiguous(local.offset[d], local.shape[d])));
+    Tile product(std::move(parts));
+    return product.boxes();
+  }
+
   friend constexpr bool operator==(const Tile& a, const Tile& b) { return a.maps_ == b.maps_; }
 
  private:

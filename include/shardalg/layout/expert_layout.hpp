@@ -1,0 +1,82 @@
+// Expert-parallel layouts: which experts an EP rank owns, AutoEP-style metadata, and the layouts
+// of stacked expert weights [num_experts, ...] (experts over EP, then FSDP/ZeRO over the
+// expert-replica group).
+#pragma once
+
+#include "shardalg/layout/composed_flat_layout.hpp"
+#include "shardalg/mesh/parallel_groups.hpp"
+
+namespace shardalg {
+
+// Experts split evenly over EP ranks: EP rank e holds [e*L, (e+1)*L) with L = num_experts / E.
+struct ExpertOwnership {
+  index_t num_experts;
+  index_t ep_size;
+
+  ExpertOwnership(index_t experts, index_t ep) : num_experts(experts), ep_size(ep) {
+    if (experts <= 0) detail::fail("number of experts ", experts, " must be positive");
+    if (ep <= 0) detail::fail("EP size ", ep, " must be positive");
+    if (experts % ep != 0) detail::fail("EP size ", ep, " does not divide the ", experts, " experts");
+  }
+  index_t num_local() const { return num_experts / ep_size; }
+  // [first, end) of the global experts EP rank `ep_rank` holds.
+  std::pair<index_t, index_t> experts_of(index_t ep_rank) const {
+    if (ep_rank < 0 || ep_rank >= ep_size) detail::fail("EP rank ", ep_rank, " is out of range for EP size ", ep_size);
+    return {ep_rank * num_local(), (ep_rank + 1) * num_local()};
+  }
+};
+
+// The record an AutoEP-style engine keeps per rank.
+struct ExpertMetadata {
+  index_t num_experts, num_local_experts, ep_size, ep_rank, edp_rank, edp_size, global_expert_start, global_expert_end;
+  friend bool operator==(const ExpertMetadata&, const ExpertMetadata&) = default;
+};
+
+// Metadata of `rank` under a convention whose groups have "ep" and "edp" families.
+inline ExpertMetadata expert_metadata(const ParallelGroups& groups, index_t num_experts, index_t rank) {
+  const auto& ep = groups.group_of("ep", rank);
+  const auto& edp = groups.group_of("edp", rank);
+  ExpertOwnership own(num_experts, static_cast<index_t>(ep.size()));
+  index_t ep_rank = std::find(ep.begin(), ep.end(), rank) - ep.begin();
+  index_t edp_rank = std::find(edp.begin(), edp.end(), rank) - edp.begin();
+  auto [first, end] = own.experts_of(ep_rank);
+  return ExpertMetadata{num_experts, own.num_local(), own.ep_size, ep_rank, edp_rank, static_cast<index_t>(edp.size()), first, end};
+}
+
+// Stacked experts Shard(0) over the mesh dim `ep_dim`, Replicate elsewhere.
+inline MeshLayout expert_parallel_layout(const DeviceMesh& mesh, std::string_view ep_dim, const Dims& stacked_shape) {
+  if (stacked_shape.empty()) detail::fail("stacked expert weights need a leading expert dim; got shape ", stacked_shape);
+  std::size_t ep = mesh.dim_index(ep_dim);
+  ExpertOwnership(stacked_shape[0], mesh.size(ep));  // experts must divide evenly over EP
+  std::vector<Placement> placements(mesh.ndim(), Placement::replicate());
+  placements[ep] = Placement::shard(0);
+  return MeshLayout(mesh, placements, stacked_shape);
+}
+
+// torchtitan's stacked expert weights on its sparse mesh (pp, dp_replicate, efsdp, ep): experts
+// Shard(0) over ep, then FSDP2 over efsdp on dim 0 after EP (shard order [ep, efsdp]) when
+// efsdp*ep <= num_experts, else on dim 1 (torchtitan's Shard(1) choice).
+inline MeshLayout torchtitan_expert_layout(const DeviceMesh& sparse, const Dims& stacked_shape) {
+  MeshLayout ep_only = expert_parallel_layout(sparse, "ep", stacked_shape);
+  std::size_t ep = sparse.dim_index("ep"), efsdp = sparse.dim_index("efsdp");
+  std::vector<Placement> placements = ep_only.placements();
+  if (sparse.size(efsdp) * sparse.size(ep) <= stacked_shape[0]) {
+    placements[efsdp] = Placement::shard(0);
+    return MeshLayout(sparse, placements, stacked_shape,
+                      ShardOrder{{0, {static_cast<index_t>(ep), static_cast<index_t>(efsdp)}}});
+  }
+  if (stacked_shape.size() < 2) detail::fail("torchtitan experts: Shard(1) needs a 2-d or larger stack; got ", stacked_shape);
+  placements[efsdp] = Placement::shard(1);
+  return MeshLayout(sparse, placements, stacked_shape);
+}
+
+// DeepSpeed / Megatron expert weights: experts over `ep_dim`, then a ZeRO or distributed-optimizer
+// partition over the expert-replica dim `edp_dim`.
+inline ComposedFlatLayout expert_flat_layout(const DeviceMesh& mesh, std::string_view ep_dim, std::string edp_dim,
+                                             const std::vector<std::pair<std::string, Dims>>& stacked, FlatSchemeOptions options) {
+  std::vector<NamedMeshLayout> tensors;
+  for (const auto& [name, shape] : stacked) tensors.push_back(NamedMeshLayout{name, expert_parallel_layout(mesh, ep_dim, shape)});
+  return ComposedFlatLayout(std::move(tensors), std::move(edp_dim), std::move(options));
+}
+
+}  // namespace shardalg

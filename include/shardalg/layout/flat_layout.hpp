@@ -1,0 +1,168 @@
+// FlatLayout: tensors flattened into one buffer with gaps, cut into equal per-rank windows.
+//
+// ZeRO-1/2, ZeRO-3 and Megatron's distributed optimizer are all this one shape:
+//   - each tensor occupies [begin, begin + numel) of a virtual flat buffer (gaps are padding);
+//   - the buffer is a sequence of buckets, each of a size divisible by the group size W;
+//   - group member i owns window [b + i*S/W, b + (i+1)*S/W) of every bucket [b, b + S), and its
+//     partition is the concatenation of its windows.
+// ZeRO-1/2 is one bucket, ZeRO-3 one bucket per parameter, Megatron its computed buckets.
+// The tensors may themselves be local tiles of a mesh layout (TP-sharded, strided...): a
+// fragment's elements then map through the tile to global coordinates.
+#pragma once
+
+#include <algorithm>
+#include <string>
+#include <vector>
+
+#include "shardalg/core/flat_interval.hpp"
+#include "shardalg/core/tile.hpp"
+
+namespace shardalg {
+
+// One tensor being flattened: its (local) shape and where those elements sit globally.
+struct FlatTensor {
+  std::string name;
+  Dims shape;        // the shape that is flattened (a rank's local tile shape when composed)
+  Tile tile;         // local -> global positions; Tile::whole(shape) for an unsharded tensor
+  Dims global_shape; // the global tensor's shape
+
+  // An unsharded tensor.
+  static FlatTensor whole(std::string name, Dims shape) {
+    Tile tile = Tile::whole(shape);
+    return FlatTensor{std::move(name), shape, std::move(tile), shape};
+  }
+  index_t numel() const { return volume(shape); }
+};
+
+struct FlatBucket {
+  index_t begin;
+  index_t end;
+  index_t size() const { return end - begin; }
+  friend bool operator==(const FlatBucket&, const FlatBucket&) = default;
+};
+
+// A piece of one tensor that one rank owns: `numel` elements starting at flat position
+// `tensor_offset` of the tensor, stored at `partition_offset` of the rank's partition.
+struct FlatFragment {
+  index_t tensor;
+  index_t tensor_offset;
+  index_t partition_offset;
+  index_t numel;
+  friend bool operator==(const FlatFragment&, const FlatFragment&) = default;
+};
+
+class FlatLayout {
+ public:
+  // `group`: the ranks that share the buffer, in window order. `tensor_begin[i]`: where tensor i
+  // starts in the buffer. Checks: tensors do not overlap, every tensor lies inside one bucket,
+  // buckets are consecutive from 0 with sizes divisible by the group size.
+  FlatLayout(std::string scheme, std::vector<index_t> group, std::vector<FlatTensor> tensors,
+             std::vector<index_t> tensor_begin, std::vector<FlatBucket> buckets)
+      : scheme_(std::move(scheme)), group_(std::move(group)), tensors_(std::move(tensors)),
+        begin_(std::move(tensor_begin)), buckets_(std::move(buckets)) {
+    validate();
+  }
+
+  const std::string& scheme() const { return scheme_; }
+  const std::vector<index_t>& group() const { return group_; }
+  index_t group_size() const { return static_cast<index_t>(group_.size()); }
+  const std::vector<FlatTensor>& tensors() const { return tensors_; }
+  const std::vector<FlatBucket>& buckets() const { return buckets_; }
+  // Where tensor i sits in the flat buffer: [begin, begin + numel).
+  index_t tensor_begin(std::size_t i) const { return begin_[i]; }
+  index_t buffer_size() const { return buckets_.empty() ? 0 : buckets_.back().end; }
+  // Elements in every rank's partition (windows of all buckets, padding included).
+  index_t partition_size() const { return buffer_size() / group_size(); }
+
+  // Position of a rank in the group, or -1.
+  index_t position_of(index_t rank) const {
+    auto it = std::find(group_.begin(), group_.end(), rank);
+    return it == group_.end() ? -1 : static_cast<index_t>(it - group_.begin());
+  }
+
+  // The fragments a rank owns, in partition order; none for a rank outside the group.
+  // Time: buckets + log(tensors) + fragments.
+  std::vector<FlatFragment> fragments(index_t rank) const {
+    std::vector<FlatFragment> result;
+    index_t position = position_of(rank);
+    if (position < 0) return result;
+    index_t partition_offset = 0;
+    for (const FlatBucket& bucket : buckets_) {
+      index_t window = bucket.size() / group_size();
+      index_t lo = bucket.begin + position * window, hi = lo + window;
+      // First tensor (in buffer order) ending after lo.
+      auto it = std::upper_bound(by_begin_.begin(), by_begin_.end(), lo,
+                                 [this](index_t value, std::size_t t) { return value < end_of(t); });
+      for (; it != by_begin_.end() && begin_[*it] < hi; ++it) {
+        std::size_t t = *it;
+        index_t fs = std::max(lo, begin_[t]), fe = std::min(hi, end_of(t));
+        if (fs < fe)
+          result.push_back(FlatFragment{static_cast<index_t>(t), fs - begin_[t], partition_offset + (fs - lo), fe - fs});
+      }
+      partition_offset += window;
+    }
+    return result;
+  }
+
+  // Padding elements in a rank's partition (its partition size less the elements it owns).
+  index_t padding(index_t rank) const {
+    if (position_of(rank) < 0) return 0;
+    index_t owned = 0;
+    for (const FlatFragment& f : fragments(rank)) owned += f.numel;
+    return partition_size() - owned;
+  }
+
+  // The global boxes of a fragment: its flat interval as local boxes, mapped through the tile.
+  std::vector<Box> global_boxes(const FlatFragment& fragment) const {
+    const FlatTensor& tensor = tensors_[static_cast<std::size_t>(fragment.tensor)];
+    std::vector<Box> result;
+    for (const Box& local : flat_interval_boxes(tensor.shape, fragment.tensor_offset, fragment.numel))
+      for (Box& global : tensor.tile.global_boxes(local)) result.push_back(std::move(global));
+    return result;
+  }
+
+ private:
+  index_t end_of(std::size_t t) const { return begin_[t] + tensors_[t].numel(); }
+
+  void validate() {
+    if (group_.empty()) detail::fail(scheme_, ": the partition group is empty");
+    std::vector<index_t> sorted = group_;
+    std::sort(sorted.begin(), sorted.end());
+    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
+      detail::fail(scheme_, ": the partition group lists a rank twice");
+    if (begin_.size() != tensors_.size())
+      detail::fail(scheme_, ": ", begin_.size(), " offsets for ", tensors_.size(), " tensors");
+    index_t expected = 0;
+    for (const FlatBucket& b : buckets_) {
+      if (b.begin != expected || b.end < b.begin || b.size() % group_size() != 0)
+        detail::fail(scheme_, ": bucket [", b.begin, ", ", b.end, ") is not consecutive or not divisible by the group size ",
+                     group_size());
+      expected = b.end;
+    }
+    by_begin_.resize(tensors_.size());
+    for (std::size_t t = 0; t < tensors_.size(); ++t) by_begin_[t] = t;
+    std::sort(by_begin_.begin(), by_begin_.end(), [this](std::size_t a, std::size_t b) { return begin_[a] < begin_[b]; });
+    for (std::size_t k = 0; k < by_begin_.size(); ++k) {
+      std::size_t t = by_begin_[k];
+      if (tensors_[t].tile.shape() != tensors_[t].shape)
+        detail::fail(scheme_, ": tensor '", tensors_[t].name, "' has shape ", tensors_[t].shape, " but its tile holds ",
+                     tensors_[t].tile.shape());
+      if (k > 0 && begin_[t] < end_of(by_begin_[k - 1]))
+        detail::fail(scheme_, ": tensors '", tensors_[by_begin_[k - 1]].name, "' and '", tensors_[t].name, "' overlap");
+      bool inside = std::any_of(buckets_.begin(), buckets_.end(), [&](const FlatBucket& b) {
+        return b.begin <= begin_[t] && end_of(t) <= b.end;
+      });
+      if (!inside && tensors_[t].numel() > 0)
+        detail::fail(scheme_, ": tensor '", tensors_[t].name, "' at [", begin_[t], ", ", end_of(t), ") is not inside one bucket");
+    }
+  }
+
+  std::string scheme_;
+  std::vector<index_t> group_;
+  std::vector<FlatTensor> tensors_;
+  std::vector<index_t> begin_;
+  std::vector<FlatBucket> buckets_;
+  std::vector<std::size_t> by_begin_;  // tensor indices in buffer order
+};
+
+}  // namespace shardalg

@@ -1,0 +1,71 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+using F = FlatFragment;
+
+std::vector<index_t> group_of(index_t w) {
+  std::vector<index_t> g;
+  for (index_t i = 0; i < w; ++i) g.push_back(i);
+  return g;
+}
+
+TEST_CASE("ZeRO-3 per-parameter partitions (SEMANTICS.md section 5)") {
+  FlatLayout layout = zero3_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
+  CHECK(layout.partition_size() == 6);
+  // Rank 0: first 3 of p0 at 0, first 2 of p1 at 3, first of p2 at 5.
+  CHECK(layout.fragments(0) == std::vector<F>{{0, 0, 0, 3}, {1, 0, 3, 2}, {2, 0, 5, 1}});
+  // Rank 3: element 9 of p0 only (the rest is padding).
+  CHECK(layout.fragments(3) == std::vector<F>{{0, 9, 0, 1}});
+  CHECK(layout.padding(3) == 5);
+  FlatLayout tiny = zero3_layout(flat_tensors_from_numels({5}), group_of(8));
+  CHECK(tiny.partition_size() == 1);
+  for (index_t r = 5; r < 8; ++r) CHECK(tiny.fragments(r).empty());  // pure padding
+  CHECK(tiny.padding(7) == 1);
+}
+
+TEST_CASE("ZeRO-3 sub-groups close when the per-rank size reaches sub_group_size") {
+  FlatLayout layout = zero3_layout(flat_tensors_from_numels({10, 6, 3, 8}), group_of(4));  // P = 3, 2, 1, 2
+  CHECK(zero3_sub_groups(layout, std::nullopt) == std::vector<Zero3SubGroup>{{0, 4, 0, 8}});
+  CHECK(zero3_sub_groups(layout, 100) == std::vector<Zero3SubGroup>{{0, 4, 0, 8}});
+  CHECK(zero3_sub_groups(layout, 4) == std::vector<Zero3SubGroup>{{0, 2, 0, 5}, {2, 2, 5, 3}});
+  CHECK(zero3_sub_groups(layout, 3) == std::vector<Zero3SubGroup>{{0, 1, 0, 3}, {1, 2, 3, 3}, {3, 1, 6, 2}});
+  SHARDALG_CHECK_THROWS_CONTAINING(zero3_sub_groups(layout, 0), Error, "sub_group_size 0 must be positive");
+}
+
+TEST_CASE("ZeRO-1/2 flat groups, alignment, paddings and fragments (SEMANTICS.md section 6)") {
+  FlatLayout layout = zero12_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
+  CHECK(layout.partition_size() == 6);
+  CHECK(layout.fragments(0) == std::vector<F>{{0, 0, 0, 6}});
+  CHECK(layout.fragments(1) == std::vector<F>{{0, 6, 0, 4}, {1, 0, 4, 2}});
+  CHECK(layout.fragments(2) == std::vector<F>{{1, 2, 0, 4}, {2, 0, 4, 2}});
+  CHECK(layout.fragments(3) == std::vector<F>{{2, 2, 0, 1}});
+  std::vector<index_t> paddings;
+  for (index_t r = 0; r < 4; ++r) paddings.push_back(layout.padding(r));
+  CHECK(paddings == std::vector<index_t>{0, 0, 0, 5});
+  FlatLayout five = zero12_layout(flat_tensors_from_numels({5}), group_of(8));
+  CHECK(five.partition_size() == 2);
+  paddings.clear();
+  for (index_t r = 0; r < 8; ++r) paddings.push_back(five.padding(r));
+  CHECK(paddings == std::vector<index_t>{0, 0, 1, 2, 2, 2, 2, 2});
+  CHECK(zero12_layout(flat_tensors_from_numels({5}), group_of(8), 1).partition_size() == 1);
+}
+
+TEST_CASE("ZeRO-1/2 elastic reload re-aligns to the new group") {
+  FlatLayout saved = zero12_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
+  FlatLayout reloaded = zero12_elastic(saved, group_of(3));
+  CHECK(reloaded.buffer_size() == 24);
+  CHECK(reloaded.partition_size() == 8);
+  CHECK(reloaded.fragments(0) == std::vector<F>{{0, 0, 0, 8}});
+  CHECK(reloaded.fragments(1) == std::vector<F>{{0, 8, 0, 2}, {1, 0, 2, 6}});
+  CHECK(reloaded.fragments(2) == std::vector<F>{{2, 0, 0, 3}});
+  CHECK(reloaded.padding(2) == 5);
+  SHARDALG_CHECK_THROWS_CONTAINING(zero12_elastic(zero3_layout(flat_tensors_from_numels({4}), group_of(2)), group_of(3)), Error,
+                                   "the saved layout is zero3");
+}
+
+TEST_CASE("bad flat inputs are errors naming the value") {
+  SHARDALG_CHECK_THROWS_CONTAINING(flat_tensors_from_numels({10, 0}), Error, "numel 0 of param 1 must be positive");
+  SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {}), Error, "group is empty");
+  SHARDALG_CHECK_THROWS_CONTAINING(zero12_layout(flat_tensors_from_numels({10}), group_of(2), 0), Error, "alignment factor 0");
+  SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {0, 1, 1}), Error, "lists a rank twice");
+}

@@ -1,0 +1,44 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+
+TEST_CASE("FSDP pre/post divide factors match the reference table") {
+  std::vector<std::tuple<index_t, double, double>> table = {
+      {1, 1, 1}, {2, 2, 1}, {3, 2, 1.5}, {4, 2, 2}, {6, 4, 1.5}, {8, 4, 2}, {16, 4, 4},
+      {24, 8, 3}, {64, 8, 8}, {128, 16, 8}, {1024, 32, 32}};
+  for (auto [n, pre, post] : table) {
+    INFO("N = " << n);
+    auto [p, q] = fsdp_pre_post_divide(n);
+    CHECK(p == pre);
+    CHECK(q == post);
+  }
+  ScaleFactors fsdp1 = fsdp1_scale(6);
+  CHECK(fsdp1.pre_divide == 4);
+  CHECK(fsdp1.post_divide == 1.5);
+  CHECK(fsdp2_scale(8).collective == Collective::avg);
+  CHECK(fsdp2_scale(8, std::nullopt, true).pre_divide == 4);
+  CHECK(fsdp2_scale(8, 16).average_over == 16);
+}
+
+TEST_CASE("ZeRO-3 AutoEP, DeepSpeed, Megatron and torchtitan factors") {
+  ScaleFactors expert = zero3_autoep_scale(8, 2, true);
+  CHECK(expert.reduce_group_size == 4);
+  CHECK(expert.average_over == 8);
+  CHECK(expert.scale == 0.5);
+  CHECK(zero3_autoep_scale(8, 2, false).scale == 1.0);
+  ScaleFactors post = deepspeed_scale(8, 2, true, 2.0);
+  CHECK(post.reduce_group_size == 4);
+  CHECK(post.pre_divide == 2.0);
+  CHECK(post.post_divide == 4.0);
+  CHECK(deepspeed_scale(8, std::nullopt, false, 1.0, true).pre_divide == 8.0);
+  ScaleFactors mega = megatron_scale(8, 2, true, true);
+  CHECK(mega.collective == Collective::avg);
+  CHECK(mega.scale == 0.25);  // |EDP| / |dp_cp|
+  CHECK(megatron_scale(8, std::nullopt, false, false).pre_divide == 8.0);
+  ScaleFactors titan = torchtitan_scale(8, 2, true);
+  CHECK(titan.reduce_group_size == 2);
+  CHECK(titan.average_over == 8);
+  SHARDALG_CHECK_THROWS_CONTAINING(zero3_autoep_scale(8, 3, true), Error, "EP size 3 does not divide the world size 8");
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_scale(8, std::nullopt, true, false), Error, "needs the expert data-parallel size");
+  SHARDALG_CHECK_THROWS_CONTAINING(fsdp1_scale(0), Error, "world size 0 must be positive");
+}

@@ -1,9 +1,12 @@
 // Shared pieces of the shardalg command-line program.
 #pragma once
 
+#include <algorithm>
 #include <string>
+#include <vector>
 #include <string_view>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "shardalg/shardalg.hpp"
@@ -23,6 +26,47 @@ inline Dims parse_shape(std::string_view text) {
   in.expect_end();
   volume(shape);  // element count must fit in int64
   return shape;
+}
+
+// Reads "10,6,3": positive or non-negative integers (`what` names the option in errors).
+inline std::vector<index_t> parse_integer_list(std::string_view text, std::string_view what) {
+  detail::Scanner in(text, what);
+  std::vector<index_t> values;
+  if (in.at_end()) in.fail_here("expected at least one integer");
+  do values.push_back(in.integer());
+  while (in.accept(","));
+  in.expect_end();
+  return values;
+}
+
+// Reads "2x5,6,3": one shape per tensor, extents separated by 'x'.
+inline std::vector<Dims> parse_shape_list(std::string_view text) {
+  std::vector<Dims> shapes;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    std::size_t comma = text.find(',', start);
+    std::string_view one = text.substr(start, comma == std::string_view::npos ? std::string_view::npos : comma - start);
+    detail::Scanner in(one, "shape");
+    Dims shape;
+    do {
+      index_t extent = in.integer();
+      if (extent <= 0) detail::fail<ParseError>("shapes '", text, "': extent ", extent, " must be positive");
+      shape.push_back(extent);
+    } while (in.accept("x"));
+    in.expect_end();
+    shapes.push_back(shape);
+    if (comma == std::string_view::npos) break;
+    start = comma + 1;
+  }
+  return shapes;
+}
+
+// Error unless every option given on the command line is among `allowed` for this choice.
+inline void require_applicable(const CLI::App& cmd, const std::vector<std::string>& optional_flags,
+                               const std::vector<std::string>& allowed, std::string_view choice) {
+  for (const std::string& flag : optional_flags)
+    if (cmd.count(flag) > 0 && std::find(allowed.begin(), allowed.end(), flag) == allowed.end())
+      detail::fail("option ", flag, " does not apply to ", choice);
 }
 
 inline nlohmann::ordered_json to_json(const Dims& dims) {

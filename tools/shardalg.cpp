@@ -4,12 +4,15 @@
 #include <CLI/CLI.hpp>
 
 #include "cli_support.hpp"
-#include "slices_command.hpp"
+#include "commands.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"shardalg: the sharding and placement algebra of distributed training"};
   app.require_subcommand(1);
   shardalg::cli::add_slices_command(app);
+  shardalg::cli::add_partition_command(app);
+  shardalg::cli::add_groups_command(app);
+  shardalg::cli::add_scale_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,4 +1,4 @@
-#include "slices_command.hpp"
+#include "commands.hpp"
 
 #include <algorithm>
 #include <fstream>

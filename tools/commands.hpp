@@ -1,0 +1,13 @@
+// The subcommands of the shardalg program. Each adds itself to the app and runs when given.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace shardalg::cli {
+
+void add_slices_command(CLI::App& app);     // slice maps of mesh layouts
+void add_partition_command(CLI::App& app);  // ZeRO-3, ZeRO-1/2 and Megatron flat partitions
+void add_groups_command(CLI::App& app);     // process-group conventions
+void add_scale_command(CLI::App& app);      // gradient-averaging scale factors
+
+}  // namespace shardalg::cli

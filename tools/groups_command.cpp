@@ -1,0 +1,112 @@
+#include <iostream>
+#include <memory>
+
+#include "cli_support.hpp"
+#include "commands.hpp"
+
+namespace shardalg::cli {
+namespace {
+
+struct GroupsOptions {
+  std::string convention, order = "tp-cp-ep-dp-pp";
+  index_t world = 0, ep = 1, tp = 1, pp = 1, etp = 1, cp = 1, dp_shard = 0, dp_replicate = 1, rank = -1, num_experts = 0;
+  bool json = false;
+};
+
+const std::vector<std::string> kOptionalFlags = {"--tp", "--pp", "--etp", "--cp", "--dp-shard", "--dp-replicate", "--order"};
+
+ParallelGroups build(const CLI::App& cmd, const GroupsOptions& o) {
+  const std::string& c = o.convention;
+  std::string choice = "--convention " + c;
+  if (c == "deepspeed" || c == "deepspeed-dbe") {
+    require_applicable(cmd, kOptionalFlags, {"--pp"}, choice);
+    return c == "deepspeed" ? deepspeed_groups(o.world, o.ep, o.pp) : deepspeed_dbe_groups(o.world, o.ep, o.pp);
+  }
+  if (c == "deepspeed-tp" || c == "autoep") {
+    require_applicable(cmd, kOptionalFlags, {"--tp", "--pp"}, choice);
+    return c == "deepspeed-tp" ? deepspeed_tp_groups(o.world, o.ep, o.tp, o.pp) : autoep_groups(o.world, o.ep, o.tp, o.pp);
+  }
+  if (c == "megatron") {
+    require_applicable(cmd, kOptionalFlags, {"--tp", "--pp", "--etp", "--cp", "--order"}, choice);
+    MegatronSizes sizes{o.tp, o.cp, o.ep, o.pp, std::nullopt};
+    if (cmd.count("--etp")) sizes.etp = o.etp;
+    return megatron_groups(o.world, sizes, o.order);
+  }
+  require_applicable(cmd, kOptionalFlags, {"--tp", "--pp", "--cp", "--dp-shard", "--dp-replicate"}, choice);
+  TorchtitanSizes sizes{o.pp, o.dp_replicate, o.dp_shard, o.cp, o.tp, o.ep};
+  if (!cmd.count("--dp-shard")) {  // like torchtitan's -1: whatever the other sizes leave
+    index_t others = checked_mul(checked_mul(checked_mul(o.pp, o.dp_replicate), o.cp), o.tp);
+    if (others <= 0 || o.world % others != 0)
+      detail::fail("torchtitan: pp*dp_replicate*cp*tp ", others, " does not divide the world size ", o.world);
+    sizes.dp_shard = o.world / others;
+  }
+  return torchtitan_groups(o.world, sizes);
+}
+
+void run(const CLI::App& cmd, const GroupsOptions& o) {
+  ParallelGroups groups = build(cmd, o);
+  if (cmd.count("--num-experts") && o.rank < 0) detail::fail("--num-experts needs --rank");
+  if (o.json) {
+    nlohmann::ordered_json out;
+    for (const auto& [family, list] : groups.families) out[family] = list;
+    if (o.rank >= 0) {
+      nlohmann::ordered_json mine;
+      for (const auto& [family, list] : groups.families) mine[family] = groups.group_of(family, o.rank);
+      out["rank"] = o.rank;
+      out["groups_of_rank"] = mine;
+      if (o.num_experts > 0) {
+        ExpertMetadata m = expert_metadata(groups, o.num_experts, o.rank);
+        out["expert_metadata"] = {{"num_experts", m.num_experts}, {"num_local_experts", m.num_local_experts}, {"ep_size", m.ep_size},
+                                  {"ep_rank", m.ep_rank}, {"edp_rank", m.edp_rank}, {"edp_size", m.edp_size},
+                                  {"global_expert_start", m.global_expert_start}, {"global_expert_end", m.global_expert_end}};
+      }
+    }
+    std::cout << out.dump() << "\n";
+    return;
+  }
+  std::cout << groups.convention << ": dense mesh " << groups.dense.to_string() << "\n";
+  if (groups.expert) std::cout << groups.convention << ": expert mesh " << groups.expert->to_string() << "\n";
+  for (const auto& [family, list] : groups.families) {
+    std::cout << family << ":";
+    for (const auto& group : list) {
+      std::cout << " [";
+      for (std::size_t i = 0; i < group.size(); ++i) std::cout << (i ? "," : "") << group[i];
+      std::cout << "]";
+    }
+    std::cout << "\n";
+  }
+  if (o.rank >= 0) {
+    std::cout << "\nrank " << o.rank << ":\n";
+    for (const auto& [family, list] : groups.families) std::cout << "  " << family << " " << nlohmann::json(groups.group_of(family, o.rank)).dump() << "\n";
+    if (o.num_experts > 0) {
+      ExpertMetadata m = expert_metadata(groups, o.num_experts, o.rank);
+      std::cout << "  experts [" << m.global_expert_start << ", " << m.global_expert_end << ") of " << m.num_experts << " (ep rank "
+                << m.ep_rank << " of " << m.ep_size << ", edp rank " << m.edp_rank << " of " << m.edp_size << ")\n";
+    }
+  }
+}
+
+}  // namespace
+
+void add_groups_command(CLI::App& app) {
+  auto o = std::make_shared<GroupsOptions>();
+  CLI::App* cmd = app.add_subcommand("groups", "Process groups (tp, dp, ep, edp, ...) of DeepSpeed, AutoEP, Megatron and torchtitan");
+  cmd->add_option("--convention", o->convention, "deepspeed, deepspeed-dbe, deepspeed-tp, autoep, megatron or torchtitan")
+      ->required()
+      ->check(CLI::IsMember({"deepspeed", "deepspeed-dbe", "deepspeed-tp", "autoep", "megatron", "torchtitan"}));
+  cmd->add_option("--world", o->world, "World size")->required();
+  cmd->add_option("--ep", o->ep, "Expert-parallel size")->capture_default_str();
+  cmd->add_option("--tp", o->tp, "Tensor-parallel size");
+  cmd->add_option("--pp", o->pp, "Pipeline-parallel size");
+  cmd->add_option("--etp", o->etp, "megatron: expert tensor-parallel size (default: --tp)");
+  cmd->add_option("--cp", o->cp, "Context-parallel size (megatron, torchtitan)");
+  cmd->add_option("--order", o->order, "megatron: rank order, first varies fastest")->capture_default_str();
+  cmd->add_option("--dp-shard", o->dp_shard, "torchtitan: FSDP size (default: what the other sizes leave)");
+  cmd->add_option("--dp-replicate", o->dp_replicate, "torchtitan: HSDP replicate size");
+  cmd->add_option("--rank", o->rank, "Also show the groups containing this rank");
+  cmd->add_option("--num-experts", o->num_experts, "With --rank: also show that rank's experts and AutoEP-style metadata");
+  cmd->add_flag("--json", o->json, "Print JSON: one key per group family, each a list of rank lists");
+  cmd->callback([cmd, o] { run(*cmd, *o); });
+}
+
+}  // namespace shardalg::cli

@@ -20,6 +20,7 @@
 #include "shardalg/layout/static_layout.hpp"
 #include "shardalg/layout/zero_partitions.hpp"
 #include "shardalg/mesh/device_list.hpp"
+#include "shardalg/model/model_zoo.hpp"
 #include "shardalg/mesh/device_mesh.hpp"
 #include "shardalg/mesh/parallel_groups.hpp"
 #include "shardalg/mesh/static_mesh.hpp"

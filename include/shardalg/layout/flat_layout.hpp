@@ -74,10 +74,10 @@ class FlatLayout {
   // Elements in every rank's partition (windows of all buckets, padding included).
   index_t partition_size() const { return buffer_size() / group_size(); }
 
-  // Position of a rank in the group, or -1.
+  // Position of a rank in the group, or -1. Logarithmic time.
   index_t position_of(index_t rank) const {
-    auto it = std::find(group_.begin(), group_.end(), rank);
-    return it == group_.end() ? -1 : static_cast<index_t>(it - group_.begin());
+    auto it = std::lower_bound(rank_positions_.begin(), rank_positions_.end(), std::pair<index_t, index_t>{rank, 0});
+    return it == rank_positions_.end() || it->first != rank ? -1 : it->second;
   }
 
   // The fragments a rank owns, in partition order; none for a rank outside the group.
@@ -126,10 +126,11 @@ class FlatLayout {
 
   void validate() {
     if (group_.empty()) detail::fail(scheme_, ": the partition group is empty");
-    std::vector<index_t> sorted = group_;
-    std::sort(sorted.begin(), sorted.end());
-    if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end())
-      detail::fail(scheme_, ": the partition group lists a rank twice");
+    for (std::size_t i = 0; i < group_.size(); ++i) rank_positions_.emplace_back(group_[i], static_cast<index_t>(i));
+    std::sort(rank_positions_.begin(), rank_positions_.end());
+    for (std::size_t i = 1; i < rank_positions_.size(); ++i)
+      if (rank_positions_[i].first == rank_positions_[i - 1].first)
+        detail::fail(scheme_, ": the partition group lists rank ", rank_positions_[i].first, " twice");
     if (begin_.size() != tensors_.size())
       detail::fail(scheme_, ": ", begin_.size(), " offsets for ", tensors_.size(), " tensors");
     index_t expected = 0;
@@ -163,6 +164,7 @@ class FlatLayout {
   std::vector<index_t> begin_;
   std::vector<FlatBucket> buckets_;
   std::vector<std::size_t> by_begin_;  // tensor indices in buffer order
+  std::vector<std::pair<index_t, index_t>> rank_positions_;  // (rank, position in group), sorted
 };
 
 }  // namespace shardalg

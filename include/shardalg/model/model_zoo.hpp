@@ -1,0 +1,135 @@
+// Built-in models with real shapes (shared/MODELS.md): the tensor sets users actually move.
+// Weight shapes follow the Hugging Face layout [out_features, in_features].
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shardalg/core/dims.hpp"
+
+namespace shardalg {
+
+// How frameworks shard a tensor; layout recipes turn a role into placements.
+enum class TensorRole {
+  column_parallel,  // TP splits the output dim (dim 0)
+  row_parallel,     // TP splits the input dim (dim 1)
+  vocab_parallel,   // embeddings and the LM head: TP splits the vocabulary (dim 0)
+  replicated,       // norms, small projections: never TP-split
+  router,           // MoE router weights and biases: replicated
+  expert_w1,        // stacked routed experts [E, I, H] (gate)
+  expert_w2,        // stacked routed experts [E, H, I] (down)
+  expert_w3,        // stacked routed experts [E, I, H] (up)
+};
+
+constexpr std::string_view to_string(TensorRole role) {
+  switch (role) {
+    case TensorRole::column_parallel: return "column_parallel";
+    case TensorRole::row_parallel: return "row_parallel";
+    case TensorRole::vocab_parallel: return "vocab_parallel";
+    case TensorRole::replicated: return "replicated";
+    case TensorRole::router: return "router";
+    case TensorRole::expert_w1: return "expert_w1";
+    case TensorRole::expert_w2: return "expert_w2";
+    case TensorRole::expert_w3: return "expert_w3";
+  }
+  return "?";
+}
+
+struct ModelTensor {
+  std::string name;
+  Dims shape;
+  TensorRole role;
+};
+
+struct ModelSpec {
+  std::string name;
+  std::vector<ModelTensor> tensors;
+
+  index_t parameter_count() const {
+    index_t total = 0;
+    for (const ModelTensor& t : tensors) total = checked_add(total, volume(t.shape));
+    return total;
+  }
+};
+
+namespace detail {
+
+struct LlamaConfig {
+  index_t hidden, intermediate, layers, heads, kv_heads;
+};
+
+inline ModelSpec llama3(std::string name, const LlamaConfig& c) {
+  constexpr index_t head_dim = 128, vocab = 128256;
+  ModelSpec m{std::move(name), {}};
+  using R = TensorRole;
+  m.tensors.push_back({"model.embed_tokens.weight", Dims{vocab, c.hidden}, R::vocab_parallel});
+  for (index_t i = 0; i < c.layers; ++i) {
+    std::string p = "model.layers." + std::to_string(i) + ".";
+    m.tensors.push_back({p + "self_attn.q_proj.weight", Dims{c.heads * head_dim, c.hidden}, R::column_parallel});
+    m.tensors.push_back({p + "self_attn.k_proj.weight", Dims{c.kv_heads * head_dim, c.hidden}, R::column_parallel});
+    m.tensors.push_back({p + "self_attn.v_proj.weight", Dims{c.kv_heads * head_dim, c.hidden}, R::column_parallel});
+    m.tensors.push_back({p + "self_attn.o_proj.weight", Dims{c.hidden, c.heads * head_dim}, R::row_parallel});
+    m.tensors.push_back({p + "mlp.gate_proj.weight", Dims{c.intermediate, c.hidden}, R::column_parallel});
+    m.tensors.push_back({p + "mlp.up_proj.weight", Dims{c.intermediate, c.hidden}, R::column_parallel});
+    m.tensors.push_back({p + "mlp.down_proj.weight", Dims{c.hidden, c.intermediate}, R::row_parallel});
+    m.tensors.push_back({p + "input_layernorm.weight", Dims{c.hidden}, R::replicated});
+    m.tensors.push_back({p + "post_attention_layernorm.weight", Dims{c.hidden}, R::replicated});
+  }
+  m.tensors.push_back({"model.norm.weight", Dims{c.hidden}, R::replicated});
+  m.tensors.push_back({"lm_head.weight", Dims{vocab, c.hidden}, R::vocab_parallel});
+  return m;
+}
+
+inline ModelSpec deepseek_v3() {
+  constexpr index_t hidden = 7168, dense_intermediate = 18432, moe_intermediate = 2048, experts = 256, heads = 128;
+  constexpr index_t q_lora = 1536, kv_lora = 512, nope = 128, rope = 64, v_head = 128, vocab = 129280;
+  ModelSpec m{"deepseek-v3", {}};
+  using R = TensorRole;
+  m.tensors.push_back({"model.embed_tokens.weight", Dims{vocab, hidden}, R::vocab_parallel});
+  for (index_t i = 0; i < 61; ++i) {
+    std::string p = "model.layers." + std::to_string(i) + ".";
+    m.tensors.push_back({p + "self_attn.q_a_proj.weight", Dims{q_lora, hidden}, R::replicated});
+    m.tensors.push_back({p + "self_attn.q_a_layernorm.weight", Dims{q_lora}, R::replicated});
+    m.tensors.push_back({p + "self_attn.q_b_proj.weight", Dims{heads * (nope + rope), q_lora}, R::column_parallel});
+    m.tensors.push_back({p + "self_attn.kv_a_proj_with_mqa.weight", Dims{kv_lora + rope, hidden}, R::replicated});
+    m.tensors.push_back({p + "self_attn.kv_a_layernorm.weight", Dims{kv_lora}, R::replicated});
+    m.tensors.push_back({p + "self_attn.kv_b_proj.weight", Dims{heads * (nope + v_head), kv_lora}, R::column_parallel});
+    m.tensors.push_back({p + "self_attn.o_proj.weight", Dims{hidden, heads * v_head}, R::row_parallel});
+    m.tensors.push_back({p + "input_layernorm.weight", Dims{hidden}, R::replicated});
+    m.tensors.push_back({p + "post_attention_layernorm.weight", Dims{hidden}, R::replicated});
+    if (i < 3) {
+      m.tensors.push_back({p + "mlp.gate_proj.weight", Dims{dense_intermediate, hidden}, R::column_parallel});
+      m.tensors.push_back({p + "mlp.up_proj.weight", Dims{dense_intermediate, hidden}, R::column_parallel});
+      m.tensors.push_back({p + "mlp.down_proj.weight", Dims{hidden, dense_intermediate}, R::row_parallel});
+    } else {
+      m.tensors.push_back({p + "mlp.gate.weight", Dims{experts, hidden}, R::router});
+      m.tensors.push_back({p + "mlp.gate.e_score_correction_bias", Dims{experts}, R::router});
+      m.tensors.push_back({p + "mlp.experts.w1", Dims{experts, moe_intermediate, hidden}, R::expert_w1});
+      m.tensors.push_back({p + "mlp.experts.w3", Dims{experts, moe_intermediate, hidden}, R::expert_w3});
+      m.tensors.push_back({p + "mlp.experts.w2", Dims{experts, hidden, moe_intermediate}, R::expert_w2});
+      m.tensors.push_back({p + "mlp.shared_experts.gate_proj.weight", Dims{moe_intermediate, hidden}, R::column_parallel});
+      m.tensors.push_back({p + "mlp.shared_experts.up_proj.weight", Dims{moe_intermediate, hidden}, R::column_parallel});
+      m.tensors.push_back({p + "mlp.shared_experts.down_proj.weight", Dims{hidden, moe_intermediate}, R::row_parallel});
+    }
+  }
+  m.tensors.push_back({"model.norm.weight", Dims{hidden}, R::replicated});
+  m.tensors.push_back({"lm_head.weight", Dims{vocab, hidden}, R::vocab_parallel});
+  return m;
+}
+
+}  // namespace detail
+
+// The built-in models: llama3-8b, llama3-70b, llama3-405b, deepseek-v3.
+inline std::vector<std::string> model_zoo_names() { return {"llama3-8b", "llama3-70b", "llama3-405b", "deepseek-v3"}; }
+
+// A built-in model by name; Error listing the known names otherwise.
+inline ModelSpec model_from_zoo(std::string_view name) {
+  if (name == "llama3-8b") return detail::llama3("llama3-8b", {4096, 14336, 32, 32, 8});
+  if (name == "llama3-70b") return detail::llama3("llama3-70b", {8192, 28672, 80, 64, 8});
+  if (name == "llama3-405b") return detail::llama3("llama3-405b", {16384, 53248, 126, 128, 8});
+  if (name == "deepseek-v3") return detail::deepseek_v3();
+  detail::fail("unknown model '", name, "' (built-in: llama3-8b, llama3-70b, llama3-405b, deepseek-v3)");
+}
+
+}  // namespace shardalg

@@ -116,3 +116,13 @@ TEST_CASE("bad layouts are errors naming the value") {
       MeshLayout(mesh, {Placement::shard(0), Placement::replicate()}, Dims{8}, ShardOrder{{0, {1, 0}}}), Error,
       "mesh dim 1 does not shard tensor dim 0");
 }
+
+TEST_CASE("the full layout holds the whole tensor on each listed rank") {
+  MeshLayout one = full_layout(Dims{4, 3});
+  CHECK(one.tile(0) == Tile::whole(Dims{4, 3}));
+  CHECK(one.tile(1).empty());
+  MeshLayout replicated = full_layout(Dims{4, 3}, {2, 5});
+  CHECK(replicated.replication_factor() == 2);
+  CHECK(replicated.tile(5) == Tile::whole(Dims{4, 3}));
+  SHARDALG_CHECK_THROWS_CONTAINING(full_layout(Dims{4}, {}), Error, "no ranks given");
+}

@@ -67,5 +67,25 @@ TEST_CASE("bad flat inputs are errors naming the value") {
   SHARDALG_CHECK_THROWS_CONTAINING(flat_tensors_from_numels({10, 0}), Error, "numel 0 of param 1 must be positive");
   SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {}), Error, "group is empty");
   SHARDALG_CHECK_THROWS_CONTAINING(zero12_layout(flat_tensors_from_numels({10}), group_of(2), 0), Error, "alignment factor 0");
-  SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {0, 1, 1}), Error, "lists a rank twice");
+  SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {0, 1, 1}), Error, "lists rank 1 twice");
+}
+
+TEST_CASE("reconstruction takes each rank's valid elements (ZeRO-3 and ZeRO-1/2)") {
+  for (bool zero3 : {true, false}) {
+    FlatLayout layout = zero3 ? zero3_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4))
+                              : zero12_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
+    // Partitions written by scattering value 100*tensor + position; padding is -1.
+    std::vector<std::vector<int>> partitions(4, std::vector<int>(static_cast<std::size_t>(layout.partition_size()), -1));
+    for (index_t r = 0; r < 4; ++r)
+      for (const FlatFragment& f : layout.fragments(r))
+        for (index_t i = 0; i < f.numel; ++i)
+          partitions[static_cast<std::size_t>(r)][static_cast<std::size_t>(f.partition_offset + i)] = static_cast<int>(100 * f.tensor + f.tensor_offset + i);
+    for (std::size_t t = 0; t < 3; ++t) {
+      auto tensor = layout.reconstruct<int>(t, [&](index_t r) { return std::span<const int>(partitions[static_cast<std::size_t>(r)]); });
+      for (std::size_t i = 0; i < tensor.size(); ++i) CHECK(tensor[i] == static_cast<int>(100 * t + i));
+    }
+    std::vector<int> short_buffer(2);
+    SHARDALG_CHECK_THROWS_CONTAINING(layout.reconstruct<int>(0, [&](index_t) { return std::span<const int>(short_buffer); }), Error,
+                                     "has 2 elements, expected 6");
+  }
 }

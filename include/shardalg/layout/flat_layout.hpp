@@ -11,6 +11,8 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -118,6 +120,24 @@ class FlatLayout {
     std::vector<Box> result;
     for (const Box& local : flat_interval_boxes(tensor.shape, fragment.tensor_offset, fragment.numel))
       for (Box& global : tensor.tile.global_boxes(local)) result.push_back(std::move(global));
+    return result;
+  }
+
+  // The reconstruction view: tensor `t` (its flattened local elements) assembled from the ranks'
+  // partition buffers, each rank contributing exactly its fragments. `partition_of(rank)` returns
+  // that rank's buffer, which must hold partition_size() elements.
+  template <class T>
+  std::vector<T> reconstruct(std::size_t t, const std::function<std::span<const T>(index_t rank)>& partition_of) const {
+    if (t >= tensors_.size()) detail::fail(scheme_, ": tensor index ", t, " is out of range for ", tensors_.size(), " tensors");
+    std::vector<T> result(static_cast<std::size_t>(tensors_[t].numel()));
+    for (index_t rank : group_) {
+      std::span<const T> partition = partition_of(rank);
+      if (static_cast<index_t>(partition.size()) != partition_size())
+        detail::fail(scheme_, ": the partition of rank ", rank, " has ", partition.size(), " elements, expected ", partition_size());
+      for (const FlatFragment& f : fragments(rank))
+        if (f.tensor == static_cast<index_t>(t))
+          std::copy_n(partition.begin() + f.partition_offset, f.numel, result.begin() + f.tensor_offset);
+    }
     return result;
   }
 

@@ -274,4 +274,12 @@ class MeshLayout {
   std::optional<ShardOrder> order_;
 };
 
+// The full ("universal", unsharded) layout: every listed rank holds the whole tensor (one rank:
+// the consolidated checkpoint; several: a replicated copy).
+inline MeshLayout full_layout(const Dims& global_shape, std::vector<index_t> ranks = {0}) {
+  if (ranks.empty()) detail::fail("full layout: no ranks given");
+  index_t count = static_cast<index_t>(ranks.size());
+  return MeshLayout(DeviceMesh({"replica"}, Dims{count}, std::move(ranks)), {Placement::replicate()}, global_shape);
+}
+
 }  // namespace shardalg

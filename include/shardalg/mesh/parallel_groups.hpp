@@ -57,34 +57,35 @@ inline DeviceMesh world_mesh(index_t world, std::vector<std::string> names, Dims
 
 }  // namespace detail
 
+namespace detail {
+// DeepSpeed's expert groups without TP: the stage unflattened into (edp, ep) or, data before
+// expert, (ep, edp); dp is the whole stage.
+inline ParallelGroups deepspeed_stage_groups(std::string convention, index_t world, index_t ep, index_t pp, bool data_before_expert) {
+  require_divides("pipeline size", pp, "the world size", world);
+  index_t stage = world / pp;
+  require_divides("EP size", ep, "the ranks of a pipeline stage", stage);
+  std::vector<std::string> inner = data_before_expert ? std::vector<std::string>{"ep", "edp"} : std::vector<std::string>{"edp", "ep"};
+  Dims sizes = data_before_expert ? Dims{pp, ep, stage / ep} : Dims{pp, stage / ep, ep};
+  DeviceMesh mesh = world_mesh(world, {"pp", inner[0], inner[1]}, sizes);
+  ParallelGroups g{std::move(convention), mesh, std::nullopt, {}};
+  add_family(g, "pp", mesh, {"pp"});
+  add_family(g, "ep", mesh, {"ep"});
+  add_family(g, "edp", mesh, {"edp"});
+  add_family(g, "dp", mesh, inner);
+  return g;
+}
+}  // namespace detail
+
 // DeepSpeed's default: per pipeline stage of S = W/pp ranks, EP groups are consecutive runs of
 // E, EDP groups range(i, S, E). Mesh (pp, edp, ep). W=8, E=2: EP [0,1][2,3]..., EDP [0,2,4,6][1,3,5,7].
 inline ParallelGroups deepspeed_groups(index_t world, index_t ep, index_t pp = 1) {
-  detail::require_divides("pipeline size", pp, "the world size", world);
-  index_t stage = world / pp;
-  detail::require_divides("EP size", ep, "the ranks of a pipeline stage", stage);
-  DeviceMesh mesh = detail::world_mesh(world, {"pp", "edp", "ep"}, Dims{pp, stage / ep, ep});
-  ParallelGroups g{"deepspeed", mesh, std::nullopt, {}};
-  detail::add_family(g, "pp", mesh, {"pp"});
-  detail::add_family(g, "ep", mesh, {"ep"});
-  detail::add_family(g, "edp", mesh, {"edp"});
-  detail::add_family(g, "dp", mesh, {"edp", "ep"});
-  return g;
+  return detail::deepspeed_stage_groups("deepspeed", world, ep, pp, false);
 }
 
 // DeepSpeed data-before-expert: EDP groups are contiguous blocks of S/E, EP groups
 // range(i, S, S/E). Mesh (pp, ep, edp). W=8, E=2: EP [0,4][1,5][2,6][3,7], EDP [0..3][4..7].
 inline ParallelGroups deepspeed_dbe_groups(index_t world, index_t ep, index_t pp = 1) {
-  detail::require_divides("pipeline size", pp, "the world size", world);
-  index_t stage = world / pp;
-  detail::require_divides("EP size", ep, "the ranks of a pipeline stage", stage);
-  DeviceMesh mesh = detail::world_mesh(world, {"pp", "ep", "edp"}, Dims{pp, ep, stage / ep});
-  ParallelGroups g{"deepspeed-dbe", mesh, std::nullopt, {}};
-  detail::add_family(g, "pp", mesh, {"pp"});
-  detail::add_family(g, "ep", mesh, {"ep"});
-  detail::add_family(g, "edp", mesh, {"edp"});
-  detail::add_family(g, "dp", mesh, {"ep", "edp"});
-  return g;
+  return detail::deepspeed_stage_groups("deepspeed-dbe", world, ep, pp, true);
 }
 
 // DeepSpeed with tensor parallelism T: DP groups range(i, S, T); each DP group is cut into

@@ -29,4 +29,7 @@
 #include "shardalg/placement/placement_text.hpp"
 #include "shardalg/placement/shard_order.hpp"
 #include "shardalg/placement/static_placement.hpp"
+#include "shardalg/plan/plan_verification.hpp"
+#include "shardalg/plan/reshard_plan.hpp"
+#include "shardalg/exec/host_simulator.hpp"
 #include "shardalg/scale/scale_factors.hpp"

@@ -1,0 +1,187 @@
+// ReshardPlan: how to move a tensor from one mesh layout to another (same or different meshes,
+// world sizes, rank subsets or permutations), computed per destination rank.
+//
+// Every destination rank's tile is cut into boxes; each box gets its elements from the source
+// ranks holding them. Where several source ranks hold the same elements (Replicate), exactly one
+// is chosen: the destination itself when it holds them (a local copy), else a replica picked by
+// the destination's position so that senders share the load. Where source ranks hold partial
+// values (Partial), every partial contributor sends and the destination reduces.
+#pragma once
+
+#include <algorithm>
+#include <map>
+#include <vector>
+
+#include "shardalg/layout/mesh_layout.hpp"
+
+namespace shardalg {
+
+// One box of global elements moved from a source rank's local tensor to a destination rank's.
+// `src_local` / `dst_local`: where the box starts in the source / destination local tensor
+// (row-major tiles). A transfer with src_rank == dst_rank is a local copy.
+struct Transfer {
+  index_t src_rank;
+  index_t dst_rank;
+  Box global;
+  Dims src_local;
+  Dims dst_local;
+  // Number of partial contributors to these elements (1 without Partial sources); the
+  // destination reduces `contributors` values with the source's reduce op.
+  index_t contributors = 1;
+};
+
+class ReshardPlan {
+ public:
+  ReshardPlan(MeshLayout source, MeshLayout destination) : src_(std::move(source)), dst_(std::move(destination)) {
+    if (src_.global_shape() != dst_.global_shape())
+      detail::fail("reshard: source shape ", src_.global_shape(), " and destination shape ", dst_.global_shape(), " differ");
+    for (const Placement& p : dst_.placements())
+      if (p.is_partial())
+        detail::fail("reshard: destination placement ", to_string(p), " is not supported; destinations hold reduced values");
+    std::optional<ReduceOp> op;
+    for (const Placement& p : src_.placements())
+      if (p.is_partial()) {
+        if (op && *op != p.reduce_op()) detail::fail("reshard: source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
+        op = p.reduce_op();
+      }
+    reduce_op_ = op;
+  }
+
+  const MeshLayout& source() const { return src_; }
+  const MeshLayout& destination() const { return dst_; }
+  // The reduce op of Partial sources, if any.
+  const std::optional<ReduceOp>& reduce_op() const { return reduce_op_; }
+
+  // The transfers that fill `dst_rank`'s tile (none for a rank outside the destination mesh).
+  // Time proportional to the transfers produced (times the source search), never to all ranks.
+  std::vector<Transfer> transfers_to(index_t dst_rank) const {
+    std::vector<Transfer> out;
+    Tile dst_tile = dst_.tile(dst_rank);
+    if (dst_tile.empty()) return out;
+    index_t contributors = partial_contributors();
+    for (const Box& box : dst_tile.boxes()) {
+      // Source ranks grouped by the tile they hold; each group holds identical elements.
+      std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
+      std::map<std::vector<index_t>, Tile> tiles;
+      for (index_t rank : src_.ranks_holding(box)) {
+        Tile tile = src_.tile(rank);
+        std::vector<index_t> key = key_of(tile);
+        by_tile[key].push_back(rank);
+        tiles.emplace(key, std::move(tile));
+      }
+      for (auto& [key, ranks] : by_tile) {
+        const Tile& src_tile = tiles.at(key);
+        for (index_t sender : choose_senders(ranks, dst_rank)) add_overlap(out, sender, src_tile, dst_rank, dst_tile, box, contributors);
+      }
+    }
+    return out;
+  }
+
+  // The transfers `src_rank` sends (local copies included): found through the destination ranks
+  // whose tiles meet its own, never by scanning all ranks.
+  std::vector<Transfer> transfers_from(index_t src_rank) const {
+    std::vector<Transfer> out;
+    Tile src_tile = src_.tile(src_rank);
+    std::vector<index_t> receivers;
+    for (const Box& box : src_tile.boxes()) {
+      std::vector<index_t> ranks = dst_.ranks_holding(box);
+      receivers.insert(receivers.end(), ranks.begin(), ranks.end());
+    }
+    std::sort(receivers.begin(), receivers.end());
+    receivers.erase(std::unique(receivers.begin(), receivers.end()), receivers.end());
+    for (index_t dst_rank : receivers)
+      for (Transfer& t : transfers_to(dst_rank))
+        if (t.src_rank == src_rank) out.push_back(std::move(t));
+    return out;
+  }
+
+  // The whole plan: the union of every destination rank's part, in destination-mesh order.
+  std::vector<Transfer> all_transfers() const {
+    std::vector<Transfer> out;
+    for (index_t rank : dst_.mesh().devices()) {
+      std::vector<Transfer> part = transfers_to(rank);
+      out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
+    }
+    return out;
+  }
+
+  // Elements a destination rank must receive from other ranks at least: those it holds in the
+  // destination but not in the source (the lower bound for unreplicated, non-partial sources).
+  index_t lower_bound_elements(index_t dst_rank) const {
+    Tile dst_tile = dst_.tile(dst_rank);
+    return dst_tile.volume() - intersect(dst_tile, src_.tile(dst_rank)).volume();
+  }
+
+ private:
+  static std::vector<index_t> key_of(const Tile& tile) {
+    std::vector<index_t> key;
+    for (const IndexMap& map : tile.maps()) {
+      for (const Run& run : map.runs()) {
+        key.push_back(run.global_begin);
+        key.push_back(run.length);
+      }
+      key.push_back(-1);
+    }
+    return key;
+  }
+
+  // Product of the Partial mesh dims' sizes: how many partial values each element has.
+  index_t partial_contributors() const {
+    index_t n = 1;
+    for (std::size_t m = 0; m < src_.placements().size(); ++m)
+      if (src_.placements()[m].is_partial()) n *= src_.mesh().size(m);
+    return n;
+  }
+
+  // Among ranks holding the same tile: one sender per distinct coordinate on the Partial dims
+  // (all of them contribute); among the ranks sharing Partial coordinates (replicas), the
+  // destination itself if present, else the one at (destination's position) mod count.
+  std::vector<index_t> choose_senders(const std::vector<index_t>& ranks, index_t dst_rank) const {
+    std::map<std::vector<index_t>, std::vector<index_t>> by_partial;
+    for (index_t rank : ranks) {
+      Dims coord = *src_.mesh().coordinate_of(rank);
+      std::vector<index_t> partial_coord;
+      for (std::size_t m = 0; m < src_.placements().size(); ++m)
+        if (src_.placements()[m].is_partial()) partial_coord.push_back(coord[m]);
+      by_partial[partial_coord].push_back(rank);
+    }
+    std::vector<index_t> senders;
+    for (auto& [coord, replicas] : by_partial) {
+      auto self = std::find(replicas.begin(), replicas.end(), dst_rank);
+      if (self != replicas.end()) senders.push_back(dst_rank);
+      else senders.push_back(replicas[static_cast<std::size_t>(dst_position(dst_rank) % static_cast<index_t>(replicas.size()))]);
+    }
+    return senders;
+  }
+
+  index_t dst_position(index_t dst_rank) const {
+    return row_major_position(dst_.mesh().shape(), *dst_.mesh().coordinate_of(dst_rank));
+  }
+
+  // The part of `box` (a maximal box of the destination tile) that the source tile holds, as
+  // boxes with their local starts on both sides.
+  static void add_overlap(std::vector<Transfer>& out, index_t src_rank, const Tile& src_tile, index_t dst_rank, const Tile& dst_tile,
+                          const Box& box, index_t contributors) {
+    // Per dim: the source runs inside the box's range.
+    SmallVector<IndexMap, 4> parts;
+    for (std::size_t d = 0; d < box.ndim(); ++d) {
+      IndexMap part = src_tile.dim(d).restrict_to(box.offset[d], box.end(d));
+      if (part.empty()) return;
+      parts.push_back(std::move(part));
+    }
+    for (Box& piece : Tile(std::move(parts)).boxes()) {
+      Dims src_local, dst_local;
+      for (std::size_t d = 0; d < piece.ndim(); ++d) {
+        src_local.push_back(*src_tile.dim(d).local_of(piece.offset[d]));
+        dst_local.push_back(*dst_tile.dim(d).local_of(piece.offset[d]));
+      }
+      out.push_back(Transfer{src_rank, dst_rank, std::move(piece), std::move(src_local), std::move(dst_local), contributors});
+    }
+  }
+
+  MeshLayout src_;
+  MeshLayout dst_;
+  std::optional<ReduceOp> reduce_op_;
+};
+
+}  // namespace shardalg

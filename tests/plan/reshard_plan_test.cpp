@@ -1,0 +1,101 @@
+#include "../test_support.hpp"
+
+using namespace shardalg;
+
+namespace {
+index_t cross_rank_elements(const std::vector<Transfer>& transfers) {
+  index_t n = 0;
+  for (const Transfer& t : transfers)
+    if (t.src_rank != t.dst_rank) n += t.global.volume();
+  return n;
+}
+}  // namespace
+
+TEST_CASE("FSDP dp=8 to FSDP+TP dp=4,tp=2 on the same ranks") {
+  ReshardPlan plan(MeshLayout::parse("dp=8", "S(0)", Dims{16, 4}), MeshLayout::parse("dp=4,tp=2", "S(0),S(1)", Dims{16, 4}));
+  auto to0 = plan.transfers_to(0);  // rank 0 gets rows [0,4) x cols [0,2): rows 0-1 from itself, 2-3 from rank 1
+  REQUIRE(to0.size() == 2);
+  CHECK(to0[0].src_rank == 0);
+  CHECK(to0[0].global == Box(Dims{0, 0}, Dims{2, 2}));
+  CHECK(to0[0].src_local == Dims{0, 0});
+  CHECK(to0[1].src_rank == 1);
+  CHECK(to0[1].global == Box(Dims{2, 0}, Dims{2, 2}));
+  CHECK(to0[1].src_local == Dims{0, 0});
+  CHECK(to0[1].dst_local == Dims{2, 0});
+  auto all = plan.all_transfers();
+  verify_plan(plan, all);
+  index_t bound = 0;
+  for (index_t r = 0; r < 8; ++r) bound += plan.lower_bound_elements(r);
+  CHECK(cross_rank_elements(all) == bound);
+  // Sends of one rank are exactly its part of the global plan.
+  auto from1 = plan.transfers_from(1);
+  index_t sent = 0;
+  for (const Transfer& t : all)
+    if (t.src_rank == 1) sent += t.global.volume();
+  index_t sent_by_query = 0;
+  for (const Transfer& t : from1) sent_by_query += t.global.volume();
+  CHECK(sent_by_query == sent);
+}
+
+TEST_CASE("replicated sources: one sender per element, local copies preferred") {
+  ReshardPlan plan(MeshLayout::parse("dp=4", "R", Dims{8}), MeshLayout::parse("dp=4", "S(0)", Dims{8}));
+  for (index_t r = 0; r < 4; ++r) {
+    auto t = plan.transfers_to(r);
+    REQUIRE(t.size() == 1);
+    CHECK(t[0].src_rank == r);  // everything is local
+  }
+  // To a different set of ranks: senders spread over the replicas.
+  MeshLayout elsewhere(DeviceMesh({"dp"}, Dims{4}, {4, 5, 6, 7}), {Placement::shard(0)}, Dims{8});
+  ReshardPlan spread(MeshLayout::parse("dp=2", "R", Dims{8}), elsewhere);
+  std::vector<index_t> senders;
+  for (index_t r = 4; r < 8; ++r) senders.push_back(spread.transfers_to(r).at(0).src_rank);
+  CHECK(std::count(senders.begin(), senders.end(), 0) == 2);
+  CHECK(std::count(senders.begin(), senders.end(), 1) == 2);
+}
+
+TEST_CASE("partial sources become reductions from every contributor") {
+  ReshardPlan plan(MeshLayout::parse("a=2,b=2", "P(sum),S(0)", Dims{4}), MeshLayout::parse("a=2,b=2", "R,R", Dims{4}));
+  auto to0 = plan.transfers_to(0);
+  CHECK(to0.size() == 4);  // 2 contributors x 2 shards
+  for (const Transfer& t : to0) CHECK(t.contributors == 2);
+  verify_plan(plan, plan.all_transfers());
+  CHECK(plan.reduce_op() == ReduceOp::sum);
+}
+
+TEST_CASE("bad reshards are errors naming the value") {
+  SHARDALG_CHECK_THROWS_CONTAINING(ReshardPlan(MeshLayout::parse("dp=2", "S(0)", Dims{8}), MeshLayout::parse("dp=2", "S(0)", Dims{9})),
+                                   Error, "source shape [8] and destination shape [9] differ");
+  SHARDALG_CHECK_THROWS_CONTAINING(ReshardPlan(MeshLayout::parse("dp=2", "S(0)", Dims{8}), MeshLayout::parse("dp=2", "P(sum)", Dims{8})),
+                                   Error, "destination placement P(sum) is not supported");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      ReshardPlan(MeshLayout::parse("a=2,b=2", "P(sum),P(max)", Dims{8}), MeshLayout::parse("a=2,b=2", "R,R", Dims{8})), Error,
+      "mixes Partial reduce ops sum and max");
+}
+
+TEST_CASE("verification rejects missing, duplicated and misplaced transfers") {
+  ReshardPlan plan(MeshLayout::parse("dp=4", "S(0)", Dims{8, 2}), MeshLayout::parse("dp=2", "S(1)", Dims{8, 2}));
+  auto good = plan.all_transfers();
+  verify_plan(plan, good);
+  auto missing = good;
+  missing.pop_back();
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, missing), Error, "receives 6 elements from one contributor class but holds 8");
+  auto twice = good;
+  twice.push_back(good.front());
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, twice), Error, "elements from one contributor class");
+  auto swapped = good;
+  swapped.pop_back();
+  Transfer wrong = good.back();
+  wrong.src_rank = (wrong.src_rank + 1) % 4;
+  swapped.push_back(wrong);
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, swapped), Error, "does not hold");
+  auto shifted = good;
+  shifted.back().dst_local[0] += 1;
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, shifted), Error, "destination rank");
+  // Same volume, but one region written twice and another never: caught by the overlap sweep.
+  auto overlapping = good;
+  std::size_t second = 1;
+  while (overlapping[second].dst_rank != overlapping[0].dst_rank) ++second;
+  REQUIRE(overlapping[second].global.volume() == overlapping[0].global.volume());
+  overlapping[second] = overlapping[0];
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, overlapping), Error, "twice");
+}

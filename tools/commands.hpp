@@ -9,5 +9,6 @@ void add_slices_command(CLI::App& app);     // slice maps of mesh layouts
 void add_partition_command(CLI::App& app);  // ZeRO-3, ZeRO-1/2 and Megatron flat partitions
 void add_groups_command(CLI::App& app);     // process-group conventions
 void add_scale_command(CLI::App& app);      // gradient-averaging scale factors
+void add_plan_command(CLI::App& app);       // resharding plans
 
 }  // namespace shardalg::cli

@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   shardalg::cli::add_partition_command(app);
   shardalg::cli::add_groups_command(app);
   shardalg::cli::add_scale_command(app);
+  shardalg::cli::add_plan_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -250,16 +250,27 @@ class MeshLayout {
     index_t k = mesh_.size(m);
     index_t length = held.size();
     if (length == 0) return;
-    index_t first = 0, last = k - 1;  // candidate coordinates
-    if (p.is_shard() && held.is_contiguous()) {
-      // Local positions of [lo, hi) within the contiguous run; chunks meeting them.
+    std::vector<index_t> candidates;  // coordinates whose part may meet [lo, hi), ascending
+    if (held.is_contiguous() && (p.is_shard() || p.semantics() == StridedSemantics::nested_chunk)) {
+      // Local positions of [lo, hi) within the contiguous run, then the chunks meeting them:
+      // one chunk range for Shard, one per piece for a nested-chunk StridedShard.
       index_t local_lo = std::max<index_t>(0, lo - held.first());
       index_t local_hi = std::min(length, hi - held.first());
       if (local_lo >= local_hi) return;
-      first = chunk_holding(length, k, local_lo);
-      last = chunk_holding(length, k, local_hi - 1);
+      index_t pieces = p.is_shard() ? 1 : p.split_factor();
+      for (index_t j = 0; j < pieces; ++j) {
+        Chunk piece = p.is_shard() ? Chunk{0, length} : chunk_of(length, pieces, j);
+        index_t a = std::max(local_lo, piece.offset) - piece.offset;
+        index_t b = std::min(local_hi, piece.offset + piece.size) - piece.offset;
+        if (a >= b) continue;
+        for (index_t c = chunk_holding(piece.size, k, a); c <= chunk_holding(piece.size, k, b - 1); ++c) candidates.push_back(c);
+      }
+      std::sort(candidates.begin(), candidates.end());
+      candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    } else {
+      for (index_t c = 0; c < k; ++c) candidates.push_back(c);
     }
-    for (index_t c = first; c <= last; ++c) {
+    for (index_t c : candidates) {
       IndexMap part = held.compose(local_split(p, length, k, c));
       if (part.restrict_to(lo, hi).empty()) continue;
       prefix.push_back(c);

@@ -45,6 +45,7 @@ class ReshardPlan {
         op = p.reduce_op();
       }
     reduce_op_ = op;
+    unreplicated_source_ = src_.replication_factor() == 1;
   }
 
   const MeshLayout& source() const { return src_; }
@@ -60,6 +61,10 @@ class ReshardPlan {
     if (dst_tile.empty()) return out;
     index_t contributors = partial_contributors();
     for (const Box& box : dst_tile.boxes()) {
+      if (unreplicated_source_) {  // every element has exactly one holder: no choice to make
+        for (index_t rank : src_.ranks_holding(box)) add_overlap(out, rank, src_.tile(rank), dst_rank, dst_tile, box, 1);
+        continue;
+      }
       // Source ranks grouped by the tile they hold; each group holds identical elements.
       std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
       std::map<std::vector<index_t>, Tile> tiles;
@@ -182,6 +187,7 @@ class ReshardPlan {
   MeshLayout src_;
   MeshLayout dst_;
   std::optional<ReduceOp> reduce_op_;
+  bool unreplicated_source_ = false;
 };
 
 }  // namespace shardalg

@@ -105,6 +105,20 @@ class Tile {
   SmallVector<IndexMap, 4> maps_{};
 };
 
+// A key that identifies a tile's elements (equal keys exactly when tiles are equal), for
+// grouping ranks that hold the same elements in ordered containers.
+inline std::vector<index_t> tile_key(const Tile& tile) {
+  std::vector<index_t> key;
+  for (const IndexMap& map : tile.maps()) {
+    for (const Run& run : map.runs()) {
+      key.push_back(run.global_begin);
+      key.push_back(run.length);
+    }
+    key.push_back(-1);  // dim separator (global positions are never negative)
+  }
+  return key;
+}
+
 // What two tiles of the same tensor share, in separable form: per dim, the segments the two
 // dims' index maps share. The shared elements are the product of the per-dim segment lists.
 struct TileOverlap {

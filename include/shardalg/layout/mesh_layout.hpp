@@ -225,18 +225,6 @@ class MeshLayout {
   }
 
  private:
-  static std::vector<index_t> tile_key(const Tile& tile) {
-    std::vector<index_t> key;
-    for (const IndexMap& map : tile.maps()) {
-      for (const Run& run : map.runs()) {
-        key.push_back(run.global_begin);
-        key.push_back(run.length);
-      }
-      key.push_back(-1);
-    }
-    return key;
-  }
-
   // Depth-first over the mesh dims that split one tensor dim, keeping only coordinates whose
   // part of [lo, hi) is non-empty. `held`: what the coordinates chosen so far hold of the dim.
   void collect_holders(const std::vector<index_t>& mesh_dims, std::size_t depth, const IndexMap& held, index_t lo,

@@ -70,7 +70,7 @@ class ReshardPlan {
       std::map<std::vector<index_t>, Tile> tiles;
       for (index_t rank : src_.ranks_holding(box)) {
         Tile tile = src_.tile(rank);
-        std::vector<index_t> key = key_of(tile);
+        std::vector<index_t> key = tile_key(tile);
         by_tile[key].push_back(rank);
         tiles.emplace(key, std::move(tile));
       }
@@ -118,18 +118,6 @@ class ReshardPlan {
   }
 
  private:
-  static std::vector<index_t> key_of(const Tile& tile) {
-    std::vector<index_t> key;
-    for (const IndexMap& map : tile.maps()) {
-      for (const Run& run : map.runs()) {
-        key.push_back(run.global_begin);
-        key.push_back(run.length);
-      }
-      key.push_back(-1);
-    }
-    return key;
-  }
-
   // Product of the Partial mesh dims' sizes: how many partial values each element has.
   index_t partial_contributors() const {
     index_t n = 1;

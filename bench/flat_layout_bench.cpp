@@ -15,20 +15,14 @@ std::vector<FlatTensor> llama405b_tensors() {
   return tensors;
 }
 
-std::vector<index_t> iota_group(index_t ranks) {
-  std::vector<index_t> group(static_cast<std::size_t>(ranks));
-  for (index_t r = 0; r < ranks; ++r) group[static_cast<std::size_t>(r)] = r;
-  return group;
-}
-
 FlatLayout make_layout(int scheme, index_t ranks) {
   switch (scheme) {
-    case 0: return zero3_layout(llama405b_tensors(), iota_group(ranks));
-    case 1: return zero12_layout(llama405b_tensors(), iota_group(ranks));
+    case 0: return zero3_layout(llama405b_tensors(), iota_ranks(ranks));
+    case 1: return zero12_layout(llama405b_tensors(), iota_ranks(ranks));
     default: {
       MegatronBufferOptions options;
       options.bucket_size = std::max<index_t>(40'000'000, 1'000'000 * ranks);  // Megatron's default
-      return megatron_layout(llama405b_tensors(), iota_group(ranks), options);
+      return megatron_layout(llama405b_tensors(), iota_ranks(ranks), options);
     }
   }
 }

@@ -40,8 +40,7 @@ std::vector<FlatTensor> build_tensors(const PartitionOptions& o) {
 
 FlatLayout build_layout(const CLI::App& cmd, const PartitionOptions& o) {
   if (o.world <= 0) detail::fail("--world ", o.world, " must be positive");
-  std::vector<index_t> group(static_cast<std::size_t>(o.world));
-  for (index_t r = 0; r < o.world; ++r) group[static_cast<std::size_t>(r)] = r;
+  std::vector<index_t> group = iota_ranks(o.world);
   std::vector<FlatTensor> tensors = build_tensors(o);
   if (o.scheme == "zero3") {
     require_applicable(cmd, kOptionalFlags, {"--sub-group-size"}, "--scheme zero3");

@@ -111,10 +111,10 @@ void run(const PlanOptions& o) {
   if (o.summary) print_summary(plan, transfers, bytes, seconds);
   if (o.simulate) {
     if (o.rank >= 0) detail::fail("--simulate runs the whole plan; leave out --rank");
+    if (plan.reduce_op()) detail::fail("--simulate needs sources without Partial placements (it scatters one tensor)");
     std::vector<long> data(static_cast<std::size_t>(volume(shape)));
     std::iota(data.begin(), data.end(), 1L);
     RankBuffers<long> sources = scatter_to_ranks(src, data);
-    if (plan.reduce_op()) detail::fail("--simulate needs sources without Partial placements (it scatters one tensor)");
     RankBuffers<long> out = simulate(plan, transfers, sources);
     RankBuffers<long> expected = scatter_to_ranks(dst, data);
     index_t mismatches = 0;

@@ -3,16 +3,8 @@
 using namespace shardalg;
 using F = FlatFragment;
 
-namespace {
-std::vector<index_t> dp_group(index_t d) {
-  std::vector<index_t> g;
-  for (index_t i = 0; i < d; ++i) g.push_back(i);
-  return g;
-}
-}  // namespace
-
 TEST_CASE("Megatron buffer: reverse order, 64-aligned starts, one bucket (SEMANTICS.md section 7)") {
-  FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), dp_group(3));
+  FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), iota_ranks(3));
   CHECK(layout.tensor_begin(2) == 0);
   CHECK(layout.tensor_begin(1) == 320);
   CHECK(layout.tensor_begin(0) == 384);
@@ -27,7 +19,7 @@ TEST_CASE("Megatron buffer: reverse order, 64-aligned starts, one bucket (SEMANT
 TEST_CASE("Megatron buffer: bucket_size closes buckets") {
   MegatronBufferOptions options;
   options.bucket_size = 200;
-  FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), dp_group(3), options);
+  FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), iota_ranks(3), options);
   CHECK(layout.buckets() == std::vector<FlatBucket>{{0, 384}, {384, 1536}});
   CHECK(layout.tensor_begin(1) == 384);
   CHECK(layout.tensor_begin(0) == 448);
@@ -39,17 +31,17 @@ TEST_CASE("Megatron buffer: bucket_size closes buckets") {
 TEST_CASE("Megatron buffer: shared embedding in its own bucket, NCCL bus-bandwidth padding") {
   MegatronBufferOptions options;
   options.own_bucket_params = {1};
-  FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), dp_group(3), options);
+  FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), iota_ranks(3), options);
   // p2 closes at 320 -> padded to 384; p1 alone in [384, 768); p0 in [768, 1920).
   CHECK(layout.buckets() == std::vector<FlatBucket>{{0, 384}, {384, 768}, {768, 1920}});
   CHECK(layout.tensor_begin(1) == 384);
   CHECK(layout.tensor_begin(0) == 768);
   options.own_bucket_params.clear();
   options.pad_for_high_nccl_busbw = true;
-  FlatLayout padded = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), dp_group(3), options);
+  FlatLayout padded = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), iota_ranks(3), options);
   CHECK(padded.buffer_size() == 196608);  // lcm(3, 128, 65536)
-  SHARDALG_CHECK_THROWS_CONTAINING(megatron_layout(flat_tensors_from_numels({10}), dp_group(2), MegatronBufferOptions{0, false, {}}),
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_layout(flat_tensors_from_numels({10}), iota_ranks(2), MegatronBufferOptions{0, false, {}}),
                                    Error, "bucket size 0 must be positive");
-  SHARDALG_CHECK_THROWS_CONTAINING(megatron_layout(flat_tensors_from_numels({10}), dp_group(2), MegatronBufferOptions{{}, false, {4}}),
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_layout(flat_tensors_from_numels({10}), iota_ranks(2), MegatronBufferOptions{{}, false, {4}}),
                                    Error, "param index 4 is out of range");
 }

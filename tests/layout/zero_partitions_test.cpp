@@ -3,11 +3,9 @@
 using namespace shardalg;
 using F = FlatFragment;
 
-std::vector<index_t> group_of(index_t w) {
-  std::vector<index_t> g;
-  for (index_t i = 0; i < w; ++i) g.push_back(i);
-  return g;
-}
+namespace {
+std::vector<index_t> group_of(index_t w) { return iota_ranks(w); }
+}  // namespace
 
 TEST_CASE("ZeRO-3 per-parameter partitions (SEMANTICS.md section 5)") {
   FlatLayout layout = zero3_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
@@ -88,4 +86,9 @@ TEST_CASE("reconstruction takes each rank's valid elements (ZeRO-3 and ZeRO-1/2)
     SHARDALG_CHECK_THROWS_CONTAINING(layout.reconstruct<int>(0, [&](index_t) { return std::span<const int>(short_buffer); }), Error,
                                      "has 2 elements, expected 6");
   }
+}
+
+TEST_CASE("iota_ranks lists 0..n-1 and rejects empty groups") {
+  CHECK(iota_ranks(3) == std::vector<index_t>{0, 1, 2});
+  SHARDALG_CHECK_THROWS_CONTAINING(iota_ranks(0), Error, "partition group size 0 must be positive");
 }

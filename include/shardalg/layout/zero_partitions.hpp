@@ -15,13 +15,15 @@ inline void check_flat_inputs(std::string_view scheme, const std::vector<FlatTen
   for (const FlatTensor& t : tensors)
     if (t.numel() <= 0) fail(scheme, ": tensor '", t.name, "' has ", t.numel(), " elements; numels must be positive");
 }
-inline std::vector<index_t> iota_group(index_t size) {
-  if (size <= 0) fail("partition group size ", size, " must be positive");
-  std::vector<index_t> group(static_cast<std::size_t>(size));
-  std::iota(group.begin(), group.end(), index_t{0});
-  return group;
-}
 }  // namespace detail
+
+// The ranks 0..count-1: the partition group of a job whose DP group is the whole world.
+inline std::vector<index_t> iota_ranks(index_t count) {
+  if (count <= 0) detail::fail("partition group size ", count, " must be positive");
+  std::vector<index_t> ranks(static_cast<std::size_t>(count));
+  std::iota(ranks.begin(), ranks.end(), index_t{0});
+  return ranks;
+}
 
 // ZeRO-3: every parameter is partitioned on its own over the group of W ranks.
 // P = ceil(numel / W); rank r owns [r*P, r*P + P) of the flattened parameter (past numel is

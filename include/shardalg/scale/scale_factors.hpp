@@ -112,8 +112,7 @@ inline ScaleFactors torchtitan_scale(index_t dense_dp, std::optional<index_t> ex
   detail::require_positive("dense data-parallel size", dense_dp);
   if (!expert) return fsdp2_scale(dense_dp, std::nullopt, low_precision);
   if (!expert_dp) detail::fail("torchtitan: --expert needs the expert data-parallel size");
-  ScaleFactors s = fsdp2_scale(*expert_dp, dense_dp, low_precision);
-  return s;
+  return fsdp2_scale(*expert_dp, dense_dp, low_precision);
 }
 
 }  // namespace shardalg

@@ -14,12 +14,12 @@ TEST_CASE("a slice map lists every rank's tile, PyTorch info and pieces with loc
   auto pieces = r1.pieces();
   REQUIRE(pieces.size() == 1);
   CHECK(pieces[0].global == Box(Dims{8, 0}, Dims{2, 5}));
-  CHECK(pieces[0].local_offset == Dims{0, 0});
+  CHECK(pieces[0].local == Dims{0, 0});
   MeshLayout strided = MeshLayout::parse("dp=4", "_S(0,2)", Dims{9, 2});
   auto r0 = SliceMap(strided).ranks()[0].pieces();
   REQUIRE(r0.size() == 2);
   CHECK(r0[1].global == Box(Dims{5, 0}, Dims{1, 2}));
-  CHECK(r0[1].local_offset == Dims{2, 0});
+  CHECK(r0[1].local == Dims{2, 0});
 }
 
 TEST_CASE("slice maps follow the mesh's device order") {

@@ -79,7 +79,7 @@ TEST_CASE("properties of mesh layouts") {
                         for (const Piece& piece : slice.pieces()) {
                           held += piece.global.volume();
                           RC_ASSERT(slice.tile.local_position(piece.global.offset) ==
-                                    row_major_position(slice.tile.shape(), piece.local_offset));
+                                    row_major_position(slice.tile.shape(), piece.local));
                         }
                         RC_ASSERT(held == slice.tile.volume());
                       }

@@ -1,7 +1,9 @@
 // Laws of reshard plans on random layouts of random meshes (different sizes, rank subsets and
-// permutations on the two sides), executed in the host simulator.
+// permutations on the two sides; mesh and flat layouts), executed in the host simulator.
 #include "generators.hpp"
 
+#include <map>
+#include <memory>
 #include <numeric>
 
 using namespace shardalg;
@@ -27,6 +29,38 @@ MeshLayout gen_plain_layout(const Dims& shape) {
   return MeshLayout(mesh, placements, shape);
 }
 
+// A flat layout (ZeRO-3, ZeRO-1/2 or Megatron over a random mesh dim) holding the tensor next to
+// another one, so that the tensor sits at a non-trivial offset of a shared partition. Flat
+// schemes need every flattened tile non-empty: tensors without elements stay mesh layouts, and
+// placements leaving some rank an empty tile become Replicate.
+TensorLayout gen_flat_layout(const Dims& shape) {
+  MeshLayout placed = gen_plain_layout(shape);
+  if (volume(shape) == 0) return placed;
+  const DeviceMesh& mesh = placed.mesh();
+  std::size_t flat_dim = static_cast<std::size_t>(*rc::gen::inRange<int>(0, static_cast<int>(mesh.ndim())));
+  std::vector<Placement> placements = placed.placements();
+  placements[flat_dim] = Placement::replicate();
+  MeshLayout tp(mesh, placements, shape);
+  for (index_t rank : mesh.devices())
+    if (tp.tile(rank).empty()) placements.assign(mesh.ndim(), Placement::replicate());
+  Dims other_shape = *gen_shape();
+  for (index_t& extent : other_shape) extent = std::max<index_t>(extent, 1);
+  std::vector<Placement> other(mesh.ndim(), Placement::replicate());
+  FlatSchemeOptions options{*rc::gen::element(FlatScheme::zero3, FlatScheme::zero12, FlatScheme::megatron)};
+  options.alignment_factor = *rc::gen::element<index_t>(1, 2, 4);
+  options.megatron.bucket_size = *rc::gen::element<std::optional<index_t>>(std::nullopt, 16, 100);
+  bool other_first = *rc::gen::arbitrary<bool>();
+  std::vector<NamedMeshLayout> tensors{{"t", MeshLayout(mesh, placements, shape)}, {"other", MeshLayout(mesh, other, other_shape)}};
+  if (other_first) std::swap(tensors[0], tensors[1]);
+  auto flat = std::make_shared<const ComposedFlatLayout>(tensors, mesh.name(flat_dim), options);
+  return TensorLayout(flat, other_first ? 1 : 0);
+}
+
+TensorLayout gen_any_layout(const Dims& shape) {
+  if (*rc::gen::arbitrary<bool>()) return gen_flat_layout(shape);
+  return gen_plain_layout(shape);
+}
+
 std::vector<long> iota_data(const Dims& shape) {
   std::vector<long> data(static_cast<std::size_t>(volume(shape)));
   std::iota(data.begin(), data.end(), 1L);
@@ -38,7 +72,7 @@ std::vector<long> iota_data(const Dims& shape) {
 TEST_CASE("properties of reshard plans") {
   SHARDALG_PROPERTY("scatter by the source, reshard, gather by the destination gives back the tensor", [] {
     Dims shape = *gen_shape();
-    MeshLayout src = gen_plain_layout(shape), dst = gen_plain_layout(shape);
+    TensorLayout src = gen_any_layout(shape), dst = gen_any_layout(shape);
     ReshardPlan plan(src, dst);
     auto data = iota_data(shape);
     auto out = simulate(plan, plan.all_transfers(), scatter_to_ranks(src, data));
@@ -47,7 +81,7 @@ TEST_CASE("properties of reshard plans") {
 
   SHARDALG_PROPERTY("A -> B -> A is the identity", [] {
     Dims shape = *gen_shape();
-    MeshLayout a = gen_plain_layout(shape), b = gen_plain_layout(shape);
+    TensorLayout a = gen_any_layout(shape), b = gen_any_layout(shape);
     ReshardPlan there(a, b), back(b, a);
     auto start = scatter_to_ranks(a, iota_data(shape));
     auto middle = simulate(there, there.all_transfers(), start);
@@ -56,8 +90,8 @@ TEST_CASE("properties of reshard plans") {
 
   SHARDALG_PROPERTY("with unreplicated sources, bytes between distinct ranks equal the lower bound", [] {
     Dims shape = *gen_shape();
-    MeshLayout src = gen_plain_layout(shape), dst = gen_plain_layout(shape);
-    RC_PRE(src.replication_factor() == 1);
+    TensorLayout src = gen_any_layout(shape), dst = gen_any_layout(shape);
+    RC_PRE(src.single_holder());
     ReshardPlan plan(src, dst);
     index_t moved = 0, bound = 0;
     for (const Transfer& t : plan.all_transfers())
@@ -68,7 +102,7 @@ TEST_CASE("properties of reshard plans") {
 
   SHARDALG_PROPERTY("every plan passes verification, and a rank's sends are its part of the plan", [] {
     Dims shape = *gen_shape();
-    MeshLayout src = gen_plain_layout(shape), dst = gen_plain_layout(shape);
+    TensorLayout src = gen_any_layout(shape), dst = gen_any_layout(shape);
     ReshardPlan plan(src, dst);
     auto all = plan.all_transfers();
     verify_plan(plan, all);
@@ -79,5 +113,26 @@ TEST_CASE("properties of reshard plans") {
       for (const Transfer& t : plan.transfers_from(rank)) from_query += t.global.volume();
       RC_ASSERT(from_plan == from_query);
     }
+  });
+
+  SHARDALG_PROPERTY("every element a destination holds is written once, from a source holding it", [] {
+    Dims shape = *gen_shape();
+    TensorLayout src = gen_any_layout(shape), dst = gen_any_layout(shape);
+    ReshardPlan plan(src, dst);
+    // Count writes per (destination rank, global element); each source must hold what it sends.
+    std::map<std::pair<index_t, index_t>, int> writes;
+    for (const Transfer& t : plan.all_transfers())
+      for (index_t i = 0; i < t.global.volume(); ++i) {
+        Dims point = row_major_coordinate(t.global.shape, i);
+        for (std::size_t d = 0; d < point.size(); ++d) point[d] += t.global.offset[d];
+        bool held = false;
+        for (const Piece& piece : src.pieces(t.src_rank)) held = held || piece.global.contains_point(point);
+        RC_ASSERT(held);
+        ++writes[{t.dst_rank, row_major_position(shape, point)}];
+      }
+    index_t expected = 0;
+    for (index_t rank : dst.mesh().devices()) expected += dst.held_elements(rank);
+    RC_ASSERT(static_cast<index_t>(writes.size()) == expected);
+    for (const auto& [key, count] : writes) RC_ASSERT(count == 1);
   });
 }

@@ -44,4 +44,18 @@ constexpr Dims row_major_coordinate(const Dims& shape, index_t position) {
   return coord;
 }
 
+// Row-major strides of a shape: the last dim moves by 1. Example: [3, 4, 5] -> [20, 5, 1].
+constexpr Dims row_major_strides(const Dims& shape) {
+  Dims strides(shape.size(), 1);
+  for (std::size_t d = shape.size(); d-- > 1;) strides[d - 1] = checked_mul(strides[d], shape[d]);
+  return strides;
+}
+
+// Sum of a[i] * b[i] (a position from coordinates and strides), overflow-checked.
+constexpr index_t dot(const Dims& a, const Dims& b) {
+  index_t total = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) total = checked_add(total, checked_mul(a[i], b[i]));
+  return total;
+}
+
 }  // namespace shardalg

@@ -18,8 +18,7 @@ inline std::vector<Box> flat_interval_boxes(const Dims& shape, index_t begin, in
     detail::fail("flat interval [", begin, ", ", begin + length, ") is outside a tensor of shape ", shape, " (", total,
                  " elements)");
   std::size_t ndim = shape.size();
-  Dims strides(ndim, 1);  // row-major strides
-  for (std::size_t d = ndim; d-- > 1;) strides[d - 1] = strides[d] * shape[d];
+  Dims strides = row_major_strides(shape);
   std::vector<Box> boxes;
   if (ndim == 0) {
     if (length > 0) boxes.push_back(Box(Dims{}, Dims{}));

@@ -11,45 +11,73 @@
 
 namespace shardalg {
 
-// Each rank's local tensor, row-major over its tile.
+// Each rank's buffer: its local tile (mesh layouts) or its partition (flat layouts).
 template <class T>
 using RankBuffers = std::map<index_t, std::vector<T>>;
 
-// Splits a global row-major tensor into every rank's local tensor under `layout`.
+namespace detail {
+
+// Calls f(buffer position, global row-major position) for every element a rank holds.
+template <class F>
+void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
+  TensorLayout::Addressing address = layout.addressing(rank);
+  Dims global_strides = row_major_strides(layout.global_shape());
+  for (const Piece& piece : layout.pieces(rank)) {
+    index_t base = address.base(piece.local), global_base = dot(piece.global.offset, global_strides);
+    for (index_t i = 0; i < piece.global.volume(); ++i) {
+      Dims delta = row_major_coordinate(piece.global.shape, i);
+      f(base + dot(delta, address.strides), global_base + dot(delta, global_strides));
+    }
+  }
+}
+
 template <class T>
-RankBuffers<T> scatter_to_ranks(const MeshLayout& layout, const std::vector<T>& global) {
+void check_buffer(const RankBuffers<T>& buffers, const TensorLayout& layout, index_t rank, std::string_view what) {
+  index_t expected = layout.buffer_elements(rank);
+  auto it = buffers.find(rank);
+  index_t got = it == buffers.end() ? 0 : static_cast<index_t>(it->second.size());
+  if (it == buffers.end() || got != expected)
+    fail(what, " rank ", rank, " needs a buffer of ", expected, " elements, got ", got);
+}
+
+}  // namespace detail
+
+// Writes a global row-major tensor into every rank's buffer under `layout`, creating missing
+// buffers (zero-filled, padding included). Tensors of one flat layout share each rank's buffer:
+// scatter them one after another into the same RankBuffers.
+template <class T>
+void scatter_into(const TensorLayout& layout, const std::vector<T>& global, RankBuffers<T>& buffers) {
   if (static_cast<index_t>(global.size()) != volume(layout.global_shape()))
     detail::fail("scatter: the global buffer has ", global.size(), " elements, the shape ", layout.global_shape(), " has ",
                  volume(layout.global_shape()));
-  RankBuffers<T> buffers;
   for (index_t rank : layout.mesh().devices()) {
-    Tile tile = layout.tile(rank);
     std::vector<T>& local = buffers[rank];
-    local.reserve(static_cast<std::size_t>(tile.volume()));
-    if (tile.empty()) continue;
-    for (index_t i = 0; i < tile.volume(); ++i) {
-      Dims coord = row_major_coordinate(tile.shape(), i);
-      for (std::size_t d = 0; d < coord.size(); ++d) coord[d] = tile.dim(d).global_at(coord[d]);
-      local.push_back(global[static_cast<std::size_t>(row_major_position(layout.global_shape(), coord))]);
-    }
+    if (local.empty()) local.assign(static_cast<std::size_t>(layout.buffer_elements(rank)), T{});
+    detail::check_buffer(buffers, layout, rank, "scatter:");
+    detail::for_each_held(layout, rank, [&](index_t at, index_t from) {
+      local[static_cast<std::size_t>(at)] = global[static_cast<std::size_t>(from)];
+    });
   }
+}
+
+// Every rank's buffer under `layout` for a global row-major tensor.
+template <class T>
+RankBuffers<T> scatter_to_ranks(const TensorLayout& layout, const std::vector<T>& global) {
+  RankBuffers<T> buffers;
+  scatter_into(layout, global, buffers);
   return buffers;
 }
 
-// Reassembles the global tensor from the ranks' local tensors (any holder of an element).
+// Reassembles the global tensor from the ranks' buffers (any holder of an element).
 template <class T>
-std::vector<T> gather_from_ranks(const MeshLayout& layout, const RankBuffers<T>& buffers) {
+std::vector<T> gather_from_ranks(const TensorLayout& layout, const RankBuffers<T>& buffers) {
   std::vector<T> global(static_cast<std::size_t>(volume(layout.global_shape())));
   for (index_t rank : layout.mesh().devices()) {
-    Tile tile = layout.tile(rank);
-    auto it = buffers.find(rank);
-    if (it == buffers.end() || static_cast<index_t>(it->second.size()) != tile.volume())
-      detail::fail("gather: rank ", rank, " needs a buffer of ", tile.volume(), " elements");
-    for (index_t i = 0; i < tile.volume(); ++i) {
-      Dims coord = row_major_coordinate(tile.shape(), i);
-      for (std::size_t d = 0; d < coord.size(); ++d) coord[d] = tile.dim(d).global_at(coord[d]);
-      global[static_cast<std::size_t>(row_major_position(layout.global_shape(), coord))] = it->second[static_cast<std::size_t>(i)];
-    }
+    detail::check_buffer(buffers, layout, rank, "gather:");
+    const std::vector<T>& local = buffers.at(rank);
+    detail::for_each_held(layout, rank, [&](index_t at, index_t to) {
+      global[static_cast<std::size_t>(to)] = local[static_cast<std::size_t>(at)];
+    });
   }
   return global;
 }
@@ -76,47 +104,43 @@ void reduce_into(T& target, T value, ReduceOp op, index_t contributors) {
 }
 }  // namespace detail
 
-// Verifies the plan, checks every source buffer against its tile, then runs every transfer.
-// Returns the destination ranks' local tensors. Nothing runs after an error.
+// Verifies the plan, checks every source and destination buffer against the layouts, then runs
+// every transfer into `destinations` (which hold the elements a transfer does not write, such as
+// padding or other tensors of a shared partition). Nothing runs after an error.
 template <class T>
-RankBuffers<T> simulate(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources) {
+void simulate_into(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources,
+                   RankBuffers<T>& destinations) {
   verify_plan(plan, transfers);
-  const MeshLayout& src = plan.source();
-  const MeshLayout& dst = plan.destination();
-  std::map<index_t, Dims> src_shapes, dst_shapes;
+  const TensorLayout& src = plan.source();
+  const TensorLayout& dst = plan.destination();
+  std::map<index_t, TensorLayout::Addressing> src_address, dst_address;
   for (index_t rank : src.mesh().devices()) {
-    Dims shape = src.tile(rank).shape();
-    auto it = sources.find(rank);
-    if (it == sources.end() || static_cast<index_t>(it->second.size()) != volume(shape))
-      detail::fail("simulate: source rank ", rank, " needs a buffer of ", volume(shape), " elements (tile ", shape, "), got ",
-                   it == sources.end() ? 0 : it->second.size());
-    src_shapes[rank] = shape;
+    detail::check_buffer(sources, src, rank, "simulate: source");
+    src_address.emplace(rank, src.addressing(rank));
   }
-  RankBuffers<T> out;
-  T initial = plan.reduce_op() ? detail::reduce_identity<T>(*plan.reduce_op()) : T(0);
   for (index_t rank : dst.mesh().devices()) {
-    dst_shapes[rank] = dst.tile(rank).shape();
-    out[rank].assign(static_cast<std::size_t>(volume(dst_shapes[rank])), initial);
+    detail::check_buffer(destinations, dst, rank, "simulate: destination");
+    dst_address.emplace(rank, dst.addressing(rank));
+  }
+  if (plan.reduce_op()) {  // reductions start from the op's identity
+    T initial = detail::reduce_identity<T>(*plan.reduce_op());
+    for (index_t rank : dst.mesh().devices())
+      detail::for_each_held(dst, rank, [&](index_t at, index_t) { destinations[rank][static_cast<std::size_t>(at)] = initial; });
   }
   for (const Transfer& t : transfers) {
     const std::vector<T>& from = sources.at(t.src_rank);
-    std::vector<T>& to = out[t.dst_rank];
-    const Dims& sshape = src_shapes[t.src_rank];
-    const Dims& dshape = dst_shapes[t.dst_rank];
-    std::size_t last = t.global.ndim() - 1;
-    index_t rows = t.global.volume() / (t.global.ndim() ? t.global.shape[last] : 1);
-    index_t row_length = t.global.ndim() ? t.global.shape[last] : 1;
+    std::vector<T>& to = destinations[t.dst_rank];
+    const TensorLayout::Addressing& sa = src_address.at(t.src_rank);
+    const TensorLayout::Addressing& da = dst_address.at(t.dst_rank);
+    std::size_t ndim = t.global.ndim();
+    index_t row_length = ndim ? t.global.shape[ndim - 1] : 1;
     Dims row_shape = t.global.shape;
-    if (t.global.ndim()) row_shape[last] = 1;
-    for (index_t r = 0; r < rows; ++r) {  // copy one innermost row at a time
+    if (ndim) row_shape[ndim - 1] = 1;
+    index_t sbase = sa.base(t.src_local), dbase = da.base(t.dst_local);
+    for (index_t r = 0; r < volume(row_shape); ++r) {  // one innermost row at a time (stride 1 on both sides)
       Dims delta = row_major_coordinate(row_shape, r);
-      Dims s = t.src_local, d = t.dst_local;
-      for (std::size_t k = 0; k < delta.size(); ++k) {
-        s[k] += delta[k];
-        d[k] += delta[k];
-      }
-      auto sbegin = from.begin() + row_major_position(sshape, s);
-      auto dbegin = to.begin() + row_major_position(dshape, d);
+      auto sbegin = from.begin() + (sbase + dot(delta, sa.strides));
+      auto dbegin = to.begin() + (dbase + dot(delta, da.strides));
       if (!plan.reduce_op()) {
         std::copy_n(sbegin, row_length, dbegin);
       } else {
@@ -124,6 +148,15 @@ RankBuffers<T> simulate(const ReshardPlan& plan, const std::vector<Transfer>& tr
       }
     }
   }
+}
+
+// As simulate_into, with zero-filled destination buffers. Returns the destination buffers.
+template <class T>
+RankBuffers<T> simulate(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources) {
+  RankBuffers<T> out;
+  for (index_t rank : plan.destination().mesh().devices())
+    out[rank].assign(static_cast<std::size_t>(plan.destination().buffer_elements(rank)), T{});
+  simulate_into(plan, transfers, sources, out);
   return out;
 }
 

@@ -3,6 +3,10 @@
 // local tiles with a ZeRO or Megatron scheme. A fragment maps through the tile to global boxes.
 #pragma once
 
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
 #include <utility>
 
 #include "shardalg/layout/megatron_buffer.hpp"
@@ -37,7 +41,7 @@ class ComposedFlatLayout {
  public:
   // All layouts must share one mesh and Replicate on `flat_dim` (the flat scheme shards there).
   ComposedFlatLayout(std::vector<NamedMeshLayout> tensors, std::string flat_dim, FlatSchemeOptions options)
-      : tensors_(std::move(tensors)), options_(std::move(options)) {
+      : tensors_(std::move(tensors)), options_(std::move(options)), cache_(std::make_shared<GroupCache>()) {
     if (tensors_.empty()) detail::fail("composed flat layout: no tensors");
     const DeviceMesh& mesh = tensors_.front().layout.mesh();
     flat_dim_ = mesh.dim_index(flat_dim);
@@ -48,30 +52,85 @@ class ComposedFlatLayout {
       if (!p.is_replicate())
         detail::fail("composed flat layout: tensor '", t.name, "' has ", to_string(p), " on the flat dim '", flat_dim,
                      "'; it must be Replicate there");
+      for (const Placement& q : t.layout.placements())
+        if (q.is_partial())
+          detail::fail("composed flat layout: tensor '", t.name, "' has ", to_string(q), "; flat partitions hold reduced values");
     }
+    // The group leaders (flat coordinate 0) form a mesh with the flat dim of size 1; a tensor's
+    // layout on it answers "which groups hold this box" without visiting every group member.
+    leader_shape_ = mesh.shape();
+    leader_shape_[flat_dim_] = 1;
+    std::vector<index_t> leaders;
+    for (index_t g = 0; g < volume(leader_shape_); ++g) leaders.push_back(mesh.rank_at(row_major_coordinate(leader_shape_, g)));
+    DeviceMesh leader_mesh(mesh.names(), leader_shape_, std::move(leaders));
+    for (const NamedMeshLayout& t : tensors_)
+      leader_layouts_.push_back(t.layout.application_order()
+                                    ? MeshLayout(leader_mesh, t.layout.placements(), t.layout.global_shape(), *t.layout.application_order())
+                                    : MeshLayout(leader_mesh, t.layout.placements(), t.layout.global_shape()));
   }
 
   const DeviceMesh& mesh() const { return tensors_.front().layout.mesh(); }
   std::size_t flat_dim() const { return flat_dim_; }
   const std::vector<NamedMeshLayout>& tensors() const { return tensors_; }
+  const FlatSchemeOptions& options() const { return options_; }
+  index_t group_count() const { return mesh().size() / mesh().size(flat_dim_); }
 
-  // The flat layout of a rank's group along the flat dim, over the tiles the group holds.
-  FlatLayout flat_layout_of(index_t rank) const {
+  // The group (along the flat dim) a rank belongs to, numbered row-major over the other mesh
+  // dims; nothing for a rank outside the mesh.
+  std::optional<index_t> group_index(index_t rank) const {
     auto coord = mesh().coordinate_of(rank);
-    if (!coord) detail::fail("rank ", rank, " is not in ", mesh().to_string());
+    if (!coord) return std::nullopt;
+    (*coord)[flat_dim_] = 0;
+    return row_major_position(leader_shape_, *coord);
+  }
+
+  // The flat layout of one group, over the tiles its members hold. Built on first use, then
+  // shared (thread-safe).
+  const FlatLayout& flat_layout_of_group(index_t group) const {
+    if (group < 0 || group >= group_count())
+      detail::fail("composed flat layout: group ", group, " is out of range for ", group_count(), " groups");
+    std::lock_guard<std::mutex> lock(cache_->mutex);
+    auto it = cache_->layouts.find(group);
+    if (it != cache_->layouts.end()) return *it->second;
+    Dims coord = row_major_coordinate(leader_shape_, group);
     std::vector<FlatTensor> flat;
     for (const NamedMeshLayout& t : tensors_) {
-      Tile tile = t.layout.tile_at(*coord);
+      Tile tile = t.layout.tile_at(coord);
       Dims shape = tile.shape();
       flat.push_back(FlatTensor{t.name, shape, std::move(tile), t.layout.global_shape()});
     }
-    return make_flat_layout(options_, std::move(flat), mesh().group_of(flat_dim_, rank));
+    auto layout = std::make_shared<const FlatLayout>(make_flat_layout(options_, std::move(flat), mesh().group_of(flat_dim_, mesh().rank_at(coord))));
+    return *cache_->layouts.emplace(group, std::move(layout)).first->second;
+  }
+
+  // The flat layout of a rank's group along the flat dim.
+  const FlatLayout& flat_layout_of(index_t rank) const {
+    auto group = group_index(rank);
+    if (!group) detail::fail("rank ", rank, " is not in ", mesh().to_string());
+    return flat_layout_of_group(*group);
+  }
+
+  // The groups whose tiles of tensor `t` meet a global box, ascending.
+  std::vector<index_t> groups_holding(std::size_t t, const Box& box) const {
+    if (t >= tensors_.size()) detail::fail("composed flat layout: tensor index ", t, " is out of range for ", tensors_.size(), " tensors");
+    std::vector<index_t> groups;
+    for (index_t leader : leader_layouts_[t].ranks_holding(box)) groups.push_back(*group_index(leader));
+    std::sort(groups.begin(), groups.end());
+    return groups;
   }
 
  private:
+  struct GroupCache {
+    std::mutex mutex;
+    std::map<index_t, std::shared_ptr<const FlatLayout>> layouts;
+  };
+
   std::vector<NamedMeshLayout> tensors_;
   FlatSchemeOptions options_;
   std::size_t flat_dim_ = 0;
+  Dims leader_shape_;                       // the mesh shape with the flat dim set to 1
+  std::vector<MeshLayout> leader_layouts_;  // per tensor, on the group leaders
+  std::shared_ptr<GroupCache> cache_;
 };
 
 }  // namespace shardalg

@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -106,6 +108,34 @@ class FlatLayout {
     return result;
   }
 
+  // The fragment of tensor `t` a rank owns, if any (a tensor lies inside one bucket, so a rank
+  // owns at most one piece of it). Time: logarithmic in the group size.
+  std::optional<FlatFragment> fragment_of(index_t rank, std::size_t t) const {
+    check_tensor(t);
+    index_t position = position_of(rank);
+    if (position < 0 || tensors_[t].numel() == 0) return std::nullopt;
+    const FlatBucket& bucket = buckets_[bucket_of_[t]];
+    index_t window = bucket.size() / group_size();
+    index_t lo = bucket.begin + position * window, hi = lo + window;
+    index_t fs = std::max(lo, begin_[t]), fe = std::min(hi, end_of(t));
+    if (fs >= fe) return std::nullopt;
+    // Every bucket before this one contributes one window to the partition.
+    index_t partition_offset = bucket.begin / group_size() + (fs - lo);
+    return FlatFragment{static_cast<index_t>(t), fs - begin_[t], partition_offset, fe - fs};
+  }
+
+  // The group positions [first, last) whose windows hold any of tensor `t`'s flat elements
+  // [lo, hi) (positions in the flattened tensor). Constant time.
+  std::pair<index_t, index_t> positions_holding(std::size_t t, index_t lo, index_t hi) const {
+    check_tensor(t);
+    if (lo < 0 || hi > tensors_[t].numel() || lo >= hi) return {0, 0};
+    const FlatBucket& bucket = buckets_[bucket_of_[t]];
+    index_t window = bucket.size() / group_size();
+    index_t first = (begin_[t] + lo - bucket.begin) / window;
+    index_t last = (begin_[t] + hi - 1 - bucket.begin) / window;
+    return {first, last + 1};
+  }
+
   // Padding elements in a rank's partition (its partition size less the elements it owns).
   index_t padding(index_t rank) const {
     if (position_of(rank) < 0) return 0;
@@ -128,7 +158,7 @@ class FlatLayout {
   // that rank's buffer, which must hold partition_size() elements.
   template <class T>
   std::vector<T> reconstruct(std::size_t t, const std::function<std::span<const T>(index_t rank)>& partition_of) const {
-    if (t >= tensors_.size()) detail::fail(scheme_, ": tensor index ", t, " is out of range for ", tensors_.size(), " tensors");
+    check_tensor(t);
     std::vector<T> result(static_cast<std::size_t>(tensors_[t].numel()));
     for (index_t rank : group_) {
       std::span<const T> partition = partition_of(rank);
@@ -143,6 +173,9 @@ class FlatLayout {
 
  private:
   index_t end_of(std::size_t t) const { return begin_[t] + tensors_[t].numel(); }
+  void check_tensor(std::size_t t) const {
+    if (t >= tensors_.size()) detail::fail(scheme_, ": tensor index ", t, " is out of range for ", tensors_.size(), " tensors");
+  }
 
   void validate() {
     if (group_.empty()) detail::fail(scheme_, ": the partition group is empty");
@@ -161,6 +194,7 @@ class FlatLayout {
       expected = b.end;
     }
     by_begin_.resize(tensors_.size());
+    bucket_of_.assign(tensors_.size(), 0);
     for (std::size_t t = 0; t < tensors_.size(); ++t) by_begin_[t] = t;
     std::sort(by_begin_.begin(), by_begin_.end(), [this](std::size_t a, std::size_t b) { return begin_[a] < begin_[b]; });
     for (std::size_t k = 0; k < by_begin_.size(); ++k) {
@@ -170,9 +204,11 @@ class FlatLayout {
                      tensors_[t].tile.shape());
       if (k > 0 && begin_[t] < end_of(by_begin_[k - 1]))
         detail::fail(scheme_, ": tensors '", tensors_[by_begin_[k - 1]].name, "' and '", tensors_[t].name, "' overlap");
-      bool inside = std::any_of(buckets_.begin(), buckets_.end(), [&](const FlatBucket& b) {
-        return b.begin <= begin_[t] && end_of(t) <= b.end;
-      });
+      // The bucket holding the tensor: the last one starting at or before it.
+      auto bucket = std::upper_bound(buckets_.begin(), buckets_.end(), begin_[t],
+                                     [](index_t value, const FlatBucket& b) { return value < b.begin; });
+      bool inside = bucket != buckets_.begin() && end_of(t) <= std::prev(bucket)->end && begin_[t] < std::prev(bucket)->end;
+      bucket_of_[t] = inside ? static_cast<std::size_t>(std::prev(bucket) - buckets_.begin()) : 0;
       if (!inside && tensors_[t].numel() > 0)
         detail::fail(scheme_, ": tensor '", tensors_[t].name, "' at [", begin_[t], ", ", end_of(t), ") is not inside one bucket");
     }
@@ -184,6 +220,7 @@ class FlatLayout {
   std::vector<index_t> begin_;
   std::vector<FlatBucket> buckets_;
   std::vector<std::size_t> by_begin_;  // tensor indices in buffer order
+  std::vector<std::size_t> bucket_of_;  // bucket index per tensor
   std::vector<std::pair<index_t, index_t>> rank_positions_;  // (rank, position in group), sorted
 };
 

@@ -5,14 +5,9 @@
 #include <vector>
 
 #include "shardalg/layout/mesh_layout.hpp"
+#include "shardalg/layout/piece.hpp"
 
 namespace shardalg {
-
-// A maximal box of a rank's tile and where it starts in the rank's local tensor.
-struct Piece {
-  Box global;
-  Dims local_offset;
-};
 
 struct RankSlice {
   index_t rank;
@@ -21,15 +16,7 @@ struct RankSlice {
   ShardInfo info;  // PyTorch's local shape and global offset
 
   // The tile's maximal boxes in local row-major order, each with its local offset.
-  std::vector<Piece> pieces() const {
-    std::vector<Piece> result;
-    for (Box& box : tile.boxes()) {
-      Dims local;
-      for (std::size_t d = 0; d < box.ndim(); ++d) local.push_back(*tile.dim(d).local_of(box.offset[d]));
-      result.push_back(Piece{std::move(box), std::move(local)});
-    }
-    return result;
-  }
+  std::vector<Piece> pieces() const { return pieces_of(tile); }
 };
 
 class SliceMap {

@@ -4,7 +4,7 @@
 #pragma once
 
 #include <algorithm>
-#include <map>
+#include <unordered_map>
 #include <vector>
 
 #include "shardalg/plan/reshard_plan.hpp"
@@ -31,62 +31,96 @@ inline bool overlap(const Box& a, const Box& b) {
   return true;
 }
 
+// What each rank of one side holds, looked up once per rank: tiles for mesh layouts (a check is
+// a few index-map lookups), pieces for flat layouts.
+class Holdings {
+ public:
+  explicit Holdings(const TensorLayout& layout) : layout_(layout) {}
+
+  // True when the rank holds all of `box` as one block starting at `local`.
+  bool holds_at(index_t rank, const Box& box, const Dims& local) {
+    if (const MeshLayout* mesh = layout_.mesh_layout()) return detail::holds_at(tile(*mesh, rank), box, local);
+    if (box.ndim() != layout_.tensor_ndim() || local.size() != 1 || box.empty()) return false;
+    for (const Piece& piece : pieces(rank))
+      if (piece.global.contains(box)) return piece.local_at(box.offset) == local;
+    return false;
+  }
+
+  index_t held_elements(index_t rank) {
+    if (const MeshLayout* mesh = layout_.mesh_layout()) return tile(*mesh, rank).volume();
+    index_t total = 0;
+    for (const Piece& piece : pieces(rank)) total += piece.global.volume();
+    return total;
+  }
+
+ private:
+  const Tile& tile(const MeshLayout& mesh, index_t rank) {
+    auto it = tiles_.find(rank);
+    if (it == tiles_.end()) it = tiles_.emplace(rank, mesh.tile(rank)).first;
+    return it->second;
+  }
+  const std::vector<Piece>& pieces(index_t rank) {
+    auto it = pieces_.find(rank);
+    if (it == pieces_.end()) it = pieces_.emplace(rank, layout_.pieces(rank)).first;
+    return it->second;
+  }
+
+  const TensorLayout& layout_;
+  std::unordered_map<index_t, Tile> tiles_;
+  std::unordered_map<index_t, std::vector<Piece>> pieces_;
+};
+
 }  // namespace detail
 
-// Throws Error naming the first violation. Cost: one tile per rank involved, and a sweep over
-// each destination's boxes (sorted along dim 0) for overlaps.
+// Throws Error naming the first violation. Cost: one lookup of each rank's holding, a hash per
+// transfer, and a sweep over each destination's boxes (sorted along dim 0) for overlaps.
 inline void verify_plan(const ReshardPlan& plan, const std::vector<Transfer>& transfers) {
-  const MeshLayout& src = plan.source();
-  const MeshLayout& dst = plan.destination();
-  std::map<index_t, Tile> src_tiles, dst_tiles;
-  auto tile_of = [](std::map<index_t, Tile>& cache, const MeshLayout& layout, index_t rank) -> const Tile& {
-    auto it = cache.find(rank);
-    if (it == cache.end()) it = cache.emplace(rank, layout.tile(rank)).first;
-    return it->second;
-  };
+  const TensorLayout& src = plan.source();
+  const TensorLayout& dst = plan.destination();
+  detail::Holdings src_holdings(src), dst_holdings(dst);
   // Boxes written into each destination, per partial class of their sender.
-  std::map<std::pair<index_t, std::vector<index_t>>, std::vector<const Box*>> written;
-  std::map<std::pair<index_t, std::vector<index_t>>, index_t> volume_written;
+  struct Written {
+    std::vector<const Box*> boxes;
+    index_t volume = 0;
+  };
+  std::unordered_map<index_t, std::unordered_map<index_t, Written>> written;  // dst -> class -> boxes
   for (const Transfer& t : transfers) {
     if (!src.mesh().contains(t.src_rank)) detail::fail("plan: transfer from rank ", t.src_rank, ", which is not in the source mesh");
     if (!dst.mesh().contains(t.dst_rank)) detail::fail("plan: transfer to rank ", t.dst_rank, ", which is not in the destination mesh");
-    if (!detail::holds_at(tile_of(src_tiles, src, t.src_rank), t.global, t.src_local))
+    if (t.global.ndim() != src.tensor_ndim() || t.global.empty())
+      detail::fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " moves ", t.global, ", not a non-empty box of the tensor");
+    if (!src_holdings.holds_at(t.src_rank, t.global, t.src_local))
       detail::fail("plan: source rank ", t.src_rank, " does not hold ", t.global, " at local ", t.src_local);
-    if (!detail::holds_at(tile_of(dst_tiles, dst, t.dst_rank), t.global, t.dst_local))
+    if (!dst_holdings.holds_at(t.dst_rank, t.global, t.dst_local))
       detail::fail("plan: destination rank ", t.dst_rank, " does not hold ", t.global, " at local ", t.dst_local);
-    Dims coord = *src.mesh().coordinate_of(t.src_rank);
-    std::vector<index_t> partial_class;
-    for (std::size_t m = 0; m < src.placements().size(); ++m)
-      if (src.placements()[m].is_partial()) partial_class.push_back(coord[m]);
-    auto key = std::make_pair(t.dst_rank, partial_class);
-    written[key].push_back(&t.global);
-    volume_written[key] += t.global.volume();
+    Written& w = written[t.dst_rank][plan.partial_class(t.src_rank)];
+    w.boxes.push_back(&t.global);
+    w.volume += t.global.volume();
   }
-  index_t contributors = 1;
-  for (std::size_t m = 0; m < src.placements().size(); ++m)
-    if (src.placements()[m].is_partial()) contributors *= src.mesh().size(m);
-  // Each class writes disjoint boxes covering the destination tile: exactly once.
-  std::map<index_t, index_t> classes_per_dst;
-  for (auto& [key, boxes] : written) {
-    const Tile& tile = tile_of(dst_tiles, dst, key.first);
-    if (volume_written[key] != tile.volume())
-      detail::fail("plan: destination rank ", key.first, " receives ", volume_written[key], " elements from one contributor class but holds ",
-                   tile.volume());
-    std::sort(boxes.begin(), boxes.end(), [](const Box* a, const Box* b) { return a->offset[0] < b->offset[0]; });
-    std::vector<const Box*> active;
-    for (const Box* box : boxes) {
-      std::erase_if(active, [box](const Box* a) { return a->end(0) <= box->offset[0]; });
-      for (const Box* a : active)
-        if (detail::overlap(*a, *box)) detail::fail("plan: destination rank ", key.first, " receives ", *box, " twice");
-      active.push_back(box);
+  index_t contributors = plan.partial_contributors();
+  // Each class writes disjoint boxes covering what the destination holds: exactly once.
+  for (auto& [rank, classes] : written) {
+    index_t held = dst_holdings.held_elements(rank);
+    for (auto& [partial, w] : classes) {
+      if (w.volume != held)
+        detail::fail("plan: destination rank ", rank, " receives ", w.volume, " elements from one contributor class but holds ", held);
+      if (dst.tensor_ndim() == 0) continue;  // one element: the volume check above decides
+      std::sort(w.boxes.begin(), w.boxes.end(), [](const Box* a, const Box* b) { return a->offset[0] < b->offset[0]; });
+      std::vector<const Box*> active;
+      for (const Box* box : w.boxes) {
+        std::erase_if(active, [box](const Box* a) { return a->end(0) <= box->offset[0]; });
+        for (const Box* a : active)
+          if (detail::overlap(*a, *box)) detail::fail("plan: destination rank ", rank, " receives ", *box, " twice");
+        active.push_back(box);
+      }
     }
-    ++classes_per_dst[key.first];
   }
   for (index_t rank : dst.mesh().devices()) {
-    const Tile& tile = tile_of(dst_tiles, dst, rank);
-    index_t expected = tile.empty() ? 0 : contributors;
-    if (classes_per_dst[rank] != expected)
-      detail::fail("plan: destination rank ", rank, " receives from ", classes_per_dst[rank], " contributor classes, expected ", expected);
+    auto it = written.find(rank);
+    index_t classes = it == written.end() ? 0 : static_cast<index_t>(it->second.size());
+    index_t expected = dst_holdings.held_elements(rank) == 0 ? 0 : contributors;
+    if (classes != expected)
+      detail::fail("plan: destination rank ", rank, " receives from ", classes, " contributor classes, expected ", expected);
   }
 }
 

@@ -1,8 +1,8 @@
-// ReshardPlan: how to move a tensor from one mesh layout to another (same or different meshes,
-// world sizes, rank subsets or permutations), computed per destination rank.
+// ReshardPlan: how to move a tensor from one layout to another (mesh or flat, same or different
+// meshes, world sizes, rank subsets or permutations), computed per destination rank.
 //
-// Every destination rank's tile is cut into boxes; each box gets its elements from the source
-// ranks holding them. Where several source ranks hold the same elements (Replicate), exactly one
+// Every destination rank's holding is cut into boxes (its tile's boxes, or its flat fragment's);
+// each box gets its elements from the source ranks holding them. Where several source ranks hold the same elements (Replicate), exactly one
 // is chosen: the destination itself when it holds them (a local copy), else a replica picked by
 // the destination's position so that senders share the load. Where source ranks hold partial
 // values (Partial), every partial contributor sends and the destination reduces.
@@ -12,13 +12,17 @@
 #include <map>
 #include <vector>
 
-#include "shardalg/layout/mesh_layout.hpp"
+#include <unordered_map>
+
+#include "shardalg/layout/tensor_layout.hpp"
 
 namespace shardalg {
 
-// One box of global elements moved from a source rank's local tensor to a destination rank's.
-// `src_local` / `dst_local`: where the box starts in the source / destination local tensor
-// (row-major tiles). A transfer with src_rank == dst_rank is a local copy.
+// One box of global elements moved from a source rank's buffer to a destination rank's.
+// `src_local` / `dst_local`: where the box starts on each side, in the form of Piece::local
+// (local tile coordinates for mesh layouts, {partition position} for flat layouts).
+// A transfer with src_rank == dst_rank is a local copy. `tensor`: the tensor's index in a
+// whole-model plan (0 for a one-tensor plan).
 struct Transfer {
   index_t src_rank;
   index_t dst_rank;
@@ -28,68 +32,46 @@ struct Transfer {
   // Number of partial contributors to these elements (1 without Partial sources); the
   // destination reduces `contributors` values with the source's reduce op.
   index_t contributors = 1;
+  index_t tensor = 0;
 };
 
 class ReshardPlan {
  public:
-  ReshardPlan(MeshLayout source, MeshLayout destination) : src_(std::move(source)), dst_(std::move(destination)) {
+  ReshardPlan(TensorLayout source, TensorLayout destination) : src_(std::move(source)), dst_(std::move(destination)) {
     if (src_.global_shape() != dst_.global_shape())
       detail::fail("reshard: source shape ", src_.global_shape(), " and destination shape ", dst_.global_shape(), " differ");
-    for (const Placement& p : dst_.placements())
+    for (const Placement& p : dst_.placement_layout().placements())
       if (p.is_partial())
         detail::fail("reshard: destination placement ", to_string(p), " is not supported; destinations hold reduced values");
     std::optional<ReduceOp> op;
-    for (const Placement& p : src_.placements())
+    for (const Placement& p : src_.placement_layout().placements())
       if (p.is_partial()) {
         if (op && *op != p.reduce_op()) detail::fail("reshard: source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
         op = p.reduce_op();
       }
     reduce_op_ = op;
-    unreplicated_source_ = src_.replication_factor() == 1;
+    unreplicated_source_ = src_.single_holder();
   }
 
-  const MeshLayout& source() const { return src_; }
-  const MeshLayout& destination() const { return dst_; }
+  const TensorLayout& source() const { return src_; }
+  const TensorLayout& destination() const { return dst_; }
   // The reduce op of Partial sources, if any.
   const std::optional<ReduceOp>& reduce_op() const { return reduce_op_; }
 
-  // The transfers that fill `dst_rank`'s tile (none for a rank outside the destination mesh).
+  // The transfers that fill what `dst_rank` holds (none for a rank outside the destination).
   // Time proportional to the transfers produced (times the source search), never to all ranks.
   std::vector<Transfer> transfers_to(index_t dst_rank) const {
-    std::vector<Transfer> out;
-    Tile dst_tile = dst_.tile(dst_rank);
-    if (dst_tile.empty()) return out;
-    index_t contributors = partial_contributors();
-    for (const Box& box : dst_tile.boxes()) {
-      if (unreplicated_source_) {  // every element has exactly one holder: no choice to make
-        for (index_t rank : src_.ranks_holding(box)) add_overlap(out, rank, src_.tile(rank), dst_rank, dst_tile, box, 1);
-        continue;
-      }
-      // Source ranks grouped by the tile they hold; each group holds identical elements.
-      std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
-      std::map<std::vector<index_t>, Tile> tiles;
-      for (index_t rank : src_.ranks_holding(box)) {
-        Tile tile = src_.tile(rank);
-        std::vector<index_t> key = tile_key(tile);
-        by_tile[key].push_back(rank);
-        tiles.emplace(key, std::move(tile));
-      }
-      for (auto& [key, ranks] : by_tile) {
-        const Tile& src_tile = tiles.at(key);
-        for (index_t sender : choose_senders(ranks, dst_rank)) add_overlap(out, sender, src_tile, dst_rank, dst_tile, box, contributors);
-      }
-    }
-    return out;
+    if (src_.mesh_layout() && dst_.mesh_layout()) return mesh_transfers_to(*src_.mesh_layout(), *dst_.mesh_layout(), dst_rank);
+    return piece_transfers_to(dst_rank);
   }
 
   // The transfers `src_rank` sends (local copies included): found through the destination ranks
-  // whose tiles meet its own, never by scanning all ranks.
+  // whose holdings meet its own, never by scanning all ranks.
   std::vector<Transfer> transfers_from(index_t src_rank) const {
     std::vector<Transfer> out;
-    Tile src_tile = src_.tile(src_rank);
     std::vector<index_t> receivers;
-    for (const Box& box : src_tile.boxes()) {
-      std::vector<index_t> ranks = dst_.ranks_holding(box);
+    for (const Piece& piece : src_.pieces(src_rank)) {
+      std::vector<index_t> ranks = dst_.ranks_holding(piece.global);
       receivers.insert(receivers.end(), ranks.begin(), ranks.end());
     }
     std::sort(receivers.begin(), receivers.end());
@@ -113,31 +95,115 @@ class ReshardPlan {
   // Elements a destination rank must receive from other ranks at least: those it holds in the
   // destination but not in the source (the lower bound for unreplicated, non-partial sources).
   index_t lower_bound_elements(index_t dst_rank) const {
-    Tile dst_tile = dst_.tile(dst_rank);
-    return dst_tile.volume() - intersect(dst_tile, src_.tile(dst_rank)).volume();
+    if (src_.mesh_layout() && dst_.mesh_layout()) {
+      Tile dst_tile = dst_.mesh_layout()->tile(dst_rank);
+      return dst_tile.volume() - intersect(dst_tile, src_.mesh_layout()->tile(dst_rank)).volume();
+    }
+    index_t kept = 0;
+    std::vector<Piece> own = src_.pieces(dst_rank);
+    for (const Piece& want : dst_.pieces(dst_rank))
+      for (const Piece& have : own) kept += intersect(want.global, have.global).volume();
+    return dst_.held_elements(dst_rank) - kept;
+  }
+
+  // Product of the Partial mesh dims' sizes: how many partial values each element has.
+  index_t partial_contributors() const {
+    const MeshLayout& src = src_.placement_layout();
+    index_t n = 1;
+    for (std::size_t m = 0; m < src.placements().size(); ++m)
+      if (src.placements()[m].is_partial()) n *= src.mesh().size(m);
+    return n;
+  }
+
+  // A source rank's partial class: its row-major position over the Partial mesh dims (0 without
+  // Partial). Ranks of different classes contribute separately to the same elements.
+  index_t partial_class(index_t src_rank) const {
+    if (!reduce_op_) return 0;
+    const MeshLayout& src = src_.placement_layout();
+    Dims coord = *src.mesh().coordinate_of(src_rank);
+    index_t position = 0;
+    for (std::size_t m = 0; m < src.placements().size(); ++m)
+      if (src.placements()[m].is_partial()) position = position * src.mesh().size(m) + coord[m];
+    return position;
   }
 
  private:
-  // Product of the Partial mesh dims' sizes: how many partial values each element has.
-  index_t partial_contributors() const {
-    index_t n = 1;
-    for (std::size_t m = 0; m < src_.placements().size(); ++m)
-      if (src_.placements()[m].is_partial()) n *= src_.mesh().size(m);
-    return n;
+  // Mesh to mesh: tiles intersect per dim (separable), no pieces needed.
+  std::vector<Transfer> mesh_transfers_to(const MeshLayout& src, const MeshLayout& dst, index_t dst_rank) const {
+    std::vector<Transfer> out;
+    Tile dst_tile = dst.tile(dst_rank);
+    if (dst_tile.empty()) return out;
+    index_t contributors = partial_contributors();
+    for (const Box& box : dst_tile.boxes()) {
+      if (unreplicated_source_) {  // every element has exactly one holder: no choice to make
+        for (index_t rank : src.ranks_holding(box)) add_overlap(out, rank, src.tile(rank), dst_rank, dst_tile, box, 1);
+        continue;
+      }
+      // Source ranks grouped by the tile they hold; each group holds identical elements.
+      std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
+      std::map<std::vector<index_t>, Tile> tiles;
+      for (index_t rank : src.ranks_holding(box)) {
+        Tile tile = src.tile(rank);
+        std::vector<index_t> key = tile_key(tile);
+        by_tile[key].push_back(rank);
+        tiles.emplace(key, std::move(tile));
+      }
+      for (auto& [key, ranks] : by_tile) {
+        const Tile& src_tile = tiles.at(key);
+        for (index_t sender : choose_senders(ranks, dst_rank)) add_overlap(out, sender, src_tile, dst_rank, dst_tile, box, contributors);
+      }
+    }
+    return out;
+  }
+
+  // Any layouts: the destination's pieces against the pieces of the source ranks holding them.
+  std::vector<Transfer> piece_transfers_to(index_t dst_rank) const {
+    std::vector<Transfer> out;
+    std::unordered_map<index_t, std::vector<Piece>> source_pieces;
+    auto pieces_of = [&](index_t rank) -> const std::vector<Piece>& {
+      auto it = source_pieces.find(rank);
+      if (it == source_pieces.end()) it = source_pieces.emplace(rank, src_.pieces(rank)).first;
+      return it->second;
+    };
+    auto send = [&](index_t sender, const Piece& want, index_t contributors) {
+      for (const Piece& have : pieces_of(sender)) {
+        Box shared = intersect(want.global, have.global);
+        if (shared.empty()) continue;
+        Dims src_local = have.local_at(shared.offset), dst_local = want.local_at(shared.offset);
+        out.push_back(Transfer{sender, dst_rank, std::move(shared), std::move(src_local), std::move(dst_local), contributors});
+      }
+    };
+    index_t contributors = partial_contributors();
+    for (const Piece& want : dst_.pieces(dst_rank)) {
+      std::vector<index_t> holders = src_.ranks_holding(want.global);
+      if (unreplicated_source_) {
+        for (index_t rank : holders) send(rank, want, 1);
+        continue;
+      }
+      // Holders offering the same boxes of this piece are replicas (or partial contributors).
+      std::map<std::vector<index_t>, std::vector<index_t>> by_offer;
+      for (index_t rank : holders) {
+        std::vector<index_t> key;
+        for (const Piece& have : pieces_of(rank)) {
+          Box shared = intersect(want.global, have.global);
+          if (shared.empty()) continue;
+          key.insert(key.end(), shared.offset.begin(), shared.offset.end());
+          key.insert(key.end(), shared.shape.begin(), shared.shape.end());
+        }
+        if (!key.empty()) by_offer[key].push_back(rank);
+      }
+      for (auto& [key, ranks] : by_offer)
+        for (index_t sender : choose_senders(ranks, dst_rank)) send(sender, want, contributors);
+    }
+    return out;
   }
 
   // Among ranks holding the same tile: one sender per distinct coordinate on the Partial dims
   // (all of them contribute); among the ranks sharing Partial coordinates (replicas), the
   // destination itself if present, else the one at (destination's position) mod count.
   std::vector<index_t> choose_senders(const std::vector<index_t>& ranks, index_t dst_rank) const {
-    std::map<std::vector<index_t>, std::vector<index_t>> by_partial;
-    for (index_t rank : ranks) {
-      Dims coord = *src_.mesh().coordinate_of(rank);
-      std::vector<index_t> partial_coord;
-      for (std::size_t m = 0; m < src_.placements().size(); ++m)
-        if (src_.placements()[m].is_partial()) partial_coord.push_back(coord[m]);
-      by_partial[partial_coord].push_back(rank);
-    }
+    std::map<index_t, std::vector<index_t>> by_partial;
+    for (index_t rank : ranks) by_partial[partial_class(rank)].push_back(rank);
     std::vector<index_t> senders;
     for (auto& [coord, replicas] : by_partial) {
       auto self = std::find(replicas.begin(), replicas.end(), dst_rank);
@@ -172,8 +238,8 @@ class ReshardPlan {
     }
   }
 
-  MeshLayout src_;
-  MeshLayout dst_;
+  TensorLayout src_;
+  TensorLayout dst_;
   std::optional<ReduceOp> reduce_op_;
   bool unreplicated_source_ = false;
 };

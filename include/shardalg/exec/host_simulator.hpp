@@ -7,7 +7,7 @@
 #include <map>
 #include <vector>
 
-#include "shardalg/plan/plan_verification.hpp"
+#include "shardalg/plan/model_reshard_plan.hpp"
 
 namespace shardalg {
 
@@ -104,34 +104,38 @@ void reduce_into(T& target, T value, ReduceOp op, index_t contributors) {
 }
 }  // namespace detail
 
-// Verifies the plan, checks every source and destination buffer against the layouts, then runs
-// every transfer into `destinations` (which hold the elements a transfer does not write, such as
-// padding or other tensors of a shared partition). Nothing runs after an error.
+namespace detail {
+
+// Runs transfers of one tensor's plan between two ranks' buffers, after checking every buffer
+// against the layouts (construction fails before anything is written).
 template <class T>
-void simulate_into(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources,
-                   RankBuffers<T>& destinations) {
-  verify_plan(plan, transfers);
-  const TensorLayout& src = plan.source();
-  const TensorLayout& dst = plan.destination();
-  std::map<index_t, TensorLayout::Addressing> src_address, dst_address;
-  for (index_t rank : src.mesh().devices()) {
-    detail::check_buffer(sources, src, rank, "simulate: source");
-    src_address.emplace(rank, src.addressing(rank));
+class TransferRunner {
+ public:
+  TransferRunner(const ReshardPlan& plan, const RankBuffers<T>& sources, RankBuffers<T>& destinations)
+      : plan_(plan), sources_(sources), destinations_(destinations) {
+    for (index_t rank : plan.source().mesh().devices()) {
+      check_buffer(sources, plan.source(), rank, "simulate: source");
+      src_address_.emplace(rank, plan.source().addressing(rank));
+    }
+    for (index_t rank : plan.destination().mesh().devices()) {
+      check_buffer(destinations, plan.destination(), rank, "simulate: destination");
+      dst_address_.emplace(rank, plan.destination().addressing(rank));
+    }
   }
-  for (index_t rank : dst.mesh().devices()) {
-    detail::check_buffer(destinations, dst, rank, "simulate: destination");
-    dst_address.emplace(rank, dst.addressing(rank));
+
+  // Reductions start from the op's identity in every element the destination holds.
+  void start() {
+    if (!plan_.reduce_op()) return;
+    T initial = reduce_identity<T>(*plan_.reduce_op());
+    for (index_t rank : plan_.destination().mesh().devices())
+      for_each_held(plan_.destination(), rank, [&](index_t at, index_t) { destinations_[rank][static_cast<std::size_t>(at)] = initial; });
   }
-  if (plan.reduce_op()) {  // reductions start from the op's identity
-    T initial = detail::reduce_identity<T>(*plan.reduce_op());
-    for (index_t rank : dst.mesh().devices())
-      detail::for_each_held(dst, rank, [&](index_t at, index_t) { destinations[rank][static_cast<std::size_t>(at)] = initial; });
-  }
-  for (const Transfer& t : transfers) {
-    const std::vector<T>& from = sources.at(t.src_rank);
-    std::vector<T>& to = destinations[t.dst_rank];
-    const TensorLayout::Addressing& sa = src_address.at(t.src_rank);
-    const TensorLayout::Addressing& da = dst_address.at(t.dst_rank);
+
+  void run(const Transfer& t) {
+    const std::vector<T>& from = sources_.at(t.src_rank);
+    std::vector<T>& to = destinations_.at(t.dst_rank);
+    const TensorLayout::Addressing& sa = src_address_.at(t.src_rank);
+    const TensorLayout::Addressing& da = dst_address_.at(t.dst_rank);
     std::size_t ndim = t.global.ndim();
     index_t row_length = ndim ? t.global.shape[ndim - 1] : 1;
     Dims row_shape = t.global.shape;
@@ -141,13 +145,33 @@ void simulate_into(const ReshardPlan& plan, const std::vector<Transfer>& transfe
       Dims delta = row_major_coordinate(row_shape, r);
       auto sbegin = from.begin() + (sbase + dot(delta, sa.strides));
       auto dbegin = to.begin() + (dbase + dot(delta, da.strides));
-      if (!plan.reduce_op()) {
+      if (!plan_.reduce_op()) {
         std::copy_n(sbegin, row_length, dbegin);
       } else {
-        for (index_t i = 0; i < row_length; ++i) detail::reduce_into(dbegin[i], sbegin[i], *plan.reduce_op(), t.contributors);
+        for (index_t i = 0; i < row_length; ++i) reduce_into(dbegin[i], sbegin[i], *plan_.reduce_op(), t.contributors);
       }
     }
   }
+
+ private:
+  const ReshardPlan& plan_;
+  const RankBuffers<T>& sources_;
+  RankBuffers<T>& destinations_;
+  std::map<index_t, TensorLayout::Addressing> src_address_, dst_address_;
+};
+
+}  // namespace detail
+
+// Verifies the plan, checks every source and destination buffer against the layouts, then runs
+// every transfer into `destinations` (which keep the elements no transfer writes, such as
+// padding or other tensors of a shared partition). Nothing runs after an error.
+template <class T>
+void simulate_into(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources,
+                   RankBuffers<T>& destinations) {
+  verify_plan(plan, transfers);
+  detail::TransferRunner<T> runner(plan, sources, destinations);
+  runner.start();
+  for (const Transfer& t : transfers) runner.run(t);
 }
 
 // As simulate_into, with zero-filled destination buffers. Returns the destination buffers.
@@ -157,6 +181,65 @@ RankBuffers<T> simulate(const ReshardPlan& plan, const std::vector<Transfer>& tr
   for (index_t rank : plan.destination().mesh().devices())
     out[rank].assign(static_cast<std::size_t>(plan.destination().buffer_elements(rank)), T{});
   simulate_into(plan, transfers, sources, out);
+  return out;
+}
+
+// A whole model's buffers: one RankBuffers per buffer of the ModelLayout (buffer_of(t)).
+template <class T>
+using ModelBuffers = std::vector<RankBuffers<T>>;
+
+// Every rank's buffers for the model's global tensors (`globals[t]` row-major, in layout order).
+template <class T>
+ModelBuffers<T> scatter_model(const ModelLayout& layout, const std::vector<std::vector<T>>& globals) {
+  if (globals.size() != layout.size()) detail::fail("scatter: ", globals.size(), " tensors given for a model of ", layout.size());
+  ModelBuffers<T> buffers(layout.buffer_count());
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    try {
+      scatter_into(layout[t].layout, globals[t], buffers[layout.buffer_of(t)]);
+    } catch (const Error& e) {
+      detail::fail("tensor '", layout[t].name, "': ", e.what());
+    }
+  }
+  return buffers;
+}
+
+// The model's global tensors, in layout order, from every rank's buffers.
+template <class T>
+std::vector<std::vector<T>> gather_model(const ModelLayout& layout, const ModelBuffers<T>& buffers) {
+  if (buffers.size() != layout.buffer_count()) detail::fail("gather: ", buffers.size(), " buffers given for ", layout.buffer_count());
+  std::vector<std::vector<T>> globals;
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    try {
+      globals.push_back(gather_from_ranks(layout[t].layout, buffers[layout.buffer_of(t)]));
+    } catch (const Error& e) {
+      detail::fail("tensor '", layout[t].name, "': ", e.what());
+    }
+  }
+  return globals;
+}
+
+// Verifies the whole plan and checks every buffer of every tensor, then runs it. Returns the
+// destination model's buffers (zero-filled where nothing is written). Nothing runs after an error.
+template <class T>
+ModelBuffers<T> simulate_model(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers, const ModelBuffers<T>& sources) {
+  verify_plan(plan, transfers);
+  const ModelLayout& src = plan.source();
+  const ModelLayout& dst = plan.destination();
+  if (sources.size() != src.buffer_count()) detail::fail("simulate: ", sources.size(), " source buffers given for ", src.buffer_count());
+  ModelBuffers<T> out(dst.buffer_count());
+  for (std::size_t t = 0; t < dst.size(); ++t)
+    for (index_t rank : dst[t].layout.mesh().devices())
+      out[dst.buffer_of(t)][rank].assign(static_cast<std::size_t>(dst[t].layout.buffer_elements(rank)), T{});
+  std::vector<detail::TransferRunner<T>> runners;
+  for (std::size_t t = 0; t < plan.size(); ++t) {
+    try {
+      runners.emplace_back(plan.tensor_plan(t), sources[src.buffer_of(t)], out[dst.buffer_of(plan.destination_index(t))]);
+    } catch (const Error& e) {
+      detail::fail("tensor '", src[t].name, "': ", e.what());
+    }
+  }
+  for (auto& runner : runners) runner.start();
+  for (const Transfer& t : transfers) runners[static_cast<std::size_t>(t.tensor)].run(t);
   return out;
 }
 

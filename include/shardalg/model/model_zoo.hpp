@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "shardalg/core/dims.hpp"
+#include "shardalg/core/dtype.hpp"
 
 namespace shardalg {
 
@@ -40,7 +41,21 @@ struct ModelTensor {
   std::string name;
   Dims shape;
   TensorRole role;
+  std::string dtype = "bf16";
 };
+
+// The role named by its to_string form; Error listing the roles otherwise.
+inline TensorRole parse_tensor_role(std::string_view text) {
+  for (TensorRole role : {TensorRole::column_parallel, TensorRole::row_parallel, TensorRole::vocab_parallel, TensorRole::replicated,
+                          TensorRole::router, TensorRole::expert_w1, TensorRole::expert_w2, TensorRole::expert_w3})
+    if (text == to_string(role)) return role;
+  detail::fail("unknown tensor role '", text,
+               "' (column_parallel, row_parallel, vocab_parallel, replicated, router, expert_w1, expert_w2, expert_w3)");
+}
+
+inline bool is_expert(TensorRole role) {
+  return role == TensorRole::expert_w1 || role == TensorRole::expert_w2 || role == TensorRole::expert_w3;
+}
 
 struct ModelSpec {
   std::string name;
@@ -52,6 +67,15 @@ struct ModelSpec {
     return total;
   }
 };
+
+// The model with every dimension divided by `factor`, rounding up (real shapes made small enough
+// to execute on one machine). Example: [128256, 4096] / 16 -> [8016, 256].
+inline ModelSpec scale_down(ModelSpec model, index_t factor) {
+  if (factor <= 0) detail::fail("scale-down factor ", factor, " must be positive");
+  for (ModelTensor& t : model.tensors)
+    for (index_t& extent : t.shape) extent = ceil_div(extent, factor);
+  return model;
+}
 
 namespace detail {
 

@@ -1,0 +1,65 @@
+// ModelLayout: the layouts of a whole model state, one per named tensor. Tensors of one flat
+// layout (a ZeRO or Megatron partition) share each rank's partition buffer; every mesh-laid-out
+// tensor has a buffer of its own.
+#pragma once
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "shardalg/core/dtype.hpp"
+#include "shardalg/layout/tensor_layout.hpp"
+
+namespace shardalg {
+
+struct NamedTensorLayout {
+  std::string name;
+  std::string dtype;
+  TensorLayout layout;
+};
+
+class ModelLayout {
+ public:
+  // Errors: no tensors, a repeated name, an unknown dtype.
+  explicit ModelLayout(std::vector<NamedTensorLayout> tensors) : tensors_(std::move(tensors)) {
+    if (tensors_.empty()) detail::fail("model layout: no tensors");
+    std::unordered_map<const void*, std::size_t> buffer_by_owner;
+    for (std::size_t t = 0; t < tensors_.size(); ++t) {
+      dtype_bytes(tensors_[t].dtype);
+      if (!by_name_.emplace(tensors_[t].name, t).second) detail::fail("model layout: tensor '", tensors_[t].name, "' is listed twice");
+      auto [it, added] = buffer_by_owner.emplace(tensors_[t].layout.buffer_owner(), buffer_by_owner.size());
+      buffer_of_.push_back(it->second);
+    }
+    buffer_count_ = buffer_by_owner.size();
+    for (const NamedTensorLayout& t : tensors_)
+      for (index_t rank : t.layout.mesh().devices()) ranks_.push_back(rank);
+    std::sort(ranks_.begin(), ranks_.end());
+    ranks_.erase(std::unique(ranks_.begin(), ranks_.end()), ranks_.end());
+  }
+
+  const std::vector<NamedTensorLayout>& tensors() const { return tensors_; }
+  std::size_t size() const { return tensors_.size(); }
+  const NamedTensorLayout& operator[](std::size_t t) const { return tensors_[t]; }
+  std::optional<std::size_t> find(const std::string& name) const {
+    auto it = by_name_.find(name);
+    return it == by_name_.end() ? std::nullopt : std::optional<std::size_t>(it->second);
+  }
+
+  // Buffers per rank: tensors with the same buffer index share a rank's buffer.
+  std::size_t buffer_count() const { return buffer_count_; }
+  std::size_t buffer_of(std::size_t t) const { return buffer_of_[t]; }
+
+  // Every rank any tensor's layout uses, ascending.
+  const std::vector<index_t>& ranks() const { return ranks_; }
+
+ private:
+  std::vector<NamedTensorLayout> tensors_;
+  std::unordered_map<std::string, std::size_t> by_name_;
+  std::vector<std::size_t> buffer_of_;
+  std::size_t buffer_count_ = 0;
+  std::vector<index_t> ranks_;
+};
+
+}  // namespace shardalg

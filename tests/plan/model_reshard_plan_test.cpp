@@ -1,0 +1,102 @@
+#include "../test_support.hpp"
+
+#include <numeric>
+
+using namespace shardalg;
+
+namespace {
+TensorLayout zero3_of(index_t numel, index_t ranks) {
+  DeviceMesh mesh = DeviceMesh::parse("dp=" + std::to_string(ranks));
+  return TensorLayout(std::make_shared<const ComposedFlatLayout>(
+                          std::vector<NamedMeshLayout>{{"w", MeshLayout(mesh, parse_placements("R"), Dims{numel})}}, "dp",
+                          FlatSchemeOptions{FlatScheme::zero3}),
+                      0);
+}
+
+ModelSpec tiny_model() {
+  return ModelSpec{"tiny",
+                   {{"embed", Dims{10, 4}, TensorRole::vocab_parallel},
+                    {"q", Dims{8, 4}, TensorRole::column_parallel},
+                    {"o", Dims{4, 8}, TensorRole::row_parallel},
+                    {"norm", Dims{4}, TensorRole::replicated}}};
+}
+
+std::vector<std::vector<long>> numbered(const ModelLayout& layout) {
+  std::vector<std::vector<long>> globals;
+  long next = 1;
+  for (const auto& t : layout.tensors()) {
+    std::vector<long> g(static_cast<std::size_t>(volume(t.layout.global_shape())));
+    for (long& x : g) x = next++;
+    globals.push_back(std::move(g));
+  }
+  return globals;
+}
+}  // namespace
+
+TEST_CASE("ZeRO-3 DP change 4 -> 3: each new partition reads the old windows it overlaps") {
+  // 10 elements: old windows of 3 ([0,3) [3,6) [6,9) [9,10)+pad), new windows of 4.
+  ReshardPlan plan(zero3_of(10, 4), zero3_of(10, 3));
+  auto to1 = plan.transfers_to(1);  // new rank 1 holds [4, 8)
+  REQUIRE(to1.size() == 2);
+  CHECK(to1[0].src_rank == 1);
+  CHECK(to1[0].global == Box(Dims{4}, Dims{2}));
+  CHECK(to1[0].src_local == Dims{1});
+  CHECK(to1[0].dst_local == Dims{0});
+  CHECK(to1[1].src_rank == 2);
+  CHECK(to1[1].global == Box(Dims{6}, Dims{2}));
+  CHECK(to1[1].src_local == Dims{0});
+  CHECK(to1[1].dst_local == Dims{2});
+  CHECK(plan.lower_bound_elements(1) == 2);  // [4, 6) was rank 1's before
+  verify_plan(plan, plan.all_transfers());
+}
+
+TEST_CASE("a whole model moves between recipes, every element in place") {
+  ModelSpec model = tiny_model();
+  for (auto [from, to] : {std::pair{"fsdp-tp dp=2,tp=2", "zero3 dp=3"}, std::pair{"zero1 dp=2,tp=2", "megatron-distopt dp=3,tp=1"},
+                          std::pair{"replicated", "fsdp dp=4"}, std::pair{"zero3 dp=4", "replicated ranks=2"}}) {
+    CAPTURE(from);
+    CAPTURE(to);
+    ModelLayout src = layout_model(model, from), dst = layout_model(model, to);
+    ModelReshardPlan plan(src, dst);
+    auto globals = numbered(src);
+    auto out = simulate_model(plan, plan.all_transfers(), scatter_model(src, globals));
+    CHECK(out == scatter_model(dst, globals));
+    CHECK(gather_model(dst, out) == globals);
+    // Per-rank planning gives the same transfers as the global plan.
+    std::size_t per_rank = 0;
+    for (index_t rank : dst.ranks()) per_rank += plan.transfers_to(rank).size();
+    CHECK(per_rank == plan.all_transfers().size());
+  }
+}
+
+TEST_CASE("model plans name the tensor that does not match") {
+  ModelSpec model = tiny_model();
+  ModelSpec other = model;
+  other.tensors[2].shape = Dims{4, 9};
+  SHARDALG_CHECK_THROWS_CONTAINING(ModelReshardPlan(layout_model(model, "fsdp dp=2"), layout_model(other, "fsdp dp=2")), Error,
+                                   "tensor 'o': reshard: source shape [4, 8] and destination shape [4, 9] differ");
+  other = model;
+  other.tensors[3].dtype = "fp32";
+  SHARDALG_CHECK_THROWS_CONTAINING(ModelReshardPlan(layout_model(model, "fsdp dp=2"), layout_model(other, "fsdp dp=2")), Error,
+                                   "tensor 'norm' is bf16 in the source and fp32 in the destination");
+  other = model;
+  other.tensors.pop_back();
+  SHARDALG_CHECK_THROWS_CONTAINING(ModelReshardPlan(layout_model(model, "fsdp dp=2"), layout_model(other, "fsdp dp=2")), Error,
+                                   "tensor 'norm' of the source is not in the destination");
+}
+
+TEST_CASE("model verification and simulation refuse bad transfers and buffers before running") {
+  ModelSpec model = tiny_model();
+  ModelLayout src = layout_model(model, "zero3 dp=2"), dst = layout_model(model, "fsdp dp=3");
+  ModelReshardPlan plan(src, dst);
+  auto transfers = plan.all_transfers();
+  auto bad = transfers;
+  bad[3].src_local[0] += 1;
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, bad), Error, "does not hold");
+  bad = transfers;
+  bad[0].tensor = 9;
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, bad), Error, "names tensor 9 of 4");
+  auto buffers = scatter_model(src, numbered(src));
+  buffers[0][1].pop_back();
+  SHARDALG_CHECK_THROWS_CONTAINING(simulate_model(plan, transfers, buffers), Error, "simulate: source rank 1 needs a buffer of");
+}

@@ -10,5 +10,6 @@ void add_partition_command(CLI::App& app);  // ZeRO-3, ZeRO-1/2 and Megatron fla
 void add_groups_command(CLI::App& app);     // process-group conventions
 void add_scale_command(CLI::App& app);      // gradient-averaging scale factors
 void add_plan_command(CLI::App& app);       // resharding plans
+void add_demo_command(CLI::App& app);       // the main job: a whole-model reshard, planned and simulated
 
 }  // namespace shardalg::cli

@@ -14,6 +14,7 @@ int main(int argc, char** argv) {
   shardalg::cli::add_groups_command(app);
   shardalg::cli::add_scale_command(app);
   shardalg::cli::add_plan_command(app);
+  shardalg::cli::add_demo_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

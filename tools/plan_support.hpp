@@ -1,0 +1,165 @@
+// Shared by `shardalg plan` and `shardalg demo`: model inputs, plan output and simulation.
+#pragma once
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <set>
+
+#include "cli_support.hpp"
+
+namespace shardalg::cli {
+
+// A model from a JSON file: {"name": "...", "tensors": [{"name", "shape", "dtype", "role"}]}.
+// dtype defaults to bf16 and role to replicated. Errors name the file and the bad entry.
+inline ModelSpec read_model_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) detail::fail("model file '", path, "' cannot be read");
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail<ParseError>("model file '", path, "' is not valid JSON: ", e.what());
+  }
+  auto where = [&](std::size_t i) { return detail::concat("model file '", path, "': tensors[", i, "]"); };
+  try {
+    if (!json.is_object() || !json.contains("tensors") || !json["tensors"].is_array())
+      detail::fail<ParseError>("model file '", path, "': expected an object with a \"tensors\" array");
+    ModelSpec model{json.value("name", std::filesystem::path(path).stem().string()), {}};
+    const auto& tensors = json["tensors"];
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      const auto& t = tensors[i];
+      if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("shape") || !t["shape"].is_array())
+        detail::fail<ParseError>(where(i), " needs a string \"name\" and an array \"shape\"");
+      Dims shape;
+      for (const auto& extent : t["shape"]) {
+        if (!extent.is_number_integer() || extent.get<index_t>() < 0)
+          detail::fail<ParseError>(where(i), " ('", t["name"].get<std::string>(), "'): shape extent ", extent.dump(),
+                                   " is not a non-negative integer");
+        shape.push_back(extent.get<index_t>());
+      }
+      volume(shape);
+      std::string dtype = t.value("dtype", "bf16");
+      dtype_bytes(dtype);
+      TensorRole role = parse_tensor_role(t.value("role", "replicated"));
+      model.tensors.push_back(ModelTensor{t["name"].get<std::string>(), shape, role, dtype});
+    }
+    if (model.tensors.empty()) detail::fail<ParseError>("model file '", path, "' lists no tensors");
+    return model;
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail<ParseError>("model file '", path, "': ", e.what());
+  }
+}
+
+// A built-in model name, or the path of a JSON model file.
+inline ModelSpec load_model(const std::string& name_or_path) {
+  auto names = model_zoo_names();
+  if (std::find(names.begin(), names.end(), name_or_path) != names.end()) return model_from_zoo(name_or_path);
+  if (name_or_path.ends_with(".json") || std::filesystem::exists(name_or_path)) return read_model_file(name_or_path);
+  return model_from_zoo(name_or_path);  // the zoo's error lists the built-in names
+}
+
+// Keeps only the named tensors (all when `names` is empty); an unknown name is an error.
+inline ModelSpec select_tensors(ModelSpec model, const std::vector<std::string>& names) {
+  if (names.empty()) return model;
+  ModelSpec selected{model.name, {}};
+  for (const std::string& name : names) {
+    auto it = std::find_if(model.tensors.begin(), model.tensors.end(), [&](const ModelTensor& t) { return t.name == name; });
+    if (it == model.tensors.end()) detail::fail("--tensor '", name, "' is not a tensor of model '", model.name, "'");
+    selected.tensors.push_back(*it);
+  }
+  return selected;
+}
+
+struct PlanSummary {
+  index_t moved = 0, local = 0, messages = 0, max_sent = 0, max_received = 0, lower_bound = 0, transfers = 0;
+};
+
+inline PlanSummary summarize(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+  PlanSummary s;
+  std::map<index_t, index_t> sent, received;
+  std::set<std::pair<index_t, index_t>> pairs;
+  for (const Transfer& t : transfers) {
+    index_t bytes = checked_mul(t.global.volume(), dtype_bytes(plan.source()[static_cast<std::size_t>(t.tensor)].dtype));
+    if (t.src_rank == t.dst_rank) {
+      s.local += bytes;
+      continue;
+    }
+    s.moved += bytes;
+    sent[t.src_rank] += bytes;
+    received[t.dst_rank] += bytes;
+    pairs.insert({t.src_rank, t.dst_rank});
+  }
+  for (index_t rank : plan.destination().ranks()) s.lower_bound += plan.lower_bound_bytes(rank);
+  for (const auto& [rank, b] : sent) s.max_sent = std::max(s.max_sent, b);
+  for (const auto& [rank, b] : received) s.max_received = std::max(s.max_received, b);
+  s.messages = static_cast<index_t>(pairs.size());
+  s.transfers = static_cast<index_t>(transfers.size());
+  return s;
+}
+
+inline void print_summary(const PlanSummary& s, double plan_seconds) {
+  std::cout << "bytes moved between ranks  " << s.moved << "\n"
+            << "bytes kept local           " << s.local << "\n"
+            << "messages                   " << s.messages << "\n"
+            << "max bytes sent by a rank   " << s.max_sent << "\n"
+            << "max bytes received         " << s.max_received << "\n"
+            << "lower bound (bytes)        " << s.lower_bound << "\n"
+            << "transfers (boxes)          " << s.transfers << "\n"
+            << "plan time                  " << plan_seconds * 1e3 << " ms\n";
+}
+
+// {"transfers": [{"src", "dst", "tensor", "boxes": [{"offset", "shape", "src_offset", "dst_offset"}]}]},
+// one entry per (src, dst, tensor) in plan order.
+inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+  std::map<std::tuple<index_t, index_t, index_t>, std::size_t> entry_of;
+  nlohmann::ordered_json out = nlohmann::ordered_json::array();
+  for (const Transfer& t : transfers) {
+    auto key = std::make_tuple(t.src_rank, t.dst_rank, t.tensor);
+    auto it = entry_of.find(key);
+    if (it == entry_of.end()) {
+      it = entry_of.emplace(key, out.size()).first;
+      out.push_back({{"src", t.src_rank}, {"dst", t.dst_rank}, {"tensor", plan.source()[static_cast<std::size_t>(t.tensor)].name},
+                     {"boxes", nlohmann::ordered_json::array()}});
+    }
+    out[it->second]["boxes"].push_back({{"offset", to_json(t.global.offset)}, {"shape", to_json(t.global.shape)},
+                                        {"src_offset", to_json(t.src_local)}, {"dst_offset", to_json(t.dst_local)}});
+  }
+  return out;
+}
+
+// Runs the whole plan in the host simulator on numbered data (every element of every tensor a
+// distinct value) and compares every destination buffer with the destination layout's own
+// scatter of the same data. Returns the number of mismatching elements; prints one line.
+inline index_t simulate_and_check(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+  constexpr index_t limit = index_t{1} << 27;
+  index_t elements = 0;
+  for (const auto& t : plan.source().tensors()) elements = checked_add(elements, volume(t.layout.global_shape()));
+  if (elements > limit)
+    detail::fail("--simulate: the model has ", elements, " elements, more than the simulator's ", limit, "; use --scale-down");
+  for (std::size_t t = 0; t < plan.size(); ++t)
+    if (plan.tensor_plan(t).reduce_op())
+      detail::fail("--simulate needs sources without Partial placements (it scatters whole tensors); tensor '", plan.source()[t].name,
+                   "' is partial");
+  std::vector<std::vector<std::int64_t>> globals;
+  std::int64_t next = 1;
+  for (const auto& t : plan.source().tensors()) {
+    std::vector<std::int64_t> values(static_cast<std::size_t>(volume(t.layout.global_shape())));
+    for (auto& v : values) v = next++;
+    globals.push_back(std::move(values));
+  }
+  std::vector<std::vector<std::int64_t>> ordered(plan.destination().size());  // destination order
+  for (std::size_t t = 0; t < plan.size(); ++t) ordered[plan.destination_index(t)] = globals[t];
+  auto out = simulate_model(plan, transfers, scatter_model(plan.source(), globals));
+  auto expected = scatter_model(plan.destination(), ordered);
+  index_t mismatches = 0;
+  for (std::size_t b = 0; b < expected.size(); ++b)
+    for (const auto& [rank, values] : expected[b])
+      for (std::size_t i = 0; i < values.size(); ++i) mismatches += out[b].at(rank)[i] != values[i];
+  std::cout << "simulated: " << elements << " elements in " << plan.size() << " tensors, " << mismatches << " mismatches\n";
+  return mismatches;
+}
+
+}  // namespace shardalg::cli

@@ -34,6 +34,7 @@
 #include "shardalg/placement/placement_text.hpp"
 #include "shardalg/placement/shard_order.hpp"
 #include "shardalg/placement/static_placement.hpp"
+#include "shardalg/plan/checkpoint_read.hpp"
 #include "shardalg/plan/model_reshard_plan.hpp"
 #include "shardalg/plan/plan_verification.hpp"
 #include "shardalg/plan/reshard_plan.hpp"

@@ -136,3 +136,28 @@ TEST_CASE("properties of reshard plans") {
     for (const auto& [key, count] : writes) RC_ASSERT(count == 1);
   });
 }
+
+TEST_CASE("properties of checkpoint read items") {
+  SHARDALG_PROPERTY("the index gives DCP's pairwise read items, for layouts and for arbitrary chunks", [] {
+    Dims shape = *gen_shape();
+    std::vector<ChunkMeta> saved = saved_chunks(gen_any_layout(shape));
+    // Arbitrary extra chunks: overlapping, zero-size, outside the tensor.
+    auto gen_chunk = [&] {
+      Dims offsets, sizes;
+      for (std::size_t d = 0; d < shape.size(); ++d) {
+        offsets.push_back(*rc::gen::inRange<index_t>(0, shape[d] + 3));
+        sizes.push_back(*rc::gen::inRange<index_t>(0, 6));
+      }
+      return ChunkMeta{offsets, sizes};
+    };
+    int extra = *rc::gen::inRange(0, 4);
+    for (int i = 0; i < extra; ++i) saved.push_back(gen_chunk());
+    TensorLayout load = gen_any_layout(shape);
+    CheckpointIndex index(saved);
+    for (index_t rank : load.mesh().devices()) {
+      std::vector<ChunkMeta> wanted = wanted_chunks(load, rank);
+      wanted.push_back(gen_chunk());
+      RC_ASSERT(index.read_items(wanted) == read_items_pairwise(saved, wanted));
+    }
+  });
+}

@@ -1,7 +1,16 @@
-// Resharding-plan speed on Llama-3-405B shapes (MODELS.md): one rank's plan for the whole model
-// (what each process computes when a job restarts at another topology), the global plan of one
-// large tensor as the world grows, and verification against planning.
+// Resharding-plan speed on real model shapes (MODELS.md), through the layout recipes:
+//   (a) Llama-3-405B  FSDP 512 -> FSDP 1024
+//   (b) Llama-3-405B  FSDP2+TP dp64 x tp8 -> dp128 x tp4
+//   (c) Llama-3-405B  ZeRO-3 1024 -> 768
+//   (d) DeepSeek-V3   EP 64 -> EP 32 (256 ranks; experts FSDP over the expert-replica group)
+// One rank's plan for the whole model (what each process computes when a job restarts at another
+// topology), scaling of that over world sizes 64 ... 16,384, the global plan of the whole model,
+// and its verification.
 #include <benchmark/benchmark.h>
+
+#include <map>
+#include <memory>
+#include <string>
 
 #include "shardalg/shardalg.hpp"
 
@@ -9,86 +18,133 @@ using namespace shardalg;
 
 namespace {
 
-const ModelSpec& llama405b() {
-  static const ModelSpec model = model_from_zoo("llama3-405b");
-  return model;
+const ModelSpec& model(const std::string& name) {
+  static std::map<std::string, ModelSpec> models;
+  auto it = models.find(name);
+  if (it == models.end()) it = models.emplace(name, model_from_zoo(name)).first;
+  return it->second;
 }
 
-// FSDP2 (Shard(0) over dp) of every tensor.
-std::vector<MeshLayout> fsdp(index_t dp) {
-  DeviceMesh mesh({"dp"}, Dims{dp});
-  std::vector<MeshLayout> layouts;
-  for (const ModelTensor& t : llama405b().tensors) layouts.emplace_back(mesh, std::vector<Placement>{Placement::shard(0)}, t.shape);
-  return layouts;
-}
+struct Scenario {
+  std::string model, from, to;
+};
 
-// FSDP2 over Megatron-style TP: column/vocab-parallel (_S(0,tp), S(0)), row-parallel (S(0), S(1)),
-// replicated tensors (S(0), R).
-std::vector<MeshLayout> fsdp_tp(index_t dp, index_t tp) {
-  DeviceMesh mesh({"dp", "tp"}, Dims{dp, tp});
-  std::vector<MeshLayout> layouts;
-  for (const ModelTensor& t : llama405b().tensors) {
-    std::vector<Placement> p;
-    switch (t.role) {
-      case TensorRole::column_parallel:
-      case TensorRole::vocab_parallel: p = {Placement::strided_shard(0, tp), Placement::shard(0)}; break;
-      case TensorRole::row_parallel: p = {Placement::shard(0), Placement::shard(1)}; break;
-      default: p = {Placement::shard(0), Placement::replicate()}; break;
-    }
-    layouts.emplace_back(mesh, p, t.shape);
+// The scenario at a world size `n` (where it scales with the world).
+Scenario scenario(int which, index_t n) {
+  std::string dp = std::to_string(n);
+  switch (which) {
+    case 0: return {"llama3-405b", "fsdp dp=" + std::to_string(n / 2), "fsdp dp=" + dp};
+    case 1: return {"llama3-405b", "fsdp-tp dp=" + std::to_string(n / 8) + ",tp=8", "fsdp-tp dp=" + std::to_string(n / 4) + ",tp=4"};
+    case 2: return {"llama3-405b", "zero3 dp=" + dp, "zero3 dp=" + std::to_string(n * 3 / 4)};
+    default: return {"deepseek-v3", "ep ep=64,dp=" + dp, "ep ep=32,dp=" + dp};
   }
-  return layouts;
 }
 
-void plan_one_rank(benchmark::State& state, const std::vector<MeshLayout>& src, const std::vector<MeshLayout>& dst, index_t ranks) {
-  std::vector<ReshardPlan> plans;
-  for (std::size_t i = 0; i < src.size(); ++i) plans.emplace_back(src[i], dst[i]);
-  index_t rank = 0;
-  std::size_t transfers = 0;
+const ModelReshardPlan& plan_of(int which, index_t n) {
+  static std::map<std::pair<int, index_t>, std::unique_ptr<ModelReshardPlan>> cache;
+  auto& slot = cache[{which, n}];
+  if (!slot) {
+    Scenario s = scenario(which, n);
+    slot = std::make_unique<ModelReshardPlan>(layout_model(model(s.model), s.from), layout_model(model(s.model), s.to));
+  }
+  return *slot;
+}
+
+// One destination rank's receives for every tensor of the model; ranks vary between iterations.
+void BM_OneRankModelPlan(benchmark::State& state) {
+  int which = static_cast<int>(state.range(0));
+  index_t n = state.range(1);
+  const ModelReshardPlan& plan = plan_of(which, n);
+  const auto& ranks = plan.destination().ranks();
+  std::size_t next = 0, transfers = 0;
   for (auto _ : state) {
-    transfers = 0;
-    for (const ReshardPlan& plan : plans) transfers += plan.transfers_to(rank).size();
-    rank = (rank + 97) % ranks;
+    auto part = plan.transfers_to(ranks[next]);
+    transfers = part.size();
+    benchmark::DoNotOptimize(part);
+    next = (next + 97) % ranks.size();
   }
   state.counters["transfers"] = static_cast<double>(transfers);
-  state.counters["tensors"] = static_cast<double>(plans.size());
+  state.counters["tensors"] = static_cast<double>(plan.size());
 }
+// The four seed scenarios at their stated sizes.
+BENCHMARK(BM_OneRankModelPlan)->Args({0, 1024})->Args({1, 512})->Args({2, 1024})->Args({3, 256})->Unit(benchmark::kMillisecond);
 
-// (a) FSDP 512 -> FSDP 1024: one destination rank's receives for all 1,137 tensors.
-void BM_OneRankModelPlan_Fsdp512To1024(benchmark::State& state) { plan_one_rank(state, fsdp(512), fsdp(1024), 1024); }
-BENCHMARK(BM_OneRankModelPlan_Fsdp512To1024)->Unit(benchmark::kMillisecond);
+// Scaling: one rank's plan as the world grows (a, c: 64 ... 16,384 ranks).
+BENCHMARK(BM_OneRankModelPlan)
+    ->ArgsProduct({{0, 2}, {64, 256, 1024, 4096, 16384}})
+    ->Unit(benchmark::kMillisecond);
 
-// (b) FSDP2+TP dp64 x tp8 -> dp128 x tp4.
-void BM_OneRankModelPlan_FsdpTp64x8To128x4(benchmark::State& state) { plan_one_rank(state, fsdp_tp(64, 8), fsdp_tp(128, 4), 512); }
-BENCHMARK(BM_OneRankModelPlan_FsdpTp64x8To128x4)->Unit(benchmark::kMillisecond);
-
-// The global plan of gate_proj [53248, 16384] from FSDP N to FSDP+TP (N/4 x 4), over world sizes.
-void BM_GlobalPlanOneTensor(benchmark::State& state) {
-  index_t n = state.range(0);
-  Dims shape{53248, 16384};
-  ReshardPlan plan(MeshLayout(DeviceMesh({"dp"}, Dims{n}), {Placement::shard(0)}, shape),
-                   MeshLayout(DeviceMesh({"dp", "tp"}, Dims{n / 4, 4}), {Placement::strided_shard(0, 4), Placement::shard(0)}, shape));
+// The global plan of the whole model: every destination rank's part.
+void BM_GlobalModelPlan(benchmark::State& state) {
+  const ModelReshardPlan& plan = plan_of(static_cast<int>(state.range(0)), state.range(1));
   std::size_t transfers = 0;
   for (auto _ : state) {
     auto all = plan.all_transfers();
     transfers = all.size();
     benchmark::DoNotOptimize(all);
   }
-  state.SetItemsProcessed(state.iterations() * n);
   state.counters["transfers"] = static_cast<double>(transfers);
 }
-BENCHMARK(BM_GlobalPlanOneTensor)->RangeMultiplier(4)->Range(64, 16384)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GlobalModelPlan)
+    ->ArgsProduct({{0, 1, 2}, {64, 256, 1024, 4096}})
+    ->Args({3, 256})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
 
 // Verification of the same global plan (target: no slower than planning).
-void BM_VerifyOneTensor(benchmark::State& state) {
-  index_t n = state.range(0);
-  Dims shape{53248, 16384};
-  ReshardPlan plan(MeshLayout(DeviceMesh({"dp"}, Dims{n}), {Placement::shard(0)}, shape),
-                   MeshLayout(DeviceMesh({"dp", "tp"}, Dims{n / 4, 4}), {Placement::strided_shard(0, 4), Placement::shard(0)}, shape));
+void BM_VerifyModelPlan(benchmark::State& state) {
+  const ModelReshardPlan& plan = plan_of(static_cast<int>(state.range(0)), state.range(1));
   auto all = plan.all_transfers();
   for (auto _ : state) verify_plan(plan, all);
-  state.SetItemsProcessed(state.iterations() * n);
+  state.counters["transfers"] = static_cast<double>(all.size());
 }
-BENCHMARK(BM_VerifyOneTensor)->RangeMultiplier(4)->Range(64, 16384)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_VerifyModelPlan)
+    ->ArgsProduct({{0, 1, 2}, {64, 256, 1024, 4096}})
+    ->Args({3, 256})
+    ->Unit(benchmark::kMillisecond)
+    ->Iterations(1);
+
+// Checkpoint read items for every rank: a Llama-3-405B gate_proj [53248, 16384] saved under
+// FSDP2+TP (N/8 x 8) and loaded under FSDP over N ranks. DCP's pairwise loop against the index.
+struct ReadScenario {
+  std::vector<ChunkMeta> saved;
+  std::vector<std::vector<ChunkMeta>> wanted;  // per rank
+};
+
+const ReadScenario& read_scenario(index_t n) {
+  static std::map<index_t, ReadScenario> cache;
+  auto it = cache.find(n);
+  if (it != cache.end()) return it->second;
+  ModelSpec one{"gate", {ModelTensor{"gate", Dims{53248, 16384}, TensorRole::column_parallel}}};
+  ModelLayout saved = layout_model(one, "fsdp-tp dp=" + std::to_string(n / 8) + ",tp=8");
+  ModelLayout load = layout_model(one, "fsdp dp=" + std::to_string(n));
+  ReadScenario s{saved_chunks(saved[0].layout), {}};
+  for (index_t rank : load.ranks()) s.wanted.push_back(wanted_chunks(load[0].layout, rank));
+  return cache.emplace(n, std::move(s)).first->second;
+}
+
+void BM_ReadItemsPairwise(benchmark::State& state) {
+  const ReadScenario& s = read_scenario(state.range(0));
+  std::size_t items = 0;
+  for (auto _ : state) {
+    items = 0;
+    for (const auto& wanted : s.wanted) items += read_items_pairwise(s.saved, wanted).size();
+  }
+  state.counters["items"] = static_cast<double>(items);
+}
+BENCHMARK(BM_ReadItemsPairwise)->RangeMultiplier(4)->Range(64, 4096)->Unit(benchmark::kMillisecond);
+
+// The index is built inside the timed loop: the comparison includes its cost.
+void BM_ReadItemsIndexed(benchmark::State& state) {
+  const ReadScenario& s = read_scenario(state.range(0));
+  std::size_t items = 0;
+  for (auto _ : state) {
+    CheckpointIndex index(s.saved);
+    items = 0;
+    for (const auto& wanted : s.wanted) items += index.read_items(wanted).size();
+  }
+  state.counters["items"] = static_cast<double>(items);
+}
+BENCHMARK(BM_ReadItemsIndexed)->RangeMultiplier(4)->Range(64, 4096)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -3,7 +3,6 @@
 // local tiles with a ZeRO or Megatron scheme. A fragment maps through the tile to global boxes.
 #pragma once
 
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -41,7 +40,7 @@ class ComposedFlatLayout {
  public:
   // All layouts must share one mesh and Replicate on `flat_dim` (the flat scheme shards there).
   ComposedFlatLayout(std::vector<NamedMeshLayout> tensors, std::string flat_dim, FlatSchemeOptions options)
-      : tensors_(std::move(tensors)), options_(std::move(options)), cache_(std::make_shared<GroupCache>()) {
+      : tensors_(std::move(tensors)), options_(std::move(options)) {
     if (tensors_.empty()) detail::fail("composed flat layout: no tensors");
     const DeviceMesh& mesh = tensors_.front().layout.mesh();
     flat_dim_ = mesh.dim_index(flat_dim);
@@ -63,6 +62,7 @@ class ComposedFlatLayout {
     std::vector<index_t> leaders;
     for (index_t g = 0; g < volume(leader_shape_); ++g) leaders.push_back(mesh.rank_at(row_major_coordinate(leader_shape_, g)));
     DeviceMesh leader_mesh(mesh.names(), leader_shape_, std::move(leaders));
+    cache_ = std::make_shared<GroupCache>(static_cast<std::size_t>(volume(leader_shape_)));
     for (const NamedMeshLayout& t : tensors_)
       leader_layouts_.push_back(t.layout.application_order()
                                     ? MeshLayout(leader_mesh, t.layout.placements(), t.layout.global_shape(), *t.layout.application_order())
@@ -89,18 +89,19 @@ class ComposedFlatLayout {
   const FlatLayout& flat_layout_of_group(index_t group) const {
     if (group < 0 || group >= group_count())
       detail::fail("composed flat layout: group ", group, " is out of range for ", group_count(), " groups");
-    std::lock_guard<std::mutex> lock(cache_->mutex);
-    auto it = cache_->layouts.find(group);
-    if (it != cache_->layouts.end()) return *it->second;
-    Dims coord = row_major_coordinate(leader_shape_, group);
-    std::vector<FlatTensor> flat;
-    for (const NamedMeshLayout& t : tensors_) {
-      Tile tile = t.layout.tile_at(coord);
-      Dims shape = tile.shape();
-      flat.push_back(FlatTensor{t.name, shape, std::move(tile), t.layout.global_shape()});
-    }
-    auto layout = std::make_shared<const FlatLayout>(make_flat_layout(options_, std::move(flat), mesh().group_of(flat_dim_, mesh().rank_at(coord))));
-    return *cache_->layouts.emplace(group, std::move(layout)).first->second;
+    std::size_t g = static_cast<std::size_t>(group);
+    std::call_once(cache_->built[g], [&] {
+      Dims coord = row_major_coordinate(leader_shape_, group);
+      std::vector<FlatTensor> flat;
+      for (const NamedMeshLayout& t : tensors_) {
+        Tile tile = t.layout.tile_at(coord);
+        Dims shape = tile.shape();
+        flat.push_back(FlatTensor{t.name, shape, std::move(tile), t.layout.global_shape()});
+      }
+      cache_->layouts[g] = std::make_unique<const FlatLayout>(
+          make_flat_layout(options_, std::move(flat), mesh().group_of(flat_dim_, mesh().rank_at(coord))));
+    });
+    return *cache_->layouts[g];
   }
 
   // The flat layout of a rank's group along the flat dim.
@@ -113,6 +114,7 @@ class ComposedFlatLayout {
   // The groups whose tiles of tensor `t` meet a global box, ascending.
   std::vector<index_t> groups_holding(std::size_t t, const Box& box) const {
     if (t >= tensors_.size()) detail::fail("composed flat layout: tensor index ", t, " is out of range for ", tensors_.size(), " tensors");
+    if (group_count() == 1) return {0};  // one group (pure ZeRO): it holds the whole tensor
     std::vector<index_t> groups;
     for (index_t leader : leader_layouts_[t].ranks_holding(box)) groups.push_back(*group_index(leader));
     std::sort(groups.begin(), groups.end());
@@ -120,9 +122,11 @@ class ComposedFlatLayout {
   }
 
  private:
+  // Each group's flat layout, built once on first use (thread-safe, no lock after that).
   struct GroupCache {
-    std::mutex mutex;
-    std::map<index_t, std::shared_ptr<const FlatLayout>> layouts;
+    explicit GroupCache(std::size_t groups) : built(groups), layouts(groups) {}
+    std::vector<std::once_flag> built;
+    std::vector<std::unique_ptr<const FlatLayout>> layouts;
   };
 
   std::vector<NamedMeshLayout> tensors_;

@@ -136,6 +136,16 @@ class FlatLayout {
     return {first, last + 1};
   }
 
+  // When tensor `t` alone occupies its bucket from the bucket's start (ZeRO-3's per-parameter
+  // buckets): the bucket. Two such tensors with equal tiles and bucket sizes have the same
+  // fragments on every rank, apart from where their windows start in the partition
+  // (bucket.begin / group size).
+  std::optional<FlatBucket> own_bucket(std::size_t t) const {
+    check_tensor(t);
+    if (!alone_[t]) return std::nullopt;
+    return buckets_[bucket_of_[t]];
+  }
+
   // Padding elements in a rank's partition (its partition size less the elements it owns).
   index_t padding(index_t rank) const {
     if (position_of(rank) < 0) return 0;
@@ -197,6 +207,7 @@ class FlatLayout {
     bucket_of_.assign(tensors_.size(), 0);
     for (std::size_t t = 0; t < tensors_.size(); ++t) by_begin_[t] = t;
     std::sort(by_begin_.begin(), by_begin_.end(), [this](std::size_t a, std::size_t b) { return begin_[a] < begin_[b]; });
+    alone_.assign(tensors_.size(), false);
     for (std::size_t k = 0; k < by_begin_.size(); ++k) {
       std::size_t t = by_begin_[k];
       if (tensors_[t].tile.shape() != tensors_[t].shape)
@@ -211,6 +222,10 @@ class FlatLayout {
       bucket_of_[t] = inside ? static_cast<std::size_t>(std::prev(bucket) - buckets_.begin()) : 0;
       if (!inside && tensors_[t].numel() > 0)
         detail::fail(scheme_, ": tensor '", tensors_[t].name, "' at [", begin_[t], ", ", end_of(t), ") is not inside one bucket");
+      const FlatBucket& b = buckets_[bucket_of_[t]];
+      bool starts = inside && begin_[t] == b.begin && (k == 0 || end_of(by_begin_[k - 1]) <= b.begin);
+      bool next_outside = k + 1 == by_begin_.size() || begin_[by_begin_[k + 1]] >= b.end;
+      alone_[t] = starts && next_outside;
     }
   }
 
@@ -221,6 +236,7 @@ class FlatLayout {
   std::vector<FlatBucket> buckets_;
   std::vector<std::size_t> by_begin_;  // tensor indices in buffer order
   std::vector<std::size_t> bucket_of_;  // bucket index per tensor
+  std::vector<bool> alone_;             // per tensor: alone in its bucket, from its start
   std::vector<std::pair<index_t, index_t>> rank_positions_;  // (rank, position in group), sorted
 };
 

@@ -216,6 +216,11 @@ class MeshLayout {
     return ranks;
   }
 
+  // Equal layouts hold the same elements at the same places on the same ranks.
+  friend bool operator==(const MeshLayout& a, const MeshLayout& b) {
+    return a.global_shape_ == b.global_shape_ && a.placements_ == b.placements_ && a.order_ == b.order_ && a.mesh_ == b.mesh_;
+  }
+
   // "MeshLayout(DeviceMesh(...), [S(0), R], shape=[8, 8])".
   std::string to_string() const {
     std::string out = detail::concat("MeshLayout(", mesh_.to_string(), ", [", format_placements(placements_), "], shape=",

@@ -58,12 +58,21 @@ class TensorLayout {
     if (!fragment) return result;
     const FlatTensor& tensor = layout.tensors()[tensor_];
     Dims strides = row_major_strides(tensor.shape);
-    for (const Box& local : flat_interval_boxes(tensor.shape, fragment->tensor_offset, fragment->numel))
+    bool contiguous = std::all_of(tensor.tile.maps().begin(), tensor.tile.maps().end(), [](const IndexMap& m) { return m.is_contiguous(); });
+    for (Box& local : flat_interval_boxes(tensor.shape, fragment->tensor_offset, fragment->numel)) {
+      index_t start = fragment->partition_offset - fragment->tensor_offset;
+      if (contiguous) {  // one run per dim: the global box is the local box shifted
+        index_t position = start + dot(local.offset, strides);
+        for (std::size_t d = 0; d < local.ndim(); ++d) local.offset[d] += tensor.tile.dim(d).first();
+        result.push_back(Piece{std::move(local), Dims{position}, strides});
+        continue;
+      }
       for (Box& global : tensor.tile.global_boxes(local)) {
-        index_t position = fragment->partition_offset - fragment->tensor_offset;
+        index_t position = start;
         for (std::size_t d = 0; d < global.ndim(); ++d) position += *tensor.tile.dim(d).local_of(global.offset[d]) * strides[d];
         result.push_back(Piece{std::move(global), Dims{position}, strides});
       }
+    }
     return result;
   }
 
@@ -80,11 +89,19 @@ class TensorLayout {
       Dims lo, hi;
       bool meets = true;
       for (std::size_t d = 0; d < box.ndim() && meets; ++d) {
-        IndexMap part = tensor.tile.dim(d).restrict_to(box.offset[d], box.end(d));
+        const IndexMap& map = tensor.tile.dim(d);
+        if (map.is_contiguous()) {  // one run: clamp the box's range into it
+          index_t a = std::max(box.offset[d], map.empty() ? 0 : map.first()), b = std::min(box.end(d), map.empty() ? 0 : map.global_end());
+          meets = a < b;
+          lo.push_back(a - (meets ? map.first() : 0));
+          hi.push_back(b - 1 - (meets ? map.first() : 0));
+          continue;
+        }
+        IndexMap part = map.restrict_to(box.offset[d], box.end(d));
         meets = !part.empty();
         if (!meets) break;
-        lo.push_back(*tensor.tile.dim(d).local_of(part.first()));
-        hi.push_back(*tensor.tile.dim(d).local_of(part.global_end() - 1));
+        lo.push_back(*map.local_of(part.first()));
+        hi.push_back(*map.local_of(part.global_end() - 1));
       }
       if (!meets) continue;
       auto [first, last] = layout.positions_holding(tensor_, row_major_position(tensor.shape, lo), row_major_position(tensor.shape, hi) + 1);
@@ -127,6 +144,28 @@ class TensorLayout {
   // Tensors whose layouts share a rank's buffer have the same buffer owner (their flat layout);
   // a mesh layout's buffer is its own.
   const void* buffer_owner() const { return flat_ ? static_cast<const void*>(flat_.get()) : static_cast<const void*>(mesh_.get()); }
+
+  // Translation class of a flat tensor that alone fills a bucket of a one-group flat layout
+  // (pure ZeRO-3): tensors of one flat layout with equal placement layouts and equal `size` hold
+  // the same pieces on every rank, apart from partition positions shifted by `start`
+  // (the bucket's window start). Nothing for other layouts.
+  struct OwnBucket {
+    index_t size;
+    index_t start;
+  };
+  std::optional<OwnBucket> own_bucket() const {
+    if (!flat_ || flat_->group_count() != 1) return std::nullopt;
+    const FlatLayout& layout = flat_->flat_layout_of_group(0);
+    auto bucket = layout.own_bucket(tensor_);
+    if (!bucket) return std::nullopt;
+    return OwnBucket{bucket->size(), bucket->begin / layout.group_size()};
+  }
+
+  // Same layout: equal mesh layouts, or the same tensor of the same flat layout object.
+  friend bool operator==(const TensorLayout& a, const TensorLayout& b) {
+    if (a.flat_ || b.flat_) return a.flat_ == b.flat_ && a.tensor_ == b.tensor_;
+    return a.mesh_ == b.mesh_ || *a.mesh_ == *b.mesh_;
+  }
 
   std::string to_string() const {
     if (!flat_) return mesh_->to_string();

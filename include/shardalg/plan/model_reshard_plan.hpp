@@ -1,8 +1,15 @@
 // ModelReshardPlan: moving a whole model state (named tensors, each with its own source and
 // destination layout) from one ModelLayout to another. One ReshardPlan per tensor; a rank's part
 // is the union of its parts of every tensor, each transfer tagged with its tensor.
+//
+// Models repeat layers: tensors whose source and destination layouts are both equal (same
+// shapes, placements and meshes) have equal transfers, so a rank plans each distinct pair once.
+// ZeRO-3 tensors of equal shape are equal up to where their windows start in the partition:
+// their transfers are the representative's with the partition positions shifted.
 #pragma once
 
+#include <functional>
+#include <unordered_map>
 #include <vector>
 
 #include "shardalg/layout/model_layout.hpp"
@@ -29,6 +36,21 @@ class ModelReshardPlan {
         detail::fail("tensor '", s.name, "': ", e.what());
       }
       dst_index_.push_back(*d);
+    }
+    // The first tensor with an equivalent pair of layouts plans for all of them (hash, then compare).
+    std::unordered_map<std::size_t, std::vector<std::size_t>> by_hash;
+    for (std::size_t t = 0; t < plans_.size(); ++t) {
+      std::size_t h = layout_hash(plans_[t].source()) * 31 + layout_hash(plans_[t].destination());
+      std::size_t rep = t;
+      for (std::size_t other : by_hash[h])
+        if (equivalent(plans_[other].source(), plans_[t].source()) && equivalent(plans_[other].destination(), plans_[t].destination())) {
+          rep = other;
+          break;
+        }
+      if (rep == t) by_hash[h].push_back(t);
+      representative_.push_back(rep);
+      shift_.push_back({window_start(plans_[t].source()) - window_start(plans_[rep].source()),
+                        window_start(plans_[t].destination()) - window_start(plans_[rep].destination())});
     }
   }
 
@@ -60,14 +82,46 @@ class ModelReshardPlan {
   }
 
  private:
+  // Equal layouts, or ZeRO-3 tensors of one flat layout equal up to their window start.
+  static bool equivalent(const TensorLayout& a, const TensorLayout& b) {
+    if (a == b) return true;
+    if (!a.is_flat() || a.flat_layout() != b.flat_layout()) return false;
+    auto ba = a.own_bucket(), bb = b.own_bucket();
+    return ba && bb && ba->size == bb->size && a.placement_layout() == b.placement_layout();
+  }
+  static index_t window_start(const TensorLayout& layout) {
+    auto bucket = layout.own_bucket();
+    return bucket ? bucket->start : 0;
+  }
+
+  static std::size_t layout_hash(const TensorLayout& layout) {
+    std::size_t h = layout.is_flat() ? std::hash<const void*>()(layout.flat_layout()) : layout.mesh().hash();
+    for (index_t extent : layout.global_shape()) h = h * 31 + static_cast<std::size_t>(extent);
+    for (const Placement& p : layout.placement_layout().placements()) h = h * 31 + static_cast<std::size_t>(p.dim() + 7 * static_cast<int>(p.kind()));
+    return h;
+  }
+
+  // Each distinct layout pair's part computed once, copied for the tensors that repeat it.
   template <class F>
   std::vector<Transfer> collect(F&& part_of) const {
-    std::vector<Transfer> out;
+    std::unordered_map<std::size_t, std::vector<Transfer>> parts;  // representative -> its part
+    std::size_t total = 0;
     for (std::size_t t = 0; t < plans_.size(); ++t) {
-      std::vector<Transfer> part = part_of(plans_[t]);
-      for (Transfer& transfer : part) {
-        transfer.tensor = static_cast<index_t>(t);
-        out.push_back(std::move(transfer));
+      auto it = parts.find(representative_[t]);
+      if (it == parts.end()) it = parts.emplace(representative_[t], part_of(plans_[representative_[t]])).first;
+      total += it->second.size();
+    }
+    std::vector<Transfer> out;
+    out.reserve(total);
+    for (std::size_t t = 0; t < plans_.size(); ++t) {
+      auto it = parts.find(representative_[t]);
+      auto [src_shift, dst_shift] = shift_[t];
+      for (const Transfer& transfer : it->second) {
+        out.push_back(transfer);
+        Transfer& copy = out.back();
+        copy.tensor = static_cast<index_t>(t);
+        if (src_shift != 0) copy.src_local[0] += src_shift;
+        if (dst_shift != 0) copy.dst_local[0] += dst_shift;
       }
     }
     return out;
@@ -77,20 +131,24 @@ class ModelReshardPlan {
   ModelLayout dst_;
   std::vector<ReshardPlan> plans_;
   std::vector<std::size_t> dst_index_;
+  std::vector<std::size_t> representative_;  // per tensor: the first tensor with an equivalent layout pair
+  std::vector<std::pair<index_t, index_t>> shift_;  // per tensor: partition shifts (source, destination) from it
 };
 
 // Verifies every tensor's part of a model plan (see verify_plan); errors name the tensor.
 // Transfers tagged with a tensor index the plan does not have are an error.
 inline void verify_plan(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
-  std::vector<std::vector<Transfer>> per_tensor(plan.size());
+  std::vector<std::vector<const Transfer*>> per_tensor(plan.size());
   for (const Transfer& t : transfers) {
     if (t.tensor < 0 || t.tensor >= static_cast<index_t>(plan.size()))
       detail::fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " names tensor ", t.tensor, " of ", plan.size());
-    per_tensor[static_cast<std::size_t>(t.tensor)].push_back(t);
+    per_tensor[static_cast<std::size_t>(t.tensor)].push_back(&t);
   }
   for (std::size_t t = 0; t < plan.size(); ++t) {
     try {
-      verify_plan(plan.tensor_plan(t), per_tensor[t]);
+      detail::verify_transfers(plan.tensor_plan(t), [&](auto&& f) {
+        for (const Transfer* transfer : per_tensor[t]) f(*transfer);
+      });
     } catch (const Error& e) {
       detail::fail("tensor '", plan.source()[t].name, "': ", e.what());
     }

@@ -72,45 +72,47 @@ class Holdings {
 
 }  // namespace detail
 
-// Throws Error naming the first violation. Cost: one lookup of each rank's holding, a hash per
-// transfer, and a sweep over each destination's boxes (sorted along dim 0) for overlaps.
-inline void verify_plan(const ReshardPlan& plan, const std::vector<Transfer>& transfers) {
+namespace detail {
+
+// verify_plan over any sequence of transfers: `for_each(f)` calls f(const Transfer&) for each.
+template <class ForEach>
+void verify_transfers(const ReshardPlan& plan, ForEach&& for_each) {
   const TensorLayout& src = plan.source();
   const TensorLayout& dst = plan.destination();
-  detail::Holdings src_holdings(src), dst_holdings(dst);
+  Holdings src_holdings(src), dst_holdings(dst);
   // Boxes written into each destination, per partial class of their sender.
   struct Written {
     std::vector<const Box*> boxes;
     index_t volume = 0;
   };
   std::unordered_map<index_t, std::unordered_map<index_t, Written>> written;  // dst -> class -> boxes
-  for (const Transfer& t : transfers) {
-    if (!src.mesh().contains(t.src_rank)) detail::fail("plan: transfer from rank ", t.src_rank, ", which is not in the source mesh");
-    if (!dst.mesh().contains(t.dst_rank)) detail::fail("plan: transfer to rank ", t.dst_rank, ", which is not in the destination mesh");
+  for_each([&](const Transfer& t) {
+    if (!src.mesh().contains(t.src_rank)) fail("plan: transfer from rank ", t.src_rank, ", which is not in the source mesh");
+    if (!dst.mesh().contains(t.dst_rank)) fail("plan: transfer to rank ", t.dst_rank, ", which is not in the destination mesh");
     if (t.global.ndim() != src.tensor_ndim() || t.global.empty())
-      detail::fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " moves ", t.global, ", not a non-empty box of the tensor");
+      fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " moves ", t.global, ", not a non-empty box of the tensor");
     if (!src_holdings.holds_at(t.src_rank, t.global, t.src_local))
-      detail::fail("plan: source rank ", t.src_rank, " does not hold ", t.global, " at local ", t.src_local);
+      fail("plan: source rank ", t.src_rank, " does not hold ", t.global, " at local ", t.src_local);
     if (!dst_holdings.holds_at(t.dst_rank, t.global, t.dst_local))
-      detail::fail("plan: destination rank ", t.dst_rank, " does not hold ", t.global, " at local ", t.dst_local);
+      fail("plan: destination rank ", t.dst_rank, " does not hold ", t.global, " at local ", t.dst_local);
     Written& w = written[t.dst_rank][plan.partial_class(t.src_rank)];
     w.boxes.push_back(&t.global);
     w.volume += t.global.volume();
-  }
+  });
   index_t contributors = plan.partial_contributors();
   // Each class writes disjoint boxes covering what the destination holds: exactly once.
   for (auto& [rank, classes] : written) {
     index_t held = dst_holdings.held_elements(rank);
     for (auto& [partial, w] : classes) {
       if (w.volume != held)
-        detail::fail("plan: destination rank ", rank, " receives ", w.volume, " elements from one contributor class but holds ", held);
+        fail("plan: destination rank ", rank, " receives ", w.volume, " elements from one contributor class but holds ", held);
       if (dst.tensor_ndim() == 0) continue;  // one element: the volume check above decides
       std::sort(w.boxes.begin(), w.boxes.end(), [](const Box* a, const Box* b) { return a->offset[0] < b->offset[0]; });
       std::vector<const Box*> active;
       for (const Box* box : w.boxes) {
         std::erase_if(active, [box](const Box* a) { return a->end(0) <= box->offset[0]; });
         for (const Box* a : active)
-          if (detail::overlap(*a, *box)) detail::fail("plan: destination rank ", rank, " receives ", *box, " twice");
+          if (overlap(*a, *box)) fail("plan: destination rank ", rank, " receives ", *box, " twice");
         active.push_back(box);
       }
     }
@@ -120,8 +122,18 @@ inline void verify_plan(const ReshardPlan& plan, const std::vector<Transfer>& tr
     index_t classes = it == written.end() ? 0 : static_cast<index_t>(it->second.size());
     index_t expected = dst_holdings.held_elements(rank) == 0 ? 0 : contributors;
     if (classes != expected)
-      detail::fail("plan: destination rank ", rank, " receives from ", classes, " contributor classes, expected ", expected);
+      fail("plan: destination rank ", rank, " receives from ", classes, " contributor classes, expected ", expected);
   }
+}
+
+}  // namespace detail
+
+// Throws Error naming the first violation. Cost: one lookup of each rank's holding, a hash per
+// transfer, and a sweep over each destination's boxes (sorted along dim 0) for overlaps.
+inline void verify_plan(const ReshardPlan& plan, const std::vector<Transfer>& transfers) {
+  detail::verify_transfers(plan, [&](auto&& f) {
+    for (const Transfer& t : transfers) f(t);
+  });
 }
 
 }  // namespace shardalg

@@ -161,3 +161,53 @@ TEST_CASE("properties of checkpoint read items") {
     }
   });
 }
+
+TEST_CASE("properties of whole-model plans") {
+  // Small models with repeated shapes (so layers share plans) under random recipes.
+  auto gen_model = [] {
+    ModelSpec model{"random", {}};
+    int count = *rc::gen::inRange(1, 7);
+    for (int i = 0; i < count; ++i) {
+      TensorRole role = *rc::gen::element(TensorRole::column_parallel, TensorRole::row_parallel, TensorRole::replicated);
+      Dims shape = role == TensorRole::replicated ? Dims{*rc::gen::inRange<index_t>(2, 10)}
+                                                  : Dims{*rc::gen::inRange<index_t>(2, 6), *rc::gen::inRange<index_t>(2, 6)};
+      std::string name = std::to_string(i);  // (GCC 12 warns falsely on "t" + std::to_string(i))
+      model.tensors.push_back(ModelTensor{name + "t", shape, role});
+      if (*rc::gen::arbitrary<bool>()) model.tensors.push_back(ModelTensor{name + "r", shape, role});
+    }
+    return model;
+  };
+  auto gen_recipe = [] {
+    std::string dp = std::to_string(*rc::gen::inRange(1, 5)), tp = std::to_string(*rc::gen::inRange(1, 3));
+    std::string kind = *rc::gen::element<std::string>("replicated", "fsdp", "fsdp-tp", "zero3", "zero3+tp", "zero1", "megatron-distopt");
+    if (kind == "replicated") return kind + " ranks=" + dp;
+    if (kind == "fsdp" || kind == "zero3") return kind + " dp=" + dp;
+    if (kind == "zero3+tp") return "zero3 dp=" + dp + ",tp=" + tp;
+    return kind + " dp=" + dp + ",tp=" + tp;
+  };
+
+  SHARDALG_PROPERTY("a model plan is the union of its tensors' plans, and moves every element to its place", [&] {
+    ModelSpec model = gen_model();
+    ModelLayout src = layout_model(model, gen_recipe()), dst = layout_model(model, gen_recipe());
+    ModelReshardPlan plan(src, dst);
+    auto all = plan.all_transfers();
+    std::size_t at = 0;
+    for (std::size_t t = 0; t < plan.size(); ++t)
+      for (const Transfer& expected : plan.tensor_plan(t).all_transfers()) {
+        RC_ASSERT(at < all.size());
+        const Transfer& got = all[at++];
+        RC_ASSERT(got.tensor == static_cast<index_t>(t));
+        RC_ASSERT(got.src_rank == expected.src_rank && got.dst_rank == expected.dst_rank && got.global == expected.global);
+        RC_ASSERT(got.src_local == expected.src_local && got.dst_local == expected.dst_local);
+      }
+    RC_ASSERT(at == all.size());
+    std::vector<std::vector<long>> globals;
+    long next = 1;
+    for (const auto& t : src.tensors()) {
+      std::vector<long> g(static_cast<std::size_t>(volume(t.layout.global_shape())));
+      for (long& x : g) x = next++;
+      globals.push_back(std::move(g));
+    }
+    RC_ASSERT(gather_model(dst, simulate_model(plan, all, scatter_model(src, globals))) == globals);
+  });
+}

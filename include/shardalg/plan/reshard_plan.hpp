@@ -180,7 +180,12 @@ class ReshardPlan {
         for (index_t rank : holders) send(rank, want, 1);
         continue;
       }
-      // Holders offering the same boxes of this piece are replicas (or partial contributors).
+      if (src_.is_flat()) {
+        for (index_t rank : flat_senders(holders, dst_rank)) send(rank, want, 1);
+        continue;
+      }
+      // Mesh replicas hold equal tiles: holders offering the same boxes of this piece are
+      // replicas (or partial contributors).
       std::map<std::vector<index_t>, std::vector<index_t>> by_offer;
       for (index_t rank : holders) {
         std::vector<index_t> key;
@@ -196,6 +201,30 @@ class ReshardPlan {
         for (index_t sender : choose_senders(ranks, dst_rank)) send(sender, want, contributors);
     }
     return out;
+  }
+
+  // A replicated flat source: groups whose members flatten equal tiles hold the same elements,
+  // but cut into windows at other places when the groups' buffers differ (other tensors'
+  // tiles of other shapes). So one whole group sends per distinct tile: the destination's own
+  // group if it holds the tile, else the one at (destination's position) mod count.
+  std::vector<index_t> flat_senders(const std::vector<index_t>& holders, index_t dst_rank) const {
+    const ComposedFlatLayout& flat = *src_.flat_layout();
+    std::map<std::vector<index_t>, std::map<index_t, std::vector<index_t>>> by_tile;  // tile -> group -> ranks
+    for (index_t rank : holders) {
+      index_t group = *flat.group_index(rank);
+      by_tile[tile_key(flat.flat_layout_of_group(group).tensors()[src_.flat_tensor()].tile)][group].push_back(rank);
+    }
+    std::optional<index_t> own_group = flat.group_index(dst_rank);
+    std::vector<index_t> senders;
+    for (auto& [key, groups] : by_tile) {
+      auto chosen = own_group ? groups.find(*own_group) : groups.end();
+      if (chosen == groups.end()) {
+        chosen = groups.begin();
+        std::advance(chosen, dst_position(dst_rank) % static_cast<index_t>(groups.size()));
+      }
+      senders.insert(senders.end(), chosen->second.begin(), chosen->second.end());
+    }
+    return senders;
   }
 
   // Among ranks holding the same tile: one sender per distinct coordinate on the Partial dims

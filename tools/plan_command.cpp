@@ -16,9 +16,9 @@ struct PlanOptions {
   bool json = false, summary = false, simulate = false;
 };
 
-// The two model layouts the options describe: a whole model or one tensor under recipes, or one
-// tensor between explicit mesh layouts.
-std::pair<ModelLayout, ModelLayout> layouts_from(const CLI::App& cmd, const PlanOptions& o) {
+// The plan between the two model layouts the options describe: a whole model or one tensor
+// under recipes, or one tensor between explicit mesh layouts.
+ModelReshardPlan plan_from(const CLI::App& cmd, const PlanOptions& o) {
   const std::vector<std::string> mesh_flags{"--src-mesh", "--src-placements", "--src-devices", "--dst-mesh", "--dst-placements", "--dst-devices"};
   bool recipes = !o.src_layout.empty() || !o.dst_layout.empty() || !o.model.empty();
   if (recipes) {
@@ -26,13 +26,17 @@ std::pair<ModelLayout, ModelLayout> layouts_from(const CLI::App& cmd, const Plan
     for (const std::string& flag : mesh_flags)
       if (cmd.count(flag)) detail::fail("option ", flag, " does not apply with --src-layout/--dst-layout");
     if (o.model.empty() == o.shape.empty()) detail::fail("give exactly one of --model and --shape");
-    ModelSpec model = o.model.empty()
-                          ? ModelSpec{"tensor", {ModelTensor{"tensor", parse_shape(o.shape), parse_tensor_role(o.role), o.dtype}}}
-                          : select_tensors(load_model(o.model), o.tensors);
+    ModelSpec model;
+    if (o.model.empty()) {
+      model.name = "tensor";
+      model.tensors.push_back(ModelTensor{"tensor", parse_shape(o.shape), parse_tensor_role(o.role), o.dtype});
+    } else {
+      model = select_tensors(load_model(o.model), o.tensors);
+    }
     if (!o.model.empty() && cmd.count("--dtype"))
       for (ModelTensor& t : model.tensors) t.dtype = o.dtype;
     model = scale_down(std::move(model), o.scale_down_factor);
-    return {layout_model(model, o.src_layout), layout_model(model, o.dst_layout)};
+    return ModelReshardPlan(layout_model(model, o.src_layout), layout_model(model, o.dst_layout));
   }
   for (const char* flag : {"--role", "--tensor", "--scale-down"})
     if (cmd.count(flag)) detail::fail("option ", flag, " applies to recipes (--src-layout/--dst-layout)");
@@ -44,7 +48,10 @@ std::pair<ModelLayout, ModelLayout> layouts_from(const CLI::App& cmd, const Plan
   std::string dst_mesh = o.dst_mesh.empty() ? o.src_mesh : o.dst_mesh;
   std::string dst_devices = o.dst_mesh.empty() && o.dst_devices.empty() ? o.src_devices : o.dst_devices;
   MeshLayout dst(DeviceMesh::parse(dst_mesh, dst_devices), parse_placements(o.dst_placements), shape);
-  return {ModelLayout({{"tensor", o.dtype, src}}), ModelLayout({{"tensor", o.dtype, dst}})};
+  std::vector<NamedTensorLayout> source, destination;
+  source.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(src))});
+  destination.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(dst))});
+  return ModelReshardPlan(ModelLayout(std::move(source)), ModelLayout(std::move(destination)));
 }
 
 void print_transfers(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
@@ -62,9 +69,8 @@ void print_transfers(const ModelReshardPlan& plan, const std::vector<Transfer>& 
 }
 
 void run(const CLI::App& cmd, const PlanOptions& o) {
-  auto [src, dst] = layouts_from(cmd, o);
   auto start = std::chrono::steady_clock::now();
-  ModelReshardPlan plan(std::move(src), std::move(dst));
+  ModelReshardPlan plan = plan_from(cmd, o);
   std::vector<Transfer> transfers;
   if (o.rank >= 0) {
     const auto& s = plan.source().ranks();

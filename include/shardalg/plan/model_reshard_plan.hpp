@@ -9,6 +9,7 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <unordered_map>
 #include <vector>
 
@@ -73,6 +74,14 @@ class ModelReshardPlan {
     return collect([](const ReshardPlan& plan) { return plan.all_transfers(); });
   }
 
+  // A hash of a layout: equal layouts hash alike.
+  static std::size_t layout_hash(const TensorLayout& layout) {
+    std::size_t h = layout.is_flat() ? std::hash<const void*>()(layout.flat_layout()) : layout.mesh().hash();
+    for (index_t extent : layout.global_shape()) h = h * 31 + static_cast<std::size_t>(extent);
+    for (const Placement& p : layout.placement_layout().placements()) h = h * 31 + static_cast<std::size_t>(p.dim() + 7 * static_cast<int>(p.kind()));
+    return h;
+  }
+
   // Bytes `rank` must receive from other ranks at least (see ReshardPlan::lower_bound_elements).
   index_t lower_bound_bytes(index_t rank) const {
     index_t total = 0;
@@ -94,12 +103,6 @@ class ModelReshardPlan {
     return bucket ? bucket->start : 0;
   }
 
-  static std::size_t layout_hash(const TensorLayout& layout) {
-    std::size_t h = layout.is_flat() ? std::hash<const void*>()(layout.flat_layout()) : layout.mesh().hash();
-    for (index_t extent : layout.global_shape()) h = h * 31 + static_cast<std::size_t>(extent);
-    for (const Placement& p : layout.placement_layout().placements()) h = h * 31 + static_cast<std::size_t>(p.dim() + 7 * static_cast<int>(p.kind()));
-    return h;
-  }
 
   // Each distinct layout pair's part computed once, copied for the tensors that repeat it.
   template <class F>
@@ -144,9 +147,25 @@ inline void verify_plan(const ModelReshardPlan& plan, const std::vector<Transfer
       detail::fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " names tensor ", t.tensor, " of ", plan.size());
     per_tensor[static_cast<std::size_t>(t.tensor)].push_back(&t);
   }
+  // Tensors with equal mesh layouts (repeated layers) share the lookups of what each rank holds;
+  // a flat layout's lookups serve one tensor and are dropped after it.
+  std::vector<std::unique_ptr<detail::Holdings>> holdings;
+  std::unordered_map<std::size_t, std::vector<detail::Holdings*>> by_hash;
+  std::unique_ptr<detail::Holdings> flat_src, flat_dst;
+  auto holdings_of = [&](const TensorLayout& layout, std::unique_ptr<detail::Holdings>& flat) -> detail::Holdings& {
+    if (layout.is_flat()) return *(flat = std::make_unique<detail::Holdings>(layout));
+    auto& candidates = by_hash[plan.layout_hash(layout)];
+    for (detail::Holdings* h : candidates)
+      if (h->layout() == layout) return *h;
+    holdings.push_back(std::make_unique<detail::Holdings>(layout));
+    candidates.push_back(holdings.back().get());
+    return *holdings.back();
+  };
   for (std::size_t t = 0; t < plan.size(); ++t) {
+    const ReshardPlan& tensor_plan = plan.tensor_plan(t);
     try {
-      detail::verify_transfers(plan.tensor_plan(t), [&](auto&& f) {
+      detail::verify_transfers(tensor_plan, holdings_of(tensor_plan.source(), flat_src),
+                               holdings_of(tensor_plan.destination(), flat_dst), [&](auto&& f) {
         for (const Transfer* transfer : per_tensor[t]) f(*transfer);
       });
     } catch (const Error& e) {

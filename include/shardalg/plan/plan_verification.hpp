@@ -36,6 +36,7 @@ inline bool overlap(const Box& a, const Box& b) {
 class Holdings {
  public:
   explicit Holdings(const TensorLayout& layout) : layout_(layout) {}
+  const TensorLayout& layout() const { return layout_; }
 
   // True when the rank holds all of `box` as one block starting at `local`.
   bool holds_at(index_t rank, const Box& box, const Dims& local) {
@@ -75,11 +76,12 @@ class Holdings {
 namespace detail {
 
 // verify_plan over any sequence of transfers: `for_each(f)` calls f(const Transfer&) for each.
+// `src_holdings` / `dst_holdings`: lookups of the plan's source and destination layouts (shared
+// between plans of tensors with equal layouts).
 template <class ForEach>
-void verify_transfers(const ReshardPlan& plan, ForEach&& for_each) {
+void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Holdings& dst_holdings, ForEach&& for_each) {
   const TensorLayout& src = plan.source();
   const TensorLayout& dst = plan.destination();
-  Holdings src_holdings(src), dst_holdings(dst);
   // Boxes written into each destination, per partial class of their sender.
   struct Written {
     std::vector<const Box*> boxes;
@@ -131,7 +133,8 @@ void verify_transfers(const ReshardPlan& plan, ForEach&& for_each) {
 // Throws Error naming the first violation. Cost: one lookup of each rank's holding, a hash per
 // transfer, and a sweep over each destination's boxes (sorted along dim 0) for overlaps.
 inline void verify_plan(const ReshardPlan& plan, const std::vector<Transfer>& transfers) {
-  detail::verify_transfers(plan, [&](auto&& f) {
+  detail::Holdings src_holdings(plan.source()), dst_holdings(plan.destination());
+  detail::verify_transfers(plan, src_holdings, dst_holdings, [&](auto&& f) {
     for (const Transfer& t : transfers) f(t);
   });
 }

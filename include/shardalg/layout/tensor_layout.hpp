@@ -9,8 +9,10 @@
 // planner, one verifier and one executor serve every pair of layout kinds.
 #pragma once
 
+#include <algorithm>
 #include <memory>
-#include <variant>
+#include <optional>
+#include <string>
 #include <vector>
 
 #include "shardalg/layout/composed_flat_layout.hpp"

@@ -171,8 +171,8 @@ inline void dense_layouts(const ModelSpec& model, const std::vector<std::size_t>
 
 // The layout of every tensor of `model` under a recipe (see the top of this file).
 // Example: layout_model(llama3_8b, "zero3 dp=8") puts all 291 tensors in one ZeRO-3 partition
-// per rank; layout_model(m, "fsdp-tp dp=4,tp=2") gives q_proj (_S-like) Shard(0) on dp after
-// Shard(0) on tp, o_proj Shard(0) on dp and Shard(1) on tp.
+// per rank; layout_model(llama3_8b, "fsdp-tp dp=4,tp=2") gives q_proj Shard(0) on tp then
+// Shard(0) on dp (shard order [tp, dp]) and o_proj Shard(0) on dp, Shard(1) on tp.
 inline ModelLayout layout_model(const ModelSpec& model, std::string_view recipe_text) {
   LayoutRecipe recipe = LayoutRecipe::parse(recipe_text);
   if (model.tensors.empty()) detail::fail("model '", model.name, "' has no tensors");

@@ -31,6 +31,18 @@ inline std::vector<index_t> positions(const IndexMap& map) {
   return result;
 }
 
+// The model's global tensors (layout order), every element a distinct number from 1 up.
+inline std::vector<std::vector<long>> numbered_tensors(const ModelLayout& layout) {
+  std::vector<std::vector<long>> globals;
+  long next = 1;
+  for (const auto& t : layout.tensors()) {
+    std::vector<long> values(static_cast<std::size_t>(volume(t.layout.global_shape())));
+    for (long& x : values) x = next++;
+    globals.push_back(std::move(values));
+  }
+  return globals;
+}
+
 }  // namespace shardalg::testing
 
 // CHECK_THROWS_WITH_AS with a substring match on the message.

@@ -21,16 +21,6 @@ ModelSpec tiny_model() {
                     {"norm", Dims{4}, TensorRole::replicated}}};
 }
 
-std::vector<std::vector<long>> numbered(const ModelLayout& layout) {
-  std::vector<std::vector<long>> globals;
-  long next = 1;
-  for (const auto& t : layout.tensors()) {
-    std::vector<long> g(static_cast<std::size_t>(volume(t.layout.global_shape())));
-    for (long& x : g) x = next++;
-    globals.push_back(std::move(g));
-  }
-  return globals;
-}
 }  // namespace
 
 TEST_CASE("ZeRO-3 DP change 4 -> 3: each new partition reads the old windows it overlaps") {
@@ -58,7 +48,7 @@ TEST_CASE("a whole model moves between recipes, every element in place") {
     CAPTURE(to);
     ModelLayout src = layout_model(model, from), dst = layout_model(model, to);
     ModelReshardPlan plan(src, dst);
-    auto globals = numbered(src);
+    auto globals = testing::numbered_tensors(src);
     auto out = simulate_model(plan, plan.all_transfers(), scatter_model(src, globals));
     CHECK(out == scatter_model(dst, globals));
     CHECK(gather_model(dst, out) == globals);
@@ -96,7 +86,7 @@ TEST_CASE("model verification and simulation refuse bad transfers and buffers be
   bad = transfers;
   bad[0].tensor = 9;
   SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, bad), Error, "names tensor 9 of 4");
-  auto buffers = scatter_model(src, numbered(src));
+  auto buffers = scatter_model(src, testing::numbered_tensors(src));
   buffers[0][1].pop_back();
   SHARDALG_CHECK_THROWS_CONTAINING(simulate_model(plan, transfers, buffers), Error, "simulate: source rank 1 needs a buffer of");
 }

@@ -201,13 +201,7 @@ TEST_CASE("properties of whole-model plans") {
         RC_ASSERT(got.src_local == expected.src_local && got.dst_local == expected.dst_local);
       }
     RC_ASSERT(at == all.size());
-    std::vector<std::vector<long>> globals;
-    long next = 1;
-    for (const auto& t : src.tensors()) {
-      std::vector<long> g(static_cast<std::size_t>(volume(t.layout.global_shape())));
-      for (long& x : g) x = next++;
-      globals.push_back(std::move(g));
-    }
+    auto globals = numbered_tensors(src);
     RC_ASSERT(gather_model(dst, simulate_model(plan, all, scatter_model(src, globals))) == globals);
   });
 }

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <algorithm>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -167,6 +168,15 @@ class TensorLayout {
   friend bool operator==(const TensorLayout& a, const TensorLayout& b) {
     if (a.flat_ || b.flat_) return a.flat_ == b.flat_ && a.tensor_ == b.tensor_;
     return a.mesh_ == b.mesh_ || *a.mesh_ == *b.mesh_;
+  }
+
+  // Equal layouts hash alike (the ZeRO-3 tensors a model plan treats as equivalent do too: the
+  // hash leaves out which tensor of a flat layout it is).
+  std::size_t hash() const {
+    std::size_t h = flat_ ? std::hash<const void*>()(flat_.get()) : mesh().hash();
+    for (index_t extent : global_shape()) h = h * 31 + static_cast<std::size_t>(extent);
+    for (const Placement& p : placement_layout().placements()) h = h * 31 + static_cast<std::size_t>(p.dim() + 7 * static_cast<int>(p.kind()));
+    return h;
   }
 
   std::string to_string() const {

@@ -8,7 +8,6 @@
 // their transfers are the representative's with the partition positions shifted.
 #pragma once
 
-#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <vector>
@@ -41,7 +40,7 @@ class ModelReshardPlan {
     // The first tensor with an equivalent pair of layouts plans for all of them (hash, then compare).
     std::unordered_map<std::size_t, std::vector<std::size_t>> by_hash;
     for (std::size_t t = 0; t < plans_.size(); ++t) {
-      std::size_t h = layout_hash(plans_[t].source()) * 31 + layout_hash(plans_[t].destination());
+      std::size_t h = plans_[t].source().hash() * 31 + plans_[t].destination().hash();
       std::size_t rep = t;
       for (std::size_t other : by_hash[h])
         if (equivalent(plans_[other].source(), plans_[t].source()) && equivalent(plans_[other].destination(), plans_[t].destination())) {
@@ -72,14 +71,6 @@ class ModelReshardPlan {
   }
   std::vector<Transfer> all_transfers() const {
     return collect([](const ReshardPlan& plan) { return plan.all_transfers(); });
-  }
-
-  // A hash of a layout: equal layouts hash alike.
-  static std::size_t layout_hash(const TensorLayout& layout) {
-    std::size_t h = layout.is_flat() ? std::hash<const void*>()(layout.flat_layout()) : layout.mesh().hash();
-    for (index_t extent : layout.global_shape()) h = h * 31 + static_cast<std::size_t>(extent);
-    for (const Placement& p : layout.placement_layout().placements()) h = h * 31 + static_cast<std::size_t>(p.dim() + 7 * static_cast<int>(p.kind()));
-    return h;
   }
 
   // Bytes `rank` must receive from other ranks at least (see ReshardPlan::lower_bound_elements).
@@ -154,7 +145,7 @@ inline void verify_plan(const ModelReshardPlan& plan, const std::vector<Transfer
   std::unique_ptr<detail::Holdings> flat_src, flat_dst;
   auto holdings_of = [&](const TensorLayout& layout, std::unique_ptr<detail::Holdings>& flat) -> detail::Holdings& {
     if (layout.is_flat()) return *(flat = std::make_unique<detail::Holdings>(layout));
-    auto& candidates = by_hash[plan.layout_hash(layout)];
+    auto& candidates = by_hash[layout.hash()];
     for (detail::Holdings* h : candidates)
       if (h->layout() == layout) return *h;
     holdings.push_back(std::make_unique<detail::Holdings>(layout));

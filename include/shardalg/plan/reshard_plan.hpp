@@ -10,9 +10,8 @@
 
 #include <algorithm>
 #include <map>
-#include <vector>
-
 #include <unordered_map>
+#include <vector>
 
 #include "shardalg/layout/tensor_layout.hpp"
 

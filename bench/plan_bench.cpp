@@ -74,7 +74,7 @@ BENCHMARK(BM_OneRankModelPlan)
     ->ArgsProduct({{0, 2}, {64, 256, 1024, 4096, 16384}})
     ->Unit(benchmark::kMillisecond);
 
-// The global plan of the whole model: every destination rank's part.
+// The global plan of the whole model: every destination rank's part (mean of 3 runs).
 void BM_GlobalModelPlan(benchmark::State& state) {
   const ModelReshardPlan& plan = plan_of(static_cast<int>(state.range(0)), state.range(1));
   std::size_t transfers = 0;
@@ -89,7 +89,7 @@ BENCHMARK(BM_GlobalModelPlan)
     ->ArgsProduct({{0, 1, 2}, {64, 256, 1024, 4096}})
     ->Args({3, 256})
     ->Unit(benchmark::kMillisecond)
-    ->Iterations(1);
+    ->Iterations(3);
 
 // Verification of the same global plan (target: no slower than planning).
 void BM_VerifyModelPlan(benchmark::State& state) {
@@ -102,7 +102,7 @@ BENCHMARK(BM_VerifyModelPlan)
     ->ArgsProduct({{0, 1, 2}, {64, 256, 1024, 4096}})
     ->Args({3, 256})
     ->Unit(benchmark::kMillisecond)
-    ->Iterations(1);
+    ->Iterations(3);
 
 // Checkpoint read items for every rank: a Llama-3-405B gate_proj [53248, 16384] saved under
 // FSDP2+TP (N/8 x 8) and loaded under FSDP over N ranks. DCP's pairwise loop against the index.

@@ -26,7 +26,7 @@ void run(const DemoOptions& o) {
             << " parameters) from \"" << o.src_layout << "\" to \"" << o.dst_layout << "\"\n\n";
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan(layout_model(model, o.src_layout), layout_model(model, o.dst_layout));
-  std::vector<Transfer> transfers = plan.all_transfers();
+  TransferList transfers = plan.all_transfers();
   double plan_seconds = seconds_since(start);
   start = std::chrono::steady_clock::now();
   verify_plan(plan, transfers);

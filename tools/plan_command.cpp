@@ -54,7 +54,7 @@ ModelReshardPlan plan_from(const CLI::App& cmd, const PlanOptions& o) {
   return ModelReshardPlan(ModelLayout(std::move(source)), ModelLayout(std::move(destination)));
 }
 
-void print_transfers(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers) {
   bool one = plan.size() == 1;
   if (one)
     std::cout << "source       " << plan.source()[0].layout.to_string() << "\ndestination  "
@@ -71,7 +71,7 @@ void print_transfers(const ModelReshardPlan& plan, const std::vector<Transfer>& 
 void run(const CLI::App& cmd, const PlanOptions& o) {
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
-  std::vector<Transfer> transfers;
+  TransferList transfers;
   if (o.rank >= 0) {
     const auto& s = plan.source().ranks();
     const auto& d = plan.destination().ranks();
@@ -79,8 +79,9 @@ void run(const CLI::App& cmd, const PlanOptions& o) {
       detail::fail("--rank ", o.rank, " is in neither the source nor the destination layout");
     if (o.simulate) detail::fail("--simulate runs the whole plan; leave out --rank");
     transfers = plan.transfers_to(o.rank);
-    for (Transfer& t : plan.transfers_from(o.rank))
-      if (t.dst_rank != o.rank) transfers.push_back(std::move(t));
+    TransferList sends = plan.transfers_from(o.rank);
+    for (std::size_t i = 0; i < sends.size(); ++i)
+      if (sends.dst_rank(i) != o.rank) transfers.push_back(sends, i);
   } else {
     transfers = plan.all_transfers();
     verify_plan(plan, transfers);  // a failing plan is never shown as valid

@@ -77,20 +77,21 @@ struct PlanSummary {
   index_t moved = 0, local = 0, messages = 0, max_sent = 0, max_received = 0, lower_bound = 0, transfers = 0;
 };
 
-inline PlanSummary summarize(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+inline PlanSummary summarize(const ModelReshardPlan& plan, const TransferList& transfers) {
   PlanSummary s;
   std::map<index_t, index_t> sent, received;
   std::set<std::pair<index_t, index_t>> pairs;
-  for (const Transfer& t : transfers) {
-    index_t bytes = checked_mul(t.global.volume(), dtype_bytes(plan.source()[static_cast<std::size_t>(t.tensor)].dtype));
-    if (t.src_rank == t.dst_rank) {
+  for (std::size_t i = 0; i < transfers.size(); ++i) {
+    index_t from = transfers.src_rank(i), to = transfers.dst_rank(i);
+    index_t bytes = checked_mul(transfers.volume(i), dtype_bytes(plan.source()[static_cast<std::size_t>(transfers.tensor(i))].dtype));
+    if (from == to) {
       s.local += bytes;
       continue;
     }
     s.moved += bytes;
-    sent[t.src_rank] += bytes;
-    received[t.dst_rank] += bytes;
-    pairs.insert({t.src_rank, t.dst_rank});
+    sent[from] += bytes;
+    received[to] += bytes;
+    pairs.insert({from, to});
   }
   for (index_t rank : plan.destination().ranks()) s.lower_bound += plan.lower_bound_bytes(rank);
   for (const auto& [rank, b] : sent) s.max_sent = std::max(s.max_sent, b);
@@ -113,7 +114,7 @@ inline void print_summary(const PlanSummary& s, double plan_seconds) {
 
 // {"transfers": [{"src", "dst", "tensor", "boxes": [{"offset", "shape", "src_offset", "dst_offset"}]}]},
 // one entry per (src, dst, tensor) in plan order.
-inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const TransferList& transfers) {
   std::map<std::tuple<index_t, index_t, index_t>, std::size_t> entry_of;
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
   for (const Transfer& t : transfers) {
@@ -133,7 +134,7 @@ inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const
 // Runs the whole plan in the host simulator on numbered data (every element of every tensor a
 // distinct value) and compares every destination buffer with the destination layout's own
 // scatter of the same data. Returns the number of mismatching elements; prints one line.
-inline index_t simulate_and_check(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
+inline index_t simulate_and_check(const ModelReshardPlan& plan, const TransferList& transfers) {
   constexpr index_t limit = index_t{1} << 27;
   index_t elements = 0;
   for (const auto& t : plan.source().tensors()) elements = checked_add(elements, volume(t.layout.global_shape()));

@@ -3,7 +3,7 @@
 using namespace shardalg;
 
 namespace {
-index_t cross_rank_elements(const std::vector<Transfer>& transfers) {
+index_t cross_rank_elements(const TransferList& transfers) {
   index_t n = 0;
   for (const Transfer& t : transfers)
     if (t.src_rank != t.dst_rank) n += t.global.volume();
@@ -74,28 +74,54 @@ TEST_CASE("bad reshards are errors naming the value") {
 
 TEST_CASE("verification rejects missing, duplicated and misplaced transfers") {
   ReshardPlan plan(MeshLayout::parse("dp=4", "S(0)", Dims{8, 2}), MeshLayout::parse("dp=2", "S(1)", Dims{8, 2}));
-  auto good = plan.all_transfers();
-  verify_plan(plan, good);
+  auto good = plan.all_transfers().to_vector();  // edited as values, checked as lists
+  verify_plan(plan, TransferList(good));
   auto missing = good;
   missing.pop_back();
-  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, missing), Error, "receives 6 elements from one contributor class but holds 8");
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, TransferList(missing)), Error, "receives 6 elements from one contributor class but holds 8");
   auto twice = good;
   twice.push_back(good.front());
-  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, twice), Error, "elements from one contributor class");
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, TransferList(twice)), Error, "twice");
   auto swapped = good;
   swapped.pop_back();
   Transfer wrong = good.back();
   wrong.src_rank = (wrong.src_rank + 1) % 4;
   swapped.push_back(wrong);
-  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, swapped), Error, "does not hold");
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, TransferList(swapped)), Error, "does not hold");
   auto shifted = good;
   shifted.back().dst_local[0] += 1;
-  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, shifted), Error, "destination rank");
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, TransferList(shifted)), Error, "destination rank");
   // Same volume, but one region written twice and another never: caught by the overlap sweep.
   auto overlapping = good;
   std::size_t second = 1;
   while (overlapping[second].dst_rank != overlapping[0].dst_rank) ++second;
   REQUIRE(overlapping[second].global.volume() == overlapping[0].global.volume());
   overlapping[second] = overlapping[0];
-  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, overlapping), Error, "twice");
+  SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, TransferList(overlapping)), Error, "twice");
+}
+
+TEST_CASE("a transfer list stores transfers compactly and gives them back unchanged") {
+  std::vector<Transfer> values = {Transfer{1, 0, Box(Dims{0, 0}, Dims{2, 4}), Dims{0, 0}, Dims{2, 0}},
+                                  Transfer{2, 3, Box(Dims{5}, Dims{3}), Dims{7}, Dims{1}, 2, 4},
+                                  Transfer{0, 0, Box(Dims{}, Dims{}), Dims{}, Dims{0}}};
+  TransferList list(values);
+  REQUIRE(list.size() == 3);
+  CHECK(list.to_vector() == values);
+  CHECK(list.volume(0) == 8);
+  CHECK(list.volume(2) == 1);  // a scalar is one element
+  CHECK(list.dst_local(1)[0] == 1);
+  CHECK(list.contributors(1) == 2);
+  CHECK(list.tensor(1) == 4);
+  // Appending tags the tensor and shifts partition positions (the first local coordinate).
+  TransferList model;
+  model.append(list, 9, 10, 100);
+  CHECK(model[0].src_local == Dims{10, 0});
+  CHECK(model[0].dst_local == Dims{102, 0});
+  CHECK(model[1].tensor == 9);
+  CHECK(model[1].src_local == Dims{17});
+  // One transfer copied from another list keeps every field.
+  TransferList one;
+  one.push_back(list, 1);
+  CHECK(one.at(0) == values[1]);
+  SHARDALG_CHECK_THROWS_CONTAINING(one.at(1), Error, "index 1 out of 1 transfers");
 }

@@ -166,7 +166,7 @@ class TransferRunner {
 // every transfer into `destinations` (which keep the elements no transfer writes, such as
 // padding or other tensors of a shared partition). Nothing runs after an error.
 template <class T>
-void simulate_into(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources,
+void simulate_into(const ReshardPlan& plan, const TransferList& transfers, const RankBuffers<T>& sources,
                    RankBuffers<T>& destinations) {
   verify_plan(plan, transfers);
   detail::TransferRunner<T> runner(plan, sources, destinations);
@@ -176,7 +176,7 @@ void simulate_into(const ReshardPlan& plan, const std::vector<Transfer>& transfe
 
 // As simulate_into, with zero-filled destination buffers. Returns the destination buffers.
 template <class T>
-RankBuffers<T> simulate(const ReshardPlan& plan, const std::vector<Transfer>& transfers, const RankBuffers<T>& sources) {
+RankBuffers<T> simulate(const ReshardPlan& plan, const TransferList& transfers, const RankBuffers<T>& sources) {
   RankBuffers<T> out;
   for (index_t rank : plan.destination().mesh().devices())
     out[rank].assign(static_cast<std::size_t>(plan.destination().buffer_elements(rank)), T{});
@@ -221,7 +221,7 @@ std::vector<std::vector<T>> gather_model(const ModelLayout& layout, const ModelB
 // Verifies the whole plan and checks every buffer of every tensor, then runs it. Returns the
 // destination model's buffers (zero-filled where nothing is written). Nothing runs after an error.
 template <class T>
-ModelBuffers<T> simulate_model(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers, const ModelBuffers<T>& sources) {
+ModelBuffers<T> simulate_model(const ModelReshardPlan& plan, const TransferList& transfers, const ModelBuffers<T>& sources) {
   verify_plan(plan, transfers);
   const ModelLayout& src = plan.source();
   const ModelLayout& dst = plan.destination();

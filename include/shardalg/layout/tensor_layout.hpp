@@ -164,6 +164,18 @@ class TensorLayout {
     return OwnBucket{bucket->size(), bucket->begin / layout.group_size()};
   }
 
+  // When this layout holds on every rank exactly what `other` holds, at local positions shifted
+  // by a constant, that shift: 0 for equal layouts; for ZeRO-3 tensors of one flat layout with
+  // equal placement layouts and own-bucket sizes, the difference of their window starts. Lets a
+  // model's repeated layers share the work of one. Nothing otherwise.
+  std::optional<index_t> shift_from(const TensorLayout& other) const {
+    if (*this == other) return 0;
+    if (!flat_ || flat_ != other.flat_) return std::nullopt;
+    auto mine = own_bucket(), theirs = other.own_bucket();
+    if (!mine || !theirs || mine->size != theirs->size || placement_layout() != other.placement_layout()) return std::nullopt;
+    return mine->start - theirs->start;
+  }
+
   // Same layout: equal mesh layouts, or the same tensor of the same flat layout object.
   friend bool operator==(const TensorLayout& a, const TensorLayout& b) {
     if (a.flat_ || b.flat_) return a.flat_ == b.flat_ && a.tensor_ == b.tensor_;

@@ -72,6 +72,18 @@ class DeviceMesh {
 
   bool contains(index_t rank) const { return position_of(rank).has_value(); }
 
+  // Row-major position of a rank in the mesh (its index in devices()), or nothing when absent.
+  // Constant time for the iota device list, a binary search otherwise.
+  std::optional<index_t> position_of(index_t rank) const {
+    if (iota_) {
+      if (rank < 0 || rank >= size()) return std::nullopt;
+      return rank;
+    }
+    auto it = std::lower_bound(by_rank_.begin(), by_rank_.end(), std::pair<index_t, index_t>{rank, 0});
+    if (it == by_rank_.end() || it->first != rank) return std::nullopt;
+    return it->second;
+  }
+
   // Coordinate of a rank, or nothing when the rank is not in the mesh.
   // Example: rank 5 in a row-major (2,2,2) mesh -> [1, 0, 1].
   std::optional<Dims> coordinate_of(index_t rank) const {
@@ -235,6 +247,7 @@ class DeviceMesh {
     auto mix = [&h](std::size_t v) { h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2); };
     for (const auto& n : names_) mix(std::hash<std::string>{}(n));
     for (index_t s : shape_) mix(std::hash<index_t>{}(s));
+    if (iota_) return h;  // devices 0..size-1: the shape says it all
     for (index_t r : devices_) mix(std::hash<index_t>{}(r));
     return h;
   }
@@ -282,16 +295,6 @@ class DeviceMesh {
     for (std::size_t i = 1; i < by_rank_.size(); ++i)
       if (by_rank_[i].first == by_rank_[i - 1].first)
         detail::fail("device list has rank ", by_rank_[i].first, " twice; it must list distinct ranks");
-  }
-
-  std::optional<index_t> position_of(index_t rank) const {
-    if (iota_) {
-      if (rank < 0 || rank >= size()) return std::nullopt;
-      return rank;
-    }
-    auto it = std::lower_bound(by_rank_.begin(), by_rank_.end(), std::pair<index_t, index_t>{rank, 0});
-    if (it == by_rank_.end() || it->first != rank) return std::nullopt;
-    return it->second;
   }
 
   std::size_t checked_dim(std::size_t dim) const {

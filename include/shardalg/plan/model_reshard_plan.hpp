@@ -8,7 +8,9 @@
 // their transfers are the representative's with the partition positions shifted.
 #pragma once
 
+#include <map>
 #include <memory>
+#include <span>
 #include <unordered_map>
 #include <vector>
 
@@ -37,20 +39,25 @@ class ModelReshardPlan {
       }
       dst_index_.push_back(*d);
     }
-    // The first tensor with an equivalent pair of layouts plans for all of them (hash, then compare).
+    // The first tensor whose layouts both are shifts of this one's plans for it (hash, then compare).
     std::unordered_map<std::size_t, std::vector<std::size_t>> by_hash;
     for (std::size_t t = 0; t < plans_.size(); ++t) {
-      std::size_t h = plans_[t].source().hash() * 31 + plans_[t].destination().hash();
+      const ReshardPlan& plan = plans_[t];
+      std::size_t h = plan.source().hash() * 31 + plan.destination().hash();
       std::size_t rep = t;
-      for (std::size_t other : by_hash[h])
-        if (equivalent(plans_[other].source(), plans_[t].source()) && equivalent(plans_[other].destination(), plans_[t].destination())) {
+      std::pair<index_t, index_t> shift{0, 0};
+      for (std::size_t other : by_hash[h]) {
+        auto src_shift = plan.source().shift_from(plans_[other].source());
+        auto dst_shift = plan.destination().shift_from(plans_[other].destination());
+        if (src_shift && dst_shift) {
           rep = other;
+          shift = {*src_shift, *dst_shift};
           break;
         }
+      }
       if (rep == t) by_hash[h].push_back(t);
       representative_.push_back(rep);
-      shift_.push_back({window_start(plans_[t].source()) - window_start(plans_[rep].source()),
-                        window_start(plans_[t].destination()) - window_start(plans_[rep].destination())});
+      shift_.push_back(shift);
     }
   }
 
@@ -62,14 +69,14 @@ class ModelReshardPlan {
   std::size_t destination_index(std::size_t t) const { return dst_index_[t]; }
 
   // Everything `rank` receives, tensor by tensor (each transfer's `tensor` is the source index).
-  std::vector<Transfer> transfers_to(index_t rank) const {
+  TransferList transfers_to(index_t rank) const {
     return collect([&](const ReshardPlan& plan) { return plan.transfers_to(rank); });
   }
   // Everything `rank` sends, local copies included.
-  std::vector<Transfer> transfers_from(index_t rank) const {
+  TransferList transfers_from(index_t rank) const {
     return collect([&](const ReshardPlan& plan) { return plan.transfers_from(rank); });
   }
-  std::vector<Transfer> all_transfers() const {
+  TransferList all_transfers() const {
     return collect([](const ReshardPlan& plan) { return plan.all_transfers(); });
   }
 
@@ -82,41 +89,22 @@ class ModelReshardPlan {
   }
 
  private:
-  // Equal layouts, or ZeRO-3 tensors of one flat layout equal up to their window start.
-  static bool equivalent(const TensorLayout& a, const TensorLayout& b) {
-    if (a == b) return true;
-    if (!a.is_flat() || a.flat_layout() != b.flat_layout()) return false;
-    auto ba = a.own_bucket(), bb = b.own_bucket();
-    return ba && bb && ba->size == bb->size && a.placement_layout() == b.placement_layout();
-  }
-  static index_t window_start(const TensorLayout& layout) {
-    auto bucket = layout.own_bucket();
-    return bucket ? bucket->start : 0;
-  }
-
-
   // Each distinct layout pair's part computed once, copied for the tensors that repeat it.
   template <class F>
-  std::vector<Transfer> collect(F&& part_of) const {
-    std::unordered_map<std::size_t, std::vector<Transfer>> parts;  // representative -> its part
-    std::size_t total = 0;
+  TransferList collect(F&& part_of) const {
+    std::unordered_map<std::size_t, TransferList> parts;  // representative -> its part
+    std::size_t transfers = 0, coordinates = 0;
     for (std::size_t t = 0; t < plans_.size(); ++t) {
       auto it = parts.find(representative_[t]);
       if (it == parts.end()) it = parts.emplace(representative_[t], part_of(plans_[representative_[t]])).first;
-      total += it->second.size();
+      transfers += it->second.size();
+      coordinates += it->second.coordinate_count();
     }
-    std::vector<Transfer> out;
-    out.reserve(total);
+    TransferList out;
+    out.reserve(transfers, coordinates);
     for (std::size_t t = 0; t < plans_.size(); ++t) {
-      auto it = parts.find(representative_[t]);
       auto [src_shift, dst_shift] = shift_[t];
-      for (const Transfer& transfer : it->second) {
-        out.push_back(transfer);
-        Transfer& copy = out.back();
-        copy.tensor = static_cast<index_t>(t);
-        if (src_shift != 0) copy.src_local[0] += src_shift;
-        if (dst_shift != 0) copy.dst_local[0] += dst_shift;
-      }
+      out.append(parts.at(representative_[t]), static_cast<index_t>(t), src_shift, dst_shift);
     }
     return out;
   }
@@ -131,34 +119,65 @@ class ModelReshardPlan {
 
 // Verifies every tensor's part of a model plan (see verify_plan); errors name the tensor.
 // Transfers tagged with a tensor index the plan does not have are an error.
-inline void verify_plan(const ModelReshardPlan& plan, const std::vector<Transfer>& transfers) {
-  std::vector<std::vector<const Transfer*>> per_tensor(plan.size());
-  for (const Transfer& t : transfers) {
-    if (t.tensor < 0 || t.tensor >= static_cast<index_t>(plan.size()))
-      detail::fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " names tensor ", t.tensor, " of ", plan.size());
-    per_tensor[static_cast<std::size_t>(t.tensor)].push_back(&t);
+//
+// Repeated layers: when a tensor's source and destination layouts are shifts of an already
+// verified tensor's (TensorLayout::shift_from) and its transfers are that tensor's, shifted
+// alike, they are valid for the same reasons (what each rank holds shifts with the layout), so
+// they are compared instead of checked again. Anything else is checked in full.
+inline void verify_plan(const ModelReshardPlan& plan, const TransferList& transfers) {
+  // Transfer indices grouped by tensor (a counting sort keeps plan order within each tensor).
+  std::vector<std::size_t> first(plan.size() + 1, 0);
+  for (std::size_t i = 0; i < transfers.size(); ++i) {
+    index_t tensor = transfers.tensor(i);
+    if (tensor < 0 || tensor >= static_cast<index_t>(plan.size()))
+      detail::fail("plan: transfer ", transfers.src_rank(i), " -> ", transfers.dst_rank(i), " names tensor ", tensor, " of ", plan.size());
+    ++first[static_cast<std::size_t>(tensor) + 1];
   }
-  // Tensors with equal mesh layouts (repeated layers) share the lookups of what each rank holds;
-  // a flat layout's lookups serve one tensor and are dropped after it.
+  for (std::size_t t = 0; t < plan.size(); ++t) first[t + 1] += first[t];
+  std::vector<std::size_t> grouped(transfers.size());
+  {
+    std::vector<std::size_t> next(first.begin(), first.end() - 1);
+    for (std::size_t i = 0; i < transfers.size(); ++i) grouped[next[static_cast<std::size_t>(transfers.tensor(i))]++] = i;
+  }
+  auto part_of = [&](std::size_t t) { return std::span<const std::size_t>(grouped).subspan(first[t], first[t + 1] - first[t]); };
+
+  // Layouts that are shifts of one already seen share its lookups of what each rank holds. Other
+  // flat layouts (one tensor of a shared partition) are looked up for their tensor only, so
+  // memory stays bounded by the distinct layouts.
   std::vector<std::unique_ptr<detail::Holdings>> holdings;
   std::unordered_map<std::size_t, std::vector<detail::Holdings*>> by_hash;
-  std::unique_ptr<detail::Holdings> flat_src, flat_dst;
-  auto holdings_of = [&](const TensorLayout& layout, std::unique_ptr<detail::Holdings>& flat) -> detail::Holdings& {
-    if (layout.is_flat()) return *(flat = std::make_unique<detail::Holdings>(layout));
+  std::unique_ptr<detail::Holdings> single_src, single_dst;
+  auto holdings_of = [&](const TensorLayout& layout, std::unique_ptr<detail::Holdings>& single) -> std::pair<detail::Holdings*, index_t> {
+    if (layout.is_flat() && !layout.own_bucket()) {
+      single = std::make_unique<detail::Holdings>(layout);
+      return {single.get(), 0};
+    }
     auto& candidates = by_hash[layout.hash()];
     for (detail::Holdings* h : candidates)
-      if (h->layout() == layout) return *h;
+      if (auto shift = layout.shift_from(h->layout())) return {h, *shift};
     holdings.push_back(std::make_unique<detail::Holdings>(layout));
     candidates.push_back(holdings.back().get());
-    return *holdings.back();
+    return {holdings.back().get(), 0};
   };
+  struct Verified {
+    std::size_t tensor;
+    detail::HoldingShifts shifts;
+  };
+  std::map<std::pair<const detail::Holdings*, const detail::Holdings*>, Verified> verified;  // per pair of shared holdings
   for (std::size_t t = 0; t < plan.size(); ++t) {
     const ReshardPlan& tensor_plan = plan.tensor_plan(t);
     try {
-      detail::verify_transfers(tensor_plan, holdings_of(tensor_plan.source(), flat_src),
-                               holdings_of(tensor_plan.destination(), flat_dst), [&](auto&& f) {
-        for (const Transfer* transfer : per_tensor[t]) f(*transfer);
-      });
+      auto [src_holdings, src_shift] = holdings_of(tensor_plan.source(), single_src);
+      auto [dst_holdings, dst_shift] = holdings_of(tensor_plan.destination(), single_dst);
+      detail::HoldingShifts shifts{src_shift, dst_shift};
+      bool shared = src_holdings != single_src.get() && dst_holdings != single_dst.get();
+      auto earlier = shared ? verified.find({src_holdings, dst_holdings}) : verified.end();
+      if (earlier != verified.end() &&
+          detail::shifted_copy(transfers, part_of(t), part_of(earlier->second.tensor),
+                               {shifts.src - earlier->second.shifts.src, shifts.dst - earlier->second.shifts.dst}))
+        continue;
+      detail::verify_transfers(tensor_plan, *src_holdings, *dst_holdings, shifts, transfers, part_of(t));
+      if (shared) verified.try_emplace({src_holdings, dst_holdings}, Verified{t, shifts});
     } catch (const Error& e) {
       detail::fail("tensor '", plan.source()[t].name, "': ", e.what());
     }

@@ -1,10 +1,16 @@
 // Verification of a reshard plan, before anything is executed: every destination element is
 // written exactly once (once per partial contributor for reductions), from a source that holds
 // that same global element, and nothing is out of bounds.
+//
+// The check is derived from the layouts alone (what each rank holds, where), never from how the
+// planner found its transfers; it is linear in the plan's size apart from sorting each
+// destination's few boxes.
 #pragma once
 
 #include <algorithm>
-#include <unordered_map>
+#include <limits>
+#include <optional>
+#include <span>
 #include <vector>
 
 #include "shardalg/plan/reshard_plan.hpp"
@@ -13,130 +19,190 @@ namespace shardalg {
 
 namespace detail {
 
-// True when `box` lies in `tile` as one contiguous local block starting at `local`.
-inline bool holds_at(const Tile& tile, const Box& box, const Dims& local) {
-  if (box.ndim() != tile.ndim() || local.size() != box.ndim()) return false;
-  for (std::size_t d = 0; d < box.ndim(); ++d) {
-    if (box.shape[d] <= 0) return false;
-    auto first = tile.dim(d).local_of(box.offset[d]);
-    auto last = tile.dim(d).local_of(box.end(d) - 1);
-    if (!first || !last || *first != local[d] || *last - *first != box.shape[d] - 1) return false;
+// True when the box (offset, shape) lies in `tile` as one contiguous local block starting at `local`.
+inline bool holds_at(const Tile& tile, std::span<const index_t> offset, std::span<const index_t> shape, std::span<const index_t> local) {
+  if (shape.size() != tile.ndim() || local.size() != shape.size()) return false;
+  for (std::size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] <= 0) return false;
+    auto first = tile.dim(d).local_of(offset[d]);
+    auto last = tile.dim(d).local_of(offset[d] + shape[d] - 1);
+    if (!first || !last || *first != local[d] || *last - *first != shape[d] - 1) return false;
   }
   return true;
 }
 
-inline bool overlap(const Box& a, const Box& b) {
-  for (std::size_t d = 0; d < a.ndim(); ++d)
-    if (a.end(d) <= b.offset[d] || b.end(d) <= a.offset[d]) return false;
+// True when boxes i and j of `list` share an element.
+inline bool overlap(const TransferList& list, std::size_t i, std::size_t j) {
+  auto ai = list.offset(i), as = list.shape(i), bi = list.offset(j), bs = list.shape(j);
+  for (std::size_t d = 0; d < ai.size(); ++d)
+    if (ai[d] + as[d] <= bi[d] || bi[d] + bs[d] <= ai[d]) return false;
   return true;
 }
 
-// What each rank of one side holds, looked up once per rank: tiles for mesh layouts (a check is
-// a few index-map lookups), pieces for flat layouts.
+// What each rank of one layout holds, computed once per rank (by mesh position): its tile for a
+// mesh layout (a check is a few index-map lookups), its pieces for a flat layout. Serves every
+// layout that is a shift of this one (TensorLayout::shift_from): repeated layers share it.
 class Holdings {
  public:
-  explicit Holdings(const TensorLayout& layout) : layout_(layout) {}
+  explicit Holdings(const TensorLayout& layout) : layout_(layout), slots_(static_cast<std::size_t>(layout.mesh().size())) {}
   const TensorLayout& layout() const { return layout_; }
 
-  // True when the rank holds all of `box` as one block starting at `local`.
-  bool holds_at(index_t rank, const Box& box, const Dims& local) {
-    if (const MeshLayout* mesh = layout_.mesh_layout()) return detail::holds_at(tile(*mesh, rank), box, local);
-    if (box.ndim() != layout_.tensor_ndim() || local.size() != 1 || box.empty()) return false;
-    for (const Piece& piece : pieces(rank))
-      if (piece.global.contains(box)) return piece.local_at(box.offset) == local;
+  // True when the rank holds all of the box (offset, shape) as one block starting at `local`,
+  // for a layout whose local positions are this one's plus `shift`.
+  // Precondition: the rank is in the mesh.
+  bool holds_at(index_t rank, std::span<const index_t> offset, std::span<const index_t> shape, std::span<const index_t> local,
+                index_t shift = 0) {
+    const Slot& slot = slot_of(rank);
+    if (slot.tile) return detail::holds_at(*slot.tile, offset, shape, local);
+    if (shape.size() != layout_.tensor_ndim() || local.size() != 1) return false;
+    for (const Piece& piece : slot.pieces) {  // flat pieces: local = local[0] + (point - offset) . strides
+      bool inside = true;
+      for (std::size_t d = 0; d < shape.size() && inside; ++d)
+        inside = shape[d] > 0 && offset[d] >= piece.global.offset[d] && shape[d] <= piece.global.end(d) - offset[d];
+      if (!inside) continue;
+      index_t position = piece.local[0] + shift;  // within the piece: no overflow
+      for (std::size_t d = 0; d < shape.size(); ++d) position += (offset[d] - piece.global.offset[d]) * piece.strides[d];
+      return position == local[0];
+    }
     return false;
   }
 
-  index_t held_elements(index_t rank) {
-    if (const MeshLayout* mesh = layout_.mesh_layout()) return tile(*mesh, rank).volume();
-    index_t total = 0;
-    for (const Piece& piece : pieces(rank)) total += piece.global.volume();
-    return total;
-  }
+  // Precondition: the rank is in the mesh.
+  index_t held_elements(index_t rank) { return slot_of(rank).held; }
 
  private:
-  const Tile& tile(const MeshLayout& mesh, index_t rank) {
-    auto it = tiles_.find(rank);
-    if (it == tiles_.end()) it = tiles_.emplace(rank, mesh.tile(rank)).first;
-    return it->second;
-  }
-  const std::vector<Piece>& pieces(index_t rank) {
-    auto it = pieces_.find(rank);
-    if (it == pieces_.end()) it = pieces_.emplace(rank, layout_.pieces(rank)).first;
-    return it->second;
+  struct Slot {
+    bool ready = false;
+    std::optional<Tile> tile;   // mesh layouts
+    std::vector<Piece> pieces;  // flat layouts
+    index_t held = 0;
+  };
+  const Slot& slot_of(index_t rank) {
+    Slot& slot = slots_[static_cast<std::size_t>(*layout_.mesh().position_of(rank))];
+    if (slot.ready) return slot;
+    if (const MeshLayout* mesh = layout_.mesh_layout()) {
+      slot.tile = mesh->tile(rank);
+      slot.held = slot.tile->volume();
+    } else {
+      slot.pieces = layout_.pieces(rank);
+      for (const Piece& piece : slot.pieces) slot.held += piece.global.volume();
+    }
+    slot.ready = true;
+    return slot;
   }
 
   const TensorLayout& layout_;
-  std::unordered_map<index_t, Tile> tiles_;
-  std::unordered_map<index_t, std::vector<Piece>> pieces_;
+  std::vector<Slot> slots_;
 };
 
-}  // namespace detail
+// The shifts of a plan's source and destination from the layouts its Holdings describe.
+struct HoldingShifts {
+  index_t src = 0;
+  index_t dst = 0;
+};
 
-namespace detail {
-
-// verify_plan over any sequence of transfers: `for_each(f)` calls f(const Transfer&) for each.
-// `src_holdings` / `dst_holdings`: lookups of the plan's source and destination layouts (shared
-// between plans of tensors with equal layouts).
-template <class ForEach>
-void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Holdings& dst_holdings, ForEach&& for_each) {
-  const TensorLayout& src = plan.source();
-  const TensorLayout& dst = plan.destination();
-  // Boxes written into each destination, per partial class of their sender.
-  struct Written {
-    std::vector<const Box*> boxes;
-    index_t volume = 0;
+// True when transfers `copy` of `list` are transfers `original`, one for one, with the first
+// source and destination local coordinates shifted by `shifts` and everything else equal.
+inline bool shifted_copy(const TransferList& list, std::span<const std::size_t> copy, std::span<const std::size_t> original,
+                         HoldingShifts shifts) {
+  if (copy.size() != original.size()) return false;
+  auto equal_shifted = [](std::span<const index_t> a, std::span<const index_t> b, index_t shift) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t k = 0; k < a.size(); ++k)
+      if (a[k] != b[k] + (k == 0 ? shift : 0)) return false;
+    return true;
   };
-  std::unordered_map<index_t, std::unordered_map<index_t, Written>> written;  // dst -> class -> boxes
-  for_each([&](const Transfer& t) {
-    if (!src.mesh().contains(t.src_rank)) fail("plan: transfer from rank ", t.src_rank, ", which is not in the source mesh");
-    if (!dst.mesh().contains(t.dst_rank)) fail("plan: transfer to rank ", t.dst_rank, ", which is not in the destination mesh");
-    if (t.global.ndim() != src.tensor_ndim() || t.global.empty())
-      fail("plan: transfer ", t.src_rank, " -> ", t.dst_rank, " moves ", t.global, ", not a non-empty box of the tensor");
-    if (!src_holdings.holds_at(t.src_rank, t.global, t.src_local))
-      fail("plan: source rank ", t.src_rank, " does not hold ", t.global, " at local ", t.src_local);
-    if (!dst_holdings.holds_at(t.dst_rank, t.global, t.dst_local))
-      fail("plan: destination rank ", t.dst_rank, " does not hold ", t.global, " at local ", t.dst_local);
-    Written& w = written[t.dst_rank][plan.partial_class(t.src_rank)];
-    w.boxes.push_back(&t.global);
-    w.volume += t.global.volume();
-  });
+  for (std::size_t k = 0; k < copy.size(); ++k) {
+    std::size_t i = copy[k], j = original[k];
+    if (list.src_rank(i) != list.src_rank(j) || list.dst_rank(i) != list.dst_rank(j) || list.contributors(i) != list.contributors(j) ||
+        !equal_shifted(list.offset(i), list.offset(j), 0) || !equal_shifted(list.shape(i), list.shape(j), 0) ||
+        !equal_shifted(list.src_local(i), list.src_local(j), shifts.src) || !equal_shifted(list.dst_local(i), list.dst_local(j), shifts.dst))
+      return false;
+  }
+  return true;
+}
+
+// Verifies the transfers `indices` of `list` against `plan`. `src_holdings` / `dst_holdings`:
+// lookups of layouts the plan's source and destination are shifts of (by `shifts`).
+inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Holdings& dst_holdings, HoldingShifts shifts,
+                             const TransferList& list, std::span<const std::size_t> indices) {
+  const TensorLayout& src = plan.source();
+  const DeviceMesh& dst_mesh = plan.destination().mesh();
+  // One entry per transfer, sorted by destination, then contributor class, then start on dim 0.
+  struct Entry {
+    index_t position;  // of the destination in its mesh
+    index_t partial;   // contributor class of the sender
+    index_t start;     // the box's start on dim 0
+    std::size_t index;
+    auto key() const { return std::tie(position, partial, start); }
+  };
+  std::vector<Entry> entries;
+  entries.reserve(indices.size());
+  for (std::size_t i : indices) {
+    index_t from = list.src_rank(i), to = list.dst_rank(i);
+    auto offset = list.offset(i), shape = list.shape(i);
+    if (!src.mesh().contains(from)) fail("plan: transfer from rank ", from, ", which is not in the source mesh");
+    std::optional<index_t> position = dst_mesh.position_of(to);
+    if (!position) fail("plan: transfer to rank ", to, ", which is not in the destination mesh");
+    bool box = shape.size() == src.tensor_ndim();
+    for (std::size_t d = 0; d < shape.size() && box; ++d)
+      box = offset[d] >= 0 && shape[d] > 0 && shape[d] <= std::numeric_limits<index_t>::max() - offset[d];
+    if (!box)
+      fail("plan: transfer ", from, " -> ", to, " moves offset ", Dims(offset), " shape ", Dims(shape), ", not a non-empty box of the tensor");
+    if (!src_holdings.holds_at(from, offset, shape, list.src_local(i), shifts.src))
+      fail("plan: source rank ", from, " does not hold ", list[i].global, " at local ", list[i].src_local);
+    if (!dst_holdings.holds_at(to, offset, shape, list.dst_local(i), shifts.dst))
+      fail("plan: destination rank ", to, " does not hold ", list[i].global, " at local ", list[i].dst_local);
+    entries.push_back(Entry{*position, plan.partial_class(from), offset.empty() ? 0 : offset[0], i});
+  }
+  // Plans list each destination's transfers together: then only those few need sorting.
+  auto key_less = [](const Entry& a, const Entry& b) { return a.key() < b.key(); };
+  if (std::is_sorted(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) { return a.position < b.position; })) {
+    for (auto first = entries.begin(); first != entries.end();) {
+      auto last = std::find_if(first, entries.end(), [&](const Entry& e) { return e.position != first->position; });
+      std::sort(first, last, key_less);
+      first = last;
+    }
+  } else {
+    std::sort(entries.begin(), entries.end(), key_less);
+  }
+  // Each destination gets, from each contributor class, disjoint boxes covering what it holds:
+  // every element exactly once per class.
   index_t contributors = plan.partial_contributors();
-  // Each class writes disjoint boxes covering what the destination holds: exactly once.
-  for (auto& [rank, classes] : written) {
-    index_t held = dst_holdings.held_elements(rank);
-    for (auto& [partial, w] : classes) {
-      if (w.volume != held)
-        fail("plan: destination rank ", rank, " receives ", w.volume, " elements from one contributor class but holds ", held);
-      if (dst.tensor_ndim() == 0) continue;  // one element: the volume check above decides
-      std::sort(w.boxes.begin(), w.boxes.end(), [](const Box* a, const Box* b) { return a->offset[0] < b->offset[0]; });
-      std::vector<const Box*> active;
-      for (const Box* box : w.boxes) {
-        std::erase_if(active, [box](const Box* a) { return a->end(0) <= box->offset[0]; });
-        for (const Box* a : active)
-          if (overlap(*a, *box)) fail("plan: destination rank ", rank, " receives ", *box, " twice");
+  std::vector<std::size_t> active;  // boxes of the current class still reaching past the sweep on dim 0
+  std::size_t next = 0;
+  for (index_t position = 0; position < dst_mesh.size(); ++position) {
+    index_t rank = dst_mesh.devices()[static_cast<std::size_t>(position)];
+    index_t held = dst_holdings.held_elements(rank), classes = 0;
+    while (next < entries.size() && entries[next].position == position) {
+      index_t partial = entries[next].partial, volume = 0;
+      active.clear();
+      for (; next < entries.size() && entries[next].position == position && entries[next].partial == partial; ++next) {
+        std::size_t box = entries[next].index;
+        volume = checked_add(volume, list.volume(box));
+        if (src.tensor_ndim() == 0) continue;  // one element: the volume check decides
+        std::erase_if(active, [&](std::size_t a) { return list.offset(a)[0] + list.shape(a)[0] <= entries[next].start; });
+        for (std::size_t a : active)
+          if (overlap(list, a, box)) fail("plan: destination rank ", rank, " receives ", list[box].global, " twice");
         active.push_back(box);
       }
+      if (volume != held)
+        fail("plan: destination rank ", rank, " receives ", volume, " elements from one contributor class but holds ", held);
+      ++classes;
     }
-  }
-  for (index_t rank : dst.mesh().devices()) {
-    auto it = written.find(rank);
-    index_t classes = it == written.end() ? 0 : static_cast<index_t>(it->second.size());
-    index_t expected = dst_holdings.held_elements(rank) == 0 ? 0 : contributors;
-    if (classes != expected)
-      fail("plan: destination rank ", rank, " receives from ", classes, " contributor classes, expected ", expected);
+    index_t expected = held == 0 ? 0 : contributors;
+    if (classes != expected) fail("plan: destination rank ", rank, " receives from ", classes, " contributor classes, expected ", expected);
   }
 }
 
 }  // namespace detail
 
-// Throws Error naming the first violation. Cost: one lookup of each rank's holding, a hash per
-// transfer, and a sweep over each destination's boxes (sorted along dim 0) for overlaps.
-inline void verify_plan(const ReshardPlan& plan, const std::vector<Transfer>& transfers) {
+// Throws Error naming the first violation.
+inline void verify_plan(const ReshardPlan& plan, const TransferList& transfers) {
   detail::Holdings src_holdings(plan.source()), dst_holdings(plan.destination());
-  detail::verify_transfers(plan, src_holdings, dst_holdings, [&](auto&& f) {
-    for (const Transfer& t : transfers) f(t);
-  });
+  std::vector<std::size_t> indices(transfers.size());
+  for (std::size_t i = 0; i < indices.size(); ++i) indices[i] = i;
+  detail::verify_transfers(plan, src_holdings, dst_holdings, {}, transfers, indices);
 }
 
 }  // namespace shardalg

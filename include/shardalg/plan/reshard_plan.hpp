@@ -14,25 +14,9 @@
 #include <vector>
 
 #include "shardalg/layout/tensor_layout.hpp"
+#include "shardalg/plan/transfer_list.hpp"
 
 namespace shardalg {
-
-// One box of global elements moved from a source rank's buffer to a destination rank's.
-// `src_local` / `dst_local`: where the box starts on each side, in the form of Piece::local
-// (local tile coordinates for mesh layouts, {partition position} for flat layouts).
-// A transfer with src_rank == dst_rank is a local copy. `tensor`: the tensor's index in a
-// whole-model plan (0 for a one-tensor plan).
-struct Transfer {
-  index_t src_rank;
-  index_t dst_rank;
-  Box global;
-  Dims src_local;
-  Dims dst_local;
-  // Number of partial contributors to these elements (1 without Partial sources); the
-  // destination reduces `contributors` values with the source's reduce op.
-  index_t contributors = 1;
-  index_t tensor = 0;
-};
 
 class ReshardPlan {
  public:
@@ -59,15 +43,15 @@ class ReshardPlan {
 
   // The transfers that fill what `dst_rank` holds (none for a rank outside the destination).
   // Time proportional to the transfers produced (times the source search), never to all ranks.
-  std::vector<Transfer> transfers_to(index_t dst_rank) const {
+  TransferList transfers_to(index_t dst_rank) const {
     if (src_.mesh_layout() && dst_.mesh_layout()) return mesh_transfers_to(*src_.mesh_layout(), *dst_.mesh_layout(), dst_rank);
     return piece_transfers_to(dst_rank);
   }
 
   // The transfers `src_rank` sends (local copies included): found through the destination ranks
   // whose holdings meet its own, never by scanning all ranks.
-  std::vector<Transfer> transfers_from(index_t src_rank) const {
-    std::vector<Transfer> out;
+  TransferList transfers_from(index_t src_rank) const {
+    TransferList out;
     std::vector<index_t> receivers;
     for (const Piece& piece : src_.pieces(src_rank)) {
       std::vector<index_t> ranks = dst_.ranks_holding(piece.global);
@@ -75,19 +59,18 @@ class ReshardPlan {
     }
     std::sort(receivers.begin(), receivers.end());
     receivers.erase(std::unique(receivers.begin(), receivers.end()), receivers.end());
-    for (index_t dst_rank : receivers)
-      for (Transfer& t : transfers_to(dst_rank))
-        if (t.src_rank == src_rank) out.push_back(std::move(t));
+    for (index_t dst_rank : receivers) {
+      TransferList part = transfers_to(dst_rank);
+      for (std::size_t i = 0; i < part.size(); ++i)
+        if (part.src_rank(i) == src_rank) out.push_back(part, i);
+    }
     return out;
   }
 
   // The whole plan: the union of every destination rank's part, in destination-mesh order.
-  std::vector<Transfer> all_transfers() const {
-    std::vector<Transfer> out;
-    for (index_t rank : dst_.mesh().devices()) {
-      std::vector<Transfer> part = transfers_to(rank);
-      out.insert(out.end(), std::make_move_iterator(part.begin()), std::make_move_iterator(part.end()));
-    }
+  TransferList all_transfers() const {
+    TransferList out;
+    for (index_t rank : dst_.mesh().devices()) out.append(transfers_to(rank), 0);
     return out;
   }
 
@@ -128,8 +111,8 @@ class ReshardPlan {
 
  private:
   // Mesh to mesh: tiles intersect per dim (separable), no pieces needed.
-  std::vector<Transfer> mesh_transfers_to(const MeshLayout& src, const MeshLayout& dst, index_t dst_rank) const {
-    std::vector<Transfer> out;
+  TransferList mesh_transfers_to(const MeshLayout& src, const MeshLayout& dst, index_t dst_rank) const {
+    TransferList out;
     Tile dst_tile = dst.tile(dst_rank);
     if (dst_tile.empty()) return out;
     index_t contributors = partial_contributors();
@@ -156,8 +139,8 @@ class ReshardPlan {
   }
 
   // Any layouts: the destination's pieces against the pieces of the source ranks holding them.
-  std::vector<Transfer> piece_transfers_to(index_t dst_rank) const {
-    std::vector<Transfer> out;
+  TransferList piece_transfers_to(index_t dst_rank) const {
+    TransferList out;
     std::unordered_map<index_t, std::vector<Piece>> source_pieces;
     auto pieces_of = [&](index_t rank) -> const std::vector<Piece>& {
       auto it = source_pieces.find(rank);
@@ -169,7 +152,8 @@ class ReshardPlan {
         Box shared = intersect(want.global, have.global);
         if (shared.empty()) continue;
         Dims src_local = have.local_at(shared.offset), dst_local = want.local_at(shared.offset);
-        out.push_back(Transfer{sender, dst_rank, std::move(shared), std::move(src_local), std::move(dst_local), contributors});
+        out.push_back(sender, dst_rank, as_span(shared.offset), as_span(shared.shape), as_span(src_local), as_span(dst_local),
+                      contributors);
       }
     };
     index_t contributors = partial_contributors();
@@ -247,7 +231,7 @@ class ReshardPlan {
 
   // The part of `box` (a maximal box of the destination tile) that the source tile holds, as
   // boxes with their local starts on both sides.
-  static void add_overlap(std::vector<Transfer>& out, index_t src_rank, const Tile& src_tile, index_t dst_rank, const Tile& dst_tile,
+  static void add_overlap(TransferList& out, index_t src_rank, const Tile& src_tile, index_t dst_rank, const Tile& dst_tile,
                           const Box& box, index_t contributors) {
     // Per dim: the source runs inside the box's range.
     SmallVector<IndexMap, 4> parts;
@@ -262,7 +246,7 @@ class ReshardPlan {
         src_local.push_back(*src_tile.dim(d).local_of(piece.offset[d]));
         dst_local.push_back(*dst_tile.dim(d).local_of(piece.offset[d]));
       }
-      out.push_back(Transfer{src_rank, dst_rank, std::move(piece), std::move(src_local), std::move(dst_local), contributors});
+      out.push_back(src_rank, dst_rank, as_span(piece.offset), as_span(piece.shape), as_span(src_local), as_span(dst_local), contributors);
     }
   }
 

@@ -11,5 +11,6 @@ void add_groups_command(CLI::App& app);     // process-group conventions
 void add_scale_command(CLI::App& app);      // gradient-averaging scale factors
 void add_plan_command(CLI::App& app);       // resharding plans
 void add_demo_command(CLI::App& app);       // the main job: a whole-model reshard, planned and simulated
+void add_run_command(CLI::App& app, int& exit_code);  // a reshard executed across MPI processes, verified
 
 }  // namespace shardalg::cli

@@ -15,6 +15,8 @@ int main(int argc, char** argv) {
   shardalg::cli::add_scale_command(app);
   shardalg::cli::add_plan_command(app);
   shardalg::cli::add_demo_command(app);
+  int exit_code = 0;  // set by commands whose outcome is not just success or bad input
+  shardalg::cli::add_run_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
@@ -30,5 +32,5 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n";
     return 2;
   }
-  return 0;
+  return exit_code;
 }

@@ -1,0 +1,238 @@
+// The engine: runs one rank's part of a model reshard plan through any communicator (MPI, NCCL,
+// or a test double), on raw buffers.
+//
+// Order of work, per round: post receives, pack and post sends, do the local copies (first round,
+// while messages fly), unpack each receive as it arrives (copy, or reduce for Partial sources),
+// wait for the sends. Messages longer than the staging limit are cut into pieces, one per round,
+// at multiples of 8 bytes (see RankPart). Rounds are the same on every rank, so ranks never wait
+// on each other in a cycle.
+//
+// Before anything is sent, every rank checks its buffers (count, size, element type) and every box
+// against its buffer's bounds, then all ranks agree (one all-max) that all checks passed: a rank
+// with a bad buffer fails with a message naming the buffer, and the others fail with a message
+// naming that rank, before any communication.
+//
+// Communicator concept (one object per rank; see MpiCommunicator):
+//   index_t rank(); index_t all_max(index_t);       // collective over all ranks of the plan
+//   void post_receive(std::byte*, std::size_t bytes, index_t peer, int tag);
+//   void post_send(const std::byte*, std::size_t bytes, index_t peer, int tag);
+//   std::size_t wait_receive(double timeout_s);     // a completed receive's index in posting order
+//   void wait_sends(double timeout_s);              // all posted sends done; starts a new batch
+// Waits are bounded: a peer that never answers gives a timeout error naming it.
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <functional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "shardalg/exec/element_ops.hpp"
+#include "shardalg/exec/rank_part.hpp"
+
+namespace shardalg {
+
+// One of a rank's buffers (ModelLayout::buffer_of: a tile, or a partition shared by the tensors of
+// a flat layout) as raw memory, with the element type it holds.
+template <class Byte>
+struct BasicBuffer {
+  Byte* data = nullptr;
+  std::size_t bytes = 0;
+  std::string dtype;
+};
+using SourceBuffer = BasicBuffer<const std::byte>;
+using DestinationBuffer = BasicBuffer<std::byte>;
+
+struct ExecuteOptions {
+  // Staging bytes a rank may use for packed messages (0: no limit: every message in one piece).
+  // Ranks may differ; the smallest wins.
+  index_t memory_limit = 0;
+  double timeout_seconds = 300;
+  int tag = 0x5a17;
+  // Called after each unpacked piece: (bytes received so far, bytes to receive in all).
+  std::function<void(index_t, index_t)> progress;
+};
+
+struct ExecuteStats {
+  index_t bytes_sent = 0, bytes_received = 0, bytes_local = 0;
+  index_t rounds = 0;
+  index_t peak_staging = 0;  // bytes of staging in use at once, at most
+};
+
+template <class C>
+concept Communicator = requires(C& c, const C& cc, std::byte* in, const std::byte* out, std::size_t n, index_t peer, int tag, double s) {
+  { cc.rank() } -> std::convertible_to<index_t>;
+  { c.all_max(peer) } -> std::convertible_to<index_t>;
+  c.post_receive(in, n, peer, tag);
+  c.post_send(out, n, peer, tag);
+  { c.wait_receive(s) } -> std::convertible_to<std::size_t>;
+  c.wait_sends(s);
+};
+
+namespace detail {
+
+// Largest piece a message is cut into (MPI counts are int; NCCL prefers moderate sizes).
+inline constexpr index_t max_piece_bytes = index_t{1} << 30;
+
+// Checks that each buffer matches the plan for `rank`: as many buffers as the layout has, each of
+// the size and element type its tensors need. `what`: "source" or "destination".
+template <class Byte>
+void check_buffers(const ModelLayout& layout, index_t rank, std::span<const BasicBuffer<Byte>> buffers, std::string_view what) {
+  if (buffers.size() != layout.buffer_count())
+    fail("execute: rank ", rank, " gave ", buffers.size(), " ", what, " buffers; the layout has ", layout.buffer_count());
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    std::size_t b = layout.buffer_of(t);
+    const TensorLayout& tl = layout[t].layout;
+    index_t elements = tl.mesh().contains(rank) ? tl.buffer_elements(rank) : 0;
+    index_t expected = checked_mul(elements, dtype_bytes(layout[t].dtype));
+    const BasicBuffer<Byte>& buffer = buffers[b];
+    if (static_cast<index_t>(buffer.bytes) != expected)
+      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') has ", buffer.bytes, " bytes; the plan needs ",
+           expected);
+    if (expected > 0 && buffer.dtype != layout[t].dtype)
+      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') holds ", buffer.dtype, "; the plan needs ",
+           layout[t].dtype);
+    if (expected > 0 && buffer.data == nullptr) fail("execute: rank ", rank, " ", what, " buffer ", b, " is null");
+  }
+}
+
+// Every byte of `box` lies inside its buffer.
+template <class Byte>
+void check_bounds(const BoxRows& box, std::span<const BasicBuffer<Byte>> buffers, index_t rank, std::string_view what) {
+  index_t last = box.base + box.row_bytes;
+  for (std::size_t d = 0; d < box.row_shape.size(); ++d) last = checked_add(last, checked_mul(box.row_shape[d] - 1, box.row_strides[d]));
+  if (box.rows() > 0 && (box.base < 0 || last > static_cast<index_t>(buffers[box.buffer].bytes)))
+    fail("execute: rank ", rank, " ", what, " buffer ", box.buffer, " of ", buffers[box.buffer].bytes, " bytes is too small for bytes [", box.base,
+         ", ", last, ") of the plan");
+}
+
+}  // namespace detail
+
+// Runs `part` (this rank's part of `plan`) from `sources` into `destinations` (one buffer per
+// buffer of the source / destination ModelLayout; a rank outside a layout passes empty buffers).
+// Destination elements no transfer writes (padding, elements of other plans) are left as they are.
+// Errors: bad buffers on any rank (before any communication), communication errors and timeouts.
+template <Communicator C>
+ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+                     std::span<const DestinationBuffer> destinations, C& comm, const ExecuteOptions& options = {}) {
+  const index_t rank = part.rank();
+  const ModelLayout& dst = plan.destination();
+  // 1. Local checks, then agreement that every rank passed.
+  std::string failure;
+  try {
+    if (comm.rank() != rank) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", rank);
+    detail::check_buffers(plan.source(), rank, sources, "source");
+    detail::check_buffers(dst, rank, destinations, "destination");
+    for (const Message& m : part.sends())
+      for (const BoxRows& box : m.boxes) detail::check_bounds(box, sources, rank, "source");
+    for (const Message& m : part.receives())
+      for (const BoxRows& box : m.boxes) detail::check_bounds(box, destinations, rank, "destination");
+    for (const LocalCopy& copy : part.local_copies()) {
+      detail::check_bounds(copy.from, sources, rank, "source");
+      detail::check_bounds(copy.to, destinations, rank, "destination");
+    }
+    if (options.memory_limit < 0) detail::fail("execute: memory limit ", options.memory_limit, " is negative");
+  } catch (const Error& e) {
+    failure = e.what();
+  }
+  index_t failed_rank = comm.all_max(failure.empty() ? -1 : rank);
+  if (!failure.empty()) throw Error(failure);
+  if (failed_rank >= 0) detail::fail("execute: rank ", failed_rank, " failed its checks; nothing was sent");
+
+  // 2. Piece size, agreed by all ranks: the smallest limit over the most peers any rank has.
+  index_t peers = static_cast<index_t>(part.sends().size() + part.receives().size()), longest = 0;
+  for (const Message& m : part.sends()) longest = std::max(longest, m.bytes);
+  for (const Message& m : part.receives()) longest = std::max(longest, m.bytes);
+  index_t most_peers = std::max<index_t>(1, comm.all_max(peers));
+  index_t piece = options.memory_limit > 0 ? options.memory_limit / most_peers / 8 * 8 : std::min(detail::max_piece_bytes, detail::round_up_8(std::max<index_t>(8, comm.all_max(longest))));
+  piece = std::min(piece, detail::max_piece_bytes);
+  piece = -comm.all_max(-piece);
+  if (piece < 8)
+    detail::fail("execute: memory limit ", options.memory_limit, " leaves less than 8 bytes per message for ", most_peers,
+                 " peers; allow at least ", 8 * most_peers);
+
+  // 3. Reductions start from the identity in every destination element of a Partial plan.
+  for (std::size_t t = 0; t < plan.size(); ++t) {
+    const ReshardPlan& tensor_plan = plan.tensor_plan(t);
+    if (!tensor_plan.reduce_op() || !tensor_plan.destination().mesh().contains(rank)) continue;
+    const TensorLayout& layout = tensor_plan.destination();
+    index_t element = dtype_bytes(dst[plan.destination_index(t)].dtype);
+    TensorLayout::Addressing address = layout.addressing(rank);
+    std::byte* base = destinations[dst.buffer_of(plan.destination_index(t))].data;
+    for (const Piece& held : layout.pieces(rank)) {
+      Dims outer = held.global.shape;
+      index_t inner = outer.empty() ? 1 : outer.back();
+      if (!outer.empty()) outer.back() = 1;
+      for (index_t r = 0; r < volume(outer); ++r)
+        fill_identity(dst[plan.destination_index(t)].dtype, *tensor_plan.reduce_op(),
+                      base + element * (address.base(held.local) + dot(row_major_coordinate(outer, r), address.strides)), inner);
+    }
+  }
+
+  auto put = [&](const BoxRows& box, std::byte* target, const std::byte* bytes, index_t length) {
+    const ReshardPlan& tensor_plan = plan.tensor_plan(box.tensor);
+    if (tensor_plan.reduce_op())
+      reduce_bytes(plan.source()[box.tensor].dtype, *tensor_plan.reduce_op(), box.contributors, target, bytes, length / box.element_bytes);
+    else
+      std::memcpy(target, bytes, static_cast<std::size_t>(length));
+  };
+
+  // 4. Rounds: piece j of every message in round j.
+  ExecuteStats stats;
+  index_t to_receive = 0, received = 0;
+  for (const Message& m : part.receives()) to_receive += m.bytes;
+  index_t rounds = longest == 0 ? 0 : (longest + piece - 1) / piece;
+  stats.rounds = rounds;
+  std::vector<std::vector<std::byte>> in(part.receives().size()), out(part.sends().size());
+  std::vector<std::size_t> posted;  // receive message index per posted receive
+  for (index_t round = 0; round < std::max<index_t>(rounds, 1); ++round) {
+    index_t begin = round * piece, staging = 0;
+    posted.clear();
+    for (std::size_t k = 0; k < part.receives().size(); ++k) {
+      const Message& m = part.receives()[k];
+      if (begin >= m.bytes) continue;
+      in[k].resize(static_cast<std::size_t>(std::min(piece, m.bytes - begin)));
+      staging += static_cast<index_t>(in[k].size());
+      comm.post_receive(in[k].data(), in[k].size(), m.peer, options.tag);
+      posted.push_back(k);
+    }
+    for (std::size_t k = 0; k < part.sends().size(); ++k) {
+      const Message& m = part.sends()[k];
+      if (begin >= m.bytes) continue;
+      index_t end = std::min(m.bytes, begin + piece);
+      out[k].assign(static_cast<std::size_t>(end - begin), std::byte{0});
+      m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
+        std::memcpy(out[k].data() + (stream - begin), sources[box.buffer].data + at, static_cast<std::size_t>(length));
+      });
+      staging += end - begin;
+      stats.bytes_sent += end - begin;
+      comm.post_send(out[k].data(), out[k].size(), m.peer, options.tag);
+    }
+    stats.peak_staging = std::max(stats.peak_staging, staging);
+    if (round == 0) {
+      for (const LocalCopy& copy : part.local_copies()) {
+        for (index_t r = 0; r < copy.from.rows(); ++r)
+          put(copy.to, destinations[copy.to.buffer].data + copy.to.row_offset(r), sources[copy.from.buffer].data + copy.from.row_offset(r),
+              copy.from.row_bytes);
+        stats.bytes_local += copy.from.bytes();
+      }
+    }
+    for (std::size_t done = 0; done < posted.size(); ++done) {
+      std::size_t k = posted[comm.wait_receive(options.timeout_seconds)];
+      const Message& m = part.receives()[k];
+      index_t end = begin + static_cast<index_t>(in[k].size());
+      m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
+        put(box, destinations[box.buffer].data + at, in[k].data() + (stream - begin), length);
+      });
+      received += end - begin;
+      stats.bytes_received += end - begin;
+      if (options.progress) options.progress(received, to_receive);
+    }
+    comm.wait_sends(options.timeout_seconds);
+  }
+  return stats;
+}
+
+}  // namespace shardalg

@@ -1,0 +1,151 @@
+// RankPart: one rank's part of a model reshard plan, in the form an executor runs it: a byte
+// stream per peer (what this rank sends to it, what it receives from it) and local copies, each
+// box as rows of contiguous bytes in one of the rank's buffers.
+//
+// Sender and receiver derive the same stream from the plan independently: a message's boxes are
+// sorted by (tensor, global offset), and each box starts at a multiple of 8 bytes, so that any
+// cut of the stream at a multiple of 8 splits no element (element sizes are 1, 2, 4 or 8).
+//
+// Example: rank 1 sends rank 0 rows [2, 4) of an fp32 [4, 2] tensor held as a [2, 2] tile: one box
+// of 2 rows of 8 bytes at buffer byte offsets 0 and 8; the stream is 16 bytes.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "shardalg/plan/model_reshard_plan.hpp"
+
+namespace shardalg {
+
+namespace detail {
+inline index_t round_up_8(index_t n) { return (n + 7) / 8 * 8; }
+}  // namespace detail
+
+// A box of one tensor as rows of contiguous bytes in one of a rank's buffers.
+struct BoxRows {
+  std::size_t tensor = 0;  // the tensor's index in the plan (its source index)
+  std::size_t buffer = 0;  // which of the rank's buffers (ModelLayout::buffer_of)
+  index_t base = 0;        // buffer byte offset of the box's first element
+  Dims row_shape;          // the box's outer dims (all but the innermost)
+  Dims row_strides;        // byte strides of the outer dims in the buffer
+  index_t row_bytes = 0;   // innermost extent x element size
+  index_t element_bytes = 1;
+  index_t contributors = 1;
+
+  index_t rows() const { return volume(row_shape); }
+  index_t bytes() const { return checked_mul(rows(), row_bytes); }
+  index_t row_offset(index_t row) const { return base + dot(row_major_coordinate(row_shape, row), row_strides); }
+};
+
+// The boxes exchanged with one peer, in stream order; `starts[k]` is box k's stream offset.
+struct Message {
+  index_t peer = 0;
+  std::vector<BoxRows> boxes;  // in this rank's buffers
+  std::vector<index_t> starts;
+  index_t bytes = 0;  // stream length (boxes padded to multiples of 8)
+
+  // Calls f(box, buffer byte offset, stream offset, length) for the contiguous runs of stream
+  // bytes [begin, end). Precondition: 0 <= begin <= end <= bytes.
+  template <class F>
+  void for_each_run(index_t begin, index_t end, F&& f) const {
+    auto k = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin()) - 1;
+    for (; k < boxes.size() && starts[k] < end; ++k) {
+      const BoxRows& box = boxes[k];
+      index_t from = std::max(begin, starts[k]) - starts[k], to = std::min(end, starts[k] + box.bytes()) - starts[k];
+      for (index_t at = from; at < to;) {  // `at`: byte within the box
+        index_t row = at / box.row_bytes, within = at % box.row_bytes;
+        index_t length = std::min(box.row_bytes - within, to - at);
+        f(box, box.row_offset(row) + within, starts[k] + at, length);
+        at += length;
+      }
+    }
+  }
+};
+
+// A local copy: the same box in a source buffer and a destination buffer of this rank.
+struct LocalCopy {
+  BoxRows from;
+  BoxRows to;
+};
+
+class RankPart {
+ public:
+  // Precondition: none; a rank outside both layouts gets an empty part.
+  RankPart(const ModelReshardPlan& plan, index_t rank) : rank_(rank) {
+    const ModelLayout& src = plan.source();
+    const ModelLayout& dst = plan.destination();
+    std::map<index_t, std::vector<std::size_t>> to_peer, from_peer;  // peer -> transfer indices
+    TransferList sends = plan.transfers_from(rank), receives = plan.transfers_to(rank);
+    for (std::size_t i = 0; i < sends.size(); ++i)
+      if (sends.dst_rank(i) != rank) to_peer[sends.dst_rank(i)].push_back(i);
+    for (std::size_t i = 0; i < receives.size(); ++i) {
+      if (receives.src_rank(i) != rank) {
+        from_peer[receives.src_rank(i)].push_back(i);
+        continue;
+      }
+      auto t = static_cast<std::size_t>(receives.tensor(i));
+      local_.push_back(LocalCopy{rows_of(src, t, receives, i, true), rows_of(dst, plan.destination_index(t), receives, i, false)});
+    }
+    for (auto& [peer, indices] : to_peer) sends_.push_back(message(plan, src, sends, peer, indices, true));
+    for (auto& [peer, indices] : from_peer) receives_.push_back(message(plan, dst, receives, peer, indices, false));
+  }
+
+  index_t rank() const { return rank_; }
+  const std::vector<Message>& sends() const { return sends_; }
+  const std::vector<Message>& receives() const { return receives_; }
+  const std::vector<LocalCopy>& local_copies() const { return local_; }
+
+ private:
+  // Box i of `list` in this rank's buffers of `layout` (the source side or the destination
+  // side), where the tensor has index `tensor`.
+  BoxRows rows_of(const ModelLayout& layout, std::size_t tensor, const TransferList& list, std::size_t i, bool source_side) const {
+    const TensorLayout& tl = layout[tensor].layout;
+    TensorLayout::Addressing address = tl.addressing(rank_);
+    index_t element = dtype_bytes(layout[tensor].dtype);
+    auto shape = list.shape(i);
+    Dims local(source_side ? list.src_local(i) : list.dst_local(i));
+    BoxRows box;
+    box.tensor = static_cast<std::size_t>(list.tensor(i));
+    box.buffer = layout.buffer_of(tensor);
+    box.base = checked_mul(address.base(local), element);
+    box.element_bytes = element;
+    box.contributors = list.contributors(i);
+    std::size_t ndim = shape.size();
+    index_t inner = ndim ? shape[ndim - 1] : 1;
+    box.row_bytes = checked_mul(inner, element);
+    for (std::size_t d = 0; d + 1 < ndim; ++d) {
+      box.row_shape.push_back(shape[d]);
+      box.row_strides.push_back(checked_mul(address.strides[d], element));
+    }
+    return box;
+  }
+
+  Message message(const ModelReshardPlan& plan, const ModelLayout& layout, const TransferList& list, index_t peer,
+                  std::vector<std::size_t>& indices, bool source_side) const {
+    // Stream order: (tensor, global offset), the same on both sides of the message.
+    std::sort(indices.begin(), indices.end(), [&](std::size_t a, std::size_t b) {
+      if (list.tensor(a) != list.tensor(b)) return list.tensor(a) < list.tensor(b);
+      auto oa = list.offset(a), ob = list.offset(b);
+      return std::lexicographical_compare(oa.begin(), oa.end(), ob.begin(), ob.end());
+    });
+    Message m;
+    m.peer = peer;
+    for (std::size_t i : indices) {
+      auto t = static_cast<std::size_t>(list.tensor(i));
+      std::size_t on_this_side = source_side ? t : plan.destination_index(t);
+      m.boxes.push_back(rows_of(layout, on_this_side, list, i, source_side));
+      m.starts.push_back(m.bytes);
+      m.bytes = checked_add(m.bytes, detail::round_up_8(m.boxes.back().bytes()));
+    }
+    return m;
+  }
+
+  index_t rank_;
+  std::vector<Message> sends_, receives_;
+  std::vector<LocalCopy> local_;
+};
+
+}  // namespace shardalg

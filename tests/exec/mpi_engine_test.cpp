@@ -1,0 +1,191 @@
+// The engine over MPI, run by ctest under mpirun with 1, 2, 3, 4 and 8 processes: reshards of
+// every layout kind on generated data, every destination element compared with the value it must
+// have; memory limits that force rounds; element types; bad buffers and silent peers.
+#include <mpi.h>
+
+#include <functional>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "shardalg/exec/check_data.hpp"
+#include "shardalg/exec/engine.hpp"
+#include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/model/layout_recipe.hpp"
+
+using namespace shardalg;
+
+namespace {
+
+int failures = 0;
+
+void expect(MpiCommunicator& comm, bool ok, const std::string& what) {
+  index_t bad = comm.all_sum(ok ? 0 : 1);
+  if (comm.rank() == 0) std::cout << (bad ? "FAIL " : "ok   ") << what << (bad ? " (" + std::to_string(bad) + " ranks)" : "") << "\n";
+  if (bad) ++failures;
+}
+
+// A small model with every role, experts included (8 experts: EP sizes 1, 2, 4, 8 divide them).
+ModelSpec small_model(const std::string& dtype) {
+  ModelSpec m{"small",
+              {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
+               {"q", Dims{24, 12}, TensorRole::column_parallel},
+               {"o", Dims{12, 24}, TensorRole::row_parallel},
+               {"norm", Dims{12}, TensorRole::replicated},
+               {"router", Dims{8, 12}, TensorRole::router},
+               {"w1", Dims{8, 10, 12}, TensorRole::expert_w1},
+               {"w2", Dims{8, 12, 10}, TensorRole::expert_w2},
+               {"w3", Dims{8, 10, 12}, TensorRole::expert_w3}}};
+  for (ModelTensor& t : m.tensors) t.dtype = dtype;
+  return m;
+}
+
+struct Buffers {
+  std::vector<std::vector<std::byte>> source_data, destination_data;
+  std::vector<SourceBuffer> sources;
+  std::vector<DestinationBuffer> destinations;
+};
+
+Buffers buffers_for(const ModelReshardPlan& plan, index_t rank) {
+  Buffers b;
+  b.source_data = make_source_data(plan, rank, 7);
+  b.destination_data = make_destination_buffers(plan, rank);
+  for (auto& d : b.source_data) b.sources.push_back({d.data(), d.size(), ""});
+  for (auto& d : b.destination_data) b.destinations.push_back({d.data(), d.size(), ""});
+  for (std::size_t t = 0; t < plan.source().size(); ++t) b.sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
+  for (std::size_t t = 0; t < plan.destination().size(); ++t) b.destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
+  return b;
+}
+
+// Runs the plan and checks every destination element on every rank.
+void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0) {
+  bool ok = true;
+  std::string error;
+  try {
+    RankPart part(plan, comm.rank());
+    Buffers b = buffers_for(plan, comm.rank());
+    ExecuteOptions options;
+    options.memory_limit = memory_limit;
+    index_t progress_calls = 0;
+    options.progress = [&](index_t done, index_t total) { ok = ok && done <= total; ++progress_calls; };
+    ExecuteStats stats = execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm, options);
+    DataCheck check = check_destination_data(plan, comm.rank(), b.destination_data, 7);
+    ok = ok && check.mismatches == 0 && (memory_limit == 0 || stats.peak_staging <= memory_limit);
+    index_t held = 0;
+    for (std::size_t t = 0; t < plan.destination().size(); ++t)
+      if (plan.destination()[t].layout.mesh().contains(comm.rank())) held += plan.destination()[t].layout.held_elements(comm.rank());
+    ok = ok && check.elements == held;
+    ok = ok && (part.receives().empty() || progress_calls > 0);
+  } catch (const Error& e) {
+    ok = false;
+    error = e.what();
+  }
+  if (!error.empty()) std::cerr << "rank " << comm.rank() << ": " << error << "\n";
+  expect(comm, ok, what);
+}
+
+void check_recipes(MpiCommunicator& comm, const std::string& from, const std::string& to, const std::string& dtype = "fp32",
+                   index_t memory_limit = 0) {
+  ModelSpec model = small_model(dtype);
+  ModelReshardPlan plan(layout_model(model, from), layout_model(model, to));
+  check_reshard(comm, plan, "\"" + from + "\" -> \"" + to + "\" " + dtype + (memory_limit ? " limit " + std::to_string(memory_limit) : ""),
+                memory_limit);
+}
+
+ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
+  std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
+  return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  {
+    MpiCommunicator comm;
+    const index_t n = comm.size();
+    const std::string N = std::to_string(n);
+    const index_t half = std::max<index_t>(1, n / 2);
+    // Mesh <-> mesh across meshes and world sizes (a subset of the ranks, then all of them).
+    check_recipes(comm, "fsdp dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half));
+    check_recipes(comm, "fsdp-tp dp=1,tp=" + N, "fsdp dp=" + std::to_string(std::max<index_t>(1, n - 1)));
+    // ZeRO DP change (elastic), ZeRO-1/2 to Megatron, mesh <-> flat, consolidation.
+    check_recipes(comm, "zero3 dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)));
+    check_recipes(comm, "zero1 dp=" + N, "megatron-distopt dp=" + std::to_string(half) + ",tp=1,bucket=64");
+    check_recipes(comm, "fsdp dp=" + N, "zero2 dp=" + N, "bf16");
+    check_recipes(comm, "zero3 dp=" + N, "replicated ranks=1", "fp16");
+    check_recipes(comm, "replicated ranks=" + N, "zero3 dp=" + N, "int64");
+    // EP size change (experts FSDP, then ZeRO-3 over the expert-replica group).
+    for (index_t ep : {index_t{8}, index_t{4}, index_t{2}, index_t{1}})
+      if (n % ep == 0 && ep <= n) {
+        std::string to_ep = std::to_string(std::max<index_t>(1, ep / 2));
+        check_recipes(comm, "ep ep=" + std::to_string(ep) + ",dp=" + N, "ep ep=" + to_ep + ",dp=" + N + ",experts=zero3");
+        break;
+      }
+    // Memory limits: messages cut into pieces over rounds (odd limits included), element types.
+    check_recipes(comm, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 8 * 2 * n);
+    check_recipes(comm, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000);
+    check_recipes(comm, "fsdp dp=" + N, "fsdp dp=1", "bytes");
+    // Partial reductions: every op, over one and two mesh dims.
+    for (auto [op, dtype] : {std::pair{"sum", "fp32"}, std::pair{"avg", "bf16"}, std::pair{"max", "int64"}, std::pair{"min", "fp16"},
+                             std::pair{"product", "fp64"}}) {
+      MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + op + ")"), Dims{9, 5});
+      MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
+      check_reshard(comm, one_tensor(src, dst, dtype), std::string("P(") + op + ") -> S(0) " + dtype);
+    }
+    if (n % 2 == 0) {
+      MeshLayout src(DeviceMesh::parse("a=2,b=" + std::to_string(n / 2)), parse_placements("P(sum),S(1)"), Dims{6, 7});
+      MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("R"), Dims{6, 7});
+      check_reshard(comm, one_tensor(src, dst, "fp32"), "P(sum),S(1) -> R");
+    }
+
+    // A rank with a wrong buffer fails naming it; the others fail naming that rank; nothing moves.
+    {
+      ModelSpec model = small_model("fp32");
+      ModelReshardPlan plan(layout_model(model, "fsdp dp=" + N), layout_model(model, "zero3 dp=" + N));
+      RankPart part(plan, comm.rank());
+      Buffers b = buffers_for(plan, comm.rank());
+      if (comm.rank() == n - 1) b.sources[1].bytes -= 4;
+      std::string message;
+      try {
+        execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm);
+      } catch (const Error& e) {
+        message = e.what();
+      }
+      bool named = comm.rank() == n - 1 ? message.find("source buffer 1 (tensor 'q') has") != std::string::npos
+                                        : message.find("rank " + std::to_string(n - 1) + " failed its checks") != std::string::npos;
+      DataCheck after = check_destination_data(plan, comm.rank(), b.destination_data, 7);
+      bool untouched = after.mismatches == after.elements;
+      expect(comm, named && untouched, "bad buffer on the last rank is reported before anything moves");
+      b.sources[0].dtype = "bf16";
+      message.clear();
+      try {
+        execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm);
+      } catch (const Error& e) {
+        message = e.what();
+      }
+      expect(comm, message.find("holds bf16; the plan needs fp32") != std::string::npos || message.find("failed its checks") != std::string::npos,
+             "wrong element type is reported");
+    }
+    // A peer that never sends: a bounded wait with a timeout naming it.
+    if (n >= 2) {
+      std::string message;
+      std::vector<std::byte> slot(8);
+      if (comm.rank() == 0) {
+        MpiCommunicator lonely;
+        lonely.post_receive(slot.data(), slot.size(), 1, 99);
+        try {
+          lonely.wait_receive(0.2);
+        } catch (const Error& e) {
+          message = e.what();
+        }
+      } else {
+        MpiCommunicator lonely;  // collective construction; rank 1 never sends
+      }
+      expect(comm, comm.rank() != 0 || message.find("timed out after 0.2 s waiting for a message from rank 1") != std::string::npos,
+             "a silent peer times out with its rank named");
+    }
+  }
+  MPI_Finalize();
+  return failures == 0 ? 0 : 1;
+}

@@ -1,0 +1,76 @@
+// Options shared by the commands that take a plan's layouts: a whole model or one tensor under
+// recipes, or one tensor between explicit mesh layouts.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "plan_support.hpp"
+
+namespace shardalg::cli {
+
+// The options that describe a plan's two layouts (shardalg plan, shardalg run).
+struct LayoutOptions {
+  std::string shape, role = "column_parallel", model, src_layout, dst_layout;
+  std::string src_mesh, src_placements, src_devices, dst_mesh, dst_placements, dst_devices, dtype = "fp32";
+  std::vector<std::string> tensors;
+  index_t scale_down_factor = 1;
+};
+
+// The plan between the two model layouts the options describe: a whole model or one tensor
+// under recipes, or one tensor between explicit mesh layouts.
+inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
+  const std::vector<std::string> mesh_flags{"--src-mesh", "--src-placements", "--src-devices", "--dst-mesh", "--dst-placements", "--dst-devices"};
+  bool recipes = !o.src_layout.empty() || !o.dst_layout.empty() || !o.model.empty();
+  if (recipes) {
+    if (o.src_layout.empty() || o.dst_layout.empty()) detail::fail("recipes need both --src-layout and --dst-layout");
+    for (const std::string& flag : mesh_flags)
+      if (cmd.count(flag)) detail::fail("option ", flag, " does not apply with --src-layout/--dst-layout");
+    if (o.model.empty() == o.shape.empty()) detail::fail("give exactly one of --model and --shape");
+    ModelSpec model;
+    if (o.model.empty()) {
+      model.name = "tensor";
+      model.tensors.push_back(ModelTensor{"tensor", parse_shape(o.shape), parse_tensor_role(o.role), o.dtype});
+    } else {
+      model = select_tensors(load_model(o.model), o.tensors);
+    }
+    if (!o.model.empty() && cmd.count("--dtype"))
+      for (ModelTensor& t : model.tensors) t.dtype = o.dtype;
+    model = scale_down(std::move(model), o.scale_down_factor);
+    return ModelReshardPlan(layout_model(model, o.src_layout), layout_model(model, o.dst_layout));
+  }
+  for (const char* flag : {"--role", "--tensor", "--scale-down"})
+    if (cmd.count(flag)) detail::fail("option ", flag, " applies to recipes (--src-layout/--dst-layout)");
+  if (o.shape.empty() || o.src_mesh.empty() || o.src_placements.empty() || o.dst_placements.empty())
+    detail::fail("give --shape, --src-mesh, --src-placements and --dst-placements (or --src-layout and --dst-layout)");
+  Dims shape = parse_shape(o.shape);
+  dtype_bytes(o.dtype);
+  MeshLayout src(DeviceMesh::parse(o.src_mesh, o.src_devices), parse_placements(o.src_placements), shape);
+  std::string dst_mesh = o.dst_mesh.empty() ? o.src_mesh : o.dst_mesh;
+  std::string dst_devices = o.dst_mesh.empty() && o.dst_devices.empty() ? o.src_devices : o.dst_devices;
+  MeshLayout dst(DeviceMesh::parse(dst_mesh, dst_devices), parse_placements(o.dst_placements), shape);
+  std::vector<NamedTensorLayout> source, destination;
+  source.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(src))});
+  destination.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(dst))});
+  return ModelReshardPlan(ModelLayout(std::move(source)), ModelLayout(std::move(destination)));
+}
+
+inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
+  cmd.add_option("--shape", o.shape, "Global shape of one tensor, e.g. 4096,4096");
+  cmd.add_option("--model", o.model, "A whole model: llama3-8b, llama3-70b, llama3-405b, deepseek-v3, or a JSON model file");
+  cmd.add_option("--src-layout", o.src_layout, "Source recipe, e.g. \"zero3 dp=8\" (see docs/resharding.md)");
+  cmd.add_option("--dst-layout", o.dst_layout, "Destination recipe, e.g. \"fsdp-tp dp=4,tp=2\"");
+  cmd.add_option("--role", o.role, "Role of the --shape tensor under recipes (column_parallel, row_parallel, ...)")->capture_default_str();
+  cmd.add_option("--tensor", o.tensors, "Plan only this tensor of the model (repeatable)");
+  cmd.add_option("--scale-down", o.scale_down_factor, "Divide every dimension of the model by K, rounding up")->capture_default_str();
+  cmd.add_option("--src-mesh", o.src_mesh, "Source mesh, e.g. dp=8");
+  cmd.add_option("--src-placements", o.src_placements, "Source placements, e.g. \"S(0)\"");
+  cmd.add_option("--src-devices", o.src_devices, "Source mesh ranks (XLA form or list; default row-major 0..N-1)");
+  cmd.add_option("--dst-mesh", o.dst_mesh, "Destination mesh (default: the source mesh)");
+  cmd.add_option("--dst-placements", o.dst_placements, "Destination placements, e.g. \"S(0),S(1)\"");
+  cmd.add_option("--dst-devices", o.dst_devices, "Destination mesh ranks (default row-major 0..N-1)");
+  cmd.add_option("--dtype", o.dtype, "Element type (fp32, bf16, fp16, fp64, int64, int32, fp8, int8, bytes); overrides a model's")
+      ->capture_default_str();
+}
+
+}  // namespace shardalg::cli

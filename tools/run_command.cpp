@@ -1,0 +1,119 @@
+// shardalg run: executes a reshard across the MPI processes it runs in, on deterministic data,
+// and checks every destination element. Run it under mpirun; one process is a valid world.
+#include <mpi.h>
+
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "commands.hpp"
+#include "plan_options.hpp"
+#include "shardalg/exec/check_data.hpp"
+#include "shardalg/exec/engine.hpp"
+#include "shardalg/exec/mpi_communicator.hpp"
+
+namespace shardalg::cli {
+namespace {
+
+struct RunOptions : LayoutOptions {
+  index_t memory_limit = 0;
+  std::uint64_t seed = 1;
+  double timeout = 300;
+};
+
+// MPI initialized for the lifetime of the command, finalized on every path.
+struct MpiSession {
+  MpiSession() {
+    int ready = 0;
+    MPI_Initialized(&ready);
+    if (!ready) MPI_Init(nullptr, nullptr);
+  }
+  ~MpiSession() {
+    int done = 0;
+    MPI_Finalized(&done);
+    if (!done) MPI_Finalize();
+  }
+};
+
+int run(const CLI::App& cmd, const RunOptions& o) {
+  MpiSession session;
+  MpiCommunicator comm;
+  auto start = std::chrono::steady_clock::now();
+  std::string failure;
+  DataCheck check;
+  ExecuteStats stats;
+  // Each stage ends with all ranks agreeing that none failed, so no rank waits in a collective
+  // the failing one never reaches.
+  auto agreed = [&] { return comm.all_max(failure.empty() ? 0 : 1) == 0; };
+  std::optional<ModelReshardPlan> plan;
+  std::optional<RankPart> part;
+  std::vector<std::vector<std::byte>> source_data, destination_data;
+  std::vector<SourceBuffer> sources;
+  std::vector<DestinationBuffer> destinations;
+  try {
+    plan.emplace(plan_from(cmd, o));
+    for (const ModelLayout* layout : {&plan->source(), &plan->destination()})
+      if (!layout->ranks().empty() && layout->ranks().back() >= comm.size())
+        detail::fail("the layouts use rank ", layout->ranks().back(), " but only ", comm.size(), " processes run; start ",
+                     layout->ranks().back() + 1, " or more (mpirun -np N)");
+    part.emplace(*plan, comm.rank());
+    source_data = make_source_data(*plan, comm.rank(), o.seed);
+    destination_data = make_destination_buffers(*plan, comm.rank());
+    for (auto& b : source_data) sources.push_back({b.data(), b.size(), ""});
+    for (auto& b : destination_data) destinations.push_back({b.data(), b.size(), ""});
+    for (std::size_t t = 0; t < plan->source().size(); ++t) sources[plan->source().buffer_of(t)].dtype = plan->source()[t].dtype;
+    for (std::size_t t = 0; t < plan->destination().size(); ++t)
+      destinations[plan->destination().buffer_of(t)].dtype = plan->destination()[t].dtype;
+  } catch (const Error& e) {
+    failure = e.what();
+  }
+  if (agreed()) {
+    try {
+      ExecuteOptions options;
+      options.memory_limit = o.memory_limit;
+      options.timeout_seconds = o.timeout;
+      stats = execute(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
+      check = check_destination_data(*plan, comm.rank(), destination_data, o.seed);
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+  }
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  // Every rank reaches this point (errors are agreed inside execute, or the same on every rank
+  // for bad options), so the summary collectives cannot hang.
+  index_t first_failed = -comm.all_max(failure.empty() ? -comm.size() : -comm.rank());
+  if (first_failed < comm.size()) {  // one line, from the lowest failing rank
+    if (first_failed == comm.rank()) std::cerr << "error (rank " << comm.rank() << "): " << failure << "\n";
+    return 2;
+  }
+  index_t elements = comm.all_sum(check.elements), mismatches = comm.all_sum(check.mismatches);
+  index_t sent = comm.all_sum(stats.bytes_sent), local = comm.all_sum(stats.bytes_local);
+  index_t peak = comm.all_max(stats.peak_staging), rounds = comm.all_max(stats.rounds);
+  double slowest = 0;
+  MPI_Allreduce(&seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm.comm());
+  if (comm.rank() == 0) {
+    std::cout << "processes                  " << comm.size() << "\n"
+              << "bytes sent between ranks   " << sent << "\n"
+              << "bytes copied locally       " << local << "\n"
+              << "rounds                     " << rounds << "\n"
+              << "peak staging on a rank     " << peak << " bytes\n"
+              << "verified: " << elements << " elements, " << mismatches << " mismatches, " << slowest << " s\n";
+  }
+  return mismatches == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+void add_run_command(CLI::App& app, int& exit_code) {
+  auto o = std::make_shared<RunOptions>();
+  CLI::App* cmd = app.add_subcommand("run", "Execute a reshard across MPI processes on generated data and verify every element");
+  add_layout_options(*cmd, *o);
+  cmd->add_option("--memory-limit", o->memory_limit, "Staging bytes per rank (0: no limit); large messages then move in rounds")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of the generated data")->capture_default_str();
+  cmd->add_option("--timeout", o->timeout, "Seconds to wait for a peer before failing")->capture_default_str();
+  cmd->callback([o, cmd, &exit_code] { exit_code = run(*cmd, *o); });
+}
+
+}  // namespace shardalg::cli

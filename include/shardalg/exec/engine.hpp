@@ -3,9 +3,10 @@
 //
 // Order of work, per round: post receives, pack and post sends, do the local copies (first round,
 // while messages fly), unpack each receive as it arrives (copy, or reduce for Partial sources),
-// wait for the sends. Messages longer than the staging limit are cut into pieces, one per round,
-// at multiples of 8 bytes (see RankPart). Rounds are the same on every rank, so ranks never wait
-// on each other in a cycle.
+// wait for the sends. A message that is one contiguous range of a buffer on its side (FSDP rows,
+// ZeRO windows) is sent from, or received into, the buffer itself, without staging. Messages
+// longer than the staging limit are cut into pieces, one per round, at multiples of 8 bytes (see
+// RankPart). Rounds are the same on every rank, so ranks never wait on each other in a cycle.
 //
 // Before anything is sent, every rank checks its buffers (count, size, element type) and every box
 // against its buffer's bounds, then all ranks agree (one all-max) that all checks passed: a rank
@@ -193,22 +194,32 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
     for (std::size_t k = 0; k < part.receives().size(); ++k) {
       const Message& m = part.receives()[k];
       if (begin >= m.bytes) continue;
-      in[k].resize(static_cast<std::size_t>(std::min(piece, m.bytes - begin)));
-      staging += static_cast<index_t>(in[k].size());
-      comm.post_receive(in[k].data(), in[k].size(), m.peer, options.tag);
+      auto length = static_cast<std::size_t>(std::min(piece, m.bytes - begin));
+      const BoxRows* direct = m.contiguous();
+      if (direct && !plan.tensor_plan(direct->tensor).reduce_op()) {  // straight into the destination
+        comm.post_receive(destinations[direct->buffer].data + direct->base + begin, length, m.peer, options.tag);
+      } else {
+        if (in[k].size() < length) in[k].resize(length);
+        staging += static_cast<index_t>(length);
+        comm.post_receive(in[k].data(), length, m.peer, options.tag);
+      }
       posted.push_back(k);
     }
     for (std::size_t k = 0; k < part.sends().size(); ++k) {
       const Message& m = part.sends()[k];
       if (begin >= m.bytes) continue;
       index_t end = std::min(m.bytes, begin + piece);
-      out[k].assign(static_cast<std::size_t>(end - begin), std::byte{0});
+      stats.bytes_sent += end - begin;
+      if (const BoxRows* direct = m.contiguous()) {  // straight from the source
+        comm.post_send(sources[direct->buffer].data + direct->base + begin, static_cast<std::size_t>(end - begin), m.peer, options.tag);
+        continue;
+      }
+      if (out[k].size() < static_cast<std::size_t>(end - begin)) out[k].resize(static_cast<std::size_t>(end - begin));
       m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
         std::memcpy(out[k].data() + (stream - begin), sources[box.buffer].data + at, static_cast<std::size_t>(length));
       });
       staging += end - begin;
-      stats.bytes_sent += end - begin;
-      comm.post_send(out[k].data(), out[k].size(), m.peer, options.tag);
+      comm.post_send(out[k].data(), static_cast<std::size_t>(end - begin), m.peer, options.tag);
     }
     stats.peak_staging = std::max(stats.peak_staging, staging);
     if (round == 0) {
@@ -222,10 +233,12 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
     for (std::size_t done = 0; done < posted.size(); ++done) {
       std::size_t k = posted[comm.wait_receive(options.timeout_seconds)];
       const Message& m = part.receives()[k];
-      index_t end = begin + static_cast<index_t>(in[k].size());
-      m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
-        put(box, destinations[box.buffer].data + at, in[k].data() + (stream - begin), length);
-      });
+      index_t end = std::min(m.bytes, begin + piece);
+      const BoxRows* direct = m.contiguous();
+      if (!direct || plan.tensor_plan(direct->tensor).reduce_op())
+        m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
+          put(box, destinations[box.buffer].data + at, in[k].data() + (stream - begin), length);
+        });
       received += end - begin;
       stats.bytes_received += end - begin;
       if (options.progress) options.progress(received, to_receive);

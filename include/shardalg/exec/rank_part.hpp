@@ -47,6 +47,19 @@ struct Message {
   std::vector<index_t> starts;
   index_t bytes = 0;  // stream length (boxes padded to multiples of 8)
 
+  // When the whole stream is one contiguous range of one buffer (one box whose rows are
+  // adjacent, no padding): that box. Such messages need no staging.
+  const BoxRows* contiguous() const {
+    if (boxes.size() != 1 || boxes[0].bytes() != bytes) return nullptr;
+    const BoxRows& box = boxes[0];
+    index_t extent = box.row_bytes;  // bytes spanned by the inner dims checked so far
+    for (std::size_t d = box.row_shape.size(); d-- > 0;) {
+      if (box.row_shape[d] > 1 && box.row_strides[d] != extent) return nullptr;
+      extent *= box.row_shape[d];
+    }
+    return &box;
+  }
+
   // Calls f(box, buffer byte offset, stream offset, length) for the contiguous runs of stream
   // bytes [begin, end). Precondition: 0 <= begin <= end <= bytes.
   template <class F>

@@ -1,0 +1,121 @@
+// The MPI executor against plain MPI_Alltoallv moving the same byte matrix (target: at least 0.9x
+// its throughput at 8 ranks). Run under mpirun; rank 0 reports. Each iteration's time is the
+// slowest rank's (manual timing after a barrier). Scenarios are whole-model reshards from the
+// recipes, on Llama-3-8B shapes scaled down so that the buffers fit the machine.
+#include <benchmark/benchmark.h>
+#include <mpi.h>
+
+#include <memory>
+#include <string>
+
+#include "shardalg/exec/check_data.hpp"
+#include "shardalg/exec/engine.hpp"
+#include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/model/layout_recipe.hpp"
+
+using namespace shardalg;
+
+namespace {
+
+struct Setup {
+  std::unique_ptr<ModelReshardPlan> plan;
+  std::unique_ptr<RankPart> part;
+  std::vector<std::vector<std::byte>> source_data, destination_data;
+  std::vector<SourceBuffer> sources;
+  std::vector<DestinationBuffer> destinations;
+  index_t bytes_moved = 0;  // by this rank, to other ranks
+};
+
+Setup setup(int which, index_t n, index_t scale, index_t rank) {
+  std::string dp = std::to_string(n);
+  std::string from = which == 0 ? "zero3 dp=" + dp : "fsdp dp=" + dp;
+  std::string to = "fsdp-tp dp=" + std::to_string(n / 2) + ",tp=2";
+  ModelSpec model = scale_down(model_from_zoo("llama3-8b"), scale);
+  for (ModelTensor& t : model.tensors) t.dtype = "fp32";
+  Setup s;
+  s.plan = std::make_unique<ModelReshardPlan>(layout_model(model, from), layout_model(model, to));
+  s.part = std::make_unique<RankPart>(*s.plan, rank);
+  s.source_data = make_source_data(*s.plan, rank, 3);
+  s.destination_data = make_destination_buffers(*s.plan, rank);
+  for (auto& b : s.source_data) s.sources.push_back({b.data(), b.size(), "fp32"});
+  for (auto& b : s.destination_data) s.destinations.push_back({b.data(), b.size(), "fp32"});
+  for (const Message& m : s.part->sends()) s.bytes_moved += m.bytes;
+  return s;
+}
+
+template <class F>
+void timed(benchmark::State& state, MPI_Comm comm, F&& body) {
+  for (auto _ : state) {
+    MPI_Barrier(comm);
+    double start = MPI_Wtime();
+    body();
+    double mine = MPI_Wtime() - start, slowest = 0;
+    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+    state.SetIterationTime(slowest);
+  }
+}
+
+// The engine: pack, send, local copies, unpack, for this rank's part.
+void BM_EngineReshard(benchmark::State& state) {
+  MpiCommunicator comm;
+  Setup s = setup(static_cast<int>(state.range(0)), comm.size(), state.range(1), comm.rank());
+  timed(state, comm.comm(), [&] {
+    execute(*s.plan, *s.part, std::span<const SourceBuffer>(s.sources), std::span<const DestinationBuffer>(s.destinations), comm);
+  });
+  index_t total = comm.all_sum(s.bytes_moved);
+  state.SetBytesProcessed(state.iterations() * total);
+  state.counters["MB_between_ranks"] = static_cast<double>(total) / 1e6;
+}
+
+// MPI_Alltoallv moving the same bytes between the same pairs, from and into contiguous buffers
+// (no packing, no local copies): the reference throughput.
+void BM_Alltoallv(benchmark::State& state) {
+  MpiCommunicator comm;
+  Setup s = setup(static_cast<int>(state.range(0)), comm.size(), state.range(1), comm.rank());
+  auto n = static_cast<std::size_t>(comm.size());
+  std::vector<int> send_counts(n, 0), receive_counts(n, 0), send_offsets(n, 0), receive_offsets(n, 0);
+  for (const Message& m : s.part->sends()) send_counts[static_cast<std::size_t>(m.peer)] = static_cast<int>(m.bytes);
+  for (const Message& m : s.part->receives()) receive_counts[static_cast<std::size_t>(m.peer)] = static_cast<int>(m.bytes);
+  for (std::size_t p = 1; p < n; ++p) {
+    send_offsets[p] = send_offsets[p - 1] + send_counts[p - 1];
+    receive_offsets[p] = receive_offsets[p - 1] + receive_counts[p - 1];
+  }
+  std::vector<std::byte> out(static_cast<std::size_t>(send_offsets[n - 1] + send_counts[n - 1]) + 1);
+  std::vector<std::byte> in(static_cast<std::size_t>(receive_offsets[n - 1] + receive_counts[n - 1]) + 1);
+  timed(state, comm.comm(), [&] {
+    MPI_Alltoallv(out.data(), send_counts.data(), send_offsets.data(), MPI_BYTE, in.data(), receive_counts.data(), receive_offsets.data(),
+                  MPI_BYTE, comm.comm());
+  });
+  index_t total = comm.all_sum(s.bytes_moved);
+  state.SetBytesProcessed(state.iterations() * total);
+  state.counters["MB_between_ranks"] = static_cast<double>(total) / 1e6;
+}
+
+// (scenario, scale-down): 0 = ZeRO-3 dp=N -> FSDP2+TP (N/2 x 2), 1 = FSDP dp=N -> FSDP2+TP.
+BENCHMARK(BM_EngineReshard)->Args({0, 8})->Args({1, 8})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK(BM_Alltoallv)->Args({0, 8})->Args({1, 8})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+
+// Reports only on rank 0.
+class SilentReporter : public benchmark::BenchmarkReporter {
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>&) override {}
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  benchmark::Initialize(&argc, argv);
+  if (rank == 0) {
+    benchmark::RunSpecifiedBenchmarks();
+  } else {
+    SilentReporter silent;
+    benchmark::RunSpecifiedBenchmarks(&silent);
+  }
+  benchmark::Shutdown();
+  MPI_Finalize();
+  return 0;
+}

@@ -7,6 +7,7 @@
 #include <map>
 #include <vector>
 
+#include "shardalg/exec/element_ops.hpp"
 #include "shardalg/plan/model_reshard_plan.hpp"
 
 namespace shardalg {
@@ -83,28 +84,6 @@ std::vector<T> gather_from_ranks(const TensorLayout& layout, const RankBuffers<T
 }
 
 namespace detail {
-template <class T>
-T reduce_identity(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::product: return T(1);
-    case ReduceOp::min: return std::numeric_limits<T>::max();
-    case ReduceOp::max: return std::numeric_limits<T>::lowest();
-    default: return T(0);
-  }
-}
-template <class T>
-void reduce_into(T& target, T value, ReduceOp op, index_t contributors) {
-  switch (op) {
-    case ReduceOp::sum: target += value; break;
-    case ReduceOp::avg: target += value / static_cast<T>(contributors); break;
-    case ReduceOp::product: target *= value; break;
-    case ReduceOp::min: target = std::min(target, value); break;
-    case ReduceOp::max: target = std::max(target, value); break;
-  }
-}
-}  // namespace detail
-
-namespace detail {
 
 // Runs transfers of one tensor's plan between two ranks' buffers, after checking every buffer
 // against the layouts (construction fails before anything is written).
@@ -126,7 +105,7 @@ class TransferRunner {
   // Reductions start from the op's identity in every element the destination holds.
   void start() {
     if (!plan_.reduce_op()) return;
-    T initial = reduce_identity<T>(*plan_.reduce_op());
+    T initial = identity_value<T>(*plan_.reduce_op());
     for (index_t rank : plan_.destination().mesh().devices())
       for_each_held(plan_.destination(), rank, [&](index_t at, index_t) { destinations_[rank][static_cast<std::size_t>(at)] = initial; });
   }
@@ -148,7 +127,7 @@ class TransferRunner {
       if (!plan_.reduce_op()) {
         std::copy_n(sbegin, row_length, dbegin);
       } else {
-        for (index_t i = 0; i < row_length; ++i) reduce_into(dbegin[i], sbegin[i], *plan_.reduce_op(), t.contributors);
+        for (index_t i = 0; i < row_length; ++i) dbegin[i] = reduce_value(dbegin[i], sbegin[i], *plan_.reduce_op(), t.contributors);
       }
     }
   }

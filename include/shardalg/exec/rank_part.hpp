@@ -92,6 +92,7 @@ class RankPart {
     const ModelLayout& dst = plan.destination();
     std::map<index_t, std::vector<std::size_t>> to_peer, from_peer;  // peer -> transfer indices
     TransferList sends = plan.transfers_from(rank), receives = plan.transfers_to(rank);
+    Addresses addresses;
     for (std::size_t i = 0; i < sends.size(); ++i)
       if (sends.dst_rank(i) != rank) to_peer[sends.dst_rank(i)].push_back(i);
     for (std::size_t i = 0; i < receives.size(); ++i) {
@@ -100,10 +101,10 @@ class RankPart {
         continue;
       }
       auto t = static_cast<std::size_t>(receives.tensor(i));
-      local_.push_back(LocalCopy{rows_of(src, t, receives, i, true), rows_of(dst, plan.destination_index(t), receives, i, false)});
+      local_.push_back(LocalCopy{rows_of(addresses, src, t, receives, i, true), rows_of(addresses, dst, plan.destination_index(t), receives, i, false)});
     }
-    for (auto& [peer, indices] : to_peer) sends_.push_back(message(plan, src, sends, peer, indices, true));
-    for (auto& [peer, indices] : from_peer) receives_.push_back(message(plan, dst, receives, peer, indices, false));
+    for (auto& [peer, indices] : to_peer) sends_.push_back(message(addresses, plan, src, sends, peer, indices, true));
+    for (auto& [peer, indices] : from_peer) receives_.push_back(message(addresses, plan, dst, receives, peer, indices, false));
   }
 
   index_t rank() const { return rank_; }
@@ -112,11 +113,17 @@ class RankPart {
   const std::vector<LocalCopy>& local_copies() const { return local_; }
 
  private:
+  // Each tensor layout's addressing of this rank, computed once (it builds the rank's tile).
+  using Addresses = std::map<const TensorLayout*, TensorLayout::Addressing>;
+
   // Box i of `list` in this rank's buffers of `layout` (the source side or the destination
   // side), where the tensor has index `tensor`.
-  BoxRows rows_of(const ModelLayout& layout, std::size_t tensor, const TransferList& list, std::size_t i, bool source_side) const {
+  BoxRows rows_of(Addresses& addresses, const ModelLayout& layout, std::size_t tensor, const TransferList& list, std::size_t i,
+                  bool source_side) const {
     const TensorLayout& tl = layout[tensor].layout;
-    TensorLayout::Addressing address = tl.addressing(rank_);
+    auto found = addresses.find(&tl);
+    if (found == addresses.end()) found = addresses.emplace(&tl, tl.addressing(rank_)).first;
+    const TensorLayout::Addressing& address = found->second;
     index_t element = dtype_bytes(layout[tensor].dtype);
     auto shape = list.shape(i);
     Dims local(source_side ? list.src_local(i) : list.dst_local(i));
@@ -136,7 +143,7 @@ class RankPart {
     return box;
   }
 
-  Message message(const ModelReshardPlan& plan, const ModelLayout& layout, const TransferList& list, index_t peer,
+  Message message(Addresses& addresses, const ModelReshardPlan& plan, const ModelLayout& layout, const TransferList& list, index_t peer,
                   std::vector<std::size_t>& indices, bool source_side) const {
     // Stream order: (tensor, global offset), the same on both sides of the message.
     std::sort(indices.begin(), indices.end(), [&](std::size_t a, std::size_t b) {
@@ -149,7 +156,7 @@ class RankPart {
     for (std::size_t i : indices) {
       auto t = static_cast<std::size_t>(list.tensor(i));
       std::size_t on_this_side = source_side ? t : plan.destination_index(t);
-      m.boxes.push_back(rows_of(layout, on_this_side, list, i, source_side));
+      m.boxes.push_back(rows_of(addresses, layout, on_this_side, list, i, source_side));
       m.starts.push_back(m.bytes);
       m.bytes = checked_add(m.bytes, detail::round_up_8(m.boxes.back().bytes()));
     }

@@ -80,6 +80,10 @@ class MeshLayout {
   MeshLayout(DeviceMesh mesh, std::vector<Placement> placements, Dims global_shape)
       : mesh_(std::move(mesh)), placements_(std::move(placements)), global_shape_(std::move(global_shape)) {
     validate_placements(placements_, mesh_.ndim(), global_shape_, mesh_.to_string());
+    for (std::size_t m = 0; m < placements_.size(); ++m)
+      if (placements_[m].is_block_cyclic() && placements_[m].source_coordinate() >= mesh_.size(m))
+        detail::fail("placement ", shardalg::to_string(placements_[m]), " starts at coordinate ", placements_[m].source_coordinate(),
+                     " but mesh dim ", m, " (", mesh_.names()[m], ") has size ", mesh_.size(m));
   }
 
   // Shard placements applied in an explicit order per tensor dim (PyTorch's DTensorSpec
@@ -244,7 +248,16 @@ class MeshLayout {
     index_t length = held.size();
     if (length == 0) return;
     std::vector<index_t> candidates;  // coordinates whose part may meet [lo, hi), ascending
-    if (held.is_contiguous() && (p.is_shard() || p.semantics() == StridedSemantics::nested_chunk)) {
+    if (held.is_contiguous() && p.is_block_cyclic()) {
+      // The blocks meeting [lo, hi) and their owners; all coordinates once k blocks are met.
+      index_t local_lo = std::max<index_t>(0, lo - held.first());
+      index_t local_hi = std::min(length, hi - held.first());
+      if (local_lo >= local_hi) return;
+      index_t first_block = local_lo / p.block_size(), last_block = (local_hi - 1) / p.block_size();
+      for (index_t b = first_block; b <= last_block && b - first_block < k; ++b) candidates.push_back((p.source_coordinate() + b) % k);
+      std::sort(candidates.begin(), candidates.end());
+      candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+    } else if (held.is_contiguous() && (p.is_shard() || (p.is_strided_shard() && p.semantics() == StridedSemantics::nested_chunk))) {
       // Local positions of [lo, hi) within the contiguous run, then the chunks meeting them:
       // one chunk range for Shard, one per piece for a nested-chunk StridedShard.
       index_t local_lo = std::max<index_t>(0, lo - held.first());

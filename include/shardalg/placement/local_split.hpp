@@ -10,7 +10,8 @@ namespace shardalg {
 // The positions of a local dimension of `length` that mesh coordinate `index` (of `num_chunks`)
 // keeps under a Shard or StridedShard placement, in local order, as positions of that dimension.
 // Shard: one torch.chunk piece. StridedShard nested-chunk: piece_j[index] for each of the sf
-// pieces. StridedShard legacy: pieces index, index+k, ... of chunk(length, k*sf).
+// pieces. StridedShard legacy: pieces index, index+k, ... of chunk(length, k*sf). BlockCyclic:
+// blocks index-src, index-src+k, ... (mod k) of the dim cut into blocks of the block size.
 // Example: StridedShard(0, 2), length 9, 4 chunks, index 0 -> {[0,2), [5,6)}.
 // Precondition: p.splits_tensor(), length >= 0, num_chunks >= 1, 0 <= index < num_chunks.
 constexpr IndexMap local_split(const Placement& p, index_t length, index_t num_chunks, index_t index) {
@@ -19,6 +20,15 @@ constexpr IndexMap local_split(const Placement& p, index_t length, index_t num_c
     return IndexMap::contiguous(c.offset, c.size);
   }
   IndexMap map;
+  if (p.is_block_cyclic()) {
+    index_t block = p.block_size();
+    index_t first = ((index - p.source_coordinate()) % num_chunks + num_chunks) % num_chunks;
+    for (index_t k = first; k <= (length - 1) / block; k += num_chunks) {
+      index_t begin = k * block;  // < length, no overflow
+      map.append(begin, std::min(block, length - begin));
+    }
+    return map;
+  }
   index_t sf = p.split_factor();
   if (p.semantics() == StridedSemantics::nested_chunk) {
     for (index_t j = 0; j < sf; ++j) {

@@ -5,6 +5,8 @@
 //   StridedShard(d, sf)      PyTorch _StridedShard: tensor dim d split as if another sharding
 //                            into sf pieces had happened first (FSDP2 over TP)
 //   Partial(op)              every rank holds a partial value; the tensor is their reduction
+//   BlockCyclic(d, b, src)   tensor dim d cut into blocks of b; block k goes to coordinate
+//                            (src + k) mod n (ScaLAPACK's distribution; src is RSRC/CSRC)
 #pragma once
 
 #include <cstdint>
@@ -15,7 +17,7 @@
 
 namespace shardalg {
 
-enum class PlacementKind : std::uint8_t { replicate, shard, strided_shard, partial };
+enum class PlacementKind : std::uint8_t { replicate, shard, strided_shard, partial, block_cyclic };
 
 enum class ReduceOp : std::uint8_t { sum, avg, min, max, product };
 
@@ -59,14 +61,27 @@ class Placement {
   static constexpr Placement partial(ReduceOp op = ReduceOp::sum) {
     return Placement(PlacementKind::partial, 0, 1, op, {});
   }
+  // Precondition (checked): dim >= 0, block >= 1, source >= 0 (and, on a mesh, source < the mesh
+  // dim's size; MeshLayout checks that). Example: BlockCyclic(0, 2) of 10 rows on 2 ranks:
+  // rank 0 holds rows {0,1,4,5,8,9}, rank 1 {2,3,6,7}.
+  static constexpr Placement block_cyclic(index_t dim, index_t block, index_t source = 0) {
+    check_dim(dim);
+    if (block < 1) detail::fail("BlockCyclic(dim=", dim, ", block=", block, "): block size must be >= 1");
+    if (source < 0) detail::fail("BlockCyclic(dim=", dim, ", block=", block, ", src=", source, "): source coordinate must be >= 0");
+    Placement p(PlacementKind::block_cyclic, dim, 1, ReduceOp::sum, {});
+    p.block_ = block;
+    p.source_ = source;
+    return p;
+  }
 
   constexpr PlacementKind kind() const { return kind_; }
   constexpr bool is_replicate() const { return kind_ == PlacementKind::replicate; }
   constexpr bool is_shard() const { return kind_ == PlacementKind::shard; }
   constexpr bool is_strided_shard() const { return kind_ == PlacementKind::strided_shard; }
   constexpr bool is_partial() const { return kind_ == PlacementKind::partial; }
-  // Shard or StridedShard: the placement splits a tensor dim.
-  constexpr bool splits_tensor() const { return is_shard() || is_strided_shard(); }
+  constexpr bool is_block_cyclic() const { return kind_ == PlacementKind::block_cyclic; }
+  // Shard, StridedShard or BlockCyclic: the placement splits a tensor dim.
+  constexpr bool splits_tensor() const { return is_shard() || is_strided_shard() || is_block_cyclic(); }
 
   // The tensor dim split. Precondition: splits_tensor().
   constexpr index_t dim() const { return dim_; }
@@ -74,6 +89,9 @@ class Placement {
   constexpr index_t split_factor() const { return split_factor_; }
   constexpr StridedSemantics semantics() const { return semantics_; }
   constexpr ReduceOp reduce_op() const { return reduce_op_; }
+  // BlockCyclic's block size and the coordinate holding block 0 (1 and 0 for other kinds).
+  constexpr index_t block_size() const { return block_; }
+  constexpr index_t source_coordinate() const { return source_; }
 
   friend constexpr bool operator==(const Placement&, const Placement&) = default;
 
@@ -90,6 +108,8 @@ class Placement {
   StridedSemantics semantics_;
   index_t dim_;
   index_t split_factor_;
+  index_t block_ = 1;
+  index_t source_ = 0;
 };
 
 }  // namespace shardalg

@@ -1,6 +1,8 @@
 // Text forms of placements, compatible with PyTorch's str() and repr():
-//   str:  R   S(0)           _S(0, 2)                    P(sum)
-//   repr: Replicate()  Shard(dim=0)  _StridedShard(dim=0, sf=2)  Partial(sum)
+//   str:  R   S(0)           _S(0, 2)                    P(sum)         BC(0, 64)
+//   repr: Replicate()  Shard(dim=0)  _StridedShard(dim=0, sf=2)  Partial(sum)  BlockCyclic(dim=0, block=64)
+// BlockCyclic is shardalg's own (PyTorch has none); a non-zero source coordinate is a third
+// argument: BC(0, 64, 1).
 // Both are parsed (spaces optional, keyword names optional, `P` alone is P(sum)). The older
 // strided-shard definition is written with a third argument: `_S(0, 2, legacy)`.
 #pragma once
@@ -25,6 +27,9 @@ inline std::string to_string(const Placement& p) {
       return detail::concat("_S(", p.dim(), ", ", p.split_factor(),
                             p.semantics() == StridedSemantics::legacy ? ", legacy)" : ")");
     case PlacementKind::partial: return detail::concat("P(", to_string(p.reduce_op()), ")");
+    case PlacementKind::block_cyclic:
+      return p.source_coordinate() == 0 ? detail::concat("BC(", p.dim(), ", ", p.block_size(), ")")
+                                        : detail::concat("BC(", p.dim(), ", ", p.block_size(), ", ", p.source_coordinate(), ")");
   }
   return "?";
 }
@@ -38,6 +43,10 @@ inline std::string to_repr(const Placement& p) {
       return detail::concat("_StridedShard(dim=", p.dim(), ", sf=", p.split_factor(),
                             p.semantics() == StridedSemantics::legacy ? ", legacy)" : ")");
     case PlacementKind::partial: return detail::concat("Partial(", to_string(p.reduce_op()), ")");
+    case PlacementKind::block_cyclic:
+      return p.source_coordinate() == 0
+                 ? detail::concat("BlockCyclic(dim=", p.dim(), ", block=", p.block_size(), ")")
+                 : detail::concat("BlockCyclic(dim=", p.dim(), ", block=", p.block_size(), ", src=", p.source_coordinate(), ")");
   }
   return "?";
 }
@@ -100,6 +109,24 @@ inline Placement parse_one_placement(Scanner& in) {
     if (sf < 1) in.fail_here(concat("split factor ", sf, " must be >= 1"));
     return Placement::strided_shard(dim, sf, semantics);
   }
+  if (name == "BC" || name == "BlockCyclic") {
+    in.expect("(");
+    skip_keyword(in, {"dim"});
+    index_t dim = in.integer();
+    in.expect(",");
+    skip_keyword(in, {"block"});
+    index_t block = in.integer();
+    index_t source = 0;
+    if (in.accept(",")) {
+      skip_keyword(in, {"src"});
+      source = in.integer();
+    }
+    in.expect(")");
+    if (dim < 0) in.fail_here(concat("shard dim ", dim, " must be non-negative"));
+    if (block < 1) in.fail_here(concat("block size ", block, " must be >= 1"));
+    if (source < 0) in.fail_here(concat("source coordinate ", source, " must be >= 0"));
+    return Placement::block_cyclic(dim, block, source);
+  }
   if (name == "P" || name == "Partial") {
     ReduceOp op = ReduceOp::sum;
     if (in.accept("(")) {
@@ -111,7 +138,7 @@ inline Placement parse_one_placement(Scanner& in) {
     }
     return Placement::partial(op);
   }
-  in.fail_here(concat("unknown placement '", name, "' (R, S(d), _S(d, sf), P(op) or their repr forms)"));
+  in.fail_here(concat("unknown placement '", name, "' (R, S(d), _S(d, sf), P(op), BC(d, block) or their repr forms)"));
 }
 
 }  // namespace detail

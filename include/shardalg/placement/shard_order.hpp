@@ -68,7 +68,8 @@ inline std::vector<Placement> placements_from_shard_order(const Dims& mesh_shape
 // The shard order that placements express, or nothing when they express none ("not
 // convertible" is an answer, not an error). Per tensor dim, mesh dims are scanned right to left
 // and each is inserted at the first position where the running product of the sizes before it
-// equals its split factor. Legacy-semantics strided shards are never convertible.
+// equals its split factor. Legacy-semantics strided shards and block-cyclic placements are never
+// convertible.
 // Not convertible on mesh (4,8): [_S(0,2), _S(1,2)], [_S(0,2), S(1)], [_S(1,16), S(1)].
 inline std::optional<ShardOrder> shard_order_from_placements(const Dims& mesh_shape, std::span<const Placement> placements) {
   if (placements.size() != mesh_shape.size())
@@ -77,7 +78,7 @@ inline std::optional<ShardOrder> shard_order_from_placements(const Dims& mesh_sh
   for (std::size_t m = placements.size(); m-- > 0;) {
     const Placement& p = placements[m];
     if (!p.splits_tensor()) continue;
-    if (p.is_strided_shard() && p.semantics() == StridedSemantics::legacy) return std::nullopt;
+    if (p.is_block_cyclic() || (p.is_strided_shard() && p.semantics() == StridedSemantics::legacy)) return std::nullopt;
     std::vector<index_t>& dims = detail::entry_for(order, p.dim()).mesh_dims;
     index_t product = 1;
     std::size_t position = 0;

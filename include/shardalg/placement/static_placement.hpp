@@ -1,7 +1,8 @@
 // Placements as types, for the compile-time layer. Each has `value`, the run-time Placement.
 //
-//   StaticShard<0>, StaticStridedShard<0, 2>, StaticReplicate, StaticPartial<ReduceOp::sum>
-//   and the matching objects shard_c<0>, strided_shard_c<0, 2>, replicate_c, partial_c<>.
+//   StaticShard<0>, StaticStridedShard<0, 2>, StaticReplicate, StaticPartial<ReduceOp::sum>,
+//   StaticBlockCyclic<0, 64> and the matching objects shard_c<0>, strided_shard_c<0, 2>,
+//   replicate_c, partial_c<>, block_cyclic_c<0, 64>.
 #pragma once
 
 #include <concepts>
@@ -32,6 +33,14 @@ struct StaticPartial {
   static constexpr Placement value = Placement::partial(Op);
 };
 
+template <index_t Dim, index_t Block, index_t Source = 0>
+struct StaticBlockCyclic {
+  static_assert(Dim >= 0, "shardalg: a BlockCyclic tensor dim must be non-negative");
+  static_assert(Block >= 1, "shardalg: a BlockCyclic block size must be >= 1");
+  static_assert(Source >= 0, "shardalg: a BlockCyclic source coordinate must be >= 0");
+  static constexpr Placement value = Placement::block_cyclic(Dim, Block, Source);
+};
+
 template <class T>
 concept StaticPlacement = requires {
   { T::value } -> std::convertible_to<Placement>;
@@ -44,5 +53,7 @@ template <index_t Dim, index_t SplitFactor, StridedSemantics Semantics = Strided
 inline constexpr StaticStridedShard<Dim, SplitFactor, Semantics> strided_shard_c{};
 template <ReduceOp Op = ReduceOp::sum>
 inline constexpr StaticPartial<Op> partial_c{};
+template <index_t Dim, index_t Block, index_t Source = 0>
+inline constexpr StaticBlockCyclic<Dim, Block, Source> block_cyclic_c{};
 
 }  // namespace shardalg

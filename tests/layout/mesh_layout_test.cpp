@@ -69,7 +69,9 @@ TEST_CASE("ranks_holding agrees with a brute-force scan") {
            {"dp=4,tp=2", "_S(0,2),S(0)", Dims{15, 5}},
            {"a=2,b=3,c=2", "S(1),S(0),R", Dims{7, 5}},
            {"a=3,b=2", "S(0),_S(0,3)", Dims{11}},
-           {"a=2,b=2", "P(sum),S(1)", Dims{3, 3}}}) {
+           {"a=2,b=2", "P(sum),S(1)", Dims{3, 3}},
+           {"p=2,q=3", "BC(0,2),BC(1,2,1)", Dims{9, 11}},
+           {"a=2,b=2", "S(0),BC(0,1)", Dims{9}}}) {
     MeshLayout layout = MeshLayout::parse(mesh, placements, shape);
     auto holders = holders_by_element(layout);
     for (index_t e = 0; e < volume(shape); ++e) {
@@ -125,4 +127,19 @@ TEST_CASE("the full layout holds the whole tensor on each listed rank") {
   CHECK(replicated.replication_factor() == 2);
   CHECK(replicated.tile(5) == Tile::whole(Dims{4, 3}));
   SHARDALG_CHECK_THROWS_CONTAINING(full_layout(Dims{4}, {}), Error, "no ranks given");
+}
+
+TEST_CASE("2-D block-cyclic matrices on a process grid, as ScaLAPACK distributes them") {
+  // 5 x 5 in 2 x 2 blocks on a 2 x 2 grid: process (p, q) holds row blocks p, p+2 and column blocks q, q+2.
+  MeshLayout layout = MeshLayout::parse("p=2,q=2", "BC(0,2),BC(1,2)", Dims{5, 5});
+  Tile t00 = layout.tile_at(Dims{0, 0});
+  CHECK(shardalg::testing::positions(t00.dim(0)) == std::vector<index_t>{0, 1, 4});
+  CHECK(shardalg::testing::positions(t00.dim(1)) == std::vector<index_t>{0, 1, 4});
+  CHECK(layout.shard_info(3).local_shape == Dims{2, 2});
+  CHECK(layout.replication_factor() == 1);
+  SHARDALG_CHECK_THROWS_CONTAINING(MeshLayout::parse("p=2,q=2", "BC(0,2,2),R", Dims{5}), Error,
+                                   "placement BC(0, 2, 2) starts at coordinate 2 but mesh dim 0 (p) has size 2");
+  // Block-cyclic to block (ScaLAPACK redistribution, pdgemr2d's job) plans and verifies.
+  ReshardPlan plan(layout, MeshLayout::parse("p=2,q=2", "S(0),S(1)", Dims{5, 5}));
+  verify_plan(plan, plan.all_transfers());
 }

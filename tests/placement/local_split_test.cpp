@@ -27,3 +27,32 @@ TEST_CASE("shard is one torch.chunk piece") {
   CHECK(positions(local_split(Placement::shard(0), 10, 4, 3)) == V{9});
   CHECK(local_split(Placement::shard(0), 6, 4, 3).empty());
 }
+
+TEST_CASE("block-cyclic: block k goes to coordinate (src + k) mod n (ScaLAPACK)") {
+  Placement p = Placement::block_cyclic(0, 2);
+  CHECK(positions(local_split(p, 10, 2, 0)) == V{0, 1, 4, 5, 8, 9});
+  CHECK(positions(local_split(p, 10, 2, 1)) == V{2, 3, 6, 7});
+  // n = 10, block 3, 3 processes, first block on process 1 (RSRC = 1); the last block is short.
+  Placement shifted = Placement::block_cyclic(0, 3, 1);
+  CHECK(positions(local_split(shifted, 10, 3, 0)) == V{6, 7, 8});
+  CHECK(positions(local_split(shifted, 10, 3, 1)) == V{0, 1, 2, 9});
+  CHECK(positions(local_split(shifted, 10, 3, 2)) == V{3, 4, 5});
+  CHECK(local_split(p, 0, 2, 0).empty());
+  // Local lengths agree with ScaLAPACK's NUMROC: blocks owned, the last one possibly partial.
+  for (index_t n : {0, 1, 7, 64, 100})
+    for (index_t nb : {1, 3, 8})
+      for (index_t procs : {1, 2, 3, 4})
+        for (index_t src = 0; src < procs; ++src) {
+          index_t total = 0;
+          for (index_t r = 0; r < procs; ++r) {
+            index_t blocks = ceil_div(n, nb), mine = 0, length = 0;
+            for (index_t k = 0; k < blocks; ++k)
+              if ((src + k) % procs == r) ++mine, length += std::min(nb, n - k * nb);
+            IndexMap map = local_split(Placement::block_cyclic(0, nb, src), n, procs, r);
+            CHECK(map.size() == length);
+            CHECK(static_cast<index_t>(map.runs().size()) <= mine);
+            total += map.size();
+          }
+          CHECK(total == n);
+        }
+}

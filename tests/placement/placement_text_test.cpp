@@ -48,3 +48,18 @@ TEST_CASE("malformed placements are parse errors naming the text") {
   SHARDALG_CHECK_THROWS_CONTAINING(parse_placements("S(0),"), ParseError, "placements 'S(0),'");
   SHARDALG_CHECK_THROWS_CONTAINING(parse_placement("S(99999999999999999999)"), OverflowError, "does not fit in int64");
 }
+
+TEST_CASE("block-cyclic text forms") {
+  CHECK(to_string(Placement::block_cyclic(0, 64)) == "BC(0, 64)");
+  CHECK(to_string(Placement::block_cyclic(1, 2, 1)) == "BC(1, 2, 1)");
+  CHECK(to_repr(Placement::block_cyclic(1, 2, 1)) == "BlockCyclic(dim=1, block=2, src=1)");
+  CHECK(parse_placement("BC(0,64)") == Placement::block_cyclic(0, 64));
+  CHECK(parse_placement("BlockCyclic(dim=1, block=2, src=1)") == Placement::block_cyclic(1, 2, 1));
+  CHECK(parse_placements("BC(0,2),BC(1,2)") == std::vector{Placement::block_cyclic(0, 2), Placement::block_cyclic(1, 2)});
+  CHECK(Placement::block_cyclic(0, 2) != Placement::block_cyclic(0, 2, 1));
+  CHECK(Placement::block_cyclic(0, 2).splits_tensor());
+  SHARDALG_CHECK_THROWS_CONTAINING(parse_placement("BC(0,0)"), ParseError, "block size 0 must be >= 1");
+  SHARDALG_CHECK_THROWS_CONTAINING(parse_placement("BC(0,2,-1)"), ParseError, "source coordinate -1");
+  SHARDALG_CHECK_THROWS_CONTAINING(parse_placement("BC(0)"), ParseError, "expected ','");
+  SHARDALG_CHECK_THROWS_CONTAINING(Placement::block_cyclic(0, 0), Error, "block size must be >= 1");
+}

@@ -61,7 +61,9 @@ inline rc::Gen<Placement> gen_placement(std::size_t tensor_ndim) {
                                                      std::get<2>(t) ? StridedSemantics::legacy : StridedSemantics::nested_chunk);
                    }),
       rc::gen::map(rc::gen::element(ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max, ReduceOp::product),
-                   [](ReduceOp op) { return Placement::partial(op); }));
+                   [](ReduceOp op) { return Placement::partial(op); }),
+      rc::gen::map(rc::gen::tuple(dim, rc::gen::inRange<index_t>(1, 4)),
+                   [](const std::tuple<index_t, index_t>& t) { return Placement::block_cyclic(std::get<0>(t), std::get<1>(t)); }));
 }
 
 inline rc::Gen<MeshLayout> gen_mesh_layout() {

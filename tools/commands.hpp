@@ -9,7 +9,8 @@ void add_slices_command(CLI::App& app);     // slice maps of mesh layouts
 void add_partition_command(CLI::App& app);  // ZeRO-3, ZeRO-1/2 and Megatron flat partitions
 void add_groups_command(CLI::App& app);     // process-group conventions
 void add_scale_command(CLI::App& app);      // gradient-averaging scale factors
-void add_plan_command(CLI::App& app);       // resharding plans
+void add_plan_command(CLI::App& app);       // resharding plans, lowering, relabeling
+void add_cost_command(CLI::App& app);       // communication volume and time of a plan
 void add_demo_command(CLI::App& app);       // the main job: a whole-model reshard, planned and simulated
 void add_run_command(CLI::App& app, int& exit_code);  // a reshard executed across MPI processes, verified
 

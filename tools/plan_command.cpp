@@ -1,6 +1,7 @@
 #include <chrono>
 #include <iostream>
 #include <memory>
+#include <numeric>
 
 #include "commands.hpp"
 #include "plan_options.hpp"
@@ -10,9 +11,105 @@ namespace shardalg::cli {
 namespace {
 
 struct PlanOptions : LayoutOptions {
-  index_t rank = -1;
-  bool json = false, summary = false, simulate = false;
+  index_t rank = -1, relabel_exact_limit = 256;
+  bool json = false, summary = false, simulate = false, lower = false, relabel = false;
+  CostOptions cost;
 };
+
+// The one tensor's mesh layouts, for lowering. Errors: several tensors, flat layouts.
+std::pair<const MeshLayout*, const MeshLayout*> single_mesh_tensor(const ModelReshardPlan& plan) {
+  if (plan.size() != 1)
+    detail::fail("--lower lowers one tensor; the plan has ", plan.size(), " (choose one with --tensor, or give --shape)");
+  const MeshLayout* src = plan.source()[0].layout.mesh_layout();
+  const MeshLayout* dst = plan.destination()[plan.destination_index(0)].layout.mesh_layout();
+  if (!src || !dst) detail::fail("--lower needs mesh layouts; tensor '", plan.source()[0].name, "' has a flat (ZeRO/Megatron) layout");
+  return {src, dst};
+}
+
+nlohmann::ordered_json step_json(const LoweredStep& step) {
+  nlohmann::ordered_json out{{"op", to_string(step.kind)}, {"mesh_dims", step.mesh_dims},
+                             {"bytes", std::llround(step.bytes)}, {"cost_us", step.cost_us}};
+  if (step.tensor_dim >= 0) out["tensor_dim"] = step.tensor_dim;
+  if (step.split_dim >= 0) out["split_dim"] = step.split_dim;
+  return out;
+}
+
+std::string mesh_dim_names(const DeviceMesh& mesh, const std::vector<index_t>& dims) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < dims.size(); ++i) out += (i ? "," : "") + mesh.name(static_cast<std::size_t>(dims[i]));
+  return out + "]";
+}
+
+void print_lowering(const ModelReshardPlan& plan, const PlanOptions& o) {
+  auto [src, dst] = single_mesh_tensor(plan);
+  index_t element_bytes = dtype_bytes(plan.source()[0].dtype);
+  LoweredProgram lowered = lower_reshard(*src, *dst, element_bytes, cost_model_from(o.cost));
+  bool collectives = lowered.choice == LoweringChoice::collectives;
+  if (o.json) {
+    nlohmann::ordered_json out;
+    out["choice"] = collectives ? "collectives" : "p2p";
+    out["steps"] = nlohmann::ordered_json::array();
+    if (collectives) {
+      for (const LoweredStep& step : lowered.collectives->steps) out["steps"].push_back(step_json(step));
+    } else {
+      std::vector<index_t> all(src->mesh().ndim());
+      std::iota(all.begin(), all.end(), index_t{0});
+      out["steps"].push_back({{"op", "p2p"}, {"mesh_dims", all}, {"bytes", std::llround(lowered.p2p_bytes)}, {"cost_us", lowered.p2p_us}});
+      out["reason"] = lowered.reason;
+      if (lowered.collectives) {
+        out["collective_steps"] = nlohmann::ordered_json::array();
+        for (const LoweredStep& step : lowered.collectives->steps) out["collective_steps"].push_back(step_json(step));
+      }
+    }
+    out["p2p_bytes"] = std::llround(lowered.p2p_bytes);
+    out["p2p_cost_us"] = lowered.p2p_us;
+    std::cout << out.dump() << "\n";
+    return;
+  }
+  std::cout << "source       " << src->to_string() << "\ndestination  " << dst->to_string() << "\n\n";
+  std::cout << "choice       " << (collectives ? "collectives" : "p2p") << (collectives ? "" : " (" + lowered.reason + ")") << "\n";
+  if (lowered.collectives) {
+    const CollectiveProgram& program = *lowered.collectives;
+    std::cout << (collectives ? "program" : "best collective program (not used)") << ":\n";
+    for (std::size_t i = 0; i < program.steps.size(); ++i) {
+      const LoweredStep& step = program.steps[i];
+      std::cout << "  " << i + 1 << ". " << to_string(step.kind) << " over " << mesh_dim_names(src->mesh(), step.mesh_dims);
+      if (step.kind == CollectiveKind::all_to_all) std::cout << "  tensor dim " << step.tensor_dim << " -> " << step.split_dim;
+      else if (step.tensor_dim >= 0) std::cout << "  tensor dim " << step.tensor_dim;
+      std::cout << "  " << std::llround(step.bytes) << " bytes  " << step.cost_us << " us\n    -> "
+                << format_placements(program.states[i + 1].placements());
+      if (program.states[i + 1].application_order() && !program.states[i + 1].application_order()->empty())
+        std::cout << "  order " << format_shard_order(*program.states[i + 1].application_order());
+      std::cout << "\n";
+    }
+    std::cout << "collectives  " << program.collectives() << " collective(s), " << std::llround(program.bytes) << " bytes, " << program.cost_us << " us\n";
+  }
+  std::cout << "p2p          " << std::llround(lowered.p2p_bytes) << " bytes, " << lowered.p2p_us << " us\n";
+}
+
+void print_relabeling(const ModelReshardPlan& plan, const PlanOptions& o) {
+  Relabeling r = relabel_destination(plan, o.relabel_exact_limit);
+  if (o.json) {
+    nlohmann::ordered_json out;
+    out["exact"] = r.exact;
+    out["roles"] = r.roles;
+    out["processes"] = r.process_of_role;
+    out["bytes_before"] = std::llround(r.moved_before);
+    out["bytes_after"] = std::llround(r.moved_after);
+    out["bytes_saved"] = std::llround(r.saved());
+    out["bytes_bound"] = std::llround(r.moved_bound);
+    std::cout << out.dump() << "\n";
+    return;
+  }
+  std::cout << "relabeling   " << (r.exact ? "exact (maximum-weight assignment)" : "greedy (heaviest pairs first)") << "\n"
+            << "destination rank -> process\n";
+  for (std::size_t i = 0; i < r.roles.size(); ++i)
+    std::cout << "  " << r.roles[i] << " -> " << r.process_of_role[i] << (r.roles[i] == r.process_of_role[i] ? "" : "  (moved)") << "\n";
+  std::cout << "bytes moved before  " << std::llround(r.moved_before) << "\n"
+            << "bytes moved after   " << std::llround(r.moved_after) << "\n"
+            << "bytes saved         " << std::llround(r.saved()) << "\n"
+            << "lower bound         " << std::llround(r.moved_bound) << (r.exact ? " (optimal)" : detail::concat(" (gap ", std::llround(r.moved_after - r.moved_bound), " bytes)")) << "\n";
+}
 
 void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers) {
   bool one = plan.size() == 1;
@@ -31,6 +128,8 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
 void run(const CLI::App& cmd, const PlanOptions& o) {
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
+  if (o.lower) return print_lowering(plan, o);
+  if (o.relabel) return print_relabeling(plan, o);
   TransferList transfers;
   if (o.rank >= 0) {
     const auto& s = plan.source().ranks();
@@ -67,7 +166,16 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--rank", o->rank, "Only this rank's receives and sends, planned without the rest");
   cmd->add_flag("--json", o->json, "Print the transfers as JSON");
   cmd->add_flag("--summary", o->summary, "Print bytes moved and kept, messages, per-rank maxima, the lower bound and plan time");
-  cmd->add_flag("--simulate", o->simulate, "Run the plan in the host simulator on numbered data and check every element");
+  auto* simulate = cmd->add_flag("--simulate", o->simulate, "Run the plan in the host simulator on numbered data and check every element");
+  auto* lower = cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard to collectives (or say why point-to-point is better)");
+  auto* relabel = cmd->add_flag("--relabel", o->relabel, "The destination rank relabeling that moves the fewest bytes");
+  cmd->add_option("--relabel-exact-limit", o->relabel_exact_limit, "Largest world solved exactly; greedy above")->capture_default_str();
+  add_cost_options(*cmd, o->cost);
+  lower->excludes(relabel);
+  for (auto* other : {simulate, cmd->get_option("--summary"), cmd->get_option("--rank")}) {
+    lower->excludes(other);
+    relabel->excludes(other);
+  }
   cmd->callback([o, cmd] { run(*cmd, *o); });
 }
 

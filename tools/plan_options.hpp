@@ -2,6 +2,7 @@
 // recipes, or one tensor between explicit mesh layouts.
 #pragma once
 
+#include <charconv>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,49 @@ inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
   source.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(src))});
   destination.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(dst))});
   return ModelReshardPlan(ModelLayout(std::move(source)), ModelLayout(std::move(destination)));
+}
+
+// The cost model's settings as given on the command line: links as "ALPHA_US,GBPS".
+struct CostOptions {
+  std::string intra_node, inter_node;
+  index_t ranks_per_node = CostModel{}.ranks_per_node;
+};
+
+// "3,150": 3 us latency, 150 GB/s. Errors name the flag and the text.
+inline LinkParameters parse_link(const std::string& text, const char* flag) {
+  auto number = [&](std::string_view part, const char* what) {
+    double value = 0;
+    auto [end, error] = std::from_chars(part.data(), part.data() + part.size(), value);
+    if (part.empty() || error != std::errc{} || end != part.data() + part.size())
+      detail::fail(flag, " '", text, "': ", what, " '", part, "' is not a number (expected ALPHA_US,GBPS, e.g. 3,150)");
+    return value;
+  };
+  std::size_t comma = text.find(',');
+  if (comma == std::string::npos) detail::fail(flag, " '", text, "': expected ALPHA_US,GBPS, e.g. 3,150");
+  LinkParameters link{number(std::string_view(text).substr(0, comma), "latency"), number(std::string_view(text).substr(comma + 1), "bandwidth")};
+  if (link.alpha_us < 0 || !(link.gigabytes_per_second > 0))
+    detail::fail(flag, " '", text, "': latency must be >= 0 us and bandwidth > 0 GB/s");
+  return link;
+}
+
+inline CostModel cost_model_from(const CostOptions& o) {
+  CostModel model;
+  if (!o.intra_node.empty()) model.intra_node = parse_link(o.intra_node, "--intra-node");
+  if (!o.inter_node.empty()) model.inter_node = parse_link(o.inter_node, "--inter-node");
+  model.ranks_per_node = o.ranks_per_node;
+  model.validate();
+  return model;
+}
+
+inline void add_cost_options(CLI::App& cmd, CostOptions& o) {
+  CostModel defaults;
+  cmd.add_option("--intra-node", o.intra_node,
+                 detail::concat("Intra-node link as ALPHA_US,GBPS (default ", defaults.intra_node.alpha_us, ",",
+                                defaults.intra_node.gigabytes_per_second, ": NVLink)"));
+  cmd.add_option("--inter-node", o.inter_node,
+                 detail::concat("Inter-node link as ALPHA_US,GBPS (default ", defaults.inter_node.alpha_us, ",",
+                                defaults.inter_node.gigabytes_per_second, ": InfiniBand)"));
+  cmd.add_option("--ranks-per-node", o.ranks_per_node, "Consecutive ranks sharing a node")->capture_default_str();
 }
 
 inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {

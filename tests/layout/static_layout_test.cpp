@@ -37,6 +37,7 @@ TEST_CASE("static and run-time layouts give equal answers") {
     check_agree(make_static_layout(Mesh{}, hana::make_tuple(replicate_c, partial_c<>), hana::make_tuple(n)));
     check_agree(make_static_layout(Mesh{}, hana::make_tuple(strided_shard_c<0, 2, StridedSemantics::legacy>, shard_c<0>),
                                    hana::make_tuple(n)));
+    check_agree(make_static_layout(Mesh{}, hana::make_tuple(block_cyclic_c<0, 2>, block_cyclic_c<1, 3, 1>), hana::make_tuple(n, index_t{11})));
   }
 }
 

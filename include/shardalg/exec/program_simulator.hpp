@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <span>
 #include <vector>
 
 #include "shardalg/exec/element_ops.hpp"
@@ -16,7 +17,7 @@ namespace detail {
 
 // Positions [begin, begin + count) of dim d of a dense row-major tensor of `shape`.
 template <class T>
-std::vector<T> slice_along(const std::vector<T>& data, const Dims& shape, std::size_t d, index_t begin, index_t count) {
+std::vector<T> slice_along(std::span<const T> data, const Dims& shape, std::size_t d, index_t begin, index_t count) {
   index_t outer = 1, inner = 1;
   for (std::size_t i = 0; i < d; ++i) outer *= shape[i];
   for (std::size_t i = d + 1; i < shape.size(); ++i) inner *= shape[i];
@@ -31,7 +32,7 @@ std::vector<T> slice_along(const std::vector<T>& data, const Dims& shape, std::s
 
 // Dense row-major tensors of equal shape except along dim d, joined along d.
 template <class T>
-std::vector<T> concat_along(const std::vector<const std::vector<T>*>& parts, const std::vector<Dims>& shapes, std::size_t d) {
+std::vector<T> concat_along(const std::vector<std::span<const T>>& parts, const std::vector<Dims>& shapes, std::size_t d) {
   index_t outer = 1, inner = 1;
   const Dims& first = shapes.front();
   for (std::size_t i = 0; i < d; ++i) outer *= first[i];
@@ -40,7 +41,7 @@ std::vector<T> concat_along(const std::vector<const std::vector<T>*>& parts, con
   for (index_t o = 0; o < outer; ++o)
     for (std::size_t p = 0; p < parts.size(); ++p) {
       index_t run = shapes[p][d] * inner;
-      auto from = parts[p]->begin() + o * run;
+      auto from = parts[p].begin() + o * run;
       out.insert(out.end(), from, from + run);
     }
   return out;
@@ -103,12 +104,12 @@ RankBuffers<T> run_collective_program(const CollectiveProgram& program, const Ra
     for (const std::vector<index_t>& group : detail::flattened_groups(before.mesh(), step.mesh_dims)) {
       std::vector<Tile> old_tiles, new_tiles;
       std::vector<Dims> old_shapes;
-      std::vector<const std::vector<T>*> parts;
+      std::vector<std::span<const T>> parts;
       for (index_t rank : group) {
         old_tiles.push_back(before.tile(rank));
         new_tiles.push_back(after.tile(rank));
         old_shapes.push_back(detail::tile_shape(old_tiles.back()));
-        parts.push_back(&buffers.at(rank));
+        parts.emplace_back(buffers.at(rank));
       }
       auto n = static_cast<index_t>(group.size());
       auto d = static_cast<std::size_t>(step.tensor_dim);
@@ -117,9 +118,9 @@ RankBuffers<T> run_collective_program(const CollectiveProgram& program, const Ra
       auto reduced = [&](std::size_t target, bool scatter) {
         std::vector<T> acc;
         for (std::size_t j = 0; j < group.size(); ++j) {
-          std::vector<T> part = scatter ? detail::slice_along(*parts[j], old_shapes[j], d, detail::local_begin(old_tiles[j], new_tiles[target], d),
+          std::vector<T> part = scatter ? detail::slice_along(parts[j], old_shapes[j], d, detail::local_begin(old_tiles[j], new_tiles[target], d),
                                                                new_tiles[target].dim(d).size())
-                                        : *parts[j];
+                                        : std::vector<T>(parts[j].begin(), parts[j].end());
           if (acc.empty()) acc.assign(part.size(), detail::identity_value<T>(op));
           for (std::size_t k = 0; k < part.size(); ++k) acc[k] = detail::reduce_value(acc[k], part[k], op, n);
         }
@@ -129,7 +130,7 @@ RankBuffers<T> run_collective_program(const CollectiveProgram& program, const Ra
         std::vector<T>& out = next[group[k]];
         switch (step.kind) {
           case CollectiveKind::local:
-            out = detail::slice_along(*parts[k], old_shapes[k], d, detail::local_begin(old_tiles[k], new_tiles[k], d), new_tiles[k].dim(d).size());
+            out = detail::slice_along(parts[k], old_shapes[k], d, detail::local_begin(old_tiles[k], new_tiles[k], d), new_tiles[k].dim(d).size());
             break;
           case CollectiveKind::all_gather: out = detail::concat_along(parts, old_shapes, d); break;
           case CollectiveKind::reduce_scatter: out = reduced(k, true); break;
@@ -139,13 +140,12 @@ RankBuffers<T> run_collective_program(const CollectiveProgram& program, const Ra
             std::vector<std::vector<T>> pieces;
             std::vector<Dims> shapes;
             for (std::size_t j = 0; j < group.size(); ++j) {
-              pieces.push_back(detail::slice_along(*parts[j], old_shapes[j], e, detail::local_begin(old_tiles[j], new_tiles[k], e),
+              pieces.push_back(detail::slice_along(parts[j], old_shapes[j], e, detail::local_begin(old_tiles[j], new_tiles[k], e),
                                                    new_tiles[k].dim(e).size()));
               shapes.push_back(old_shapes[j]);
               shapes.back()[e] = new_tiles[k].dim(e).size();
             }
-            std::vector<const std::vector<T>*> views;
-            for (const auto& piece : pieces) views.push_back(&piece);
+            std::vector<std::span<const T>> views(pieces.begin(), pieces.end());
             out = detail::concat_along(views, shapes, d);
             break;
           }

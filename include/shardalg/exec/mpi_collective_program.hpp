@@ -1,0 +1,305 @@
+// MpiCollectiveProgram: runs this process's part of a lowered collective program with MPI
+// collectives, one sub-communicator per group of mesh dims (MPI_Comm_split, made once). Needs
+// <mpi.h> and MPI initialized; the process's rank in the communicator is its mesh rank.
+//
+// Each step works on the rank's tile, a dense row-major buffer (program_simulator.hpp does the
+// same on all ranks in one process and is the reference):
+//   local           keep a chunk of the tile
+//   all_gather      MPI_Iallgatherv of the tiles, joined along the tensor dim in group order
+//   all_to_all      MPI_Ialltoallv of each member's chunk, joined along the gathered dim
+//   reduce_scatter  MPI_Ialltoallv of each member's chunk, reduced here (element_ops: every
+//                   dtype and op, avg included)
+//   all_reduce      reduce-scatter of flat chunks, then MPI_Iallgatherv of the reduced chunks
+// MPI's v-collectives take exact sizes, so uneven tiles need no padding. Buffers are checked
+// and the check agreed by every rank before the first step; waits poll with a deadline, so a
+// rank that never joins a collective gives a timeout error naming the step and its group. A
+// collective cannot be cancelled: after a timeout, abort the job (MPI_Abort); the timed-out
+// collective's buffers stay allocated meanwhile, since MPI may still complete it.
+#pragma once
+
+#include <mpi.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shardalg/core/dtype.hpp"
+#include "shardalg/exec/element_ops.hpp"
+#include "shardalg/exec/program_simulator.hpp"
+
+namespace shardalg {
+
+class MpiCollectiveProgram {
+ public:
+  // Collective over `comm`: every process calls it (processes outside the mesh too). Keeps a copy
+  // of the program.
+  MpiCollectiveProgram(const CollectiveProgram& program, MPI_Comm comm = MPI_COMM_WORLD, double timeout_seconds = 600)
+      : program_(program), timeout_(timeout_seconds) {
+    if (program_.states.size() != program_.steps.size() + 1) detail::fail("MPI collective program: ", program_.states.size(), " states for ", program_.steps.size(), " steps");
+    check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+    check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    int rank = 0;
+    check(MPI_Comm_rank(comm_, &rank), "MPI_Comm_rank");
+    rank_ = rank;
+    const DeviceMesh& mesh = program_.states.front().mesh();
+    std::optional<Dims> coord = mesh.coordinate_of(rank_);
+    for (const LoweredStep& step : program_.steps) {
+      if (groups_.count(step.mesh_dims)) continue;
+      int color = MPI_UNDEFINED, key = 0;
+      std::vector<index_t> members;
+      if (coord) {
+        Dims leader = *coord;
+        for (index_t m : step.mesh_dims) leader[static_cast<std::size_t>(m)] = 0;
+        color = static_cast<int>(mesh.rank_at(leader));
+        for (const auto& group : detail::flattened_groups(mesh, step.mesh_dims))
+          if (group.front() == color) members = group;
+        key = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
+      }
+      MPI_Comm sub = MPI_COMM_NULL;
+      check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");
+      if (sub != MPI_COMM_NULL) check(MPI_Comm_set_errhandler(sub, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+      groups_.emplace(step.mesh_dims, Group{sub, std::move(members)});
+    }
+  }
+  MpiCollectiveProgram(const MpiCollectiveProgram&) = delete;
+  MpiCollectiveProgram& operator=(const MpiCollectiveProgram&) = delete;
+  ~MpiCollectiveProgram() {
+    for (auto& [dims, group] : groups_)
+      if (group.comm != MPI_COMM_NULL) MPI_Comm_free(&group.comm);
+    MPI_Comm_free(&comm_);
+  }
+
+  // This rank's tile of the program's first state (elements of `dtype`) in, its tile of the last
+  // state out (empty outside the mesh). Collective over the communicator.
+  // Errors, before any data moves: a source of the wrong size on any rank (that rank names its
+  // buffer, the others name that rank), an unknown dtype; then MPI errors naming the call.
+  std::vector<std::byte> run(std::span<const std::byte> source, std::string_view dtype) {
+    index_t element = dtype_bytes(dtype);
+    const MeshLayout& first = program_.states.front();
+    bool inside = first.mesh().contains(rank_);
+    index_t expected = inside ? first.tile(rank_).volume() * element : 0;
+    bool bad = static_cast<index_t>(source.size()) != expected;
+    int mine = bad ? static_cast<int>(rank_) : -1, worst = -1;
+    std::vector<std::byte> send(sizeof(int)), received(sizeof(int));
+    std::memcpy(send.data(), &mine, sizeof(int));
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(send.data(), received.data(), 1, MPI_INT, MPI_MAX, comm_, &request), "MPI_Iallreduce");
+    wait(request, "MPI_Iallreduce", "of the buffer check (every rank)", {std::move(send), &received});
+    std::memcpy(&worst, received.data(), sizeof(int));
+    if (bad) detail::fail("MPI collective program: rank ", rank_, " source buffer has ", source.size(), " bytes, its tile needs ", expected, " (", dtype, ")");
+    if (worst >= 0) detail::fail("MPI collective program: rank ", worst, " has a source buffer of the wrong size; nothing was sent");
+    if (!inside) return {};
+    ReduceOp op = ReduceOp::sum;
+    for (const Placement& p : first.placements())
+      if (p.is_partial()) op = p.reduce_op();
+    std::vector<std::byte> buffer(source.begin(), source.end());
+    for (std::size_t i = 0; i < program_.steps.size(); ++i) buffer = run_step(i, buffer, dtype, element, op);
+    return buffer;
+  }
+
+ private:
+  struct Group {
+    MPI_Comm comm;
+    std::vector<index_t> members;  // ranks in flattened order
+  };
+
+  // A tile's shape with the element's bytes as an extra innermost dim (byte-level slicing).
+  static Dims byte_shape(const Tile& tile, index_t element) {
+    Dims shape = detail::tile_shape(tile);
+    shape.push_back(element);
+    return shape;
+  }
+
+  std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, std::string_view dtype, index_t element, ReduceOp op) {
+    const LoweredStep& step = program_.steps[i];
+    const MeshLayout& before = program_.states[i];
+    const MeshLayout& after = program_.states[i + 1];
+    const Group& group = groups_.at(step.mesh_dims);
+    auto n = group.members.size();
+    auto me = static_cast<std::size_t>(std::find(group.members.begin(), group.members.end(), rank_) - group.members.begin());
+    auto d = static_cast<std::size_t>(step.tensor_dim);
+    Tile mine_before = before.tile(rank_), mine_after = after.tile(rank_);
+    Dims shape = byte_shape(mine_before, element);
+    std::vector<Tile> before_tiles, after_tiles;
+    for (index_t member : group.members) {
+      before_tiles.push_back(before.tile(member));
+      after_tiles.push_back(after.tile(member));
+    }
+    // The chunk of this rank's tile along `dim` that member j holds after the step.
+    auto chunk_for = [&](std::size_t j, std::size_t dim) {
+      return detail::slice_along(buffer, shape, dim, detail::local_begin(mine_before, after_tiles[j], dim), after_tiles[j].dim(dim).size());
+    };
+    switch (step.kind) {
+      case CollectiveKind::local:
+        return detail::slice_along(buffer, shape, d, detail::local_begin(mine_before, mine_after, d), mine_after.dim(d).size());
+      case CollectiveKind::all_gather: {
+        std::vector<int> counts;
+        for (const Tile& t : before_tiles) counts.push_back(count_of(t.volume() * element, step, i));
+        auto [received, offsets] = all_gather(buffer, counts, group, step, i);
+        std::vector<std::span<const std::byte>> parts;
+        std::vector<Dims> shapes;
+        for (std::size_t j = 0; j < n; ++j) {
+          parts.emplace_back(received.data() + offsets[j], static_cast<std::size_t>(counts[j]));
+          shapes.push_back(byte_shape(before_tiles[j], element));
+        }
+        return detail::concat_along(parts, shapes, d);
+      }
+      case CollectiveKind::all_to_all: {
+        auto e = static_cast<std::size_t>(step.split_dim);
+        std::vector<std::vector<std::byte>> pieces;
+        for (std::size_t j = 0; j < n; ++j) pieces.push_back(chunk_for(j, e));
+        std::vector<Dims> shapes;
+        std::vector<int> receive_counts;
+        for (std::size_t j = 0; j < n; ++j) {
+          shapes.push_back(byte_shape(before_tiles[j], element));
+          shapes.back()[e] = mine_after.dim(e).size();
+          receive_counts.push_back(count_of(volume(shapes.back()), step, i));
+        }
+        auto [received, offsets] = all_to_all(pieces, receive_counts, group, step, i);
+        std::vector<std::span<const std::byte>> parts;
+        for (std::size_t j = 0; j < n; ++j) parts.emplace_back(received.data() + offsets[j], static_cast<std::size_t>(receive_counts[j]));
+        return detail::concat_along(parts, shapes, d);
+      }
+      case CollectiveKind::reduce_scatter: {
+        std::vector<std::vector<std::byte>> pieces;
+        for (std::size_t j = 0; j < n; ++j) pieces.push_back(chunk_for(j, d));
+        index_t bytes = mine_after.volume() * element;
+        return reduce(pieces, bytes, dtype, element, op, group, step, i);
+      }
+      case CollectiveKind::all_reduce: {
+        // Reduce-scatter flat chunks of the buffer, then gather the reduced chunks.
+        index_t elements = static_cast<index_t>(buffer.size()) / element;
+        std::vector<std::vector<std::byte>> pieces;
+        std::vector<int> counts;
+        for (std::size_t j = 0; j < n; ++j) {
+          Chunk c = chunk_of(elements, static_cast<index_t>(n), static_cast<index_t>(j));
+          auto from = buffer.begin() + c.offset * element;
+          pieces.emplace_back(from, from + c.size * element);
+          counts.push_back(count_of(c.size * element, step, i));
+        }
+        std::vector<std::byte> reduced = reduce(pieces, counts[me], dtype, element, op, group, step, i);
+        auto [gathered, offsets] = all_gather(reduced, counts, group, step, i);
+        return gathered;
+      }
+      case CollectiveKind::p2p: break;
+    }
+    detail::fail("MPI collective program: step ", i, " is a p2p step; run point-to-point plans with the engine");
+  }
+
+  // Member j's piece goes to j; the pieces for this rank (all `bytes` long) are reduced.
+  std::vector<std::byte> reduce(const std::vector<std::vector<std::byte>>& pieces, index_t bytes, std::string_view dtype, index_t element, ReduceOp op,
+                                const Group& group, const LoweredStep& step, std::size_t i) {
+    std::vector<int> receive_counts(group.members.size(), count_of(bytes, step, i));
+    auto [received, offsets] = all_to_all(pieces, receive_counts, group, step, i);
+    std::vector<std::byte> out(static_cast<std::size_t>(bytes));
+    fill_identity(dtype, op, out.data(), bytes / element);
+    for (std::size_t j = 0; j < group.members.size(); ++j)
+      reduce_bytes(dtype, op, static_cast<index_t>(group.members.size()), out.data(), received.data() + offsets[j], bytes / element);
+    return out;
+  }
+
+  std::pair<std::vector<std::byte>, std::vector<int>> all_gather(std::span<const std::byte> mine, const std::vector<int>& counts, const Group& group,
+                                                                 const LoweredStep& step, std::size_t i) {
+    std::vector<int> offsets = prefix(counts, step, i);
+    std::vector<std::byte> received(static_cast<std::size_t>(offsets.back() + counts.back()));
+    std::vector<std::byte> send(mine.begin(), mine.end());  // owned: outlives a timed-out collective
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallgatherv(send.data(), static_cast<int>(send.size()), MPI_BYTE, received.data(), counts.data(), offsets.data(), MPI_BYTE,
+                          group.comm, &request),
+          "MPI_Iallgatherv");
+    wait(request, "MPI_Iallgatherv", where(group, step, i), {std::move(send), &received});
+    return {std::move(received), std::move(offsets)};
+  }
+
+  std::pair<std::vector<std::byte>, std::vector<int>> all_to_all(const std::vector<std::vector<std::byte>>& pieces, const std::vector<int>& receive_counts,
+                                                                 const Group& group, const LoweredStep& step, std::size_t i) {
+    std::vector<int> send_counts;
+    std::vector<std::byte> send;
+    for (const auto& piece : pieces) {
+      send_counts.push_back(count_of(static_cast<index_t>(piece.size()), step, i));
+      send.insert(send.end(), piece.begin(), piece.end());
+    }
+    std::vector<int> send_offsets = prefix(send_counts, step, i), receive_offsets = prefix(receive_counts, step, i);
+    std::vector<std::byte> received(static_cast<std::size_t>(receive_offsets.back() + receive_counts.back()));
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Ialltoallv(send.data(), send_counts.data(), send_offsets.data(), MPI_BYTE, received.data(), receive_counts.data(),
+                         receive_offsets.data(), MPI_BYTE, group.comm, &request),
+          "MPI_Ialltoallv");
+    wait(request, "MPI_Ialltoallv", where(group, step, i), {std::move(send), &received});
+    return {std::move(received), std::move(receive_offsets)};
+  }
+
+  // The buffers of a collective in flight: what MPI may still read and write.
+  struct InFlight {
+    std::vector<std::byte> send;
+    std::vector<std::byte>* receive;
+  };
+
+  // Collectives cannot be cancelled: after a timeout MPI may still complete this one when the
+  // missing rank joins, so its buffers stay allocated until the process exits.
+  static void abandon(InFlight&& buffers) {
+    static std::vector<std::vector<std::byte>> abandoned;
+    abandoned.push_back(std::move(buffers.send));
+    abandoned.push_back(std::move(*buffers.receive));
+  }
+
+  // "of step 2 (all_gather) with ranks [0,4]".
+  static std::string where(const Group& group, const LoweredStep& step, std::size_t i) {
+    std::string ranks;
+    for (index_t r : group.members) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
+    return detail::concat("of step ", i, " (", to_string(step.kind), ") with ranks [", ranks, "]");
+  }
+
+  void wait(MPI_Request& request, const char* call, const std::string& context, InFlight buffers) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+    while (true) {
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);
+      if (done) return;
+      if (std::chrono::steady_clock::now() > deadline) {
+        abandon(std::move(buffers));
+        detail::fail("MPI collective program: rank ", rank_, " timed out after ", timeout_, " s in ", call, " ", context);
+      }
+      std::this_thread::yield();
+    }
+  }
+
+  int count_of(index_t bytes, const LoweredStep& step, std::size_t i) const {
+    if (bytes > std::numeric_limits<int>::max())
+      detail::fail("MPI collective program: step ", i, " (", to_string(step.kind), ") on rank ", rank_, " moves ", bytes,
+                   " bytes in one piece, more than MPI's int count; split the tensor or use the point-to-point engine");
+    return static_cast<int>(bytes);
+  }
+  std::vector<int> prefix(const std::vector<int>& counts, const LoweredStep& step, std::size_t i) const {
+    std::vector<int> offsets;
+    index_t total = 0;
+    for (int c : counts) {
+      offsets.push_back(count_of(total, step, i));
+      total += c;
+    }
+    count_of(total, step, i);
+    return offsets;
+  }
+  void check(int rc, const char* call) const {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int length = 0;
+    MPI_Error_string(rc, text, &length);
+    detail::fail(call, " failed on rank ", rank_, ": ", std::string(text, static_cast<std::size_t>(length)));
+  }
+
+  CollectiveProgram program_;
+  double timeout_;
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  index_t rank_ = 0;
+  std::map<std::vector<index_t>, Group> groups_;
+};
+
+}  // namespace shardalg

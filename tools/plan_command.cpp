@@ -16,16 +16,6 @@ struct PlanOptions : LayoutOptions {
   CostOptions cost;
 };
 
-// The one tensor's mesh layouts, for lowering. Errors: several tensors, flat layouts.
-std::pair<const MeshLayout*, const MeshLayout*> single_mesh_tensor(const ModelReshardPlan& plan) {
-  if (plan.size() != 1)
-    detail::fail("--lower lowers one tensor; the plan has ", plan.size(), " (choose one with --tensor, or give --shape)");
-  const MeshLayout* src = plan.source()[0].layout.mesh_layout();
-  const MeshLayout* dst = plan.destination()[plan.destination_index(0)].layout.mesh_layout();
-  if (!src || !dst) detail::fail("--lower needs mesh layouts; tensor '", plan.source()[0].name, "' has a flat (ZeRO/Megatron) layout");
-  return {src, dst};
-}
-
 nlohmann::ordered_json step_json(const LoweredStep& step) {
   nlohmann::ordered_json out{{"op", to_string(step.kind)}, {"mesh_dims", step.mesh_dims},
                              {"bytes", std::llround(step.bytes)}, {"cost_us", step.cost_us}};

@@ -56,6 +56,16 @@ inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
   return ModelReshardPlan(ModelLayout(std::move(source)), ModelLayout(std::move(destination)));
 }
 
+// The one tensor's mesh layouts, for lowering. Errors: several tensors, flat layouts.
+inline std::pair<const MeshLayout*, const MeshLayout*> single_mesh_tensor(const ModelReshardPlan& plan) {
+  if (plan.size() != 1)
+    detail::fail("--lower lowers one tensor; the plan has ", plan.size(), " (choose one with --tensor, or give --shape)");
+  const MeshLayout* src = plan.source()[0].layout.mesh_layout();
+  const MeshLayout* dst = plan.destination()[plan.destination_index(0)].layout.mesh_layout();
+  if (!src || !dst) detail::fail("--lower needs mesh layouts; tensor '", plan.source()[0].name, "' has a flat (ZeRO/Megatron) layout");
+  return {src, dst};
+}
+
 // The cost model's settings as given on the command line: links as "ALPHA_US,GBPS".
 struct CostOptions {
   std::string intra_node, inter_node;

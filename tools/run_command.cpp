@@ -11,12 +11,15 @@
 #include "plan_options.hpp"
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
+#include "shardalg/exec/mpi_collective_program.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
 
 namespace shardalg::cli {
 namespace {
 
 struct RunOptions : LayoutOptions {
+  bool lower = false;
+  CostOptions cost;
   index_t memory_limit = 0;
   std::uint64_t seed = 1;
   double timeout = 300;
@@ -48,6 +51,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   auto agreed = [&] { return comm.all_max(failure.empty() ? 0 : 1) == 0; };
   std::optional<ModelReshardPlan> plan;
   std::optional<RankPart> part;
+  std::optional<LoweredProgram> lowered;
   std::vector<std::vector<std::byte>> source_data, destination_data;
   std::vector<SourceBuffer> sources;
   std::vector<DestinationBuffer> destinations;
@@ -58,6 +62,10 @@ int run(const CLI::App& cmd, const RunOptions& o) {
         detail::fail("the layouts use rank ", layout->ranks().back(), " but only ", comm.size(), " processes run; start ",
                      layout->ranks().back() + 1, " or more (mpirun -np N)");
     part.emplace(*plan, comm.rank());
+    if (o.lower) {
+      auto [src, dst] = single_mesh_tensor(*plan);
+      lowered = lower_reshard(*src, *dst, dtype_bytes(plan->source()[0].dtype), cost_model_from(o.cost));
+    }
     source_data = make_source_data(*plan, comm.rank(), o.seed);
     destination_data = make_destination_buffers(*plan, comm.rank());
     for (auto& b : source_data) sources.push_back({b.data(), b.size(), ""});
@@ -73,7 +81,20 @@ int run(const CLI::App& cmd, const RunOptions& o) {
       ExecuteOptions options;
       options.memory_limit = o.memory_limit;
       options.timeout_seconds = o.timeout;
-      stats = execute(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
+      if (lowered && lowered->choice == LoweringChoice::collectives) {
+        MpiCollectiveProgram program(*lowered->collectives, comm.comm(), o.timeout);
+        std::span<const std::byte> source;
+        if (!source_data.empty()) source = source_data[0];
+        std::vector<std::byte> result = program.run(source, plan->source()[0].dtype);
+        if (!destination_data.empty()) {
+          if (result.size() != destination_data[0].size())
+            detail::fail("the collective program left ", result.size(), " bytes on rank ", comm.rank(), ", its buffer has ", destination_data[0].size());
+          std::copy(result.begin(), result.end(), destination_data[0].begin());
+        }
+        if (comm.rank() == 0) stats.bytes_sent = std::llround(lowered->collectives->bytes);  // the program's total, all groups
+      } else {
+        stats = execute(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
+      }
       check = check_destination_data(*plan, comm.rank(), destination_data, o.seed);
     } catch (const Error& e) {
       failure = e.what();
@@ -93,6 +114,11 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   double slowest = 0;
   MPI_Allreduce(&seconds, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm.comm());
   if (comm.rank() == 0) {
+    if (lowered)
+      std::cout << "program                    "
+                << (lowered->choice == LoweringChoice::collectives ? detail::concat("collectives (", lowered->collectives->collectives(), " collective(s) on mesh-dim groups)")
+                                                                    : "point-to-point (" + lowered->reason + ")")
+                << "\n";
     std::cout << "processes                  " << comm.size() << "\n"
               << "bytes sent between ranks   " << sent << "\n"
               << "bytes copied locally       " << local << "\n"
@@ -111,6 +137,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
   add_layout_options(*cmd, *o);
   cmd->add_option("--memory-limit", o->memory_limit, "Staging bytes per rank (0: no limit); large messages then move in rounds")
       ->capture_default_str();
+  cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard and run its collectives on sub-communicators when they are cheaper");
+  add_cost_options(*cmd, o->cost);
   cmd->add_option("--seed", o->seed, "Seed of the generated data")->capture_default_str();
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for a peer before failing")->capture_default_str();
   cmd->callback([o, cmd, &exit_code] { exit_code = run(*cmd, *o); });

@@ -46,6 +46,12 @@ struct BasicBuffer {
 using SourceBuffer = BasicBuffer<const std::byte>;
 using DestinationBuffer = BasicBuffer<std::byte>;
 
+// Staging memory kept between calls of execute: a framework that reshards repeatedly passes the
+// same arena, so staging is allocated (and its pages faulted in) once, not on every call.
+struct StagingArena {
+  std::vector<std::vector<std::byte>> receives, sends;  // per message of the rank's part
+};
+
 struct ExecuteOptions {
   // Staging bytes a rank may use for packed messages (0: no limit: every message in one piece).
   // Ranks may differ; the smallest wins.
@@ -54,6 +60,8 @@ struct ExecuteOptions {
   int tag = 0x5a17;
   // Called after each unpacked piece: (bytes received so far, bytes to receive in all).
   std::function<void(index_t, index_t)> progress;
+  // Staging to reuse (none: allocated for this call and freed when it returns).
+  StagingArena* arena = nullptr;
 };
 
 struct ExecuteStats {
@@ -186,7 +194,12 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   for (const Message& m : part.receives()) to_receive += m.bytes;
   index_t rounds = longest == 0 ? 0 : (longest + piece - 1) / piece;
   stats.rounds = rounds;
-  std::vector<std::vector<std::byte>> in(part.receives().size()), out(part.sends().size());
+  StagingArena call_arena;
+  StagingArena& arena = options.arena ? *options.arena : call_arena;
+  if (arena.receives.size() < part.receives().size()) arena.receives.resize(part.receives().size());
+  if (arena.sends.size() < part.sends().size()) arena.sends.resize(part.sends().size());
+  std::vector<std::vector<std::byte>>& in = arena.receives;
+  std::vector<std::vector<std::byte>>& out = arena.sends;
   std::vector<std::size_t> posted;  // receive message index per posted receive
   for (index_t round = 0; round < std::max<index_t>(rounds, 1); ++round) {
     index_t begin = round * piece, staging = 0;
@@ -224,9 +237,9 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
     stats.peak_staging = std::max(stats.peak_staging, staging);
     if (round == 0) {
       for (const LocalCopy& copy : part.local_copies()) {
-        for (index_t r = 0; r < copy.from.rows(); ++r)
-          put(copy.to, destinations[copy.to.buffer].data + copy.to.row_offset(r), sources[copy.from.buffer].data + copy.from.row_offset(r),
-              copy.from.row_bytes);
+        RowCursor from(copy.from, 0), to(copy.to, 0);
+        for (index_t r = 0; r < copy.from.rows(); ++r, from.next(), to.next())
+          put(copy.to, destinations[copy.to.buffer].data + to.offset(), sources[copy.from.buffer].data + from.offset(), copy.from.row_bytes);
         stats.bytes_local += copy.from.bytes();
       }
     }

@@ -40,6 +40,27 @@ struct BoxRows {
   index_t row_offset(index_t row) const { return base + dot(row_major_coordinate(row_shape, row), row_strides); }
 };
 
+// Walks a box's rows in order from `row`, keeping the buffer offset incrementally (no division
+// per row). offset(): the current row's first byte; next(): the following row.
+class RowCursor {
+ public:
+  RowCursor(const BoxRows& box, index_t row) : box_(box), coord_(row_major_coordinate(box.row_shape, row)), offset_(box.row_offset(row)) {}
+  index_t offset() const { return offset_; }
+  void next() {
+    for (std::size_t d = coord_.size(); d-- > 0;) {
+      offset_ += box_.row_strides[d];
+      if (++coord_[d] < box_.row_shape[d]) return;
+      offset_ -= coord_[d] * box_.row_strides[d];
+      coord_[d] = 0;
+    }
+  }
+
+ private:
+  const BoxRows& box_;
+  Dims coord_;
+  index_t offset_;
+};
+
 // The boxes exchanged with one peer, in stream order; `starts[k]` is box k's stream offset.
 struct Message {
   index_t peer = 0;
@@ -68,10 +89,11 @@ struct Message {
     for (; k < boxes.size() && starts[k] < end; ++k) {
       const BoxRows& box = boxes[k];
       index_t from = std::max(begin, starts[k]) - starts[k], to = std::min(end, starts[k] + box.bytes()) - starts[k];
-      for (index_t at = from; at < to;) {  // `at`: byte within the box
-        index_t row = at / box.row_bytes, within = at % box.row_bytes;
+      if (from >= to) continue;
+      RowCursor cursor(box, from / box.row_bytes);
+      for (index_t at = from, within = from % box.row_bytes; at < to; within = 0, cursor.next()) {  // `at`: byte within the box
         index_t length = std::min(box.row_bytes - within, to - at);
-        f(box, box.row_offset(row) + within, starts[k] + at, length);
+        f(box, cursor.offset() + within, starts[k] + at, length);
         at += length;
       }
     }

@@ -1,0 +1,151 @@
+// 2-D block-cyclic redistribution: the engine against ScaLAPACK's pdgemr2d (target: at least 3x
+// faster), n x n fp64 matrices on 8 ranks, (0) the same 2 x 4 grid from 64 x 64 blocks to
+// 128 x 128, (1) a 2 x 4 grid to a 4 x 2 grid, 64 x 64 blocks. Run under mpirun -np 8; rank 0
+// reports; each iteration's time is the slowest rank's.
+//
+// ScaLAPACK stores matrices column-major; a layout of shape [columns, rows] with BC(1, MB) on the
+// process-row mesh dim and BC(0, NB) on the process-column one stores its tiles exactly as
+// ScaLAPACK's local arrays, so both move the same bytes between the same ranks (checked once).
+#include <benchmark/benchmark.h>
+#include <mpi.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "shardalg/exec/check_data.hpp"
+#include "shardalg/exec/engine.hpp"
+#include "shardalg/exec/mpi_communicator.hpp"
+
+extern "C" {
+void Cblacs_get(int context, int what, int* value);
+void Cblacs_gridinit(int* context, const char* order, int rows, int cols);
+void Cblacs_gridexit(int context);
+int numroc_(const int* n, const int* nb, const int* iproc, const int* isrcproc, const int* nprocs);
+void descinit_(int* desc, const int* m, const int* n, const int* mb, const int* nb, const int* irsrc, const int* icsrc, const int* context,
+               const int* lld, int* info);
+void pdgemr2d_(const int* m, const int* n, const double* a, const int* ia, const int* ja, const int* desca, double* b, const int* ib,
+               const int* jb, const int* descb, const int* context);
+}
+
+using namespace shardalg;
+
+namespace {
+
+struct Grid {
+  int rows, cols, block;
+};
+
+std::pair<Grid, Grid> grids(int which) {
+  if (which == 0) return {{2, 4, 64}, {2, 4, 128}};
+  return {{2, 4, 64}, {4, 2, 64}};
+}
+
+MeshLayout layout_of(const Grid& g, index_t n) {
+  return MeshLayout::parse("p=" + std::to_string(g.rows) + ",q=" + std::to_string(g.cols),
+                           "BC(1," + std::to_string(g.block) + "),BC(0," + std::to_string(g.block) + ")", Dims{n, n});
+}
+
+template <class F>
+void timed(benchmark::State& state, F&& body) {
+  for (auto _ : state) {
+    MPI_Barrier(MPI_COMM_WORLD);
+    double start = MPI_Wtime();
+    body();
+    double mine = MPI_Wtime() - start, slowest = 0;
+    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+    state.SetIterationTime(slowest);
+  }
+}
+
+// A BLACS grid over all 8 processes, row-major like the mesh; its local array and descriptor.
+struct BlacsMatrix {
+  int context = -1, desc[9] = {};
+  std::vector<double> local;
+  BlacsMatrix(const Grid& g, int n, int rank) {
+    int system = 0;
+    Cblacs_get(0, 0, &system);
+    context = system;
+    Cblacs_gridinit(&context, "Row", g.rows, g.cols);
+    int prow = rank / g.cols, pcol = rank % g.cols, zero = 0, info = 0;
+    int local_rows = numroc_(&n, &g.block, &prow, &zero, &g.rows), local_cols = numroc_(&n, &g.block, &pcol, &zero, &g.cols);
+    int lld = std::max(1, local_rows);
+    descinit_(desc, &n, &n, &g.block, &g.block, &zero, &zero, &context, &lld, &info);
+    if (info != 0) detail::fail("descinit failed: ", info);
+    local.assign(static_cast<std::size_t>(local_rows) * static_cast<std::size_t>(local_cols), 0.0);
+  }
+};
+
+void BM_Pdgemr2d(benchmark::State& state) {
+  int rank = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  auto [from, to] = grids(static_cast<int>(state.range(1)));
+  int n = static_cast<int>(state.range(0)), one = 1;
+  BlacsMatrix a(from, n, rank), b(to, n, rank);
+  for (std::size_t i = 0; i < a.local.size(); ++i) a.local[i] = static_cast<double>(i);
+  timed(state, [&] { pdgemr2d_(&n, &n, a.local.data(), &one, &one, a.desc, b.local.data(), &one, &one, b.desc, &a.context); });
+  state.counters["MB"] = 8.0 * n * n / 1e6;
+}
+
+void BM_EngineBlockCyclic(benchmark::State& state) {
+  MpiCommunicator comm;
+  auto [from, to] = grids(static_cast<int>(state.range(1)));
+  index_t n = state.range(0);
+  std::vector<NamedTensorLayout> src{{"a", "fp64", TensorLayout(layout_of(from, n))}}, dst{{"a", "fp64", TensorLayout(layout_of(to, n))}};
+  ModelReshardPlan plan{ModelLayout(src), ModelLayout(dst)};
+  RankPart part(plan, comm.rank());
+  auto source_data = make_source_data(plan, comm.rank(), 5);
+  auto destination_data = make_destination_buffers(plan, comm.rank());
+  std::vector<SourceBuffer> sources{{source_data[0].data(), source_data[0].size(), "fp64"}};
+  std::vector<DestinationBuffer> destinations{{destination_data[0].data(), destination_data[0].size(), "fp64"}};
+  StagingArena arena;
+  ExecuteOptions options;
+  options.arena = &arena;
+  timed(state, [&] { execute(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options); });
+  DataCheck check = check_destination_data(plan, comm.rank(), destination_data, 5);
+  if (comm.all_sum(check.mismatches) != 0) state.SkipWithError("the engine's result does not match");
+  // The same bytes as pdgemr2d: our tiles are ScaLAPACK's local arrays of the same matrix.
+  BlacsMatrix a(from, static_cast<int>(n), static_cast<int>(comm.rank())), b(to, static_cast<int>(n), static_cast<int>(comm.rank()));
+  bool same = a.local.size() * 8 == source_data[0].size() && b.local.size() * 8 == destination_data[0].size();
+  if (same) {
+    std::memcpy(a.local.data(), source_data[0].data(), source_data[0].size());
+    int size = static_cast<int>(n), one = 1;
+    pdgemr2d_(&size, &size, a.local.data(), &one, &one, a.desc, b.local.data(), &one, &one, b.desc, &a.context);
+    same = std::memcmp(b.local.data(), destination_data[0].data(), destination_data[0].size()) == 0;
+  }
+  if (comm.all_sum(same ? 0 : 1) != 0) state.SkipWithError("the engine and pdgemr2d disagree");
+  state.counters["MB"] = 8.0 * static_cast<double>(n * n) / 1e6;
+}
+
+BENCHMARK(BM_Pdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_EngineBlockCyclic)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
+
+class SilentReporter : public benchmark::BenchmarkReporter {
+ public:
+  bool ReportContext(const Context&) override { return true; }
+  void ReportRuns(const std::vector<Run>&) override {}
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  int rank = 0, size = 0;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  if (size != 8) {
+    if (rank == 0) std::cerr << "scalapack_bench needs 8 processes (mpirun -np 8), got " << size << "\n";
+    MPI_Finalize();
+    return 2;
+  }
+  benchmark::Initialize(&argc, argv);
+  if (rank == 0) {
+    benchmark::RunSpecifiedBenchmarks();
+  } else {
+    SilentReporter silent;
+    benchmark::RunSpecifiedBenchmarks(&silent);
+  }
+  benchmark::Shutdown();
+  MPI_Finalize();
+  return 0;
+}

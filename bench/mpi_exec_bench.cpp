@@ -11,6 +11,7 @@
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "mpi_bench_main.hpp"
 #include "shardalg/model/layout_recipe.hpp"
 
 using namespace shardalg;
@@ -99,27 +100,6 @@ void BM_Alltoallv(benchmark::State& state) {
 BENCHMARK(BM_EngineReshard)->Args({0, 8, 0})->Args({1, 8, 0})->Args({0, 8, 1})->Args({1, 8, 1})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 BENCHMARK(BM_Alltoallv)->Args({0, 8})->Args({1, 8})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 
-// Reports only on rank 0.
-class SilentReporter : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rank = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  benchmark::Initialize(&argc, argv);
-  if (rank == 0) {
-    benchmark::RunSpecifiedBenchmarks();
-  } else {
-    SilentReporter silent;
-    benchmark::RunSpecifiedBenchmarks(&silent);
-  }
-  benchmark::Shutdown();
-  MPI_Finalize();
-  return 0;
-}
+int main(int argc, char** argv) { return shardalg::bench::run_under_mpi(argc, argv); }

@@ -16,6 +16,7 @@
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "mpi_bench_main.hpp"
 
 extern "C" {
 void Cblacs_get(int context, int what, int* value);
@@ -120,32 +121,6 @@ void BM_EngineBlockCyclic(benchmark::State& state) {
 BENCHMARK(BM_Pdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
 BENCHMARK(BM_EngineBlockCyclic)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
 
-class SilentReporter : public benchmark::BenchmarkReporter {
- public:
-  bool ReportContext(const Context&) override { return true; }
-  void ReportRuns(const std::vector<Run>&) override {}
-};
-
 }  // namespace
 
-int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
-  int rank = 0, size = 0;
-  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &size);
-  if (size != 8) {
-    if (rank == 0) std::cerr << "scalapack_bench needs 8 processes (mpirun -np 8), got " << size << "\n";
-    MPI_Finalize();
-    return 2;
-  }
-  benchmark::Initialize(&argc, argv);
-  if (rank == 0) {
-    benchmark::RunSpecifiedBenchmarks();
-  } else {
-    SilentReporter silent;
-    benchmark::RunSpecifiedBenchmarks(&silent);
-  }
-  benchmark::Shutdown();
-  MPI_Finalize();
-  return 0;
-}
+int main(int argc, char** argv) { return shardalg::bench::run_under_mpi(argc, argv, 8); }

@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "../source_tiles.hpp"
 #include "shardalg/exec/mpi_collective_program.hpp"
 
 using namespace shardalg;
@@ -26,22 +27,6 @@ void expect(bool ok, const std::string& what) {
   if (total) ++failures;
 }
 
-// Each rank's source tiles: a numbered tensor, Partial ranks perturbed by their Partial coordinates.
-template <class T>
-RankBuffers<T> sources_of(const MeshLayout& src) {
-  std::vector<T> global(static_cast<std::size_t>(volume(src.global_shape())));
-  for (std::size_t i = 0; i < global.size(); ++i) global[i] = static_cast<T>(static_cast<std::int64_t>(i % 97) * 3 + 1);
-  RankBuffers<T> buffers = scatter_to_ranks(TensorLayout(src), global);
-  for (auto& [r, values] : buffers) {
-    Dims coord = *src.mesh().coordinate_of(r);
-    std::int64_t offset = 0;
-    for (std::size_t m = 0; m < coord.size(); ++m)
-      if (src.placements()[m].is_partial()) offset = offset * 5 + coord[m] + 1;
-    for (T& v : values) v = static_cast<T>(v + static_cast<T>(offset * 2));
-  }
-  return buffers;
-}
-
 template <class T>
 std::vector<std::byte> bytes_of(const std::vector<T>& values) {
   std::vector<std::byte> out(values.size() * sizeof(T));
@@ -56,7 +41,7 @@ void check_case(const std::string& mesh, const std::string& src_text, const std:
   auto program = search_collectives(src, dst, static_cast<index_t>(sizeof(T)));
   bool ok = program.has_value();
   if (ok) {
-    RankBuffers<T> sources = sources_of<T>(src);
+    RankBuffers<T> sources = testing::partial_source_tiles<T>(src);
     ReshardPlan plan(src, dst);
     RankBuffers<T> expected = simulate(plan, plan.all_transfers(), sources);
     MpiCollectiveProgram runner(*program);

@@ -1,29 +1,14 @@
+#include "../source_tiles.hpp"
 #include "../test_support.hpp"
 
 using namespace shardalg;
 
 namespace {
 
-// Source buffers; under Partial placements each rank's partial values differ by its coordinates
-// on the Partial mesh dims (replicas, which differ elsewhere, hold equal values).
-RankBuffers<std::int64_t> source_buffers(const MeshLayout& src) {
-  std::vector<std::int64_t> global(static_cast<std::size_t>(volume(src.global_shape())));
-  for (std::size_t i = 0; i < global.size(); ++i) global[i] = static_cast<std::int64_t>(i) * 7 + 3;
-  RankBuffers<std::int64_t> buffers = scatter_to_ranks(TensorLayout(src), global);
-  for (auto& [rank, values] : buffers) {
-    Dims coord = *src.mesh().coordinate_of(rank);
-    std::int64_t partial_index = 0;
-    for (std::size_t m = 0; m < coord.size(); ++m)
-      if (src.placements()[m].is_partial()) partial_index = partial_index * 10 + coord[m] + 1;
-    for (std::size_t i = 0; i < values.size() && partial_index > 0; ++i) values[i] += partial_index * 1000 + static_cast<std::int64_t>(i % 5);
-  }
-  return buffers;
-}
-
 // Runs the program and the direct plan on the same data; every rank's tile must be equal.
 void check_program_matches_plan(const MeshLayout& src, const MeshLayout& dst, const CollectiveProgram& program) {
   REQUIRE(program.states.size() == program.steps.size() + 1);
-  RankBuffers<std::int64_t> sources = source_buffers(src);
+  RankBuffers<std::int64_t> sources = testing::partial_source_tiles<std::int64_t>(src);
   ReshardPlan plan(src, dst);
   RankBuffers<std::int64_t> expected = simulate(plan, plan.all_transfers(), sources);
   RankBuffers<std::int64_t> got = run_collective_program(program, sources);

@@ -2,6 +2,7 @@
 // the ranks' tiles, gives what the direct plan gives; collectives are chosen only when they move
 // no more bytes than point-to-point.
 #include "generators.hpp"
+#include "../source_tiles.hpp"
 
 using namespace shardalg;
 using namespace shardalg::testing;
@@ -33,20 +34,6 @@ MeshLayout gen_ordered_layout(const DeviceMesh& mesh, const Dims& shape, std::op
   return MeshLayout(mesh, placements, shape, order);
 }
 
-RankBuffers<std::int64_t> partial_sources(const MeshLayout& src) {
-  std::vector<std::int64_t> global(static_cast<std::size_t>(volume(src.global_shape())));
-  for (std::size_t i = 0; i < global.size(); ++i) global[i] = static_cast<std::int64_t>(i) * 3 + 1;
-  RankBuffers<std::int64_t> buffers = scatter_to_ranks(TensorLayout(src), global);
-  for (auto& [rank, values] : buffers) {
-    Dims coord = *src.mesh().coordinate_of(rank);
-    std::int64_t offset = 0;
-    for (std::size_t m = 0; m < coord.size(); ++m)
-      if (src.placements()[m].is_partial()) offset = offset * 7 + coord[m] + 1;
-    for (std::int64_t& v : values) v += offset * 100;
-  }
-  return buffers;
-}
-
 }  // namespace
 
 TEST_CASE("properties of lowering") {
@@ -59,7 +46,7 @@ TEST_CASE("properties of lowering") {
     auto program = search_collectives(src, dst, 4);
     RC_ASSERT(program.has_value());
     RC_ASSERT(program->states.size() == program->steps.size() + 1);
-    auto sources = partial_sources(src);
+    auto sources = partial_source_tiles<std::int64_t>(src);
     ReshardPlan plan(src, dst);
     auto expected = simulate(plan, plan.all_transfers(), sources);
     RC_ASSERT(run_collective_program(*program, sources) == expected);

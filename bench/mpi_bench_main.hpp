@@ -1,5 +1,5 @@
-// main() of the benchmarks that run under mpirun: every rank runs the benchmarks (they time the
-// slowest rank), rank 0 reports.
+// What the benchmarks that run under mpirun share: every rank runs the benchmarks, each
+// iteration timed as the slowest rank's, and rank 0 reports.
 #pragma once
 
 #include <benchmark/benchmark.h>
@@ -8,6 +8,19 @@
 #include <iostream>
 
 namespace shardalg::bench {
+
+// Times `body` per iteration as the slowest rank's wall time (manual time), after a barrier.
+template <class F>
+void timed(benchmark::State& state, MPI_Comm comm, F&& body) {
+  for (auto _ : state) {
+    MPI_Barrier(comm);
+    double start = MPI_Wtime();
+    body();
+    double mine = MPI_Wtime() - start, slowest = 0;
+    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+    state.SetIterationTime(slowest);
+  }
+}
 
 class SilentReporter : public benchmark::BenchmarkReporter {
  public:

@@ -44,18 +44,6 @@ Setup setup(int which, index_t n, index_t scale, index_t rank) {
   return s;
 }
 
-template <class F>
-void timed(benchmark::State& state, MPI_Comm comm, F&& body) {
-  for (auto _ : state) {
-    MPI_Barrier(comm);
-    double start = MPI_Wtime();
-    body();
-    double mine = MPI_Wtime() - start, slowest = 0;
-    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
-    state.SetIterationTime(slowest);
-  }
-}
-
 // The engine: pack, send, local copies, unpack, for this rank's part.
 void BM_EngineReshard(benchmark::State& state) {
   MpiCommunicator comm;
@@ -63,7 +51,7 @@ void BM_EngineReshard(benchmark::State& state) {
   ExecuteOptions options;
   StagingArena arena;  // reused across iterations, as a framework resharding every step would
   if (state.range(2)) options.arena = &arena;
-  timed(state, comm.comm(), [&] {
+  bench::timed(state, comm.comm(), [&] {
     execute(*s.plan, *s.part, std::span<const SourceBuffer>(s.sources), std::span<const DestinationBuffer>(s.destinations), comm, options);
   });
   index_t total = comm.all_sum(s.bytes_moved);
@@ -86,7 +74,7 @@ void BM_Alltoallv(benchmark::State& state) {
   }
   std::vector<std::byte> out(static_cast<std::size_t>(send_offsets[n - 1] + send_counts[n - 1]) + 1);
   std::vector<std::byte> in(static_cast<std::size_t>(receive_offsets[n - 1] + receive_counts[n - 1]) + 1);
-  timed(state, comm.comm(), [&] {
+  bench::timed(state, comm.comm(), [&] {
     MPI_Alltoallv(out.data(), send_counts.data(), send_offsets.data(), MPI_BYTE, in.data(), receive_counts.data(), receive_offsets.data(),
                   MPI_BYTE, comm.comm());
   });

@@ -47,18 +47,6 @@ MeshLayout layout_of(const Grid& g, index_t n) {
                            "BC(1," + std::to_string(g.block) + "),BC(0," + std::to_string(g.block) + ")", Dims{n, n});
 }
 
-template <class F>
-void timed(benchmark::State& state, F&& body) {
-  for (auto _ : state) {
-    MPI_Barrier(MPI_COMM_WORLD);
-    double start = MPI_Wtime();
-    body();
-    double mine = MPI_Wtime() - start, slowest = 0;
-    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
-    state.SetIterationTime(slowest);
-  }
-}
-
 // A BLACS grid over all 8 processes, row-major like the mesh; its local array and descriptor.
 struct BlacsMatrix {
   int context = -1, desc[9] = {};
@@ -84,7 +72,7 @@ void BM_Pdgemr2d(benchmark::State& state) {
   int n = static_cast<int>(state.range(0)), one = 1;
   BlacsMatrix a(from, n, rank), b(to, n, rank);
   for (std::size_t i = 0; i < a.local.size(); ++i) a.local[i] = static_cast<double>(i);
-  timed(state, [&] { pdgemr2d_(&n, &n, a.local.data(), &one, &one, a.desc, b.local.data(), &one, &one, b.desc, &a.context); });
+  bench::timed(state, MPI_COMM_WORLD, [&] { pdgemr2d_(&n, &n, a.local.data(), &one, &one, a.desc, b.local.data(), &one, &one, b.desc, &a.context); });
   state.counters["MB"] = 8.0 * n * n / 1e6;
 }
 
@@ -102,7 +90,7 @@ void BM_EngineBlockCyclic(benchmark::State& state) {
   StagingArena arena;
   ExecuteOptions options;
   options.arena = &arena;
-  timed(state, [&] { execute(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options); });
+  bench::timed(state, MPI_COMM_WORLD, [&] { execute(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options); });
   DataCheck check = check_destination_data(plan, comm.rank(), destination_data, 5);
   if (comm.all_sum(check.mismatches) != 0) state.SkipWithError("the engine's result does not match");
   // The same bytes as pdgemr2d: our tiles are ScaLAPACK's local arrays of the same matrix.

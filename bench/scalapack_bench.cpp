@@ -106,8 +106,8 @@ void BM_EngineBlockCyclic(benchmark::State& state) {
   state.counters["MB"] = 8.0 * static_cast<double>(n * n) / 1e6;
 }
 
-BENCHMARK(BM_Pdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
-BENCHMARK(BM_EngineBlockCyclic)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5);
+BENCHMARK(BM_Pdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5)->MinWarmUpTime(0.5);
+BENCHMARK(BM_EngineBlockCyclic)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(0.5)->MinWarmUpTime(0.5);
 
 }  // namespace
 

@@ -40,8 +40,8 @@ class CommunicationVolume {
   const Matrix& bytes() const { return bytes_; }
   index_t ranks() const { return ranks_; }
 
-  double total_bytes() const { return bytes_.sum(); }
-  double local_bytes() const { return diagonal_.sum(); }
+  double total_bytes() const { return ranks_ ? bytes_.sum() : 0.0; }  // Eigen refuses sums of empty sparse matrices
+  double local_bytes() const { return ranks_ ? diagonal_.sum() : 0.0; }
   double moved_bytes() const { return total_bytes() - local_bytes(); }
   // Bytes each rank sends to / receives from other ranks.
   const Eigen::VectorXd& sent() const { return sent_; }

@@ -32,6 +32,7 @@
 
 #include "shardalg/core/dtype.hpp"
 #include "shardalg/exec/element_ops.hpp"
+#include "shardalg/exec/mpi_communicator.hpp"
 #include "shardalg/exec/program_simulator.hpp"
 
 namespace shardalg {
@@ -287,13 +288,7 @@ class MpiCollectiveProgram {
     count_of(total, step, i);
     return offsets;
   }
-  void check(int rc, const char* call) const {
-    if (rc == MPI_SUCCESS) return;
-    char text[MPI_MAX_ERROR_STRING];
-    int length = 0;
-    MPI_Error_string(rc, text, &length);
-    detail::fail(call, " failed on rank ", rank_, ": ", std::string(text, static_cast<std::size_t>(length)));
-  }
+  void check(int rc, const char* call) const { detail::check_mpi(rc, call, rank_); }
 
   CollectiveProgram program_;
   double timeout_;

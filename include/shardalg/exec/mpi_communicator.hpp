@@ -10,12 +10,27 @@
 #include <chrono>
 #include <cstddef>
 #include <limits>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "shardalg/core/error.hpp"
 
 namespace shardalg {
+
+namespace detail {
+// An MPI return code as an Error naming the call, the rank and MPI's message (and the peer, when
+// there is one).
+inline void check_mpi(int rc, const char* call, index_t rank, index_t peer = -1) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  MPI_Error_string(rc, text, &length);
+  std::string message(text, static_cast<std::size_t>(length));
+  if (peer >= 0) fail(call, " with rank ", peer, " failed on rank ", rank, ": ", message);
+  fail(call, " failed on rank ", rank, ": ", message);
+}
+}  // namespace detail
 
 class MpiCommunicator {
  public:
@@ -106,14 +121,7 @@ class MpiCommunicator {
     if (peer < 0 || peer >= size_) detail::fail("MPI: rank ", rank_, " addresses rank ", peer, ", outside the communicator of ", size_, " ranks");
     return static_cast<int>(peer);
   }
-  void check(int rc, const char* call, index_t peer) const {
-    if (rc == MPI_SUCCESS) return;
-    char text[MPI_MAX_ERROR_STRING];
-    int length = 0;
-    MPI_Error_string(rc, text, &length);
-    if (peer >= 0) detail::fail(call, " with rank ", peer, " failed on rank ", rank_, ": ", std::string(text, static_cast<std::size_t>(length)));
-    detail::fail(call, " failed on rank ", rank_, ": ", std::string(text, static_cast<std::size_t>(length)));
-  }
+  void check(int rc, const char* call, index_t peer) const { detail::check_mpi(rc, call, rank_, peer); }
   [[noreturn]] void timeout(const char* waiting, std::vector<MPI_Request>& requests, const std::vector<index_t>& peers, double seconds,
                             const char* after = "") const {
     index_t peer = -1;

@@ -358,14 +358,7 @@ inline std::optional<CollectiveProgram> search_collectives(const MeshLayout& src
   if (src.global_shape() != dst.global_shape())
     detail::fail("lowering: source shape ", src.global_shape(), " and destination shape ", dst.global_shape(), " differ");
   if (element_bytes < 1) detail::fail("lowering: element size ", element_bytes, " must be >= 1 byte");
-  std::optional<ReduceOp> op;
-  for (const Placement& p : src.placements())
-    if (p.is_partial()) {
-      if (op && *op != p.reduce_op()) detail::fail("lowering: source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
-      op = p.reduce_op();
-    }
-  for (const Placement& p : dst.placements())
-    if (p.is_partial()) detail::fail("lowering: destination placement ", to_string(p), " is not supported; destinations hold reduced values");
+  detail::reshard_reduce_op(src.placements(), dst.placements(), "lowering");
   if (src.mesh().ndim() > detail::LoweringState::max_mesh_dims || src.tensor_ndim() > 14) return std::nullopt;
   auto src_order = detail::lowering_order(src), dst_order = detail::lowering_order(dst);
   if (!src_order || !dst_order) return std::nullopt;

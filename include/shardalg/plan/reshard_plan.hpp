@@ -10,6 +10,9 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
+#include <span>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -18,21 +21,30 @@
 
 namespace shardalg {
 
+namespace detail {
+// The reduce op a reshard applies (that of the source's Partial placements, if any), after the
+// checks every reshard needs. Errors (prefixed by `what`): a Partial destination, a source
+// mixing Partial ops.
+inline std::optional<ReduceOp> reshard_reduce_op(std::span<const Placement> source, std::span<const Placement> destination,
+                                                 std::string_view what) {
+  for (const Placement& p : destination)
+    if (p.is_partial()) fail(what, ": destination placement ", to_string(p), " is not supported; destinations hold reduced values");
+  std::optional<ReduceOp> op;
+  for (const Placement& p : source)
+    if (p.is_partial()) {
+      if (op && *op != p.reduce_op()) fail(what, ": source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
+      op = p.reduce_op();
+    }
+  return op;
+}
+}  // namespace detail
+
 class ReshardPlan {
  public:
   ReshardPlan(TensorLayout source, TensorLayout destination) : src_(std::move(source)), dst_(std::move(destination)) {
     if (src_.global_shape() != dst_.global_shape())
       detail::fail("reshard: source shape ", src_.global_shape(), " and destination shape ", dst_.global_shape(), " differ");
-    for (const Placement& p : dst_.placement_layout().placements())
-      if (p.is_partial())
-        detail::fail("reshard: destination placement ", to_string(p), " is not supported; destinations hold reduced values");
-    std::optional<ReduceOp> op;
-    for (const Placement& p : src_.placement_layout().placements())
-      if (p.is_partial()) {
-        if (op && *op != p.reduce_op()) detail::fail("reshard: source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
-        op = p.reduce_op();
-      }
-    reduce_op_ = op;
+    reduce_op_ = detail::reshard_reduce_op(src_.placement_layout().placements(), dst_.placement_layout().placements(), "reshard");
     unreplicated_source_ = src_.single_holder();
   }
 

@@ -117,6 +117,39 @@ void check_bounds(const BoxRows& box, std::span<const BasicBuffer<Byte>> buffers
          ", ", last, ") of the plan");
 }
 
+// Every check of one rank's buffers against its part of the plan (see execute). Throws the first
+// failure, naming the buffer.
+inline void check_part(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+                       std::span<const DestinationBuffer> destinations, index_t memory_limit) {
+  index_t rank = part.rank();
+  check_buffers(plan.source(), rank, sources, "source");
+  check_buffers(plan.destination(), rank, destinations, "destination");
+  for (const Message& m : part.sends())
+    for (const BoxRows& box : m.boxes) check_bounds(box, sources, rank, "source");
+  for (const Message& m : part.receives())
+    for (const BoxRows& box : m.boxes) check_bounds(box, destinations, rank, "destination");
+  for (const LocalCopy& copy : part.local_copies()) {
+    check_bounds(copy.from, sources, rank, "source");
+    check_bounds(copy.to, destinations, rank, "destination");
+  }
+  if (memory_limit < 0) fail("execute: memory limit ", memory_limit, " is negative");
+}
+
+// The bytes of a piece, the same on every rank: the memory limit over the most peers any rank
+// has (rounded down to a multiple of 8), or with no limit the longest message anywhere (capped
+// at max_piece_bytes); the smallest over ranks. `all_max` is the communicator's all-max.
+template <class AllMax>
+index_t agreed_piece(const RankPart& part, index_t memory_limit, AllMax&& all_max) {
+  auto peers = static_cast<index_t>(part.sends().size() + part.receives().size());
+  index_t most_peers = std::max<index_t>(1, all_max(peers));
+  index_t longest = all_max(part.longest_message());  // on every rank: limits may differ between ranks
+  index_t piece = memory_limit > 0 ? memory_limit / most_peers / 8 * 8 : std::min(max_piece_bytes, round_up_8(std::max<index_t>(8, longest)));
+  piece = -all_max(-std::min(piece, max_piece_bytes));
+  if (piece < 8)
+    fail("execute: memory limit ", memory_limit, " leaves less than 8 bytes per message for ", most_peers, " peers; allow at least ", 8 * most_peers);
+  return piece;
+}
+
 }  // namespace detail
 
 // Runs `part` (this rank's part of `plan`) from `sources` into `destinations` (one buffer per
@@ -132,17 +165,7 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   std::string failure;
   try {
     if (comm.rank() != rank) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", rank);
-    detail::check_buffers(plan.source(), rank, sources, "source");
-    detail::check_buffers(dst, rank, destinations, "destination");
-    for (const Message& m : part.sends())
-      for (const BoxRows& box : m.boxes) detail::check_bounds(box, sources, rank, "source");
-    for (const Message& m : part.receives())
-      for (const BoxRows& box : m.boxes) detail::check_bounds(box, destinations, rank, "destination");
-    for (const LocalCopy& copy : part.local_copies()) {
-      detail::check_bounds(copy.from, sources, rank, "source");
-      detail::check_bounds(copy.to, destinations, rank, "destination");
-    }
-    if (options.memory_limit < 0) detail::fail("execute: memory limit ", options.memory_limit, " is negative");
+    detail::check_part(plan, part, sources, destinations, options.memory_limit);
   } catch (const Error& e) {
     failure = e.what();
   }
@@ -150,17 +173,9 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   if (!failure.empty()) throw Error(failure);
   if (failed_rank >= 0) detail::fail("execute: rank ", failed_rank, " failed its checks; nothing was sent");
 
-  // 2. Piece size, agreed by all ranks: the smallest limit over the most peers any rank has.
-  index_t peers = static_cast<index_t>(part.sends().size() + part.receives().size()), longest = 0;
-  for (const Message& m : part.sends()) longest = std::max(longest, m.bytes);
-  for (const Message& m : part.receives()) longest = std::max(longest, m.bytes);
-  index_t most_peers = std::max<index_t>(1, comm.all_max(peers));
-  index_t piece = options.memory_limit > 0 ? options.memory_limit / most_peers / 8 * 8 : std::min(detail::max_piece_bytes, detail::round_up_8(std::max<index_t>(8, comm.all_max(longest))));
-  piece = std::min(piece, detail::max_piece_bytes);
-  piece = -comm.all_max(-piece);
-  if (piece < 8)
-    detail::fail("execute: memory limit ", options.memory_limit, " leaves less than 8 bytes per message for ", most_peers,
-                 " peers; allow at least ", 8 * most_peers);
+  // 2. Piece size, agreed by all ranks.
+  index_t piece = detail::agreed_piece(part, options.memory_limit, [&](index_t value) { return comm.all_max(value); });
+  index_t longest = part.longest_message();
 
   // 3. Reductions start from the identity in every destination element of a Partial plan.
   for (std::size_t t = 0; t < plan.size(); ++t) {

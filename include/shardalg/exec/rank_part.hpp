@@ -81,22 +81,30 @@ struct Message {
     return &box;
   }
 
+  // Calls f(box, from, to, stream offset of `from`) for each box that stream bytes [begin, end)
+  // reach, with [from, to) the bytes of the box's own dense stream among them. Precondition:
+  // 0 <= begin <= end <= bytes.
+  template <class F>
+  void for_each_box(index_t begin, index_t end, F&& f) const {
+    auto k = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin()) - 1;
+    for (; k < boxes.size() && starts[k] < end; ++k) {
+      index_t from = std::max(begin, starts[k]) - starts[k], to = std::min(end, starts[k] + boxes[k].bytes()) - starts[k];
+      if (from < to) f(boxes[k], from, to, starts[k] + from);
+    }
+  }
+
   // Calls f(box, buffer byte offset, stream offset, length) for the contiguous runs of stream
   // bytes [begin, end). Precondition: 0 <= begin <= end <= bytes.
   template <class F>
   void for_each_run(index_t begin, index_t end, F&& f) const {
-    auto k = static_cast<std::size_t>(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin()) - 1;
-    for (; k < boxes.size() && starts[k] < end; ++k) {
-      const BoxRows& box = boxes[k];
-      index_t from = std::max(begin, starts[k]) - starts[k], to = std::min(end, starts[k] + box.bytes()) - starts[k];
-      if (from >= to) continue;
+    for_each_box(begin, end, [&](const BoxRows& box, index_t from, index_t to, index_t stream) {
       RowCursor cursor(box, from / box.row_bytes);
       for (index_t at = from, within = from % box.row_bytes; at < to; within = 0, cursor.next()) {  // `at`: byte within the box
         index_t length = std::min(box.row_bytes - within, to - at);
-        f(box, cursor.offset() + within, starts[k] + at, length);
+        f(box, cursor.offset() + within, stream + (at - from), length);
         at += length;
       }
-    }
+    });
   }
 };
 
@@ -133,6 +141,13 @@ class RankPart {
   const std::vector<Message>& sends() const { return sends_; }
   const std::vector<Message>& receives() const { return receives_; }
   const std::vector<LocalCopy>& local_copies() const { return local_; }
+  // Bytes of the longest message this rank sends or receives (0 when it has none).
+  index_t longest_message() const {
+    index_t longest = 0;
+    for (const std::vector<Message>* messages : {&sends_, &receives_})
+      for (const Message& m : *messages) longest = std::max(longest, m.bytes);
+    return longest;
+  }
 
  private:
   // Each tensor layout's addressing of this rank, computed once (it builds the rank's tile).

@@ -14,12 +14,11 @@
 
 #include "shardalg/core/checked.hpp"
 #include "shardalg/core/error.hpp"
+#include "shardalg/placement/reduce_op.hpp"
 
 namespace shardalg {
 
 enum class PlacementKind : std::uint8_t { replicate, shard, strided_shard, partial, block_cyclic };
-
-enum class ReduceOp : std::uint8_t { sum, avg, min, max, product };
 
 // Which definition of _StridedShard (SEMANTICS.md section 2).
 enum class StridedSemantics : std::uint8_t {

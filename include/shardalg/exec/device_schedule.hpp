@@ -1,0 +1,211 @@
+// DeviceSchedule: everything the NCCL executor queues for one rank's part of a plan, built on the
+// host with no CUDA: the kernel launches (BoxCopy batches, one descriptor array for the whole
+// call) and, per round, the messages to receive and send. exec/nccl_executor.hpp queues it on a
+// stream; the host tests run it with run_on_host and matched messages, so the schedule the GPU
+// runs is the schedule the tests check.
+//
+//   fills    Partial destinations start at the op's identity
+//   locals   local copies box to box (copies, and reductions per (dtype, op, contributors))
+//   rounds   pack (staged sends into staging), receives and sends, unpack (staged receives out
+//            of staging: copies and reductions)
+// A message that is one contiguous range of a buffer is sent from, or received into, the buffer
+// itself (a reduced receive is always staged). Staging of a round: its staged receives, then its
+// staged sends, back to back from the staging base.
+#pragma once
+
+#include <map>
+#include <optional>
+#include <span>
+#include <tuple>
+#include <vector>
+
+#include "shardalg/exec/copy_batch.hpp"
+#include "shardalg/exec/device_dtype.hpp"
+#include "shardalg/exec/engine.hpp"
+
+namespace shardalg {
+
+// Descriptors of all launches of one call, in one array.
+class LaunchList {
+ public:
+  enum class Kind { copy, reduce, fill };
+  struct Launch {
+    Kind kind;
+    std::size_t first, count;  // descriptors [first, first + count)
+    index_t units;
+    DeviceDtype dtype;
+    ReduceOp op;
+    index_t contributors;
+  };
+
+  // Appends `batch` as one launch and returns its index; none when the batch is empty.
+  std::optional<std::size_t> add(const CopyBatch& batch, Kind kind, DeviceDtype dtype = DeviceDtype::fp32, ReduceOp op = ReduceOp::sum,
+                                 index_t contributors = 1) {
+    if (batch.empty()) return std::nullopt;
+    launches_.push_back(Launch{kind, descriptors_.size(), batch.copies().size(), batch.units(), dtype, op, contributors});
+    descriptors_.insert(descriptors_.end(), batch.copies().begin(), batch.copies().end());
+    return launches_.size() - 1;
+  }
+
+  const std::vector<BoxCopy>& descriptors() const { return descriptors_; }
+  const Launch& operator[](std::size_t i) const { return launches_[i]; }
+  std::size_t size() const { return launches_.size(); }
+
+ private:
+  std::vector<BoxCopy> descriptors_;
+  std::vector<Launch> launches_;
+};
+
+// One receive (Byte = std::byte) or send (const std::byte) of a round.
+template <class Byte>
+struct DeviceTransfer {
+  Byte* data;
+  index_t bytes, peer;
+};
+
+struct DeviceRound {
+  std::optional<std::size_t> pack;
+  std::vector<std::size_t> unpack;
+  std::vector<DeviceTransfer<std::byte>> receives;
+  std::vector<DeviceTransfer<const std::byte>> sends;
+  index_t received = 0;
+};
+
+struct DeviceSchedule {
+  LaunchList launches;
+  std::vector<std::size_t> fills, locals;
+  std::vector<DeviceRound> rounds;
+};
+
+namespace detail {
+
+// Copies, and reductions grouped by what their kernel needs.
+struct UnpackBatches {
+  CopyBatch copies;
+  std::map<std::tuple<DeviceDtype, ReduceOp, index_t>, CopyBatch> reductions;
+
+  CopyBatch& for_box(const ModelReshardPlan& plan, const BoxRows& box) {
+    const ReshardPlan& tensor_plan = plan.tensor_plan(box.tensor);
+    if (!tensor_plan.reduce_op()) return copies;
+    return reductions[{device_dtype(plan.source()[box.tensor].dtype), *tensor_plan.reduce_op(), box.contributors}];
+  }
+  std::vector<std::size_t> add_to(LaunchList& list) const {
+    std::vector<std::size_t> launches;
+    if (auto l = list.add(copies, LaunchList::Kind::copy)) launches.push_back(*l);
+    for (const auto& [key, batch] : reductions)
+      if (auto l = list.add(batch, LaunchList::Kind::reduce, std::get<0>(key), std::get<1>(key), std::get<2>(key))) launches.push_back(*l);
+    return launches;
+  }
+};
+
+inline bool staged(const ModelReshardPlan& plan, const Message& m, bool receiving) {
+  const BoxRows* direct = m.contiguous();
+  return !direct || (receiving && plan.tensor_plan(direct->tensor).reduce_op());
+}
+
+inline index_t bytes_in_round(const Message& m, index_t piece, index_t round) {
+  return std::max<index_t>(0, std::min(piece, m.bytes - round * piece));
+}
+
+}  // namespace detail
+
+// Rounds of a part cut into pieces of `piece` bytes.
+inline index_t round_count(const RankPart& part, index_t piece) {
+  index_t longest = part.longest_message();
+  return longest == 0 ? 0 : (longest + piece - 1) / piece;
+}
+
+// Staging bytes the schedule needs: the largest round's staged receives and sends.
+inline index_t device_staging_bytes(const ModelReshardPlan& plan, const RankPart& part, index_t piece) {
+  index_t most = 0;
+  for (index_t round = 0; round < round_count(part, piece); ++round) {
+    index_t bytes = 0;
+    for (const Message& m : part.receives())
+      if (detail::staged(plan, m, true)) bytes += detail::bytes_in_round(m, piece, round);
+    for (const Message& m : part.sends())
+      if (detail::staged(plan, m, false)) bytes += detail::bytes_in_round(m, piece, round);
+    most = std::max(most, bytes);
+  }
+  return most;
+}
+
+// The schedule of `part` with pieces of `piece` bytes and staging at `staging` (at least
+// device_staging_bytes). Buffers as for execute (device or host memory: only addresses are
+// taken). Precondition: the buffers passed detail::check_part. Error: a Partial plan of a dtype
+// without device arithmetic.
+inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+                                           std::span<const DestinationBuffer> destinations, index_t piece, std::byte* staging) {
+  const index_t rank = part.rank();
+  const ModelLayout& dst = plan.destination();
+  DeviceSchedule schedule;
+  LaunchList& list = schedule.launches;
+  for (std::size_t t = 0; t < plan.size(); ++t) {
+    const ReshardPlan& tensor_plan = plan.tensor_plan(t);
+    if (!tensor_plan.reduce_op() || !tensor_plan.destination().mesh().contains(rank)) continue;
+    const TensorLayout& layout = tensor_plan.destination();
+    std::string_view dtype = dst[plan.destination_index(t)].dtype;
+    index_t element = dtype_bytes(dtype);
+    TensorLayout::Addressing address = layout.addressing(rank);
+    std::byte* base = destinations[dst.buffer_of(plan.destination_index(t))].data;
+    CopyBatch fill;
+    for (const Piece& held : layout.pieces(rank)) {
+      Dims outer = held.global.shape, strides;
+      index_t inner = outer.empty() ? 1 : outer.back();
+      if (!outer.empty()) outer.pop_back();
+      for (std::size_t d = 0; d < outer.size(); ++d) strides.push_back(address.strides[d] * element);
+      fill.add(nullptr, base + element * address.base(held.local), outer, strides, strides, inner * element);
+    }
+    if (auto l = list.add(fill, LaunchList::Kind::fill, device_dtype(dtype), *tensor_plan.reduce_op())) schedule.fills.push_back(*l);
+  }
+  detail::UnpackBatches local;
+  for (const LocalCopy& copy : part.local_copies())
+    add_box_box(local.for_box(plan, copy.to), copy.from, sources[copy.from.buffer].data, copy.to, destinations[copy.to.buffer].data);
+  schedule.locals = local.add_to(list);
+
+  for (index_t round = 0; round < round_count(part, piece); ++round) {
+    DeviceRound& r = schedule.rounds.emplace_back();
+    index_t begin = round * piece;
+    std::byte* cursor = staging;
+    detail::UnpackBatches unpack;
+    for (const Message& m : part.receives()) {
+      index_t length = detail::bytes_in_round(m, piece, round);
+      if (length == 0) continue;
+      std::byte* at = nullptr;
+      if (detail::staged(plan, m, true)) {
+        at = cursor;
+        cursor += length;
+        m.for_each_box(begin, begin + length, [&](const BoxRows& box, index_t from, index_t to, index_t stream_offset) {
+          add_unpack(unpack.for_box(plan, box), box, destinations[box.buffer].data, from, to, at + (stream_offset - begin));
+        });
+      } else {
+        const BoxRows& box = *m.contiguous();
+        at = destinations[box.buffer].data + box.base + begin;
+      }
+      r.receives.push_back({at, length, m.peer});
+      r.received += length;
+    }
+    CopyBatch pack;
+    for (const Message& m : part.sends()) {
+      index_t length = detail::bytes_in_round(m, piece, round);
+      if (length == 0) continue;
+      const std::byte* at = nullptr;
+      if (detail::staged(plan, m, false)) {
+        std::byte* packed = cursor;
+        cursor += length;
+        at = packed;
+        m.for_each_box(begin, begin + length, [&](const BoxRows& box, index_t from, index_t to, index_t stream_offset) {
+          add_pack(pack, box, sources[box.buffer].data, from, to, packed + (stream_offset - begin));
+        });
+      } else {
+        const BoxRows& box = *m.contiguous();
+        at = sources[box.buffer].data + box.base + begin;
+      }
+      r.sends.push_back({at, length, m.peer});
+    }
+    r.pack = list.add(pack, LaunchList::Kind::copy);
+    r.unpack = unpack.add_to(list);
+  }
+  return schedule;
+}
+
+}  // namespace shardalg

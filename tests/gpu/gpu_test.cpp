@@ -193,6 +193,38 @@ TEST_CASE("execute_nccl: a wrong buffer is named before anything moves") {
   CHECK_THROWS_WITH(execute_nccl(plan, part, sources, destinations, comm), doctest::Contains("rank 0 source buffer 0"));
 }
 
+TEST_CASE("NcclCollectiveProgram on one rank: every step kind equals the host reference (program_simulator)") {
+  NcclCommunicator world = NcclCommunicator::single();
+  DeviceMesh mesh = DeviceMesh::parse("a=1");
+  Dims shape{6, 4};
+  auto layout = [&](const char* placements) { return MeshLayout(mesh, parse_placements(placements), shape); };
+  struct Case {
+    const char* from;
+    const char* to;
+    LoweredStep step;
+  };
+  for (const Case& c : {Case{"S(0)", "R", {CollectiveKind::all_gather, {0}, 0}}, Case{"R", "S(1)", {CollectiveKind::local, {0}, 1}},
+                        Case{"S(0)", "S(1)", {CollectiveKind::all_to_all, {0}, 0, 1}},
+                        Case{"P(sum)", "S(0)", {CollectiveKind::reduce_scatter, {0}, 0}}, Case{"P(max)", "R", {CollectiveKind::all_reduce, {0}}}}) {
+    CAPTURE(c.from);
+    CollectiveProgram program;
+    program.steps = {c.step};
+    program.states = {layout(c.from), layout(c.to)};
+    std::vector<float> global(24);
+    for (std::size_t i = 0; i < global.size(); ++i) global[i] = static_cast<float>(i) - 5;
+    RankBuffers<float> sources = scatter_to_ranks(TensorLayout(program.states.front()), global);
+    RankBuffers<float> expected = run_collective_program(program, sources);
+    std::vector<std::byte> tile(sources.at(0).size() * sizeof(float));
+    std::memcpy(tile.data(), sources.at(0).data(), tile.size());
+    DeviceBuffer device = upload(tile);
+    NcclCollectiveProgram run(program, world);
+    DeviceTile out = run.run(device.data(), tile.size(), "fp32", nullptr);
+    std::vector<std::byte> result = download(out.buffer, out.bytes);
+    REQUIRE(result.size() == expected.at(0).size() * sizeof(float));
+    CHECK(std::memcmp(result.data(), expected.at(0).data(), result.size()) == 0);
+  }
+}
+
 int main(int argc, char** argv) {
   int devices = 0;
   cudaError_t rc = cudaGetDeviceCount(&devices);

@@ -1,11 +1,7 @@
 // CopyBatch: BoxCopy descriptors (box_copy.hpp) built on the host for one kernel launch: local
 // copies box to box, and byte ranges of a message's stream packed from, or unpacked into, the
-// rank's buffers. A byte range of a box's stream is a partial first row, a run of whole rows and
-// a partial last row; a run of whole rows of a row-major box is at most 2 x (dims) boxes
-// (row_blocks), so a round of any size stays a handful of descriptors per box.
-//
-// Example: rows [1, 6) of a box of row shape [2, 3] are the blocks {start [0,1], shape [1,2]}
-// and {start [1,0], shape [1,3]}.
+// rank's buffers. A byte range of a box's stream is a few blocks of rows (for_each_stream_block
+// in rank_part.hpp), so a round of any size stays a handful of descriptors per box.
 #pragma once
 
 #include <vector>
@@ -55,73 +51,7 @@ class CopyBatch {
   index_t units_ = 0, bytes_ = 0;
 };
 
-// Calls f(start, block) for the row-major blocks that rows [first, last) of a box of row shape
-// `shape` are made of: `start` the first row's coordinate, `block` the block's shape (1 in the
-// dims it does not span). At most 2 x shape.size() blocks.
-template <class F>
-void for_each_row_block(const Dims& shape, index_t first, index_t last, F&& f) {
-  Dims start(shape.size(), 0);
-  auto blocks = [&](auto& self, std::size_t d, index_t r0, index_t r1) -> void {
-    if (r0 >= r1) return;
-    if (d == shape.size()) {  // a single row
-      f(start, Dims(shape.size(), 1));
-      return;
-    }
-    index_t inner = 1;
-    for (std::size_t k = d + 1; k < shape.size(); ++k) inner *= shape[k];
-    auto emit_slab = [&](index_t i0, index_t i1) {  // whole sub-boxes i0..i1-1 along d
-      if (i0 >= i1) return;
-      start[d] = i0;
-      Dims block(shape.size(), 1);
-      block[d] = i1 - i0;
-      for (std::size_t k = d + 1; k < shape.size(); ++k) {
-        block[k] = shape[k];
-        start[k] = 0;
-      }
-      f(start, block);
-    };
-    index_t i0 = r0 / inner, i1 = r1 / inner;
-    if (r0 % inner == 0 && r1 % inner == 0) return emit_slab(i0, i1);
-    if (i0 == (r1 - 1) / inner) {  // within one sub-box along d
-      start[d] = i0;
-      return self(self, d + 1, r0 - i0 * inner, r1 - i0 * inner);
-    }
-    if (r0 % inner) {
-      start[d] = i0;
-      self(self, d + 1, r0 % inner, inner);
-      ++i0;
-    }
-    emit_slab(i0, i1);
-    if (r1 % inner) {
-      start[d] = i1;
-      self(self, d + 1, 0, r1 % inner);
-    }
-  };
-  blocks(blocks, 0, first, last);
-}
-
 namespace detail {
-
-// Calls f(box byte offset, stream byte offset, block shape, row bytes) for the blocks that bytes
-// [from, to) of `box`'s dense stream (its rows back to back) are made of: a partial first row,
-// blocks of whole rows, a partial last row. Precondition: 0 <= from <= to <= box.bytes().
-template <class F>
-void for_each_stream_block(const BoxRows& box, index_t from, index_t to, F&& f) {
-  if (from >= to) return;
-  index_t first_row = from / box.row_bytes, last_row = to / box.row_bytes;  // whole rows: [first_row, last_row)
-  if (index_t head = from % box.row_bytes) {                                 // the partial first row
-    index_t end = std::min(to, (first_row + 1) * box.row_bytes);
-    f(box.row_offset(first_row) + head, from, Dims{}, end - from);
-    if (end == to) return;
-    ++first_row;
-  }
-  for_each_row_block(box.row_shape, first_row, last_row, [&](const Dims& start, const Dims& block) {
-    index_t row = 0;
-    for (std::size_t d = 0; d < start.size(); ++d) row = row * box.row_shape[d] + start[d];
-    f(box.base + dot(start, box.row_strides), row * box.row_bytes, block, box.row_bytes);
-  });
-  if (index_t tail = to - last_row * box.row_bytes; tail > 0) f(box.row_offset(last_row), last_row * box.row_bytes, Dims{}, tail);  // the partial last row
-}
 
 // Byte strides of a box's rows back to back.
 inline Dims dense_strides(const BoxRows& box) {

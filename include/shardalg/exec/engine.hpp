@@ -20,6 +20,11 @@
 //   std::size_t wait_receive(double timeout_s);     // a completed receive's index in posting order
 //   void wait_sends(double timeout_s);              // all posted sends done; starts a new batch
 // Waits are bounded: a peer that never answers gives a timeout error naming it.
+// A StridedCommunicator also takes a message as rows in place (strided_rows.hpp):
+//   void post_receive_strided(std::span<const StridedRows<std::byte>>, index_t peer, int tag);
+//   void post_send_strided(std::span<const StridedRows<const std::byte>>, index_t peer, int tag);
+// and with ExecuteOptions::in_place_messages the engine then sends and receives non-contiguous
+// messages without staging them (MPI: derived datatypes).
 #pragma once
 
 #include <chrono>
@@ -32,6 +37,7 @@
 
 #include "shardalg/exec/element_ops.hpp"
 #include "shardalg/exec/rank_part.hpp"
+#include "shardalg/exec/strided_rows.hpp"
 
 namespace shardalg {
 
@@ -62,6 +68,11 @@ struct ExecuteOptions {
   std::function<void(index_t, index_t)> progress;
   // Staging to reuse (none: allocated for this call and freed when it returns).
   StagingArena* arena = nullptr;
+  // Move non-contiguous messages as rows in place when the communicator can (a
+  // StridedCommunicator; MPI: derived datatypes): no staging memory, but with OpenMPI 4.1 over
+  // shared memory slower than packing (docs/benchmarks.md). The same on every rank. Reduced
+  // messages are always staged.
+  bool in_place_messages = false;
 };
 
 struct ExecuteStats {
@@ -80,7 +91,24 @@ concept Communicator = requires(C& c, const C& cc, std::byte* in, const std::byt
   c.wait_sends(s);
 };
 
+template <class C>
+concept StridedCommunicator = Communicator<C> && requires(C& c, std::span<const StridedRows<std::byte>> in,
+                                                          std::span<const StridedRows<const std::byte>> out, index_t peer, int tag) {
+  c.post_receive_strided(in, peer, tag);
+  c.post_send_strided(out, peer, tag);
+};
+
 namespace detail {
+
+// Stream bytes [begin, end) of message m as rows in place in `buffers`, appended to `rows`.
+template <class Byte>
+void strided_rows_of(const Message& m, index_t begin, index_t end, std::span<const BasicBuffer<Byte>> buffers, std::vector<StridedRows<Byte>>& rows) {
+  m.for_each_box(begin, end, [&](const BoxRows& box, index_t from, index_t to, index_t) {
+    for_each_stream_block(box, from, to, [&](index_t at, index_t, const Dims& shape, index_t row_bytes) {
+      rows.push_back(StridedRows<Byte>{buffers[box.buffer].data + at, shape, shape.empty() ? Dims{} : box.row_strides, row_bytes});
+    });
+  });
+}
 
 // Largest piece a message is cut into (MPI counts are int; NCCL prefers moderate sizes).
 inline constexpr index_t max_piece_bytes = index_t{1} << 30;
@@ -216,6 +244,17 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   std::vector<std::vector<std::byte>>& in = arena.receives;
   std::vector<std::vector<std::byte>>& out = arena.sends;
   std::vector<std::size_t> posted;  // receive message index per posted receive
+  std::vector<StridedRows<std::byte>> receive_rows;
+  std::vector<StridedRows<const std::byte>> send_rows;
+  constexpr bool strided = StridedCommunicator<C>;
+  // Whether message m moves in place on both sides (no staging): contiguous, or strided rows.
+  // Sender and receiver decide alike (the same boxes; in_place_messages the same on every rank),
+  // so both move the boxes' bytes, or both the padded stream. Reduced messages are staged.
+  auto in_place = [&](const Message& m) {
+    bool reduced = false;
+    for (const BoxRows& box : m.boxes) reduced = reduced || plan.tensor_plan(box.tensor).reduce_op().has_value();
+    return !reduced && (m.contiguous() || (strided && options.in_place_messages));
+  };
   for (index_t round = 0; round < std::max<index_t>(rounds, 1); ++round) {
     index_t begin = round * piece, staging = 0;
     posted.clear();
@@ -224,8 +263,14 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
       if (begin >= m.bytes) continue;
       auto length = static_cast<std::size_t>(std::min(piece, m.bytes - begin));
       const BoxRows* direct = m.contiguous();
-      if (direct && !plan.tensor_plan(direct->tensor).reduce_op()) {  // straight into the destination
+      if (in_place(m) && direct) {  // straight into the destination
         comm.post_receive(destinations[direct->buffer].data + direct->base + begin, length, m.peer, options.tag);
+      } else if (in_place(m)) {
+        if constexpr (strided) {
+          receive_rows.clear();
+          detail::strided_rows_of(m, begin, begin + static_cast<index_t>(length), destinations, receive_rows);
+          comm.post_receive_strided(std::span<const StridedRows<std::byte>>(receive_rows), m.peer, options.tag);
+        }
       } else {
         if (in[k].size() < length) in[k].resize(length);
         staging += static_cast<index_t>(length);
@@ -241,6 +286,14 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
       if (const BoxRows* direct = m.contiguous()) {  // straight from the source
         comm.post_send(sources[direct->buffer].data + direct->base + begin, static_cast<std::size_t>(end - begin), m.peer, options.tag);
         continue;
+      }
+      if constexpr (strided) {
+        if (in_place(m)) {  // rows in place
+          send_rows.clear();
+          detail::strided_rows_of(m, begin, end, sources, send_rows);
+          comm.post_send_strided(std::span<const StridedRows<const std::byte>>(send_rows), m.peer, options.tag);
+          continue;
+        }
       }
       if (out[k].size() < static_cast<std::size_t>(end - begin)) out[k].resize(static_cast<std::size_t>(end - begin));
       m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
@@ -262,8 +315,7 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
       std::size_t k = posted[comm.wait_receive(options.timeout_seconds)];
       const Message& m = part.receives()[k];
       index_t end = std::min(m.bytes, begin + piece);
-      const BoxRows* direct = m.contiguous();
-      if (!direct || plan.tensor_plan(direct->tensor).reduce_op())
+      if (!in_place(m))
         m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
           put(box, destinations[box.buffer].data + at, in[k].data() + (stream - begin), length);
         });

@@ -2,7 +2,9 @@
 // linking MPI; MPI must be initialized). Works on a duplicate of the given communicator, with
 // errors returned rather than fatal, so that every failing call becomes an Error naming the call,
 // the rank and MPI's message. Waits poll with a deadline: a peer that never sends gives a timeout
-// error naming it instead of a hang.
+// error naming it instead of a hang. Non-contiguous messages travel as MPI derived datatypes
+// (hvectors of rows, joined by a struct over absolute addresses), so MPI reads and writes the
+// rows in place.
 #pragma once
 
 #include <mpi.h>
@@ -10,11 +12,13 @@
 #include <chrono>
 #include <cstddef>
 #include <limits>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "shardalg/core/error.hpp"
+#include "shardalg/exec/strided_rows.hpp"
 
 namespace shardalg {
 
@@ -82,6 +86,23 @@ class MpiCommunicator {
     check(MPI_Isend(data, count(bytes), MPI_BYTE, peer_of(peer), tag, comm_, &sends_.back()), "MPI_Isend", peer);
   }
 
+  void post_receive_strided(std::span<const StridedRows<std::byte>> rows, index_t peer, int tag) {
+    receives_.emplace_back();
+    receive_peers_.push_back(peer);
+    MPI_Datatype type = datatype_of(rows);
+    int rc = MPI_Irecv(MPI_BOTTOM, 1, type, peer_of(peer), tag, comm_, &receives_.back());
+    MPI_Type_free(&type);  // MPI keeps it until the receive completes
+    check(rc, "MPI_Irecv", peer);
+  }
+  void post_send_strided(std::span<const StridedRows<const std::byte>> rows, index_t peer, int tag) {
+    sends_.emplace_back();
+    send_peers_.push_back(peer);
+    MPI_Datatype type = datatype_of(rows);
+    int rc = MPI_Isend(MPI_BOTTOM, 1, type, peer_of(peer), tag, comm_, &sends_.back());
+    MPI_Type_free(&type);
+    check(rc, "MPI_Isend", peer);
+  }
+
   // Index (in posting order since the last wait_sends) of a receive that completed.
   std::size_t wait_receive(double timeout_seconds) {
     auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
@@ -116,6 +137,34 @@ class MpiCommunicator {
     if (bytes > static_cast<std::size_t>(std::numeric_limits<int>::max()))
       detail::fail("MPI: rank ", rank_, " message of ", bytes, " bytes exceeds MPI's int count");
     return static_cast<int>(bytes);
+  }
+  // One datatype for all the rows, in order: per block an hvector per outer dim around a
+  // contiguous row, the blocks joined by a struct at their absolute addresses (from MPI_BOTTOM).
+  template <class Byte>
+  MPI_Datatype datatype_of(std::span<const StridedRows<Byte>> rows) const {
+    std::vector<MPI_Datatype> types;
+    std::vector<MPI_Aint> addresses;
+    for (const StridedRows<Byte>& block : rows) {
+      MPI_Datatype type = MPI_DATATYPE_NULL;
+      check(MPI_Type_contiguous(count(static_cast<std::size_t>(block.row_bytes)), MPI_BYTE, &type), "MPI_Type_contiguous", -1);
+      for (std::size_t d = block.shape.size(); d-- > 0;) {
+        if (block.shape[d] == 1) continue;
+        MPI_Datatype outer = MPI_DATATYPE_NULL;
+        check(MPI_Type_create_hvector(count(static_cast<std::size_t>(block.shape[d])), 1, block.strides[d], type, &outer), "MPI_Type_create_hvector", -1);
+        MPI_Type_free(&type);
+        type = outer;
+      }
+      MPI_Aint address = 0;
+      check(MPI_Get_address(block.data, &address), "MPI_Get_address", -1);
+      types.push_back(type);
+      addresses.push_back(address);
+    }
+    std::vector<int> ones(types.size(), 1);
+    MPI_Datatype message = MPI_DATATYPE_NULL;
+    check(MPI_Type_create_struct(static_cast<int>(types.size()), ones.data(), addresses.data(), types.data(), &message), "MPI_Type_create_struct", -1);
+    for (MPI_Datatype& type : types) MPI_Type_free(&type);
+    check(MPI_Type_commit(&message), "MPI_Type_commit", -1);
+    return message;
   }
   int peer_of(index_t peer) const {
     if (peer < 0 || peer >= size_) detail::fail("MPI: rank ", rank_, " addresses rank ", peer, ", outside the communicator of ", size_, " ranks");

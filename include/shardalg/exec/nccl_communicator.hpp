@@ -86,9 +86,7 @@ class NcclCommunicator {
     detail::check_nccl(ncclCommSplit(comm_, color.value_or(NCCL_SPLIT_NOCOLOR), key, &sub, &config), "ncclCommSplit", rank_, comm_);
     settle("ncclCommSplit", timeout_seconds);
     if (!color) return std::nullopt;
-    NcclCommunicator result(sub);
-    result.settle("ncclCommSplit", timeout_seconds);
-    return result;
+    return NcclCommunicator(sub, rank_, timeout_seconds);
   }
 
   index_t rank() const { return rank_; }
@@ -142,7 +140,10 @@ class NcclCommunicator {
   bool aborted() const { return aborted_; }
 
  private:
-  explicit NcclCommunicator(ncclComm_t comm) : comm_(comm) {
+  // A communicator made by ncclCommSplit on parent rank `parent_rank`: settled, then asked for
+  // its rank and size.
+  NcclCommunicator(ncclComm_t comm, index_t parent_rank, double timeout_seconds) : comm_(comm), rank_(parent_rank) {
+    settle("ncclCommSplit", timeout_seconds);
     int rank = 0, size = 0;
     detail::check_nccl(ncclCommUserRank(comm_, &rank), "ncclCommUserRank", -1, comm_);
     detail::check_nccl(ncclCommCount(comm_, &size), "ncclCommCount", rank, comm_);

@@ -5,13 +5,15 @@
 #include <map>
 #include <random>
 
-#include "../source_tiles.hpp"
 #include "../test_support.hpp"
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/device_schedule.hpp"
 #include "shardalg/model/layout_recipe.hpp"
+#include "test_models.hpp"
 
 using namespace shardalg;
+using testing::one_tensor;
+using testing::small_model;
 
 namespace {
 
@@ -131,28 +133,9 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
   return mismatches;
 }
 
-ModelSpec small_model(const std::string& dtype) {
-  ModelSpec m{"small",
-              {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
-               {"q", Dims{24, 12}, TensorRole::column_parallel},
-               {"o", Dims{12, 24}, TensorRole::row_parallel},
-               {"norm", Dims{12}, TensorRole::replicated},
-               {"router", Dims{8, 12}, TensorRole::router},
-               {"w1", Dims{8, 10, 12}, TensorRole::expert_w1},
-               {"w2", Dims{8, 12, 10}, TensorRole::expert_w2},
-               {"w3", Dims{8, 10, 12}, TensorRole::expert_w3}}};
-  for (ModelTensor& t : m.tensors) t.dtype = dtype;
-  return m;
-}
-
 index_t run_recipes(index_t world, const std::string& from, const std::string& to, const std::string& dtype, index_t memory_limit = 0) {
   ModelSpec model = small_model(dtype);
   return run_schedules(ModelReshardPlan(layout_model(model, from), layout_model(model, to)), world, memory_limit);
-}
-
-ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
-  std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
-  return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
 }
 
 }  // namespace

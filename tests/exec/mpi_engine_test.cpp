@@ -12,8 +12,11 @@
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
 #include "shardalg/model/layout_recipe.hpp"
+#include "test_models.hpp"
 
 using namespace shardalg;
+using testing::one_tensor;
+using testing::small_model;
 
 namespace {
 
@@ -23,21 +26,6 @@ void expect(MpiCommunicator& comm, bool ok, const std::string& what) {
   index_t bad = comm.all_sum(ok ? 0 : 1);
   if (comm.rank() == 0) std::cout << (bad ? "FAIL " : "ok   ") << what << (bad ? " (" + std::to_string(bad) + " ranks)" : "") << "\n";
   if (bad) ++failures;
-}
-
-// A small model with every role, experts included (8 experts: EP sizes 1, 2, 4, 8 divide them).
-ModelSpec small_model(const std::string& dtype) {
-  ModelSpec m{"small",
-              {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
-               {"q", Dims{24, 12}, TensorRole::column_parallel},
-               {"o", Dims{12, 24}, TensorRole::row_parallel},
-               {"norm", Dims{12}, TensorRole::replicated},
-               {"router", Dims{8, 12}, TensorRole::router},
-               {"w1", Dims{8, 10, 12}, TensorRole::expert_w1},
-               {"w2", Dims{8, 12, 10}, TensorRole::expert_w2},
-               {"w3", Dims{8, 10, 12}, TensorRole::expert_w3}}};
-  for (ModelTensor& t : m.tensors) t.dtype = dtype;
-  return m;
 }
 
 struct Buffers {
@@ -93,11 +81,6 @@ void check_recipes(MpiCommunicator& comm, const std::string& from, const std::st
                 "\"" + from + "\" -> \"" + to + "\" " + dtype + (memory_limit ? " limit " + std::to_string(memory_limit) : "") +
                     (in_place ? " in place" : ""),
                 memory_limit, in_place);
-}
-
-ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
-  std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
-  return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
 }
 
 }  // namespace

@@ -12,8 +12,11 @@
 #include "shardalg/exec/nccl_collective_program.hpp"
 #include "shardalg/exec/nccl_executor.hpp"
 #include "shardalg/model/layout_recipe.hpp"
+#include "../exec/test_models.hpp"
 
 using namespace shardalg;
+using testing::one_tensor;
+using testing::small_model;
 
 namespace {
 
@@ -62,16 +65,6 @@ struct RandomBoxes {
   }
 };
 
-ModelSpec small_model(const std::string& dtype) {
-  ModelSpec m{"small",
-              {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
-               {"q", Dims{24, 12}, TensorRole::column_parallel},
-               {"norm", Dims{12}, TensorRole::replicated},
-               {"w1", Dims{8, 10, 12}, TensorRole::expert_w1}}};
-  for (ModelTensor& t : m.tensors) t.dtype = dtype;
-  return m;
-}
-
 // Runs the plan on one GPU with a one-rank NCCL communicator; returns the destination check.
 DataCheck run_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index_t memory_limit) {
   std::vector<std::vector<std::byte>> source_data = make_source_data(plan, 0, 3), destination_data = make_destination_buffers(plan, 0);
@@ -95,11 +88,6 @@ DataCheck run_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index
   check(cudaStreamDestroy(stream), "cudaStreamDestroy");
   for (std::size_t b = 0; b < destination_data.size(); ++b) destination_data[b] = download(device_destinations[b], destination_data[b].size());
   return check_destination_data(plan, 0, destination_data, 3);
-}
-
-ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
-  std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
-  return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
 }
 
 }  // namespace

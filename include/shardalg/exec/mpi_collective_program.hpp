@@ -111,28 +111,16 @@ class MpiCollectiveProgram {
     std::vector<index_t> members;  // ranks in flattened order
   };
 
-  // A tile's shape with the element's bytes as an extra innermost dim (byte-level slicing).
-  static Dims byte_shape(const Tile& tile, index_t element) {
-    Dims shape = detail::tile_shape(tile);
-    shape.push_back(element);
-    return shape;
-  }
-
   std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, std::string_view dtype, index_t element, ReduceOp op) {
     const LoweredStep& step = program_.steps[i];
-    const MeshLayout& before = program_.states[i];
-    const MeshLayout& after = program_.states[i + 1];
     const Group& group = groups_.at(step.mesh_dims);
     auto n = group.members.size();
     auto me = static_cast<std::size_t>(std::find(group.members.begin(), group.members.end(), rank_) - group.members.begin());
     auto d = static_cast<std::size_t>(step.tensor_dim);
-    Tile mine_before = before.tile(rank_), mine_after = after.tile(rank_);
-    Dims shape = byte_shape(mine_before, element);
-    std::vector<Tile> before_tiles, after_tiles;
-    for (index_t member : group.members) {
-      before_tiles.push_back(before.tile(member));
-      after_tiles.push_back(after.tile(member));
-    }
+    detail::StepTiles tiles(program_, i, group.members, rank_, element);
+    const Tile &mine_before = tiles.mine_before, &mine_after = tiles.mine_after;
+    const std::vector<Tile>&before_tiles = tiles.before, &after_tiles = tiles.after;
+    const Dims& shape = tiles.shape;
     // The chunk of this rank's tile along `dim` that member j holds after the step.
     auto chunk_for = [&](std::size_t j, std::size_t dim) {
       return detail::slice_along(buffer, shape, dim, detail::local_begin(mine_before, after_tiles[j], dim), after_tiles[j].dim(dim).size());
@@ -148,7 +136,7 @@ class MpiCollectiveProgram {
         std::vector<Dims> shapes;
         for (std::size_t j = 0; j < n; ++j) {
           parts.emplace_back(received.data() + offsets[j], static_cast<std::size_t>(counts[j]));
-          shapes.push_back(byte_shape(before_tiles[j], element));
+          shapes.push_back(detail::byte_shape(before_tiles[j], element));
         }
         return detail::concat_along(parts, shapes, d);
       }
@@ -159,7 +147,7 @@ class MpiCollectiveProgram {
         std::vector<Dims> shapes;
         std::vector<int> receive_counts;
         for (std::size_t j = 0; j < n; ++j) {
-          shapes.push_back(byte_shape(before_tiles[j], element));
+          shapes.push_back(detail::byte_shape(before_tiles[j], element));
           shapes.back()[e] = mine_after.dim(e).size();
           receive_counts.push_back(count_of(volume(shapes.back()), step, i));
         }

@@ -155,12 +155,6 @@ class NcclCollectiveProgram {
     std::vector<index_t> members;  // ranks in flattened order
   };
 
-  static Dims byte_shape(const Tile& tile, index_t element) {
-    Dims shape = detail::tile_shape(tile);
-    shape.push_back(element);
-    return shape;
-  }
-
   // Uploads `batch`'s descriptors and runs them on `stream`.
   void copy(const CopyBatch& batch, cudaStream_t stream) const {
     if (batch.empty()) return;
@@ -180,19 +174,14 @@ class NcclCollectiveProgram {
 
   DeviceTile run_step(std::size_t i, DeviceTile in, std::string_view dtype, index_t element, ReduceOp op, cudaStream_t stream) {
     const LoweredStep& step = program_.steps[i];
-    const MeshLayout& before = program_.states[i];
-    const MeshLayout& after = program_.states[i + 1];
     Group& group = groups_.at(step.mesh_dims);
     index_t rank = world_.rank();
     auto n = group.members.size();
     auto d = static_cast<std::size_t>(step.tensor_dim);
-    Tile mine_before = before.tile(rank), mine_after = after.tile(rank);
-    Dims shape = byte_shape(mine_before, element);
-    std::vector<Tile> before_tiles, after_tiles;
-    for (index_t member : group.members) {
-      before_tiles.push_back(before.tile(member));
-      after_tiles.push_back(after.tile(member));
-    }
+    detail::StepTiles tiles(program_, i, group.members, rank, element);
+    const Tile &mine_before = tiles.mine_before, &mine_after = tiles.mine_after;
+    const std::vector<Tile>&before_tiles = tiles.before, &after_tiles = tiles.after;
+    const Dims& shape = tiles.shape;
     auto out_bytes = static_cast<std::size_t>(mine_after.volume() * element);
     DeviceTile out{DeviceBuffer(out_bytes, stream, rank), out_bytes};
     CopyBatch batch;
@@ -210,7 +199,7 @@ class NcclCollectiveProgram {
         check(ncclAllGather(send.data(), received.data(), static_cast<std::size_t>(slot), ncclUint8, comm.get(), stream), "ncclAllGather", comm, i);
         index_t at = 0, total = mine_after.dim(d).size();
         for (std::size_t j = 0; j < n; ++j) {
-          Dims part = byte_shape(before_tiles[j], element);
+          Dims part = detail::byte_shape(before_tiles[j], element);
           detail::add_join(batch, received.data() + static_cast<index_t>(j) * slot, part, d, at, total, out.buffer.data());
           at += part[d];
         }
@@ -231,7 +220,7 @@ class NcclCollectiveProgram {
         CopyBatch join;
         index_t at = 0, total = mine_after.dim(d).size();
         for (std::size_t j = 0; j < n; ++j) {
-          Dims part = byte_shape(before_tiles[j], element);
+          Dims part = detail::byte_shape(before_tiles[j], element);
           part[e] = mine_after.dim(e).size();
           detail::add_join(join, received.data() + static_cast<index_t>(j) * slot, part, d, at, total, out.buffer.data());
           at += part[d];

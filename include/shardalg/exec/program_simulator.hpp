@@ -53,6 +53,27 @@ inline Dims tile_shape(const Tile& tile) {
   return shape;
 }
 
+// A tile's shape with the element's bytes as an extra innermost dim (byte-level slicing).
+inline Dims byte_shape(const Tile& tile, index_t element) {
+  Dims shape = tile_shape(tile);
+  shape.push_back(element);
+  return shape;
+}
+
+// The tiles step i of a program works on, seen from `rank` of the step's group `members`.
+struct StepTiles {
+  Tile mine_before, mine_after;
+  std::vector<Tile> before, after;  // the members' tiles, in group order
+  Dims shape;                       // byte_shape of mine_before
+  StepTiles(const CollectiveProgram& program, std::size_t i, const std::vector<index_t>& members, index_t rank, index_t element)
+      : mine_before(program.states[i].tile(rank)), mine_after(program.states[i + 1].tile(rank)), shape(byte_shape(mine_before, element)) {
+    for (index_t member : members) {
+      before.push_back(program.states[i].tile(member));
+      after.push_back(program.states[i + 1].tile(member));
+    }
+  }
+};
+
 // Where tile `part`'s positions along dim d begin among tile `whole`'s local positions (part is
 // a split of whole along d; 0 when part holds nothing there).
 inline index_t local_begin(const Tile& whole, const Tile& part, std::size_t d) {

@@ -1,0 +1,32 @@
+// Models and plans the executor tests share (the MPI engine, the device schedules, the GPU).
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "shardalg/model/layout_recipe.hpp"
+
+namespace shardalg::testing {
+
+// A small model with every role, experts included (8 experts: EP sizes 1, 2, 4, 8 divide them).
+inline ModelSpec small_model(const std::string& dtype) {
+  ModelSpec m{"small",
+              {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
+               {"q", Dims{24, 12}, TensorRole::column_parallel},
+               {"o", Dims{12, 24}, TensorRole::row_parallel},
+               {"norm", Dims{12}, TensorRole::replicated},
+               {"router", Dims{8, 12}, TensorRole::router},
+               {"w1", Dims{8, 10, 12}, TensorRole::expert_w1},
+               {"w2", Dims{8, 12, 10}, TensorRole::expert_w2},
+               {"w3", Dims{8, 10, 12}, TensorRole::expert_w3}}};
+  for (ModelTensor& t : m.tensors) t.dtype = dtype;
+  return m;
+}
+
+// A plan of one tensor "t" between two mesh layouts.
+inline ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
+  std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
+  return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
+}
+
+}  // namespace shardalg::testing

@@ -49,19 +49,15 @@ class MpiCollectiveProgram {
     int rank = 0;
     check(MPI_Comm_rank(comm_, &rank), "MPI_Comm_rank");
     rank_ = rank;
-    const DeviceMesh& mesh = program_.states.front().mesh();
-    std::optional<Dims> coord = mesh.coordinate_of(rank_);
     for (const LoweredStep& step : program_.steps) {
       if (groups_.count(step.mesh_dims)) continue;
+      auto membership = detail::group_of(program_.states.front().mesh(), step.mesh_dims, rank_);
       int color = MPI_UNDEFINED, key = 0;
       std::vector<index_t> members;
-      if (coord) {
-        Dims leader = *coord;
-        for (index_t m : step.mesh_dims) leader[static_cast<std::size_t>(m)] = 0;
-        color = static_cast<int>(mesh.rank_at(leader));
-        for (const auto& group : detail::flattened_groups(mesh, step.mesh_dims))
-          if (group.front() == color) members = group;
-        key = static_cast<int>(std::find(members.begin(), members.end(), rank_) - members.begin());
+      if (membership) {
+        color = static_cast<int>(membership->leader);
+        key = static_cast<int>(membership->position);
+        members = std::move(membership->members);
       }
       MPI_Comm sub = MPI_COMM_NULL;
       check(MPI_Comm_split(comm_, color, key, &sub), "MPI_Comm_split");

@@ -98,20 +98,16 @@ class NcclCollectiveProgram {
       : program_(program), world_(world), timeout_(timeout_seconds) {
     if (program_.states.size() != program_.steps.size() + 1)
       detail::fail("NCCL collective program: ", program_.states.size(), " states for ", program_.steps.size(), " steps");
-    const DeviceMesh& mesh = program_.states.front().mesh();
-    std::optional<Dims> coord = mesh.coordinate_of(world_.rank());
     for (const LoweredStep& step : program_.steps) {
       if (groups_.count(step.mesh_dims)) continue;
+      auto membership = detail::group_of(program_.states.front().mesh(), step.mesh_dims, world_.rank());
       std::optional<int> color;
       int key = 0;
       std::vector<index_t> members;
-      if (coord) {
-        Dims leader = *coord;
-        for (index_t m : step.mesh_dims) leader[static_cast<std::size_t>(m)] = 0;
-        color = static_cast<int>(mesh.rank_at(leader));
-        for (const auto& group : detail::flattened_groups(mesh, step.mesh_dims))
-          if (group.front() == *color) members = group;
-        key = static_cast<int>(std::find(members.begin(), members.end(), world_.rank()) - members.begin());
+      if (membership) {
+        color = static_cast<int>(membership->leader);
+        key = static_cast<int>(membership->position);
+        members = std::move(membership->members);
       }
       groups_.emplace(step.mesh_dims, Group{world_.split(color, key, timeout_), std::move(members)});
     }

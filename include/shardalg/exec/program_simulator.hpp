@@ -3,7 +3,9 @@
 // same steps on sub-communicators). Tests compare its result with the direct plan's.
 #pragma once
 
+#include <algorithm>
 #include <map>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -101,6 +103,27 @@ inline std::vector<std::vector<index_t>> flattened_groups(const DeviceMesh& mesh
     groups.push_back(std::move(group));
   }
   return groups;
+}
+
+// Where `rank` sits among the groups of `mesh_dims`: its group's leader (the first rank, the
+// colour of a communicator split), the members in flattened order, and the rank's position (the
+// split's key). None for a rank outside the mesh.
+struct GroupMembership {
+  index_t leader = 0;
+  std::vector<index_t> members;
+  index_t position = 0;
+};
+inline std::optional<GroupMembership> group_of(const DeviceMesh& mesh, const std::vector<index_t>& mesh_dims, index_t rank) {
+  std::optional<Dims> coord = mesh.coordinate_of(rank);
+  if (!coord) return std::nullopt;
+  GroupMembership result;
+  Dims leader = *coord;
+  for (index_t m : mesh_dims) leader[static_cast<std::size_t>(m)] = 0;
+  result.leader = mesh.rank_at(leader);
+  for (auto& group : flattened_groups(mesh, mesh_dims))
+    if (group.front() == result.leader) result.members = std::move(group);
+  result.position = static_cast<index_t>(std::find(result.members.begin(), result.members.end(), rank) - result.members.begin());
+  return result;
 }
 
 }  // namespace detail

@@ -35,35 +35,6 @@ void run_launch_on_host(const LaunchList& list, std::size_t i) {
   }
 }
 
-// What ranks compute with a sequence of all-max calls, in one process: f(rank, all_max) runs on
-// every rank until each stops at its next all-max, the maxima are published, and it runs again
-// (ranks must call all_max the same number of times, as the collective requires). Returns rank
-// 0's result.
-struct Pending {};
-template <class F>
-index_t lockstep_all_max(index_t world, F&& f) {
-  std::vector<index_t> published;
-  while (true) {
-    index_t most = std::numeric_limits<index_t>::min(), result = 0;
-    bool finished = true;
-    for (index_t r = 0; r < world; ++r) {
-      std::size_t call = 0;
-      try {
-        index_t value = f(r, [&](index_t v) {
-          if (call < published.size()) return published[call++];
-          most = std::max(most, v);
-          throw Pending{};
-        });
-        if (r == 0) result = value;
-      } catch (const Pending&) {
-        finished = false;
-      }
-    }
-    if (finished) return result;
-    published.push_back(most);
-  }
-}
-
 struct RankState {
   std::vector<std::vector<std::byte>> source_data, destination_data, staging;
   std::vector<SourceBuffer> sources;
@@ -78,7 +49,13 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
   std::vector<RankState> ranks(static_cast<std::size_t>(world));
   std::vector<std::unique_ptr<RankPart>> parts;
   for (index_t r = 0; r < world; ++r) parts.push_back(std::make_unique<RankPart>(plan, r));
-  index_t piece = lockstep_all_max(world, [&](index_t r, auto&& all_max) { return detail::agreed_piece(*parts[static_cast<std::size_t>(r)], memory_limit, all_max); });
+  detail::Agreement::Values maxima;  // the all-max of the ranks' proposals
+  maxima.fill(std::numeric_limits<index_t>::min());
+  for (const auto& part : parts) {
+    detail::Agreement::Values proposal = detail::Agreement::propose(*part, memory_limit, false);
+    for (std::size_t i = 0; i < maxima.size(); ++i) maxima[i] = std::max(maxima[i], proposal[i]);
+  }
+  index_t piece = detail::Agreement(maxima).piece();
   for (index_t r = 0; r < world; ++r) {
     RankState& s = ranks[static_cast<std::size_t>(r)];
     s.part = std::move(parts[static_cast<std::size_t>(r)]);

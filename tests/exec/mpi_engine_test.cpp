@@ -46,7 +46,7 @@ Buffers buffers_for(const ModelReshardPlan& plan, index_t rank) {
 }
 
 // Runs the plan and checks every destination element on every rank.
-void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0, bool in_place = false) {
+void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0, bool staged = false) {
   bool ok = true;
   std::string error;
   try {
@@ -54,7 +54,7 @@ void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const st
     Buffers b = buffers_for(plan, comm.rank());
     ExecuteOptions options;
     options.memory_limit = memory_limit;
-    options.in_place_messages = in_place;
+    options.in_place_messages = !staged;
     index_t progress_calls = 0;
     options.progress = [&](index_t done, index_t total) { ok = ok && done <= total; ++progress_calls; };
     ExecuteStats stats = execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm, options);
@@ -74,13 +74,13 @@ void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const st
 }
 
 void check_recipes(MpiCommunicator& comm, const std::string& from, const std::string& to, const std::string& dtype = "fp32",
-                   index_t memory_limit = 0, bool in_place = false) {
+                   index_t memory_limit = 0, bool staged = false) {
   ModelSpec model = small_model(dtype);
   ModelReshardPlan plan(layout_model(model, from), layout_model(model, to));
   check_reshard(comm, plan,
                 "\"" + from + "\" -> \"" + to + "\" " + dtype + (memory_limit ? " limit " + std::to_string(memory_limit) : "") +
-                    (in_place ? " in place" : ""),
-                memory_limit, in_place);
+                    (staged ? " staged" : ""),
+                memory_limit, staged);
 }
 
 }  // namespace
@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
     check_recipes(comm, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 8 * 2 * n);
     check_recipes(comm, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000);
     check_recipes(comm, "fsdp dp=" + N, "fsdp dp=1", "bytes");
-    // Non-contiguous messages moved in place as derived datatypes instead of packed into staging.
+    // Non-contiguous messages packed into staging instead of moved in place as derived datatypes.
     check_recipes(comm, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 0, true);
     check_recipes(comm, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000, true);
     // Partial reductions: every op, over one and two mesh dims.

@@ -14,7 +14,7 @@
 // naming that rank, before any communication.
 //
 // Communicator concept (one object per rank; see MpiCommunicator):
-//   index_t rank(); index_t all_max(index_t);       // collective over all ranks of the plan
+//   index_t rank(); void all_max(std::span<index_t>); // element-wise max over all ranks, in place
 //   void post_receive(std::byte*, std::size_t bytes, index_t peer, int tag);
 //   void post_send(const std::byte*, std::size_t bytes, index_t peer, int tag);
 //   std::size_t wait_receive(double timeout_s);     // a completed receive's index in posting order
@@ -23,14 +23,16 @@
 // A StridedCommunicator also takes a message as rows in place (strided_rows.hpp):
 //   void post_receive_strided(std::span<const StridedRows<std::byte>>, index_t peer, int tag);
 //   void post_send_strided(std::span<const StridedRows<const std::byte>>, index_t peer, int tag);
-// and with ExecuteOptions::in_place_messages the engine then sends and receives non-contiguous
-// messages without staging them (MPI: derived datatypes).
+// and the engine then sends and receives non-contiguous messages without staging them (MPI:
+// derived datatypes), unless ExecuteOptions::in_place_messages is false.
 #pragma once
 
 #include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <array>
 #include <functional>
+#include <limits>
 #include <span>
 #include <string>
 #include <vector>
@@ -69,10 +71,10 @@ struct ExecuteOptions {
   // Staging to reuse (none: allocated for this call and freed when it returns).
   StagingArena* arena = nullptr;
   // Move non-contiguous messages as rows in place when the communicator can (a
-  // StridedCommunicator; MPI: derived datatypes): no staging memory, but with OpenMPI 4.1 over
-  // shared memory slower than packing (docs/benchmarks.md). The same on every rank. Reduced
-  // messages are always staged.
-  bool in_place_messages = false;
+  // StridedCommunicator; MPI: derived datatypes): no staging memory and no packing, 2.3-2.8x
+  // faster than packing at 8 ranks (docs/benchmarks.md). false: pack into staging. The same on
+  // every rank. Reduced messages are always staged.
+  bool in_place_messages = true;
 };
 
 struct ExecuteStats {
@@ -84,7 +86,7 @@ struct ExecuteStats {
 template <class C>
 concept Communicator = requires(C& c, const C& cc, std::byte* in, const std::byte* out, std::size_t n, index_t peer, int tag, double s) {
   { cc.rank() } -> std::convertible_to<index_t>;
-  { c.all_max(peer) } -> std::convertible_to<index_t>;
+  c.all_max(std::span<index_t>());
   c.post_receive(in, n, peer, tag);
   c.post_send(out, n, peer, tag);
   { c.wait_receive(s) } -> std::convertible_to<std::size_t>;
@@ -163,20 +165,41 @@ inline void check_part(const ModelReshardPlan& plan, const RankPart& part, std::
   if (memory_limit < 0) fail("execute: memory limit ", memory_limit, " is negative");
 }
 
-// The bytes of a piece, the same on every rank: the memory limit over the most peers any rank
-// has (rounded down to a multiple of 8), or with no limit the longest message anywhere (capped
-// at max_piece_bytes); the smallest over ranks. `all_max` is the communicator's all-max.
-template <class AllMax>
-index_t agreed_piece(const RankPart& part, index_t memory_limit, AllMax&& all_max) {
-  auto peers = static_cast<index_t>(part.sends().size() + part.receives().size());
-  index_t most_peers = std::max<index_t>(1, all_max(peers));
-  index_t longest = all_max(part.longest_message());  // on every rank: limits may differ between ranks
-  index_t piece = memory_limit > 0 ? memory_limit / most_peers / 8 * 8 : std::min(max_piece_bytes, round_up_8(std::max<index_t>(8, longest)));
-  piece = -all_max(-std::min(piece, max_piece_bytes));
-  if (piece < 8)
-    fail("execute: memory limit ", memory_limit, " leaves less than 8 bytes per message for ", most_peers, " peers; allow at least ", 8 * most_peers);
-  return piece;
-}
+// What the ranks agree on before a reshard, in one all-max: each proposes whether it failed its
+// checks (its rank, or -1), its peers, its longest message and its memory limit (negated, so the
+// smallest wins; the lowest value when it has none).
+class Agreement {
+ public:
+  static constexpr std::size_t size = 4;
+  using Values = std::array<index_t, size>;
+
+  static Values propose(const RankPart& part, index_t memory_limit, bool failed) {
+    return {failed ? part.rank() : -1, static_cast<index_t>(part.sends().size() + part.receives().size()), part.longest_message(),
+            memory_limit > 0 ? -memory_limit : std::numeric_limits<index_t>::min()};
+  }
+  explicit Agreement(const Values& maxima) : maxima_(maxima) {}
+
+  // A rank that failed its checks (the highest), or -1.
+  index_t failed_rank() const { return maxima_[0]; }
+
+  // The bytes of a piece: the smallest memory limit over the most peers any rank has (rounded
+  // down to a multiple of 8), or with no limit the longest message anywhere; at most
+  // max_piece_bytes. Error when a limit leaves less than 8 bytes per message.
+  index_t piece() const {
+    index_t most_peers = std::max<index_t>(1, maxima_[1]);
+    index_t piece = std::min(max_piece_bytes, round_up_8(std::max<index_t>(8, maxima_[2])));
+    if (maxima_[3] != std::numeric_limits<index_t>::min()) {
+      index_t limit = -maxima_[3];
+      piece = std::min(piece, limit / most_peers / 8 * 8);
+      if (piece < 8)
+        fail("execute: memory limit ", limit, " leaves less than 8 bytes per message for ", most_peers, " peers; allow at least ", 8 * most_peers);
+    }
+    return piece;
+  }
+
+ private:
+  Values maxima_;
+};
 
 }  // namespace detail
 
@@ -197,12 +220,14 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   } catch (const Error& e) {
     failure = e.what();
   }
-  index_t failed_rank = comm.all_max(failure.empty() ? -1 : rank);
+  detail::Agreement::Values proposal = detail::Agreement::propose(part, options.memory_limit, !failure.empty());
+  comm.all_max(std::span<index_t>(proposal));
+  detail::Agreement agreed(proposal);
   if (!failure.empty()) throw Error(failure);
-  if (failed_rank >= 0) detail::fail("execute: rank ", failed_rank, " failed its checks; nothing was sent");
+  if (agreed.failed_rank() >= 0) detail::fail("execute: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
 
   // 2. Piece size, agreed by all ranks.
-  index_t piece = detail::agreed_piece(part, options.memory_limit, [&](index_t value) { return comm.all_max(value); });
+  index_t piece = agreed.piece();
   index_t longest = part.longest_message();
 
   // 3. Reductions start from the identity in every destination element of a Partial plan.

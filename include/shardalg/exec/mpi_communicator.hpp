@@ -69,6 +69,10 @@ class MpiCommunicator {
     check(MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, MPI_MAX, comm_), "MPI_Allreduce", -1);
     return static_cast<index_t>(out);
   }
+  void all_max(std::span<index_t> values) {
+    static_assert(sizeof(index_t) == sizeof(long long));
+    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_LONG_LONG, MPI_MAX, comm_), "MPI_Allreduce", -1);
+  }
   index_t all_sum(index_t value) {
     long long in = value, out = 0;
     check(MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, MPI_SUM, comm_), "MPI_Allreduce", -1);

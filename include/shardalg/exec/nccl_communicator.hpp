@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -123,18 +124,21 @@ class NcclCommunicator {
     }
   }
 
-  // The largest `value` over all ranks (ncclAllReduce of one int64 on `stream`, waited for).
-  index_t all_max(index_t value, cudaStream_t stream, double timeout_seconds) {
+  // Element-wise max of `values` over all ranks, in place (ncclAllReduce on `stream`, waited for).
+  void all_max(std::span<index_t> values, cudaStream_t stream, double timeout_seconds) {
     void* device = nullptr;
-    detail::check_cuda(cudaMallocAsync(&device, sizeof(index_t), stream), "cudaMallocAsync", rank_);
-    index_t result = value;
-    detail::check_cuda(cudaMemcpyAsync(device, &result, sizeof result, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync", rank_);
-    detail::check_nccl(ncclAllReduce(device, device, 1, ncclInt64, ncclMax, comm_, stream), "ncclAllReduce", rank_, comm_);
+    std::size_t bytes = values.size_bytes();
+    detail::check_cuda(cudaMallocAsync(&device, bytes, stream), "cudaMallocAsync", rank_);
+    detail::check_cuda(cudaMemcpyAsync(device, values.data(), bytes, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync", rank_);
+    detail::check_nccl(ncclAllReduce(device, device, values.size(), ncclInt64, ncclMax, comm_, stream), "ncclAllReduce", rank_, comm_);
     settle("ncclAllReduce", timeout_seconds);
-    detail::check_cuda(cudaMemcpyAsync(&result, device, sizeof result, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync", rank_);
+    detail::check_cuda(cudaMemcpyAsync(values.data(), device, bytes, cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync", rank_);
     detail::check_cuda(cudaFreeAsync(device, stream), "cudaFreeAsync", rank_);
     wait(stream, timeout_seconds, "ncclAllReduce (every rank's agreement)");
-    return result;
+  }
+  index_t all_max(index_t value, cudaStream_t stream, double timeout_seconds) {
+    all_max(std::span<index_t>(&value, 1), stream, timeout_seconds);
+    return value;
   }
 
   bool aborted() const { return aborted_; }

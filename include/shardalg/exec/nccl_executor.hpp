@@ -96,12 +96,14 @@ inline ExecuteStats execute_nccl(const ModelReshardPlan& plan, const RankPart& p
   } catch (const Error& e) {
     failure = e.what();
   }
-  index_t failed_rank = comm.all_max(failure.empty() ? -1 : rank, stream, options.timeout_seconds);
+  detail::Agreement::Values proposal = detail::Agreement::propose(part, options.memory_limit, !failure.empty());
+  comm.all_max(std::span<index_t>(proposal), stream, options.timeout_seconds);
+  detail::Agreement agreed(proposal);
   if (!failure.empty()) throw Error(failure);
-  if (failed_rank >= 0) detail::fail("execute_nccl: rank ", failed_rank, " failed its checks; nothing was sent");
+  if (agreed.failed_rank() >= 0) detail::fail("execute_nccl: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
 
   // 2. Pieces, staging and the schedule; its descriptors uploaded at once.
-  index_t piece = detail::agreed_piece(part, options.memory_limit, [&](index_t value) { return comm.all_max(value, stream, options.timeout_seconds); });
+  index_t piece = agreed.piece();
   DeviceBuffer call_arena;
   DeviceBuffer& arena = options.arena ? *options.arena : call_arena;
   index_t staging = device_staging_bytes(plan, part, piece);

@@ -36,9 +36,8 @@ void run_launch_on_host(const LaunchList& list, std::size_t i) {
 }
 
 struct RankState {
-  std::vector<std::vector<std::byte>> source_data, destination_data, staging;
-  std::vector<SourceBuffer> sources;
-  std::vector<DestinationBuffer> destinations;
+  testing::Buffers buffers;
+  std::vector<std::vector<std::byte>> staging;
   std::unique_ptr<RankPart> part;
   DeviceSchedule schedule;
 };
@@ -59,16 +58,11 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
   for (index_t r = 0; r < world; ++r) {
     RankState& s = ranks[static_cast<std::size_t>(r)];
     s.part = std::move(parts[static_cast<std::size_t>(r)]);
-    s.source_data = make_source_data(plan, r, 11);
-    s.destination_data = make_destination_buffers(plan, r);
-    for (auto& d : s.source_data) s.sources.push_back({d.data(), d.size(), ""});
-    for (auto& d : s.destination_data) s.destinations.push_back({d.data(), d.size(), ""});
-    for (std::size_t t = 0; t < plan.source().size(); ++t) s.sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
-    for (std::size_t t = 0; t < plan.destination().size(); ++t) s.destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
-    detail::check_part(plan, *s.part, s.sources, s.destinations, memory_limit);
+    s.buffers = testing::buffers_for(plan, r, 11);
+    detail::check_part(plan, *s.part, s.buffers.sources, s.buffers.destinations, memory_limit);
     s.staging.emplace_back(static_cast<std::size_t>(device_staging_bytes(plan, *s.part, piece)));
     CHECK((memory_limit == 0 || static_cast<index_t>(s.staging[0].size()) <= memory_limit));
-    s.schedule = make_device_schedule(plan, *s.part, s.sources, s.destinations, piece, s.staging[0].data());
+    s.schedule = make_device_schedule(plan, *s.part, s.buffers.sources, s.buffers.destinations, piece, s.staging[0].data());
     for (std::size_t l : s.schedule.fills) run_launch_on_host(s.schedule.launches, l);
     for (std::size_t l : s.schedule.locals) run_launch_on_host(s.schedule.launches, l);
   }
@@ -100,7 +94,7 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
   }
   index_t mismatches = 0;
   for (index_t r = 0; r < world; ++r) {
-    DataCheck check = check_destination_data(plan, r, ranks[static_cast<std::size_t>(r)].destination_data, 11);
+    DataCheck check = check_destination_data(plan, r, ranks[static_cast<std::size_t>(r)].buffers.destination_data, 11);
     index_t held = 0;
     for (std::size_t t = 0; t < plan.destination().size(); ++t)
       if (plan.destination()[t].layout.mesh().contains(r)) held += plan.destination()[t].layout.held_elements(r);

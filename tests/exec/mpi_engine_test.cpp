@@ -28,30 +28,13 @@ void expect(MpiCommunicator& comm, bool ok, const std::string& what) {
   if (bad) ++failures;
 }
 
-struct Buffers {
-  std::vector<std::vector<std::byte>> source_data, destination_data;
-  std::vector<SourceBuffer> sources;
-  std::vector<DestinationBuffer> destinations;
-};
-
-Buffers buffers_for(const ModelReshardPlan& plan, index_t rank) {
-  Buffers b;
-  b.source_data = make_source_data(plan, rank, 7);
-  b.destination_data = make_destination_buffers(plan, rank);
-  for (auto& d : b.source_data) b.sources.push_back({d.data(), d.size(), ""});
-  for (auto& d : b.destination_data) b.destinations.push_back({d.data(), d.size(), ""});
-  for (std::size_t t = 0; t < plan.source().size(); ++t) b.sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
-  for (std::size_t t = 0; t < plan.destination().size(); ++t) b.destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
-  return b;
-}
-
 // Runs the plan and checks every destination element on every rank.
 void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0, bool staged = false) {
   bool ok = true;
   std::string error;
   try {
     RankPart part(plan, comm.rank());
-    Buffers b = buffers_for(plan, comm.rank());
+    testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
     ExecuteOptions options;
     options.memory_limit = memory_limit;
     options.in_place_messages = !staged;
@@ -133,7 +116,7 @@ int main(int argc, char** argv) {
       ModelSpec model = small_model("fp32");
       ModelReshardPlan plan(layout_model(model, "fsdp dp=" + N), layout_model(model, "zero3 dp=" + N));
       RankPart part(plan, comm.rank());
-      Buffers b = buffers_for(plan, comm.rank());
+      testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
       if (comm.rank() == n - 1) b.sources[1].bytes -= 4;
       std::string message;
       try {

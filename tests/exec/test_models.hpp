@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "shardalg/exec/check_data.hpp"
+#include "shardalg/exec/engine.hpp"
 #include "shardalg/model/layout_recipe.hpp"
 
 namespace shardalg::testing {
@@ -27,6 +29,25 @@ inline ModelSpec small_model(const std::string& dtype) {
 inline ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
   std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
   return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
+}
+
+// A rank's source buffers filled with check_data's values (seeded) and zeroed destination
+// buffers, with the views an executor takes (element types from the plan).
+struct Buffers {
+  std::vector<std::vector<std::byte>> source_data, destination_data;
+  std::vector<SourceBuffer> sources;
+  std::vector<DestinationBuffer> destinations;
+};
+
+inline Buffers buffers_for(const ModelReshardPlan& plan, index_t rank, std::uint64_t seed) {
+  Buffers b;
+  b.source_data = make_source_data(plan, rank, seed);
+  b.destination_data = make_destination_buffers(plan, rank);
+  for (auto& d : b.source_data) b.sources.push_back({d.data(), d.size(), ""});
+  for (auto& d : b.destination_data) b.destinations.push_back({d.data(), d.size(), ""});
+  for (std::size_t t = 0; t < plan.source().size(); ++t) b.sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
+  for (std::size_t t = 0; t < plan.destination().size(); ++t) b.destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
+  return b;
 }
 
 }  // namespace shardalg::testing

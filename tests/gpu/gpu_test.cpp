@@ -67,16 +67,12 @@ struct RandomBoxes {
 
 // Runs the plan on one GPU with a one-rank NCCL communicator; returns the destination check.
 DataCheck run_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index_t memory_limit) {
-  std::vector<std::vector<std::byte>> source_data = make_source_data(plan, 0, 3), destination_data = make_destination_buffers(plan, 0);
+  testing::Buffers host = testing::buffers_for(plan, 0, 3);
   std::vector<DeviceBuffer> device_sources, device_destinations;
-  std::vector<SourceBuffer> sources;
-  std::vector<DestinationBuffer> destinations;
-  for (auto& d : source_data) device_sources.push_back(upload(d));
-  for (auto& d : destination_data) device_destinations.push_back(upload(d));
-  for (std::size_t b = 0; b < source_data.size(); ++b) sources.push_back({device_sources[b].data(), source_data[b].size(), ""});
-  for (std::size_t b = 0; b < destination_data.size(); ++b) destinations.push_back({device_destinations[b].data(), destination_data[b].size(), ""});
-  for (std::size_t t = 0; t < plan.source().size(); ++t) sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
-  for (std::size_t t = 0; t < plan.destination().size(); ++t) destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
+  std::vector<SourceBuffer> sources = host.sources;  // the same sizes and dtypes, device memory
+  std::vector<DestinationBuffer> destinations = host.destinations;
+  for (std::size_t b = 0; b < sources.size(); ++b) sources[b].data = device_sources.emplace_back(upload(host.source_data[b])).data();
+  for (std::size_t b = 0; b < destinations.size(); ++b) destinations[b].data = device_destinations.emplace_back(upload(host.destination_data[b])).data();
   cudaStream_t stream = nullptr;
   check(cudaStreamCreate(&stream), "cudaStreamCreate");
   DeviceExecuteOptions options;
@@ -86,8 +82,8 @@ DataCheck run_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index
   execute_nccl(plan, part, sources, destinations, comm, options);
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   check(cudaStreamDestroy(stream), "cudaStreamDestroy");
-  for (std::size_t b = 0; b < destination_data.size(); ++b) destination_data[b] = download(device_destinations[b], destination_data[b].size());
-  return check_destination_data(plan, 0, destination_data, 3);
+  for (std::size_t b = 0; b < destinations.size(); ++b) host.destination_data[b] = download(device_destinations[b], destinations[b].bytes);
+  return check_destination_data(plan, 0, host.destination_data, 3);
 }
 
 }  // namespace

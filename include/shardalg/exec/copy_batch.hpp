@@ -33,22 +33,16 @@ class CopyBatch {
     }
     c.first_unit = units_;
     units_ = checked_add(units_, units_of(c));
-    bytes_ = checked_add(bytes_, checked_mul(volume(shape), row_bytes));
     copies_.push_back(c);
   }
 
   const std::vector<BoxCopy>& copies() const { return copies_; }
   index_t units() const { return units_; }
-  index_t bytes() const { return bytes_; }
   bool empty() const { return copies_.empty(); }
-  void clear() {
-    copies_.clear();
-    units_ = bytes_ = 0;
-  }
 
  private:
   std::vector<BoxCopy> copies_;
-  index_t units_ = 0, bytes_ = 0;
+  index_t units_ = 0;
 };
 
 namespace detail {

@@ -17,6 +17,7 @@
 #include <optional>
 #include <span>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "shardalg/exec/copy_batch.hpp"
@@ -49,7 +50,6 @@ class LaunchList {
 
   const std::vector<BoxCopy>& descriptors() const { return descriptors_; }
   const Launch& operator[](std::size_t i) const { return launches_[i]; }
-  std::size_t size() const { return launches_.size(); }
 
  private:
   std::vector<BoxCopy> descriptors_;
@@ -68,7 +68,6 @@ struct DeviceRound {
   std::vector<std::size_t> unpack;
   std::vector<DeviceTransfer<std::byte>> receives;
   std::vector<DeviceTransfer<const std::byte>> sends;
-  index_t received = 0;
 };
 
 struct DeviceSchedule {
@@ -109,16 +108,10 @@ inline index_t bytes_in_round(const Message& m, index_t piece, index_t round) {
 
 }  // namespace detail
 
-// Rounds of a part cut into pieces of `piece` bytes.
-inline index_t round_count(const RankPart& part, index_t piece) {
-  index_t longest = part.longest_message();
-  return longest == 0 ? 0 : (longest + piece - 1) / piece;
-}
-
 // Staging bytes the schedule needs: the largest round's staged receives and sends.
 inline index_t device_staging_bytes(const ModelReshardPlan& plan, const RankPart& part, index_t piece) {
   index_t most = 0;
-  for (index_t round = 0; round < round_count(part, piece); ++round) {
+  for (index_t round = 0; round < part.rounds(piece); ++round) {
     index_t bytes = 0;
     for (const Message& m : part.receives())
       if (detail::staged(plan, m, true)) bytes += detail::bytes_in_round(m, piece, round);
@@ -135,34 +128,23 @@ inline index_t device_staging_bytes(const ModelReshardPlan& plan, const RankPart
 // without device arithmetic.
 inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
                                            std::span<const DestinationBuffer> destinations, index_t piece, std::byte* staging) {
-  const index_t rank = part.rank();
   const ModelLayout& dst = plan.destination();
   DeviceSchedule schedule;
   LaunchList& list = schedule.launches;
-  for (std::size_t t = 0; t < plan.size(); ++t) {
-    const ReshardPlan& tensor_plan = plan.tensor_plan(t);
-    if (!tensor_plan.reduce_op() || !tensor_plan.destination().mesh().contains(rank)) continue;
-    const TensorLayout& layout = tensor_plan.destination();
-    std::string_view dtype = dst[plan.destination_index(t)].dtype;
-    index_t element = dtype_bytes(dtype);
-    TensorLayout::Addressing address = layout.addressing(rank);
-    std::byte* base = destinations[dst.buffer_of(plan.destination_index(t))].data;
-    CopyBatch fill;
-    for (const Piece& held : layout.pieces(rank)) {
-      Dims outer = held.global.shape, strides;
-      index_t inner = outer.empty() ? 1 : outer.back();
-      if (!outer.empty()) outer.pop_back();
-      for (std::size_t d = 0; d < outer.size(); ++d) strides.push_back(address.strides[d] * element);
-      fill.add(nullptr, base + element * address.base(held.local), outer, strides, strides, inner * element);
-    }
-    if (auto l = list.add(fill, LaunchList::Kind::fill, device_dtype(dtype), *tensor_plan.reduce_op())) schedule.fills.push_back(*l);
+  std::map<std::pair<DeviceDtype, ReduceOp>, CopyBatch> fills;
+  for (const BoxRows& box : part.identity_boxes()) {
+    DeviceDtype dtype = device_dtype(dst[plan.destination_index(box.tensor)].dtype);
+    std::byte* at = destinations[box.buffer].data + box.base;
+    fills[{dtype, *plan.tensor_plan(box.tensor).reduce_op()}].add(nullptr, at, box.row_shape, box.row_strides, box.row_strides, box.row_bytes);
   }
+  for (const auto& [key, batch] : fills)
+    if (auto l = list.add(batch, LaunchList::Kind::fill, key.first, key.second)) schedule.fills.push_back(*l);
   detail::UnpackBatches local;
   for (const LocalCopy& copy : part.local_copies())
     add_box_box(local.for_box(plan, copy.to), copy.from, sources[copy.from.buffer].data, copy.to, destinations[copy.to.buffer].data);
   schedule.locals = local.add_to(list);
 
-  for (index_t round = 0; round < round_count(part, piece); ++round) {
+  for (index_t round = 0; round < part.rounds(piece); ++round) {
     DeviceRound& r = schedule.rounds.emplace_back();
     index_t begin = round * piece;
     std::byte* cursor = staging;
@@ -182,7 +164,6 @@ inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const R
         at = destinations[box.buffer].data + box.base + begin;
       }
       r.receives.push_back({at, length, m.peer});
-      r.received += length;
     }
     CopyBatch pack;
     for (const Message& m : part.sends()) {

@@ -27,10 +27,10 @@
 // derived datatypes), unless ExecuteOptions::in_place_messages is false.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
-#include <array>
 #include <functional>
 #include <limits>
 #include <span>
@@ -162,6 +162,7 @@ inline void check_part(const ModelReshardPlan& plan, const RankPart& part, std::
     check_bounds(copy.from, sources, rank, "source");
     check_bounds(copy.to, destinations, rank, "destination");
   }
+  for (const BoxRows& box : part.identity_boxes()) check_bounds(box, destinations, rank, "destination");
   if (memory_limit < 0) fail("execute: memory limit ", memory_limit, " is negative");
 }
 
@@ -228,24 +229,13 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
 
   // 2. Piece size, agreed by all ranks.
   index_t piece = agreed.piece();
-  index_t longest = part.longest_message();
 
   // 3. Reductions start from the identity in every destination element of a Partial plan.
-  for (std::size_t t = 0; t < plan.size(); ++t) {
-    const ReshardPlan& tensor_plan = plan.tensor_plan(t);
-    if (!tensor_plan.reduce_op() || !tensor_plan.destination().mesh().contains(rank)) continue;
-    const TensorLayout& layout = tensor_plan.destination();
-    index_t element = dtype_bytes(dst[plan.destination_index(t)].dtype);
-    TensorLayout::Addressing address = layout.addressing(rank);
-    std::byte* base = destinations[dst.buffer_of(plan.destination_index(t))].data;
-    for (const Piece& held : layout.pieces(rank)) {
-      Dims outer = held.global.shape;
-      index_t inner = outer.empty() ? 1 : outer.back();
-      if (!outer.empty()) outer.back() = 1;
-      for (index_t r = 0; r < volume(outer); ++r)
-        fill_identity(dst[plan.destination_index(t)].dtype, *tensor_plan.reduce_op(),
-                      base + element * (address.base(held.local) + dot(row_major_coordinate(outer, r), address.strides)), inner);
-    }
+  for (const BoxRows& box : part.identity_boxes()) {
+    std::string_view dtype = dst[plan.destination_index(box.tensor)].dtype;
+    RowCursor row(box, 0);
+    for (index_t r = 0; r < box.rows(); ++r, row.next())
+      fill_identity(dtype, *plan.tensor_plan(box.tensor).reduce_op(), destinations[box.buffer].data + row.offset(), box.row_bytes / box.element_bytes);
   }
 
   auto put = [&](const BoxRows& box, std::byte* target, const std::byte* bytes, index_t length) {
@@ -260,7 +250,7 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   ExecuteStats stats;
   index_t to_receive = 0, received = 0;
   for (const Message& m : part.receives()) to_receive += m.bytes;
-  index_t rounds = longest == 0 ? 0 : (longest + piece - 1) / piece;
+  index_t rounds = part.rounds(piece);
   stats.rounds = rounds;
   StagingArena call_arena;
   StagingArena& arena = options.arena ? *options.arena : call_arena;
@@ -275,11 +265,16 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
   // Whether message m moves in place on both sides (no staging): contiguous, or strided rows.
   // Sender and receiver decide alike (the same boxes; in_place_messages the same on every rank),
   // so both move the boxes' bytes, or both the padded stream. Reduced messages are staged.
-  auto in_place = [&](const Message& m) {
-    bool reduced = false;
-    for (const BoxRows& box : m.boxes) reduced = reduced || plan.tensor_plan(box.tensor).reduce_op().has_value();
-    return !reduced && (m.contiguous() || (strided && options.in_place_messages));
+  auto moves_in_place = [&](const std::vector<Message>& messages) {
+    std::vector<char> result;
+    for (const Message& m : messages) {
+      bool reduced = false;
+      for (const BoxRows& box : m.boxes) reduced = reduced || plan.tensor_plan(box.tensor).reduce_op().has_value();
+      result.push_back(!reduced && (m.contiguous() || (strided && options.in_place_messages)));
+    }
+    return result;
   };
+  const std::vector<char> receive_in_place = moves_in_place(part.receives()), send_in_place = moves_in_place(part.sends());
   for (index_t round = 0; round < std::max<index_t>(rounds, 1); ++round) {
     index_t begin = round * piece, staging = 0;
     posted.clear();
@@ -288,9 +283,9 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
       if (begin >= m.bytes) continue;
       auto length = static_cast<std::size_t>(std::min(piece, m.bytes - begin));
       const BoxRows* direct = m.contiguous();
-      if (in_place(m) && direct) {  // straight into the destination
+      if (receive_in_place[k] && direct) {  // straight into the destination
         comm.post_receive(destinations[direct->buffer].data + direct->base + begin, length, m.peer, options.tag);
-      } else if (in_place(m)) {
+      } else if (receive_in_place[k]) {
         if constexpr (strided) {
           receive_rows.clear();
           detail::strided_rows_of(m, begin, begin + static_cast<index_t>(length), destinations, receive_rows);
@@ -313,7 +308,7 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
         continue;
       }
       if constexpr (strided) {
-        if (in_place(m)) {  // rows in place
+        if (send_in_place[k]) {  // rows in place
           send_rows.clear();
           detail::strided_rows_of(m, begin, end, sources, send_rows);
           comm.post_send_strided(std::span<const StridedRows<const std::byte>>(send_rows), m.peer, options.tag);
@@ -340,7 +335,7 @@ ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::sp
       std::size_t k = posted[comm.wait_receive(options.timeout_seconds)];
       const Message& m = part.receives()[k];
       index_t end = std::min(m.bytes, begin + piece);
-      if (!in_place(m))
+      if (!receive_in_place[k])
         m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
           put(box, destinations[box.buffer].data + at, in[k].data() + (stream - begin), length);
         });

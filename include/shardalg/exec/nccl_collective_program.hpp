@@ -179,15 +179,19 @@ class NcclCollectiveProgram {
     const std::vector<Tile>&before_tiles = tiles.before, &after_tiles = tiles.after;
     const Dims& shape = tiles.shape;
     auto out_bytes = static_cast<std::size_t>(mine_after.volume() * element);
-    DeviceTile out{DeviceBuffer(out_bytes, stream, rank), out_bytes};
+    // The step's result: out_bytes of a buffer of `capacity` bytes.
+    auto output = [&](std::size_t capacity) { return DeviceTile{DeviceBuffer(capacity, stream, rank), out_bytes}; };
     CopyBatch batch;
     NcclCommunicator& comm = *group.comm;
     switch (step.kind) {
-      case CollectiveKind::local:
+      case CollectiveKind::local: {
+        DeviceTile out = output(out_bytes);
         detail::add_slice(batch, in.buffer.data(), shape, d, detail::local_begin(mine_before, mine_after, d), mine_after.dim(d).size(), out.buffer.data());
         copy(batch, stream);
         return out;
+      }
       case CollectiveKind::all_gather: {
+        DeviceTile out = output(out_bytes);
         index_t slot = 0;
         for (const Tile& t : before_tiles) slot = std::max(slot, t.volume() * element);
         DeviceBuffer send(static_cast<std::size_t>(slot), stream, rank), received(static_cast<std::size_t>(slot) * n, stream, rank);
@@ -203,6 +207,7 @@ class NcclCollectiveProgram {
         return out;
       }
       case CollectiveKind::all_to_all: {
+        DeviceTile out = output(out_bytes);
         auto e = static_cast<std::size_t>(step.split_dim);
         index_t slot = 0;  // the largest chunk any member sends any member
         for (const Tile& from : before_tiles)
@@ -227,21 +232,24 @@ class NcclCollectiveProgram {
       case CollectiveKind::reduce_scatter: {
         index_t slot = 0;
         for (const Tile& t : after_tiles) slot = std::max(slot, t.volume() * element);
-        DeviceBuffer send(static_cast<std::size_t>(slot) * n, stream, rank), received(static_cast<std::size_t>(slot), stream, rank);
+        DeviceBuffer send(static_cast<std::size_t>(slot) * n, stream, rank);
+        DeviceTile out = output(static_cast<std::size_t>(slot));  // NCCL writes a whole slot
         for (std::size_t j = 0; j < n; ++j)
           detail::add_slice(batch, in.buffer.data(), shape, d, detail::local_begin(mine_before, after_tiles[j], d), after_tiles[j].dim(d).size(),
                             send.data() + static_cast<index_t>(j) * slot);
         copy(batch, stream);
-        check(ncclReduceScatter(send.data(), received.data(), static_cast<std::size_t>(slot / element), detail::nccl_dtype(dtype), detail::nccl_op(op, dtype),
+        check(ncclReduceScatter(send.data(), out.buffer.data(), static_cast<std::size_t>(slot / element), detail::nccl_dtype(dtype), detail::nccl_op(op, dtype),
                                 comm.get(), stream),
               "ncclReduceScatter", comm, i);
-        return DeviceTile{std::move(received), out_bytes};
+        return out;
       }
-      case CollectiveKind::all_reduce:
+      case CollectiveKind::all_reduce: {
+        DeviceTile out = output(out_bytes);
         check(ncclAllReduce(in.buffer.data(), out.buffer.data(), in.bytes / static_cast<std::size_t>(element), detail::nccl_dtype(dtype),
                             detail::nccl_op(op, dtype), comm.get(), stream),
               "ncclAllReduce", comm, i);
         return out;
+      }
       case CollectiveKind::p2p: break;
     }
     detail::fail("NCCL collective program: step ", i, " is a p2p step; run point-to-point plans with execute_nccl");

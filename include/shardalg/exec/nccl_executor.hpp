@@ -144,7 +144,7 @@ inline ExecuteStats execute_nccl(const ModelReshardPlan& plan, const RankPart& p
     comm.settle(detail::concat("ncclGroupEnd of round ", i), options.timeout_seconds);
     if (i == 0) join_side();  // reductions of local and received contributions may meet
     for (std::size_t l : r.unpack) detail::run_launch(list, l, descriptors, stream, rank);
-    stats.bytes_received += r.received;
+    for (const auto& t : r.receives) stats.bytes_received += t.bytes;
     if (options.progress) {
       comm.wait(stream, options.timeout_seconds, detail::concat("round ", i, " of the reshard"));
       options.progress(stats.bytes_received, to_receive);

@@ -206,12 +206,37 @@ class RankPart {
     }
     for (auto& [peer, indices] : to_peer) sends_.push_back(message(addresses, plan, src, sends, peer, indices, true));
     for (auto& [peer, indices] : from_peer) receives_.push_back(message(addresses, plan, dst, receives, peer, indices, false));
+    for (std::size_t t = 0; t < plan.size(); ++t) {
+      const ReshardPlan& tensor_plan = plan.tensor_plan(t);
+      std::size_t d = plan.destination_index(t);
+      const TensorLayout& layout = dst[d].layout;
+      if (!tensor_plan.reduce_op() || !layout.mesh().contains(rank)) continue;
+      const TensorLayout::Addressing& address = addressing(addresses, layout);
+      index_t element = dtype_bytes(dst[d].dtype);
+      for (const Piece& held : layout.pieces(rank)) {
+        BoxRows box;
+        box.tensor = t;
+        box.buffer = dst.buffer_of(d);
+        box.base = checked_mul(address.base(held.local), element);
+        box.element_bytes = element;
+        std::size_t ndim = held.global.shape.size();
+        box.row_bytes = checked_mul(ndim ? held.global.shape[ndim - 1] : 1, element);
+        for (std::size_t k = 0; k + 1 < ndim; ++k) {
+          box.row_shape.push_back(held.global.shape[k]);
+          box.row_strides.push_back(checked_mul(address.strides[k], element));
+        }
+        identity_.push_back(std::move(box));
+      }
+    }
   }
 
   index_t rank() const { return rank_; }
   const std::vector<Message>& sends() const { return sends_; }
   const std::vector<Message>& receives() const { return receives_; }
   const std::vector<LocalCopy>& local_copies() const { return local_; }
+  // What this rank holds of the destinations of Partial tensors (box.tensor: the plan's index):
+  // these elements start at the reduce op's identity, and contributions are reduced into them.
+  const std::vector<BoxRows>& identity_boxes() const { return identity_; }
   // Bytes of the longest message this rank sends or receives (0 when it has none).
   index_t longest_message() const {
     index_t longest = 0;
@@ -219,19 +244,28 @@ class RankPart {
       for (const Message& m : *messages) longest = std::max(longest, m.bytes);
     return longest;
   }
+  // Rounds when messages are cut into pieces of `piece` bytes (piece j of every message in round j).
+  index_t rounds(index_t piece) const {
+    index_t longest = longest_message();
+    return longest == 0 ? 0 : (longest + piece - 1) / piece;
+  }
 
  private:
   // Each tensor layout's addressing of this rank, computed once (it builds the rank's tile).
   using Addresses = std::map<const TensorLayout*, TensorLayout::Addressing>;
+
+  const TensorLayout::Addressing& addressing(Addresses& addresses, const TensorLayout& layout) const {
+    auto found = addresses.find(&layout);
+    if (found == addresses.end()) found = addresses.emplace(&layout, layout.addressing(rank_)).first;
+    return found->second;
+  }
 
   // Box i of `list` in this rank's buffers of `layout` (the source side or the destination
   // side), where the tensor has index `tensor`.
   BoxRows rows_of(Addresses& addresses, const ModelLayout& layout, std::size_t tensor, const TransferList& list, std::size_t i,
                   bool source_side) const {
     const TensorLayout& tl = layout[tensor].layout;
-    auto found = addresses.find(&tl);
-    if (found == addresses.end()) found = addresses.emplace(&tl, tl.addressing(rank_)).first;
-    const TensorLayout::Addressing& address = found->second;
+    const TensorLayout::Addressing& address = addressing(addresses, tl);
     index_t element = dtype_bytes(layout[tensor].dtype);
     auto shape = list.shape(i);
     Dims local(source_side ? list.src_local(i) : list.dst_local(i));
@@ -274,6 +308,7 @@ class RankPart {
   index_t rank_;
   std::vector<Message> sends_, receives_;
   std::vector<LocalCopy> local_;
+  std::vector<BoxRows> identity_;
 };
 
 }  // namespace shardalg

@@ -9,17 +9,21 @@
 
 namespace shardalg::bench {
 
-// Times `body` per iteration as the slowest rank's wall time (manual time), after a barrier.
+// Runs `body` once on every rank, after a barrier; returns the slowest rank's wall time.
+template <class F>
+double slowest_rank_seconds(MPI_Comm comm, F&& body) {
+  MPI_Barrier(comm);
+  double start = MPI_Wtime();
+  body();
+  double mine = MPI_Wtime() - start, slowest = 0;
+  MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
+  return slowest;
+}
+
+// Times `body` per iteration as the slowest rank's wall time (manual time).
 template <class F>
 void timed(benchmark::State& state, MPI_Comm comm, F&& body) {
-  for (auto _ : state) {
-    MPI_Barrier(comm);
-    double start = MPI_Wtime();
-    body();
-    double mine = MPI_Wtime() - start, slowest = 0;
-    MPI_Allreduce(&mine, &slowest, 1, MPI_DOUBLE, MPI_MAX, comm);
-    state.SetIterationTime(slowest);
-  }
+  for (auto _ : state) state.SetIterationTime(slowest_rank_seconds(comm, body));
 }
 
 class SilentReporter : public benchmark::BenchmarkReporter {

@@ -30,12 +30,11 @@ inline std::uint64_t element_hash(std::uint64_t seed, std::size_t tensor, index_
   return mix64(seed ^ mix64(tensor * 0x100000001b3ULL ^ mix64(static_cast<std::uint64_t>(global) * 31 + static_cast<std::uint64_t>(partial_class))));
 }
 
-// Writes the value of one element of `tensor` for a contributor class (or the only value of a
-// tensor without Partial sources) at `out`.
-inline void write_value(const ReshardPlan& plan, std::string_view dtype, std::uint64_t seed, std::size_t tensor, index_t global,
+// Writes the value of one element of `tensor` (of `dtype`, `size` bytes) for a contributor class
+// (or the only value of a tensor without Partial sources) at `out`.
+inline void write_value(const ReshardPlan& plan, std::string_view dtype, index_t size, std::uint64_t seed, std::size_t tensor, index_t global,
                         index_t partial_class, std::byte* out) {
   std::uint64_t h = element_hash(seed, tensor, global, partial_class);
-  index_t size = dtype_bytes(dtype);
   if (!plan.reduce_op()) {
     std::memcpy(out, &h, static_cast<std::size_t>(size));
     return;
@@ -60,7 +59,7 @@ inline std::vector<std::vector<std::byte>> make_source_data(const ModelReshardPl
     buffer.resize(static_cast<std::size_t>(checked_mul(layout.buffer_elements(rank), size)));
     index_t partial_class = plan.tensor_plan(t).partial_class(rank);
     detail::for_each_held(layout, rank, [&](index_t at, index_t global) {
-      detail::write_value(plan.tensor_plan(t), src[t].dtype, seed, t, global, partial_class, buffer.data() + at * size);
+      detail::write_value(plan.tensor_plan(t), src[t].dtype, size, seed, t, global, partial_class, buffer.data() + at * size);
     });
   }
   return buffers;
@@ -97,11 +96,11 @@ inline DataCheck check_destination_data(const ModelReshardPlan& plan, index_t ra
     std::vector<std::byte> expected(static_cast<std::size_t>(size)), value(static_cast<std::size_t>(size));
     detail::for_each_held(layout, rank, [&](index_t at, index_t global) {
       if (!tensor_plan.reduce_op()) {
-        detail::write_value(tensor_plan, dtype, seed, t, global, 0, expected.data());
+        detail::write_value(tensor_plan, dtype, size, seed, t, global, 0, expected.data());
       } else {
         fill_identity(dtype, *tensor_plan.reduce_op(), expected.data(), 1);
         for (index_t c = 0; c < tensor_plan.partial_contributors(); ++c) {
-          detail::write_value(tensor_plan, dtype, seed, t, global, c, value.data());
+          detail::write_value(tensor_plan, dtype, size, seed, t, global, c, value.data());
           reduce_bytes(dtype, *tensor_plan.reduce_op(), tensor_plan.partial_contributors(), expected.data(), value.data(), 1);
         }
       }

@@ -18,16 +18,37 @@ using RankBuffers = std::map<index_t, std::vector<T>>;
 
 namespace detail {
 
-// Calls f(buffer position, global row-major position) for every element a rank holds.
+// Calls f(buffer position, global row-major position) for every element a rank holds, piece by
+// piece in row-major order. Both positions advance by strides (an odometer over the piece's outer
+// dims), so an element costs two additions, not a coordinate decomposition.
 template <class F>
 void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
   TensorLayout::Addressing address = layout.addressing(rank);
   Dims global_strides = row_major_strides(layout.global_shape());
   for (const Piece& piece : layout.pieces(rank)) {
-    index_t base = address.base(piece.local), global_base = dot(piece.global.offset, global_strides);
-    for (index_t i = 0; i < piece.global.volume(); ++i) {
-      Dims delta = row_major_coordinate(piece.global.shape, i);
-      f(base + dot(delta, address.strides), global_base + dot(delta, global_strides));
+    const Dims& shape = piece.global.shape;
+    if (piece.global.volume() == 0) continue;
+    index_t local = address.base(piece.local), global = dot(piece.global.offset, global_strides);
+    if (shape.empty()) {
+      f(local, global);
+      continue;
+    }
+    std::size_t inner = shape.size() - 1;
+    Dims coordinate(shape.size(), 0);
+    for (bool more = true; more;) {
+      for (index_t i = 0; i < shape[inner]; ++i) f(local + i * address.strides[inner], global + i * global_strides[inner]);
+      more = false;
+      for (std::size_t d = inner; d-- > 0;) {  // next row: carry through the outer dims
+        local += address.strides[d];
+        global += global_strides[d];
+        if (++coordinate[d] < shape[d]) {
+          more = true;
+          break;
+        }
+        local -= coordinate[d] * address.strides[d];
+        global -= coordinate[d] * global_strides[d];
+        coordinate[d] = 0;
+      }
     }
   }
 }
@@ -206,9 +227,10 @@ ModelBuffers<T> simulate_model(const ModelReshardPlan& plan, const TransferList&
   const ModelLayout& dst = plan.destination();
   if (sources.size() != src.buffer_count()) detail::fail("simulate: ", sources.size(), " source buffers given for ", src.buffer_count());
   ModelBuffers<T> out(dst.buffer_count());
-  for (std::size_t t = 0; t < dst.size(); ++t)
+  for (std::size_t t = 0; t < dst.size(); ++t)  // tensors of a flat layout share each rank's buffer: zero it once
     for (index_t rank : dst[t].layout.mesh().devices())
-      out[dst.buffer_of(t)][rank].assign(static_cast<std::size_t>(dst[t].layout.buffer_elements(rank)), T{});
+      if (std::vector<T>& buffer = out[dst.buffer_of(t)][rank]; buffer.empty())
+        buffer.assign(static_cast<std::size_t>(dst[t].layout.buffer_elements(rank)), T{});
   std::vector<detail::TransferRunner<T>> runners;
   for (std::size_t t = 0; t < plan.size(); ++t) {
     try {

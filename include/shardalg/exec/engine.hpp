@@ -71,8 +71,8 @@ struct ExecuteOptions {
   // Staging to reuse (none: allocated for this call and freed when it returns).
   StagingArena* arena = nullptr;
   // Move non-contiguous messages as rows in place when the communicator can (a
-  // StridedCommunicator; MPI: derived datatypes): no staging memory and no packing, 2.3-2.8x
-  // faster than packing at 8 ranks (docs/benchmarks.md). false: pack into staging. The same on
+  // StridedCommunicator; MPI: derived datatypes): no staging memory and no packing, 2.4x or
+  // more faster than packing at 8 ranks (docs/benchmarks.md). false: pack into staging. The same on
   // every rank. Reduced messages are always staged.
   bool in_place_messages = true;
 };

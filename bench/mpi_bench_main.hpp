@@ -6,6 +6,7 @@
 #include <mpi.h>
 
 #include <iostream>
+#include <string>
 
 namespace shardalg::bench {
 
@@ -24,6 +25,23 @@ double slowest_rank_seconds(MPI_Comm comm, F&& body) {
 template <class F>
 void timed(benchmark::State& state, MPI_Comm comm, F&& body) {
   for (auto _ : state) state.SetIterationTime(slowest_rank_seconds(comm, body));
+}
+
+// Runs `reference` and `measured` in alternating iterations, so that both see the same machine
+// state (on an oversubscribed machine, runs minutes apart differ by up to 30%). Manual time:
+// `measured`'s. Sets the counters `<name>_ms` (the reference's mean) and `<ratio>` (the
+// reference's summed time over the measured one's).
+template <class R, class M>
+void alternating(benchmark::State& state, MPI_Comm comm, R&& reference, M&& measured, const std::string& name, const std::string& ratio) {
+  double reference_seconds = 0, measured_seconds = 0;
+  for (auto _ : state) {
+    reference_seconds += slowest_rank_seconds(comm, reference);
+    double seconds = slowest_rank_seconds(comm, measured);
+    measured_seconds += seconds;
+    state.SetIterationTime(seconds);
+  }
+  state.counters[name + "_ms"] = 1e3 * reference_seconds / static_cast<double>(state.iterations());
+  state.counters[ratio] = reference_seconds / measured_seconds;
 }
 
 class SilentReporter : public benchmark::BenchmarkReporter {

@@ -99,10 +99,9 @@ void BM_Alltoallv(benchmark::State& state) {
   state.counters["MB_between_ranks"] = static_cast<double>(total) / 1e6;
 }
 
-// The engine (in place, arena) and Alltoallv with the diagonal in alternating iterations, so that
-// both see the same machine state (on an oversubscribed machine, runs minutes apart differ by up
-// to 30%). Manual time: the engine's; `alltoallv_ms`: Alltoallv's mean; `ratio`: the engine's
-// throughput over Alltoallv's (the target's measure).
+// The engine (in place, arena) and Alltoallv with the diagonal in alternating iterations
+// (bench::alternating). Manual time: the engine's; `alltoallv_ms`: Alltoallv's mean; `ratio`: the
+// engine's throughput over Alltoallv's (the target's measure).
 void BM_EngineVsAlltoallv(benchmark::State& state) {
   MpiCommunicator comm;
   Setup s = setup(static_cast<int>(state.range(0)), comm.size(), state.range(1), comm.rank());
@@ -110,19 +109,12 @@ void BM_EngineVsAlltoallv(benchmark::State& state) {
   StagingArena arena;
   ExecuteOptions options;
   options.arena = &arena;
-  double engine_seconds = 0, alltoallv_seconds = 0;
-  for (auto _ : state) {
-    alltoallv_seconds += bench::slowest_rank_seconds(comm.comm(), [&] { alltoallv(comm.comm()); });
-    double engine = bench::slowest_rank_seconds(comm.comm(), [&] {
-      execute(*s.plan, *s.part, std::span<const SourceBuffer>(s.sources), std::span<const DestinationBuffer>(s.destinations), comm, options);
-    });
-    engine_seconds += engine;
-    state.SetIterationTime(engine);
-  }
+  bench::alternating(
+      state, comm.comm(), [&] { alltoallv(comm.comm()); },
+      [&] { execute(*s.plan, *s.part, std::span<const SourceBuffer>(s.sources), std::span<const DestinationBuffer>(s.destinations), comm, options); },
+      "alltoallv", "ratio");
   index_t total = comm.all_sum(s.bytes_moved);
   state.SetBytesProcessed(state.iterations() * total);
-  state.counters["alltoallv_ms"] = 1e3 * alltoallv_seconds / static_cast<double>(state.iterations());
-  state.counters["ratio"] = alltoallv_seconds / engine_seconds;
 }
 
 // (scenario, scale-down): 0 = ZeRO-3 dp=N -> FSDP2+TP (N/2 x 2), 1 = FSDP dp=N -> FSDP2+TP.

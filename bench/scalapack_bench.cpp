@@ -68,10 +68,9 @@ struct BlacsMatrix {
   ~BlacsMatrix() { Cblacs_gridexit(context); }
 };
 
-// The engine and pdgemr2d in alternating iterations, so that both see the same machine state (on
-// an oversubscribed machine, runs minutes apart differ by up to 30%). Manual time: the engine's;
-// `pdgemr2d_ms`: pdgemr2d's mean; `speedup`: pdgemr2d's time over the engine's (the target's
-// measure).
+// The engine and pdgemr2d in alternating iterations (bench::alternating). Manual time: the
+// engine's; `pdgemr2d_ms`: pdgemr2d's mean; `speedup`: pdgemr2d's time over the engine's (the
+// target's measure).
 void BM_EngineVsPdgemr2d(benchmark::State& state) {
   MpiCommunicator comm;
   auto [from, to] = grids(static_cast<int>(state.range(1)));
@@ -101,16 +100,8 @@ void BM_EngineVsPdgemr2d(benchmark::State& state) {
   if (comm.all_sum(same ? 0 : 1) != 0) state.SkipWithError("the engine and pdgemr2d disagree");
   DataCheck check = check_destination_data(plan, comm.rank(), destination_data, 5);
   if (comm.all_sum(check.mismatches) != 0) state.SkipWithError("the engine's result does not match");
-  double engine_seconds = 0, pdgemr2d_seconds = 0;
-  for (auto _ : state) {
-    pdgemr2d_seconds += bench::slowest_rank_seconds(MPI_COMM_WORLD, pdgemr2d);
-    double seconds = bench::slowest_rank_seconds(MPI_COMM_WORLD, engine);
-    engine_seconds += seconds;
-    state.SetIterationTime(seconds);
-  }
+  bench::alternating(state, MPI_COMM_WORLD, pdgemr2d, engine, "pdgemr2d", "speedup");
   state.counters["MB"] = 8.0 * static_cast<double>(n * n) / 1e6;
-  state.counters["pdgemr2d_ms"] = 1e3 * pdgemr2d_seconds / static_cast<double>(state.iterations());
-  state.counters["speedup"] = pdgemr2d_seconds / engine_seconds;
 }
 
 BENCHMARK(BM_EngineVsPdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);

@@ -11,7 +11,8 @@
 // Before anything is sent, every rank checks its buffers (count, size, element type) and every box
 // against its buffer's bounds, then all ranks agree (one all-max) that all checks passed: a rank
 // with a bad buffer fails with a message naming the buffer, and the others fail with a message
-// naming that rank, before any communication.
+// naming that rank, before any communication. execute does all this per call; PreparedReshard
+// checks and agrees once and then runs as often as the caller likes (a reshard every step).
 //
 // Communicator concept (one object per rank; see MpiCommunicator):
 //   index_t rank(); void all_max(std::span<index_t>); // element-wise max over all ranks, in place
@@ -28,13 +29,14 @@
 #pragma once
 
 #include <array>
-#include <chrono>
 #include <concepts>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "shardalg/exec/element_ops.hpp"
@@ -204,148 +206,211 @@ class Agreement {
 
 }  // namespace detail
 
-// Runs `part` (this rank's part of `plan`) from `sources` into `destinations` (one buffer per
-// buffer of the source / destination ModelLayout; a rank outside a layout passes empty buffers).
-// Destination elements no transfer writes (padding, elements of other plans) are left as they are.
-// Errors: bad buffers on any rank (before any communication), communication errors and timeouts.
+// One rank's part of a reshard, checked and agreed once, run any number of times: a framework
+// that moves the same buffers every step (weights from the training layout to the inference
+// layout, say) prepares once and calls run() each step, without the per-call checks and all-max
+// of execute (one collective, about 10% of an 8-rank reshard on 2 cores, docs/benchmarks.md).
+//
+// Pre: `plan`, `part`, `comm` and the buffers' memory outlive the object; the buffers keep their
+// addresses and sizes (their contents may change between runs; that is the point).
+// Construction is collective (every rank of the communicator constructs, as for execute): it runs
+// execute's checks and agreement and throws what execute would, before any data moves.
+// run() moves the bytes the source buffers hold now; every rank calls it the same number of times.
+//
+// Example (every rank, each step after the optimizer):
+//   PreparedReshard reshard(plan, part, sources, destinations, comm, options);  // once
+//   for (;;) { train_step(); reshard.run(); serve(); }
 template <Communicator C>
-ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
-                     std::span<const DestinationBuffer> destinations, C& comm, const ExecuteOptions& options = {}) {
-  const index_t rank = part.rank();
-  const ModelLayout& dst = plan.destination();
-  // 1. Local checks, then agreement that every rank passed.
-  std::string failure;
-  try {
-    if (comm.rank() != rank) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", rank);
-    detail::check_part(plan, part, sources, destinations, options.memory_limit);
-  } catch (const Error& e) {
-    failure = e.what();
+class PreparedReshard {
+ public:
+  PreparedReshard(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+                  std::span<const DestinationBuffer> destinations, C& comm, ExecuteOptions options = {})
+      : plan_(plan),
+        part_(part),
+        comm_(comm),
+        options_(std::move(options)),
+        sources_(sources.begin(), sources.end()),
+        destinations_(destinations.begin(), destinations.end()) {
+    // 1. Local checks, then agreement that every rank passed, and on the piece size.
+    std::string failure;
+    try {
+      if (comm.rank() != part.rank()) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", part.rank());
+      detail::check_part(plan, part, sources, destinations, options_.memory_limit);
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    detail::Agreement::Values proposal = detail::Agreement::propose(part, options_.memory_limit, !failure.empty());
+    comm.all_max(std::span<index_t>(proposal));
+    detail::Agreement agreed(proposal);
+    if (!failure.empty()) throw Error(failure);
+    if (agreed.failed_rank() >= 0) detail::fail("execute: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
+    piece_ = agreed.piece();
+    rounds_ = part.rounds(piece_);
+    // 2. Whether each message moves in place on both sides (no staging): contiguous, or strided
+    // rows. Sender and receiver decide alike (the same boxes; in_place_messages the same on every
+    // rank), so both move the boxes' bytes, or both the padded stream. Reduced messages are staged.
+    receive_in_place_ = moves_in_place(part.receives());
+    send_in_place_ = moves_in_place(part.sends());
+    for (const Message& m : part.receives()) to_receive_ += m.bytes;
   }
-  detail::Agreement::Values proposal = detail::Agreement::propose(part, options.memory_limit, !failure.empty());
-  comm.all_max(std::span<index_t>(proposal));
-  detail::Agreement agreed(proposal);
-  if (!failure.empty()) throw Error(failure);
-  if (agreed.failed_rank() >= 0) detail::fail("execute: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
 
-  // 2. Piece size, agreed by all ranks.
-  index_t piece = agreed.piece();
-
-  // 3. Reductions start from the identity in every destination element of a Partial plan.
-  for (const BoxRows& box : part.identity_boxes()) {
-    std::string_view dtype = dst[plan.destination_index(box.tensor)].dtype;
-    RowCursor row(box, 0);
-    for (index_t r = 0; r < box.rows(); ++r, row.next())
-      fill_identity(dtype, *plan.tensor_plan(box.tensor).reduce_op(), destinations[box.buffer].data + row.offset(), box.row_bytes / box.element_bytes);
+  // Runs the reshard once. Errors: communication errors and timeouts (bounded waits naming the
+  // peer). On an error destinations may be partly written.
+  ExecuteStats run() {
+    const ModelLayout& dst = plan_.destination();
+    // Reductions start from the identity in every destination element of a Partial plan.
+    for (const BoxRows& box : part_.identity_boxes()) {
+      std::string_view dtype = dst[plan_.destination_index(box.tensor)].dtype;
+      RowCursor row(box, 0);
+      for (index_t r = 0; r < box.rows(); ++r, row.next())
+        fill_identity(dtype, *plan_.tensor_plan(box.tensor).reduce_op(), destinations_[box.buffer].data + row.offset(),
+                      box.row_bytes / box.element_bytes);
+    }
+    // Rounds: piece j of every message in round j.
+    ExecuteStats stats;
+    stats.rounds = rounds_;
+    StagingArena& arena = options_.arena ? *options_.arena : arena_;
+    if (arena.receives.size() < part_.receives().size()) arena.receives.resize(part_.receives().size());
+    if (arena.sends.size() < part_.sends().size()) arena.sends.resize(part_.sends().size());
+    index_t received = 0;
+    for (index_t round = 0; round < std::max<index_t>(rounds_, 1); ++round) {
+      index_t begin = round * piece_;
+      index_t staging = post_receives(begin, arena.receives) + post_sends(begin, arena.sends, stats);
+      stats.peak_staging = std::max(stats.peak_staging, staging);
+      if (round == 0) stats.bytes_local = local_copies();  // while messages fly
+      for (std::size_t done = 0; done < posted_.size(); ++done) {
+        std::size_t k = posted_[comm_.wait_receive(options_.timeout_seconds)];
+        const Message& m = part_.receives()[k];
+        index_t end = std::min(m.bytes, begin + piece_);
+        if (!receive_in_place_[k])
+          m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
+            put(box, destinations_[box.buffer].data + at, arena.receives[k].data() + (stream - begin), length);
+          });
+        received += end - begin;
+        stats.bytes_received += end - begin;
+        if (options_.progress) options_.progress(received, to_receive_);
+      }
+      comm_.wait_sends(options_.timeout_seconds);
+    }
+    return stats;
   }
 
-  auto put = [&](const BoxRows& box, std::byte* target, const std::byte* bytes, index_t length) {
-    const ReshardPlan& tensor_plan = plan.tensor_plan(box.tensor);
-    if (tensor_plan.reduce_op())
-      reduce_bytes(plan.source()[box.tensor].dtype, *tensor_plan.reduce_op(), box.contributors, target, bytes, length / box.element_bytes);
-    else
-      std::memcpy(target, bytes, static_cast<std::size_t>(length));
-  };
+ private:
+  static constexpr bool strided = StridedCommunicator<C>;
 
-  // 4. Rounds: piece j of every message in round j.
-  ExecuteStats stats;
-  index_t to_receive = 0, received = 0;
-  for (const Message& m : part.receives()) to_receive += m.bytes;
-  index_t rounds = part.rounds(piece);
-  stats.rounds = rounds;
-  StagingArena call_arena;
-  StagingArena& arena = options.arena ? *options.arena : call_arena;
-  if (arena.receives.size() < part.receives().size()) arena.receives.resize(part.receives().size());
-  if (arena.sends.size() < part.sends().size()) arena.sends.resize(part.sends().size());
-  std::vector<std::vector<std::byte>>& in = arena.receives;
-  std::vector<std::vector<std::byte>>& out = arena.sends;
-  std::vector<std::size_t> posted;  // receive message index per posted receive
-  std::vector<StridedRows<std::byte>> receive_rows;
-  std::vector<StridedRows<const std::byte>> send_rows;
-  constexpr bool strided = StridedCommunicator<C>;
-  // Whether message m moves in place on both sides (no staging): contiguous, or strided rows.
-  // Sender and receiver decide alike (the same boxes; in_place_messages the same on every rank),
-  // so both move the boxes' bytes, or both the padded stream. Reduced messages are staged.
-  auto moves_in_place = [&](const std::vector<Message>& messages) {
+  std::vector<char> moves_in_place(const std::vector<Message>& messages) const {
     std::vector<char> result;
     for (const Message& m : messages) {
       bool reduced = false;
-      for (const BoxRows& box : m.boxes) reduced = reduced || plan.tensor_plan(box.tensor).reduce_op().has_value();
-      result.push_back(!reduced && (m.contiguous() || (strided && options.in_place_messages)));
+      for (const BoxRows& box : m.boxes) reduced = reduced || plan_.tensor_plan(box.tensor).reduce_op().has_value();
+      result.push_back(!reduced && (m.contiguous() || (strided && options_.in_place_messages)));
     }
     return result;
-  };
-  const std::vector<char> receive_in_place = moves_in_place(part.receives()), send_in_place = moves_in_place(part.sends());
-  for (index_t round = 0; round < std::max<index_t>(rounds, 1); ++round) {
-    index_t begin = round * piece, staging = 0;
-    posted.clear();
-    for (std::size_t k = 0; k < part.receives().size(); ++k) {
-      const Message& m = part.receives()[k];
+  }
+
+  // Writes `length` bytes into a destination box: a copy, or a reduction for Partial sources.
+  void put(const BoxRows& box, std::byte* target, const std::byte* bytes, index_t length) const {
+    const ReshardPlan& tensor_plan = plan_.tensor_plan(box.tensor);
+    if (tensor_plan.reduce_op())
+      reduce_bytes(plan_.source()[box.tensor].dtype, *tensor_plan.reduce_op(), box.contributors, target, bytes, length / box.element_bytes);
+    else
+      std::memcpy(target, bytes, static_cast<std::size_t>(length));
+  }
+
+  // Posts this round's receives (from stream byte `begin`); returns the staging bytes they use.
+  index_t post_receives(index_t begin, std::vector<std::vector<std::byte>>& in) {
+    index_t staging = 0;
+    posted_.clear();
+    for (std::size_t k = 0; k < part_.receives().size(); ++k) {
+      const Message& m = part_.receives()[k];
       if (begin >= m.bytes) continue;
-      auto length = static_cast<std::size_t>(std::min(piece, m.bytes - begin));
+      auto length = static_cast<std::size_t>(std::min(piece_, m.bytes - begin));
       const BoxRows* direct = m.contiguous();
-      if (receive_in_place[k] && direct) {  // straight into the destination
-        comm.post_receive(destinations[direct->buffer].data + direct->base + begin, length, m.peer, options.tag);
-      } else if (receive_in_place[k]) {
+      if (receive_in_place_[k] && direct) {  // straight into the destination
+        comm_.post_receive(destinations_[direct->buffer].data + direct->base + begin, length, m.peer, options_.tag);
+      } else if (receive_in_place_[k]) {
         if constexpr (strided) {
-          receive_rows.clear();
-          detail::strided_rows_of(m, begin, begin + static_cast<index_t>(length), destinations, receive_rows);
-          comm.post_receive_strided(std::span<const StridedRows<std::byte>>(receive_rows), m.peer, options.tag);
+          receive_rows_.clear();
+          detail::strided_rows_of(m, begin, begin + static_cast<index_t>(length), std::span<const DestinationBuffer>(destinations_), receive_rows_);
+          comm_.post_receive_strided(std::span<const StridedRows<std::byte>>(receive_rows_), m.peer, options_.tag);
         }
       } else {
         if (in[k].size() < length) in[k].resize(length);
         staging += static_cast<index_t>(length);
-        comm.post_receive(in[k].data(), length, m.peer, options.tag);
+        comm_.post_receive(in[k].data(), length, m.peer, options_.tag);
       }
-      posted.push_back(k);
+      posted_.push_back(k);
     }
-    for (std::size_t k = 0; k < part.sends().size(); ++k) {
-      const Message& m = part.sends()[k];
+    return staging;
+  }
+
+  // Packs (where needed) and posts this round's sends; returns the staging bytes they use.
+  index_t post_sends(index_t begin, std::vector<std::vector<std::byte>>& out, ExecuteStats& stats) {
+    index_t staging = 0;
+    for (std::size_t k = 0; k < part_.sends().size(); ++k) {
+      const Message& m = part_.sends()[k];
       if (begin >= m.bytes) continue;
-      index_t end = std::min(m.bytes, begin + piece);
+      index_t end = std::min(m.bytes, begin + piece_);
       stats.bytes_sent += end - begin;
       if (const BoxRows* direct = m.contiguous()) {  // straight from the source
-        comm.post_send(sources[direct->buffer].data + direct->base + begin, static_cast<std::size_t>(end - begin), m.peer, options.tag);
+        comm_.post_send(sources_[direct->buffer].data + direct->base + begin, static_cast<std::size_t>(end - begin), m.peer, options_.tag);
         continue;
       }
       if constexpr (strided) {
-        if (send_in_place[k]) {  // rows in place
-          send_rows.clear();
-          detail::strided_rows_of(m, begin, end, sources, send_rows);
-          comm.post_send_strided(std::span<const StridedRows<const std::byte>>(send_rows), m.peer, options.tag);
+        if (send_in_place_[k]) {  // rows in place
+          send_rows_.clear();
+          detail::strided_rows_of(m, begin, end, std::span<const SourceBuffer>(sources_), send_rows_);
+          comm_.post_send_strided(std::span<const StridedRows<const std::byte>>(send_rows_), m.peer, options_.tag);
           continue;
         }
       }
       if (out[k].size() < static_cast<std::size_t>(end - begin)) out[k].resize(static_cast<std::size_t>(end - begin));
       m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
-        std::memcpy(out[k].data() + (stream - begin), sources[box.buffer].data + at, static_cast<std::size_t>(length));
+        std::memcpy(out[k].data() + (stream - begin), sources_[box.buffer].data + at, static_cast<std::size_t>(length));
       });
       staging += end - begin;
-      comm.post_send(out[k].data(), static_cast<std::size_t>(end - begin), m.peer, options.tag);
+      comm_.post_send(out[k].data(), static_cast<std::size_t>(end - begin), m.peer, options_.tag);
     }
-    stats.peak_staging = std::max(stats.peak_staging, staging);
-    if (round == 0) {
-      for (const LocalCopy& copy : part.local_copies()) {
-        RowCursor from(copy.from, 0), to(copy.to, 0);
-        for (index_t r = 0; r < copy.from.rows(); ++r, from.next(), to.next())
-          put(copy.to, destinations[copy.to.buffer].data + to.offset(), sources[copy.from.buffer].data + from.offset(), copy.from.row_bytes);
-        stats.bytes_local += copy.from.bytes();
-      }
-    }
-    for (std::size_t done = 0; done < posted.size(); ++done) {
-      std::size_t k = posted[comm.wait_receive(options.timeout_seconds)];
-      const Message& m = part.receives()[k];
-      index_t end = std::min(m.bytes, begin + piece);
-      if (!receive_in_place[k])
-        m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
-          put(box, destinations[box.buffer].data + at, in[k].data() + (stream - begin), length);
-        });
-      received += end - begin;
-      stats.bytes_received += end - begin;
-      if (options.progress) options.progress(received, to_receive);
-    }
-    comm.wait_sends(options.timeout_seconds);
+    return staging;
   }
-  return stats;
+
+  // Copies (or reduces) the boxes whose source and destination are both on this rank; returns
+  // their bytes.
+  index_t local_copies() const {
+    index_t bytes = 0;
+    for (const LocalCopy& copy : part_.local_copies()) {
+      RowCursor from(copy.from, 0), to(copy.to, 0);
+      for (index_t r = 0; r < copy.from.rows(); ++r, from.next(), to.next())
+        put(copy.to, destinations_[copy.to.buffer].data + to.offset(), sources_[copy.from.buffer].data + from.offset(), copy.from.row_bytes);
+      bytes += copy.from.bytes();
+    }
+    return bytes;
+  }
+
+  const ModelReshardPlan& plan_;
+  const RankPart& part_;
+  C& comm_;
+  ExecuteOptions options_;
+  std::vector<SourceBuffer> sources_;
+  std::vector<DestinationBuffer> destinations_;
+  index_t piece_ = 0, rounds_ = 0, to_receive_ = 0;
+  std::vector<char> receive_in_place_, send_in_place_;
+  StagingArena arena_;  // when options.arena is not given: kept between runs
+  // Per round (reused): receive message index per posted receive; a message's rows in place.
+  std::vector<std::size_t> posted_;
+  std::vector<StridedRows<std::byte>> receive_rows_;
+  std::vector<StridedRows<const std::byte>> send_rows_;
+};
+
+// Runs `part` (this rank's part of `plan`) once from `sources` into `destinations` (one buffer
+// per buffer of the source / destination ModelLayout; a rank outside a layout passes empty
+// buffers): PreparedReshard's checks and agreement, then one run. Destination elements no
+// transfer writes (padding, elements of other plans) are left as they are. Errors: bad buffers
+// on any rank (before any communication), communication errors and timeouts.
+template <Communicator C>
+ExecuteStats execute(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+                     std::span<const DestinationBuffer> destinations, C& comm, const ExecuteOptions& options = {}) {
+  return PreparedReshard<C>(plan, part, sources, destinations, comm, options).run();
 }
 
 }  // namespace shardalg

@@ -196,6 +196,36 @@ int main(int argc, char** argv) {
       expect(comm, comm.rank() != 0 || message.find("timed out after 0.2 s waiting for a message from rank 1") != std::string::npos,
              "a silent peer times out with its rank named");
     }
+    // A prepared reshard whose run timed out refuses to run again: its receive may still be
+    // pending in the communicator. Rank 0 gathers from rank 1, which never runs.
+    if (n >= 2) {
+      MeshLayout src(DeviceMesh::parse("a=2"), parse_placements("S(0)"), Dims{8});
+      MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{8});
+      ModelReshardPlan plan = one_tensor(src, dst, "fp32");
+      RankPart part(plan, comm.rank());
+      testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
+      MpiCommunicator lonely;
+      ExecuteOptions options;
+      options.timeout_seconds = 0.2;
+      PreparedReshard reshard(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), lonely, options);
+      std::string first, second;
+      if (comm.rank() == 0) {
+        try {
+          reshard.run();
+        } catch (const Error& e) {
+          first = e.what();
+        }
+        try {
+          reshard.run();
+        } catch (const Error& e) {
+          second = e.what();
+        }
+      }
+      expect(comm,
+             comm.rank() != 0 || (first.find("timed out after 0.2 s waiting for a message from rank 1") != std::string::npos &&
+                                  second.find("a previous run of this prepared reshard failed") != std::string::npos),
+             "a prepared reshard that timed out refuses to run again");
+    }
   }
   MPI_Finalize();
   return failures == 0 ? 0 : 1;

@@ -255,8 +255,22 @@ class PreparedReshard {
   }
 
   // Runs the reshard once. Errors: communication errors and timeouts (bounded waits naming the
-  // peer). On an error destinations may be partly written.
+  // peer). On an error destinations may be partly written, and messages of the failed run may
+  // still be pending in the communicator: later runs refuse to start (make a new communicator
+  // and a new PreparedReshard).
   ExecuteStats run() {
+    if (failed_) detail::fail("execute: a previous run of this prepared reshard failed; its messages may still be pending in the communicator");
+    failed_ = true;
+    ExecuteStats stats = run_rounds();
+    failed_ = false;
+    return stats;
+  }
+
+ private:
+  static constexpr bool strided = StridedCommunicator<C>;
+
+  // run()'s work: identity fills, then the rounds.
+  ExecuteStats run_rounds() {
     const ModelLayout& dst = plan_.destination();
     // Reductions start from the identity in every destination element of a Partial plan.
     for (const BoxRows& box : part_.identity_boxes()) {
@@ -279,7 +293,10 @@ class PreparedReshard {
       stats.peak_staging = std::max(stats.peak_staging, staging);
       if (round == 0) stats.bytes_local = local_copies();  // while messages fly
       for (std::size_t done = 0; done < posted_.size(); ++done) {
-        std::size_t k = posted_[comm_.wait_receive(options_.timeout_seconds)];
+        std::size_t index = comm_.wait_receive(options_.timeout_seconds);
+        if (index >= posted_.size())
+          detail::fail("execute: the communicator reported receive ", index, " of ", posted_.size(), " posted in this round; was it left with pending messages?");
+        std::size_t k = posted_[index];
         const Message& m = part_.receives()[k];
         index_t end = std::min(m.bytes, begin + piece_);
         if (!receive_in_place_[k])
@@ -294,9 +311,6 @@ class PreparedReshard {
     }
     return stats;
   }
-
- private:
-  static constexpr bool strided = StridedCommunicator<C>;
 
   std::vector<char> moves_in_place(const std::vector<Message>& messages) const {
     std::vector<char> result;
@@ -396,6 +410,7 @@ class PreparedReshard {
   index_t piece_ = 0, rounds_ = 0, to_receive_ = 0;
   std::vector<char> receive_in_place_, send_in_place_;
   StagingArena arena_;  // when options.arena is not given: kept between runs
+  bool failed_ = false;  // a run threw
   // Per round (reused): receive message index per posted receive; a message's rows in place.
   std::vector<std::size_t> posted_;
   std::vector<StridedRows<std::byte>> receive_rows_;

@@ -1,7 +1,8 @@
 // The NCCL backend on a GPU (run by scripts/gpu.sh on a GPU machine; skipped, exit 77, without a
 // device): the copy, reduction and fill kernels against their host reference on random data,
-// and execute_nccl on a one-rank communicator (NCCL allows one rank per GPU; multi-rank schedules
-// are proven on the host by tests/exec/device_schedule_test.cpp and the MPI engine tests).
+// and execute_nccl and PreparedNcclReshard on a one-rank communicator (NCCL allows one rank per
+// GPU; multi-rank schedules are proven on the host by tests/exec/device_schedule_test.cpp and the
+// MPI engine tests).
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
@@ -86,6 +87,31 @@ DataCheck run_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index
   return check_destination_data(plan, 0, host.destination_data, 3);
 }
 
+// Prepares the plan once on one GPU and runs it three times, the device sources refilled from
+// another seed before each run; the destination check of every run.
+std::vector<DataCheck> run_prepared_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index_t memory_limit) {
+  testing::Buffers host = testing::buffers_for(plan, 0, 3);
+  std::vector<DeviceBuffer> device_sources, device_destinations;
+  std::vector<SourceBuffer> sources = host.sources;
+  std::vector<DestinationBuffer> destinations = host.destinations;
+  for (std::size_t b = 0; b < sources.size(); ++b) sources[b].data = device_sources.emplace_back(upload(host.source_data[b])).data();
+  for (std::size_t b = 0; b < destinations.size(); ++b) destinations[b].data = device_destinations.emplace_back(upload(host.destination_data[b])).data();
+  DeviceExecuteOptions options;
+  options.memory_limit = memory_limit;
+  RankPart part(plan, 0);
+  PreparedNcclReshard reshard(plan, part, sources, destinations, comm, options);
+  std::vector<DataCheck> checks;
+  for (std::uint64_t seed : {3, 4, 5}) {
+    std::vector<std::vector<std::byte>> data = make_source_data(plan, 0, seed);
+    for (std::size_t b = 0; b < data.size(); ++b)
+      if (!data[b].empty()) check(cudaMemcpy(device_sources[b].data(), data[b].data(), data[b].size(), cudaMemcpyHostToDevice), "cudaMemcpy");
+    reshard.run();
+    for (std::size_t b = 0; b < destinations.size(); ++b) host.destination_data[b] = download(device_destinations[b], destinations[b].bytes);
+    checks.push_back(check_destination_data(plan, 0, host.destination_data, seed));
+  }
+  return checks;
+}
+
 }  // namespace
 
 TEST_CASE("copy kernel: random strided, unaligned boxes equal the host reference byte for byte") {
@@ -162,6 +188,21 @@ TEST_CASE("execute_nccl on a one-rank communicator: local reshards of every kind
     DataCheck result = run_on_gpu(comm, one_tensor(src, dst, "fp32"), 0);
     CHECK(result.mismatches == 0);
   }
+}
+
+TEST_CASE("PreparedNcclReshard: prepared once, run three times on refilled sources; Partial restarts from the identity") {
+  NcclCommunicator comm = NcclCommunicator::single();
+  ModelSpec model = small_model("bf16");
+  ModelReshardPlan flat(layout_model(model, "fsdp-tp dp=1,tp=1"), layout_model(model, "zero2 dp=1"));
+  MeshLayout src(DeviceMesh::parse("a=1"), parse_placements("P(sum)"), Dims{9, 5});
+  MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{9, 5});
+  ModelReshardPlan partial = one_tensor(src, dst, "fp32");
+  for (const ModelReshardPlan* plan : {&flat, &partial})
+    for (index_t limit : {index_t{0}, index_t{4096}})
+      for (const DataCheck& result : run_prepared_on_gpu(comm, *plan, limit)) {
+        CHECK(result.elements > 0);
+        CHECK(result.mismatches == 0);
+      }
 }
 
 TEST_CASE("execute_nccl: a wrong buffer is named before anything moves") {

@@ -12,16 +12,21 @@
 //             reduction kernel per (dtype, op, contributors) of Partial sources
 //
 // The schedule (exec/device_schedule.hpp: descriptors of all rounds, messages per round) is
-// built on the host and its descriptors uploaded once, so no round waits for the host. Staging is capped by the memory limit as in the host engine (pieces of limit / (most
-// peers) bytes, the smallest over ranks). Needs the kernels of exec/cuda_kernels.cuh linked in
-// (CMake: shardalg::cuda) and NCCL.
+// built on the host and its descriptors uploaded once, so no round waits for the host;
+// PreparedNcclReshard keeps it (and the checks and agreement) for any number of runs. Staging is
+// capped by the memory limit as in the host engine (pieces of limit / (most peers) bytes, the
+// smallest over ranks). Needs the kernels of exec/cuda_kernels.cuh linked in (CMake:
+// shardalg::cuda) and NCCL.
 #pragma once
 
 #include <cuda_runtime_api.h>
 #include <nccl.h>
 
 #include <functional>
+#include <optional>
 #include <span>
+#include <string>
+#include <utility>
 
 #include "shardalg/exec/cuda_launch.hpp"
 #include "shardalg/exec/device_buffer.hpp"
@@ -56,8 +61,8 @@ inline void run_launch(const LaunchList& list, std::size_t i, const DeviceBuffer
   }
 }
 
-// A CUDA stream and two events, released when the call returns (CUDA frees them once the work
-// queued on them is done).
+// A CUDA stream and two events, released with their owner (CUDA frees them once the work queued
+// on them is done).
 struct SideStream {
   cudaStream_t stream = nullptr;
   cudaEvent_t forked = nullptr, done = nullptr;
@@ -77,82 +82,132 @@ struct SideStream {
 
 }  // namespace detail
 
-// Runs `part` (this rank's part of `plan`) from device `sources` into device `destinations`
-// (one buffer per buffer of the source / destination ModelLayout, as for execute). Errors: bad
-// buffers on any rank (before any communication; the bad rank names its buffer), a dtype with no
-// device arithmetic in a Partial plan, CUDA and NCCL errors naming the call and the rank,
-// timeouts (the communicator is aborted then). On an error, destinations may be partly written.
+// One rank's part on GPU buffers, checked, agreed and scheduled once, run any number of times:
+// the NCCL form of PreparedReshard (exec/engine.hpp), for a framework that moves the same device
+// buffers every step. Construction (collective over the communicator, as execute_nccl): the
+// checks and one NCCL all-max (the same errors as execute_nccl, before anything moves), the
+// staging reserved, the schedule built and its descriptors uploaded (queued on options.stream).
+// run() queues identity fills, local copies on a side stream, and the rounds on options.stream.
+//
+// Pre: `comm` and the buffers outlive the object (the plan and the part are needed only while it
+// is constructed) and the buffers keep their addresses and sizes; options.arena, if given, is not reserved by other calls meanwhile (its address is in
+// the descriptors: a run finding it moved fails saying so). Every rank runs as often as the others.
+class PreparedNcclReshard {
+ public:
+  PreparedNcclReshard(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+                      std::span<const DestinationBuffer> destinations, NcclCommunicator& comm, DeviceExecuteOptions options = {})
+      : comm_(comm), options_(std::move(options)), rank_(part.rank()) {
+    cudaStream_t stream = options_.stream;
+    // 1. Local checks, then agreement that every rank passed.
+    std::string failure;
+    try {
+      if (comm.rank() != rank_) detail::fail("execute_nccl: the communicator's rank ", comm.rank(), " is not the part's rank ", rank_);
+      detail::check_part(plan, part, sources, destinations, options_.memory_limit);
+      for (std::size_t t = 0; t < plan.size(); ++t)
+        if (plan.tensor_plan(t).reduce_op()) device_dtype(plan.source()[t].dtype);
+      side_.emplace(rank_);
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    detail::Agreement::Values proposal = detail::Agreement::propose(part, options_.memory_limit, !failure.empty());
+    comm.all_max(std::span<index_t>(proposal), stream, options_.timeout_seconds);
+    detail::Agreement agreed(proposal);
+    if (!failure.empty()) throw Error(failure);
+    if (agreed.failed_rank() >= 0) detail::fail("execute_nccl: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
+
+    // 2. Pieces, staging and the schedule; its descriptors uploaded at once.
+    index_t piece = agreed.piece();
+    DeviceBuffer& arena = staging();
+    staging_bytes_ = device_staging_bytes(plan, part, piece);
+    arena.reserve(static_cast<std::size_t>(staging_bytes_), stream, rank_);
+    staging_at_ = arena.data();
+    schedule_ = make_device_schedule(plan, part, sources, destinations, piece, arena.data());
+    const LaunchList& list = schedule_.launches;
+    descriptors_.reserve(list.descriptors().size() * sizeof(BoxCopy), stream, rank_);
+    if (descriptors_.size())
+      detail::check_cuda(cudaMemcpyAsync(descriptors_.data(), list.descriptors().data(), descriptors_.size(), cudaMemcpyHostToDevice, stream),
+                         "cudaMemcpyAsync of descriptors", rank_);
+    for (const Message& m : part.sends()) bytes_sent_ += m.bytes;
+    for (const LocalCopy& copy : part.local_copies()) bytes_local_ += copy.from.bytes();
+    for (const Message& m : part.receives()) to_receive_ += m.bytes;
+  }
+
+  // Queues one run on options.stream (waits for it, bounded, with options.synchronize). Errors:
+  // CUDA and NCCL errors naming the call and the rank, timeouts (the communicator is aborted
+  // then); after an error later runs refuse to start.
+  ExecuteStats run() {
+    if (failed_) detail::fail("execute_nccl: a previous run of this prepared reshard failed; make a new communicator and reshard");
+    if (staging().data() != staging_at_)
+      detail::fail("execute_nccl: the staging arena moved since the reshard was prepared (reserved by another call?)");
+    failed_ = true;
+    ExecuteStats stats = queue_run();
+    failed_ = false;
+    return stats;
+  }
+
+ private:
+  DeviceBuffer& staging() { return options_.arena ? *options_.arena : own_staging_; }
+
+  // run()'s work: identities, local copies on the side stream, rounds.
+  ExecuteStats queue_run() {
+    cudaStream_t stream = options_.stream;
+    const LaunchList& list = schedule_.launches;
+    ExecuteStats stats;
+    stats.rounds = static_cast<index_t>(schedule_.rounds.size());
+    stats.peak_staging = staging_bytes_;
+    stats.bytes_sent = bytes_sent_;
+    stats.bytes_local = bytes_local_;
+    for (std::size_t l : schedule_.fills) detail::run_launch(list, l, descriptors_, stream, rank_);
+    detail::check_cuda(cudaEventRecord(side_->forked, stream), "cudaEventRecord", rank_);
+    detail::check_cuda(cudaStreamWaitEvent(side_->stream, side_->forked, 0), "cudaStreamWaitEvent", rank_);
+    for (std::size_t l : schedule_.locals) detail::run_launch(list, l, descriptors_, side_->stream, rank_);
+    detail::check_cuda(cudaEventRecord(side_->done, side_->stream), "cudaEventRecord", rank_);
+    auto join_side = [&] { detail::check_cuda(cudaStreamWaitEvent(stream, side_->done, 0), "cudaStreamWaitEvent", rank_); };
+    for (std::size_t i = 0; i < schedule_.rounds.size(); ++i) {
+      const DeviceRound& r = schedule_.rounds[i];
+      if (r.pack) detail::run_launch(list, *r.pack, descriptors_, stream, rank_);
+      detail::check_nccl(ncclGroupStart(), "ncclGroupStart", rank_, comm_.get());
+      for (const auto& t : r.receives)
+        detail::check_nccl(ncclRecv(t.data, static_cast<std::size_t>(t.bytes), ncclUint8, static_cast<int>(t.peer), comm_.get(), stream),
+                           detail::concat("ncclRecv from rank ", t.peer), rank_, comm_.get());
+      for (const auto& t : r.sends)
+        detail::check_nccl(ncclSend(t.data, static_cast<std::size_t>(t.bytes), ncclUint8, static_cast<int>(t.peer), comm_.get(), stream),
+                           detail::concat("ncclSend to rank ", t.peer), rank_, comm_.get());
+      detail::check_nccl(ncclGroupEnd(), "ncclGroupEnd", rank_, comm_.get());
+      comm_.settle(detail::concat("ncclGroupEnd of round ", i), options_.timeout_seconds);
+      if (i == 0) join_side();  // reductions of local and received contributions may meet
+      for (std::size_t l : r.unpack) detail::run_launch(list, l, descriptors_, stream, rank_);
+      for (const auto& t : r.receives) stats.bytes_received += t.bytes;
+      if (options_.progress) {
+        comm_.wait(stream, options_.timeout_seconds, detail::concat("round ", i, " of the reshard"));
+        options_.progress(stats.bytes_received, to_receive_);
+      }
+    }
+    if (schedule_.rounds.empty()) join_side();
+    if (options_.synchronize) comm_.wait(stream, options_.timeout_seconds, "the reshard's kernels and messages");
+    return stats;
+  }
+
+  NcclCommunicator& comm_;
+  DeviceExecuteOptions options_;
+  index_t rank_;
+  std::optional<detail::SideStream> side_;  // the local copies' stream, kept between runs
+  DeviceBuffer own_staging_, descriptors_;
+  std::byte* staging_at_ = nullptr;  // the staging address the descriptors hold
+  DeviceSchedule schedule_;
+  index_t staging_bytes_ = 0, bytes_sent_ = 0, bytes_local_ = 0, to_receive_ = 0;
+  bool failed_ = false;
+};
+
+// Runs `part` (this rank's part of `plan`) once from device `sources` into device `destinations`
+// (one buffer per buffer of the source / destination ModelLayout, as for execute): a
+// PreparedNcclReshard run once. Errors: bad buffers on any rank (before any communication; the
+// bad rank names its buffer), a dtype with no device arithmetic in a Partial plan, CUDA and NCCL
+// errors naming the call and the rank, timeouts (the communicator is aborted then). On an error,
+// destinations may be partly written.
 inline ExecuteStats execute_nccl(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
                                  std::span<const DestinationBuffer> destinations, NcclCommunicator& comm, const DeviceExecuteOptions& options = {}) {
-  const index_t rank = part.rank();
-  cudaStream_t stream = options.stream;
-  // 1. Local checks, then agreement that every rank passed.
-  std::string failure;
-  try {
-    if (comm.rank() != rank) detail::fail("execute_nccl: the communicator's rank ", comm.rank(), " is not the part's rank ", rank);
-    detail::check_part(plan, part, sources, destinations, options.memory_limit);
-    for (std::size_t t = 0; t < plan.size(); ++t)
-      if (plan.tensor_plan(t).reduce_op()) device_dtype(plan.source()[t].dtype);
-  } catch (const Error& e) {
-    failure = e.what();
-  }
-  detail::Agreement::Values proposal = detail::Agreement::propose(part, options.memory_limit, !failure.empty());
-  comm.all_max(std::span<index_t>(proposal), stream, options.timeout_seconds);
-  detail::Agreement agreed(proposal);
-  if (!failure.empty()) throw Error(failure);
-  if (agreed.failed_rank() >= 0) detail::fail("execute_nccl: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
-
-  // 2. Pieces, staging and the schedule; its descriptors uploaded at once.
-  index_t piece = agreed.piece();
-  DeviceBuffer call_arena;
-  DeviceBuffer& arena = options.arena ? *options.arena : call_arena;
-  index_t staging = device_staging_bytes(plan, part, piece);
-  arena.reserve(static_cast<std::size_t>(staging), stream, rank);
-  DeviceSchedule schedule = make_device_schedule(plan, part, sources, destinations, piece, arena.data());
-  const LaunchList& list = schedule.launches;
-  DeviceBuffer descriptors(list.descriptors().size() * sizeof(BoxCopy), stream, rank);  // freed in stream order
-  if (descriptors.size())
-    detail::check_cuda(cudaMemcpyAsync(descriptors.data(), list.descriptors().data(), descriptors.size(), cudaMemcpyHostToDevice, stream),
-                       "cudaMemcpyAsync of descriptors", rank);
-
-  // 3. Identities, local copies on a side stream, rounds.
-  ExecuteStats stats;
-  stats.rounds = static_cast<index_t>(schedule.rounds.size());
-  stats.peak_staging = staging;
-  for (const Message& m : part.sends()) stats.bytes_sent += m.bytes;
-  for (const LocalCopy& copy : part.local_copies()) stats.bytes_local += copy.from.bytes();
-  index_t to_receive = 0;
-  for (const Message& m : part.receives()) to_receive += m.bytes;
-  for (std::size_t l : schedule.fills) detail::run_launch(list, l, descriptors, stream, rank);
-  detail::SideStream side(rank);
-  detail::check_cuda(cudaEventRecord(side.forked, stream), "cudaEventRecord", rank);
-  detail::check_cuda(cudaStreamWaitEvent(side.stream, side.forked, 0), "cudaStreamWaitEvent", rank);
-  for (std::size_t l : schedule.locals) detail::run_launch(list, l, descriptors, side.stream, rank);
-  detail::check_cuda(cudaEventRecord(side.done, side.stream), "cudaEventRecord", rank);
-  auto join_side = [&] { detail::check_cuda(cudaStreamWaitEvent(stream, side.done, 0), "cudaStreamWaitEvent", rank); };
-  for (std::size_t i = 0; i < schedule.rounds.size(); ++i) {
-    const DeviceRound& r = schedule.rounds[i];
-    if (r.pack) detail::run_launch(list, *r.pack, descriptors, stream, rank);
-    detail::check_nccl(ncclGroupStart(), "ncclGroupStart", rank, comm.get());
-    for (const auto& t : r.receives)
-      detail::check_nccl(ncclRecv(t.data, static_cast<std::size_t>(t.bytes), ncclUint8, static_cast<int>(t.peer), comm.get(), stream),
-                         detail::concat("ncclRecv from rank ", t.peer), rank, comm.get());
-    for (const auto& t : r.sends)
-      detail::check_nccl(ncclSend(t.data, static_cast<std::size_t>(t.bytes), ncclUint8, static_cast<int>(t.peer), comm.get(), stream),
-                         detail::concat("ncclSend to rank ", t.peer), rank, comm.get());
-    detail::check_nccl(ncclGroupEnd(), "ncclGroupEnd", rank, comm.get());
-    comm.settle(detail::concat("ncclGroupEnd of round ", i), options.timeout_seconds);
-    if (i == 0) join_side();  // reductions of local and received contributions may meet
-    for (std::size_t l : r.unpack) detail::run_launch(list, l, descriptors, stream, rank);
-    for (const auto& t : r.receives) stats.bytes_received += t.bytes;
-    if (options.progress) {
-      comm.wait(stream, options.timeout_seconds, detail::concat("round ", i, " of the reshard"));
-      options.progress(stats.bytes_received, to_receive);
-    }
-  }
-  if (schedule.rounds.empty()) join_side();
-  if (options.synchronize) comm.wait(stream, options.timeout_seconds, "the reshard's kernels and messages");
-  return stats;
+  return PreparedNcclReshard(plan, part, sources, destinations, comm, options).run();
 }
 
 }  // namespace shardalg

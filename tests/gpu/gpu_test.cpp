@@ -66,48 +66,55 @@ struct RandomBoxes {
   }
 };
 
+// Rank 0's buffers of a plan (generated from `seed`) on the host and copied to the GPU: the
+// same sizes and dtypes, device memory.
+struct GpuBuffers {
+  testing::Buffers host;
+  std::vector<DeviceBuffer> device_sources, device_destinations;
+  std::vector<SourceBuffer> sources;
+  std::vector<DestinationBuffer> destinations;
+
+  GpuBuffers(const ModelReshardPlan& plan, std::uint64_t seed) : host(testing::buffers_for(plan, 0, seed)), sources(host.sources), destinations(host.destinations) {
+    for (std::size_t b = 0; b < sources.size(); ++b) sources[b].data = device_sources.emplace_back(upload(host.source_data[b])).data();
+    for (std::size_t b = 0; b < destinations.size(); ++b) destinations[b].data = device_destinations.emplace_back(upload(host.destination_data[b])).data();
+  }
+  // The destination check of the device destinations against `seed`'s data.
+  DataCheck check_destinations(const ModelReshardPlan& plan, std::uint64_t seed) {
+    for (std::size_t b = 0; b < destinations.size(); ++b) host.destination_data[b] = download(device_destinations[b], destinations[b].bytes);
+    return check_destination_data(plan, 0, host.destination_data, seed);
+  }
+};
+
 // Runs the plan on one GPU with a one-rank NCCL communicator; returns the destination check.
 DataCheck run_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index_t memory_limit) {
-  testing::Buffers host = testing::buffers_for(plan, 0, 3);
-  std::vector<DeviceBuffer> device_sources, device_destinations;
-  std::vector<SourceBuffer> sources = host.sources;  // the same sizes and dtypes, device memory
-  std::vector<DestinationBuffer> destinations = host.destinations;
-  for (std::size_t b = 0; b < sources.size(); ++b) sources[b].data = device_sources.emplace_back(upload(host.source_data[b])).data();
-  for (std::size_t b = 0; b < destinations.size(); ++b) destinations[b].data = device_destinations.emplace_back(upload(host.destination_data[b])).data();
+  GpuBuffers buffers(plan, 3);
   cudaStream_t stream = nullptr;
   check(cudaStreamCreate(&stream), "cudaStreamCreate");
   DeviceExecuteOptions options;
   options.stream = stream;
   options.memory_limit = memory_limit;
   RankPart part(plan, 0);
-  execute_nccl(plan, part, sources, destinations, comm, options);
+  execute_nccl(plan, part, buffers.sources, buffers.destinations, comm, options);
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
   check(cudaStreamDestroy(stream), "cudaStreamDestroy");
-  for (std::size_t b = 0; b < destinations.size(); ++b) host.destination_data[b] = download(device_destinations[b], destinations[b].bytes);
-  return check_destination_data(plan, 0, host.destination_data, 3);
+  return buffers.check_destinations(plan, 3);
 }
 
 // Prepares the plan once on one GPU and runs it three times, the device sources refilled from
 // another seed before each run; the destination check of every run.
 std::vector<DataCheck> run_prepared_on_gpu(NcclCommunicator& comm, const ModelReshardPlan& plan, index_t memory_limit) {
-  testing::Buffers host = testing::buffers_for(plan, 0, 3);
-  std::vector<DeviceBuffer> device_sources, device_destinations;
-  std::vector<SourceBuffer> sources = host.sources;
-  std::vector<DestinationBuffer> destinations = host.destinations;
-  for (std::size_t b = 0; b < sources.size(); ++b) sources[b].data = device_sources.emplace_back(upload(host.source_data[b])).data();
-  for (std::size_t b = 0; b < destinations.size(); ++b) destinations[b].data = device_destinations.emplace_back(upload(host.destination_data[b])).data();
+  GpuBuffers buffers(plan, 3);
   DeviceExecuteOptions options;
   options.memory_limit = memory_limit;
   RankPart part(plan, 0);
-  PreparedNcclReshard reshard(plan, part, sources, destinations, comm, options);
+  PreparedNcclReshard reshard(plan, part, buffers.sources, buffers.destinations, comm, options);
   std::vector<DataCheck> checks;
   for (std::uint64_t seed : {3, 4, 5}) {
     std::vector<std::vector<std::byte>> data = make_source_data(plan, 0, seed);
     for (std::size_t b = 0; b < data.size(); ++b)
-      if (!data[b].empty()) check(cudaMemcpy(device_sources[b].data(), data[b].data(), data[b].size(), cudaMemcpyHostToDevice), "cudaMemcpy");
+      if (!data[b].empty()) check(cudaMemcpy(buffers.device_sources[b].data(), data[b].data(), data[b].size(), cudaMemcpyHostToDevice), "cudaMemcpy");
     reshard.run();
-    for (std::size_t b = 0; b < destinations.size(); ++b) host.destination_data[b] = download(device_destinations[b], destinations[b].bytes);
-    checks.push_back(check_destination_data(plan, 0, host.destination_data, seed));
+    checks.push_back(buffers.check_destinations(plan, seed));
   }
   return checks;
 }

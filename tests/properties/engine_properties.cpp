@@ -1,0 +1,138 @@
+// Laws of the engine (exec/engine.hpp) on random plans, every rank a thread of one process
+// (tests/exec/thread_communicator.hpp): whatever the layouts, memory limit, message form
+// (packed, or rows in place) and number of runs of a prepared reshard, every destination element
+// a rank holds ends with the value its source holds (or the reduction of the Partial sources).
+#include "generators.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "../exec/test_models.hpp"
+#include "../exec/thread_communicator.hpp"
+
+using namespace shardalg;
+using namespace shardalg::testing;
+
+namespace {
+
+// The ranks either layout uses: 0 .. the highest.
+index_t world_size(const ModelReshardPlan& plan) {
+  index_t size = 1;
+  for (const ModelLayout* layout : {&plan.source(), &plan.destination()})
+    if (!layout->ranks().empty()) size = std::max(size, layout->ranks().back() + 1);
+  return size;
+}
+
+struct RunChoice {
+  index_t memory_limit;  // staging per rank (0: none)
+  bool in_place;         // rows in place (StridedCommunicator) or packed
+  int runs;              // 0: one execute call; n: a PreparedReshard run n times
+};
+
+RunChoice gen_run_choice(index_t ranks) {
+  // A limit must leave 8 bytes per message; a rank has at most 2 * ranks messages.
+  index_t limit = *rc::gen::element<index_t>(0, 16 * ranks, 16 * ranks + 40, 1000);
+  return {limit, *rc::gen::arbitrary<bool>(), *rc::gen::inRange(0, 3)};
+}
+
+// Runs the plan on every rank (one thread each) and returns the destination elements that do
+// not hold their expected value, summed over ranks, or -1 when a rank checked fewer elements
+// than it holds.
+template <bool Strided>
+index_t mismatches_after_running(const ModelReshardPlan& plan, const RunChoice& choice) {
+  ThreadWorld world(world_size(plan));
+  std::vector<index_t> bad(static_cast<std::size_t>(world.size()), 0);
+  world.run([&](index_t rank) {
+    ThreadCommunicator<Strided> comm(world, rank);
+    RankPart part(plan, rank);
+    Buffers b = buffers_for(plan, rank, 5);
+    ExecuteOptions options;
+    options.memory_limit = choice.memory_limit;
+    options.timeout_seconds = 30;
+    auto sources = std::span<const SourceBuffer>(b.sources);
+    auto destinations = std::span<const DestinationBuffer>(b.destinations);
+    index_t held = 0;
+    for (std::size_t t = 0; t < plan.destination().size(); ++t)
+      if (plan.destination()[t].layout.mesh().contains(rank)) held += plan.destination()[t].layout.held_elements(rank);
+    auto count = [&](std::uint64_t seed) {
+      DataCheck check = check_destination_data(plan, rank, b.destination_data, seed);
+      bad[static_cast<std::size_t>(rank)] += check.elements == held ? check.mismatches : held + 1;
+    };
+    if (choice.runs == 0) {
+      execute(plan, part, sources, destinations, comm, options);
+      count(5);
+      return;
+    }
+    PreparedReshard reshard(plan, part, sources, destinations, comm, options);
+    for (int run = 0; run < choice.runs; ++run) {
+      std::uint64_t seed = 5 + static_cast<std::uint64_t>(run);
+      std::vector<std::vector<std::byte>> data = make_source_data(plan, rank, seed);
+      for (std::size_t k = 0; k < data.size(); ++k) std::copy(data[k].begin(), data[k].end(), b.source_data[k].begin());
+      reshard.run();
+      count(seed);
+    }
+  });
+  index_t total = 0;
+  for (index_t n : bad) total += n;
+  return total;
+}
+
+index_t mismatches_after_running(const ModelReshardPlan& plan) {
+  RunChoice choice = gen_run_choice(world_size(plan));
+  return choice.in_place ? mismatches_after_running<true>(plan, choice) : mismatches_after_running<false>(plan, choice);
+}
+
+// A random mesh of at most 8 ranks (the threads of one case).
+DeviceMesh gen_small_mesh() {
+  DeviceMesh mesh = *gen_mesh();
+  while (mesh.size() > 8) mesh = *gen_mesh();
+  return mesh;
+}
+
+}  // namespace
+
+static_assert(StridedCommunicator<ThreadCommunicator<true>> && Communicator<ThreadCommunicator<false>> &&
+                  !StridedCommunicator<ThreadCommunicator<false>>,
+              "the thread communicator models the engine's communicator concepts");
+
+TEST_CASE("properties of the engine") {
+  SHARDALG_PROPERTY("whole-model reshards between random recipes deliver every element", [] {
+    ModelSpec model{"random", {}};
+    int count = *rc::gen::inRange(1, 5);
+    std::string dtype = *rc::gen::element<std::string>("fp32", "bf16", "int64", "bytes");
+    for (int i = 0; i < count; ++i) {
+      TensorRole role = *rc::gen::element(TensorRole::column_parallel, TensorRole::row_parallel, TensorRole::replicated);
+      Dims shape = role == TensorRole::replicated ? Dims{*rc::gen::inRange<index_t>(2, 10)}
+                                                  : Dims{*rc::gen::inRange<index_t>(2, 7), *rc::gen::inRange<index_t>(2, 7)};
+      std::string name = std::to_string(i);
+      model.tensors.push_back(ModelTensor{name + "t", shape, role, dtype});
+    }
+    auto gen_recipe = [] {
+      std::string dp = std::to_string(*rc::gen::inRange(1, 5)), tp = std::to_string(*rc::gen::inRange(1, 3));
+      std::string kind = *rc::gen::element<std::string>("replicated", "fsdp", "fsdp-tp", "zero3", "zero1", "megatron-distopt");
+      if (kind == "replicated") return kind + " ranks=" + dp;
+      if (kind == "fsdp" || kind == "zero3") return kind + " dp=" + dp;
+      return kind + " dp=" + dp + ",tp=" + tp;
+    };
+    ModelReshardPlan plan(layout_model(model, gen_recipe()), layout_model(model, gen_recipe()));
+    RC_ASSERT(mismatches_after_running(plan) == 0);
+  });
+
+  SHARDALG_PROPERTY("Partial sources are reduced into any placement, on other meshes too", [] {
+    Dims shape = *gen_shape();
+    DeviceMesh from = gen_small_mesh(), to = gen_small_mesh();
+    std::vector<Placement> sources, destinations;
+    ReduceOp op = *rc::gen::element(ReduceOp::sum, ReduceOp::max, ReduceOp::min);
+    for (std::size_t m = 0; m < from.ndim(); ++m) {
+      Placement p = *gen_placement(shape.size());
+      sources.push_back(p.is_partial() || *rc::gen::arbitrary<bool>() ? Placement::partial(op) : p);  // one op per layout
+    }
+    for (std::size_t m = 0; m < to.ndim(); ++m) {
+      Placement p = *gen_placement(shape.size());
+      destinations.push_back(p.is_partial() ? Placement::replicate() : p);
+    }
+    std::string dtype = *rc::gen::element<std::string>("fp32", "int64");
+    ModelReshardPlan plan = one_tensor(MeshLayout(from, sources, shape), MeshLayout(to, destinations, shape), dtype);
+    RC_ASSERT(mismatches_after_running(plan) == 0);
+  });
+}

@@ -19,26 +19,22 @@
 #include <vector>
 
 #include "shardalg/core/error.hpp"
+#include "shardalg/exec/rank_part.hpp"
 #include "shardalg/exec/strided_rows.hpp"
 
 namespace shardalg::testing {
 
-// Calls f(row pointer, row bytes) for each row of `blocks`, in stream order.
+// Calls f(row pointer, row bytes) for each row of `blocks`, in stream order (the engine's own
+// row walk, RowCursor, over each block).
 template <class Byte, class F>
 void for_each_strided_row(std::span<const StridedRows<Byte>> blocks, F&& f) {
   for (const StridedRows<Byte>& block : blocks) {
-    Dims coordinate(block.shape.size(), 0);
-    index_t rows = 1;
-    for (index_t extent : block.shape) rows *= extent;
-    for (index_t r = 0; r < rows; ++r) {
-      index_t offset = 0;
-      for (std::size_t d = 0; d < coordinate.size(); ++d) offset += coordinate[d] * block.strides[d];
-      f(block.data + offset, block.row_bytes);
-      for (std::size_t d = coordinate.size(); d-- > 0;) {
-        if (++coordinate[d] < block.shape[d]) break;
-        coordinate[d] = 0;
-      }
-    }
+    BoxRows box;
+    box.row_shape = block.shape;
+    box.row_strides = block.strides;
+    box.row_bytes = block.row_bytes;
+    RowCursor row(box, 0);
+    for (index_t r = 0; r < box.rows(); ++r, row.next()) f(block.data + row.offset(), block.row_bytes);
   }
 }
 

@@ -36,6 +36,7 @@
 #include <limits>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -182,8 +183,23 @@ class Agreement {
   }
   explicit Agreement(const Values& maxima) : maxima_(maxima) {}
 
-  // A rank that failed its checks (the highest), or -1.
-  index_t failed_rank() const { return maxima_[0]; }
+  // Runs this rank's `checks` (which throw Error), then the all-max (`all_max(span)`), so that
+  // every rank learns whether any failed before anything moves: this rank throws its own
+  // failure; the others throw naming the failed rank (`who`: the executor, for the message).
+  template <class Checks, class AllMax>
+  static Agreement reach(const RankPart& part, index_t memory_limit, std::string_view who, Checks&& checks, AllMax&& all_max) {
+    std::string failure;
+    try {
+      checks();
+    } catch (const Error& e) {
+      failure = e.what();
+    }
+    Values proposal = propose(part, memory_limit, !failure.empty());
+    all_max(std::span<index_t>(proposal));
+    if (!failure.empty()) throw Error(failure);
+    if (proposal[0] >= 0) fail(who, ": rank ", proposal[0], " failed its checks; nothing was sent");
+    return Agreement(proposal);
+  }
 
   // The bytes of a piece: the smallest memory limit over the most peers any rank has (rounded
   // down to a multiple of 8), or with no limit the longest message anywhere; at most
@@ -209,7 +225,8 @@ class Agreement {
 // One rank's part of a reshard, checked and agreed once, run any number of times: a framework
 // that moves the same buffers every step (weights from the training layout to the inference
 // layout, say) prepares once and calls run() each step, without the per-call checks and all-max
-// of execute (one collective, about 10% of an 8-rank reshard on 2 cores, docs/benchmarks.md).
+// of execute (one collective; skipping it made 8-rank reshards on 2 cores about 8% faster,
+// docs/benchmarks.md).
 //
 // Pre: `plan`, `part`, `comm` and the buffers' memory outlive the object; the buffers keep their
 // addresses and sizes (their contents may change between runs; that is the point).
@@ -232,18 +249,13 @@ class PreparedReshard {
         sources_(sources.begin(), sources.end()),
         destinations_(destinations.begin(), destinations.end()) {
     // 1. Local checks, then agreement that every rank passed, and on the piece size.
-    std::string failure;
-    try {
-      if (comm.rank() != part.rank()) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", part.rank());
-      detail::check_part(plan, part, sources, destinations, options_.memory_limit);
-    } catch (const Error& e) {
-      failure = e.what();
-    }
-    detail::Agreement::Values proposal = detail::Agreement::propose(part, options_.memory_limit, !failure.empty());
-    comm.all_max(std::span<index_t>(proposal));
-    detail::Agreement agreed(proposal);
-    if (!failure.empty()) throw Error(failure);
-    if (agreed.failed_rank() >= 0) detail::fail("execute: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
+    detail::Agreement agreed = detail::Agreement::reach(
+        part, options_.memory_limit, "execute",
+        [&] {
+          if (comm.rank() != part.rank()) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", part.rank());
+          detail::check_part(plan, part, sources, destinations, options_.memory_limit);
+        },
+        [&](std::span<index_t> values) { comm.all_max(values); });
     piece_ = agreed.piece();
     rounds_ = part.rounds(piece_);
     // 2. Whether each message moves in place on both sides (no staging): contiguous, or strided

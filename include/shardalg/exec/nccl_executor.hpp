@@ -90,8 +90,9 @@ struct SideStream {
 // run() queues identity fills, local copies on a side stream, and the rounds on options.stream.
 //
 // Pre: `comm` and the buffers outlive the object (the plan and the part are needed only while it
-// is constructed) and the buffers keep their addresses and sizes; options.arena, if given, is not reserved by other calls meanwhile (its address is in
-// the descriptors: a run finding it moved fails saying so). Every rank runs as often as the others.
+// is constructed) and the buffers keep their addresses and sizes; options.arena, if given, is
+// not reserved by other calls meanwhile (its address is in the descriptors: a run finding it
+// moved fails saying so). Every rank runs as often as the others.
 class PreparedNcclReshard {
  public:
   PreparedNcclReshard(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
@@ -99,27 +100,22 @@ class PreparedNcclReshard {
       : comm_(comm), options_(std::move(options)), rank_(part.rank()) {
     cudaStream_t stream = options_.stream;
     // 1. Local checks, then agreement that every rank passed.
-    std::string failure;
-    try {
-      if (comm.rank() != rank_) detail::fail("execute_nccl: the communicator's rank ", comm.rank(), " is not the part's rank ", rank_);
-      detail::check_part(plan, part, sources, destinations, options_.memory_limit);
-      for (std::size_t t = 0; t < plan.size(); ++t)
-        if (plan.tensor_plan(t).reduce_op()) device_dtype(plan.source()[t].dtype);
-      side_.emplace(rank_);
-    } catch (const Error& e) {
-      failure = e.what();
-    }
-    detail::Agreement::Values proposal = detail::Agreement::propose(part, options_.memory_limit, !failure.empty());
-    comm.all_max(std::span<index_t>(proposal), stream, options_.timeout_seconds);
-    detail::Agreement agreed(proposal);
-    if (!failure.empty()) throw Error(failure);
-    if (agreed.failed_rank() >= 0) detail::fail("execute_nccl: rank ", agreed.failed_rank(), " failed its checks; nothing was sent");
+    detail::Agreement agreed = detail::Agreement::reach(
+        part, options_.memory_limit, "execute_nccl",
+        [&] {
+          if (comm.rank() != rank_) detail::fail("execute_nccl: the communicator's rank ", comm.rank(), " is not the part's rank ", rank_);
+          detail::check_part(plan, part, sources, destinations, options_.memory_limit);
+          for (std::size_t t = 0; t < plan.size(); ++t)
+            if (plan.tensor_plan(t).reduce_op()) device_dtype(plan.source()[t].dtype);
+          side_.emplace(rank_);
+        },
+        [&](std::span<index_t> values) { comm.all_max(values, stream, options_.timeout_seconds); });
 
     // 2. Pieces, staging and the schedule; its descriptors uploaded at once.
     index_t piece = agreed.piece();
     DeviceBuffer& arena = staging();
-    staging_bytes_ = device_staging_bytes(plan, part, piece);
-    arena.reserve(static_cast<std::size_t>(staging_bytes_), stream, rank_);
+    fixed_.peak_staging = device_staging_bytes(plan, part, piece);
+    arena.reserve(static_cast<std::size_t>(fixed_.peak_staging), stream, rank_);
     staging_at_ = arena.data();
     schedule_ = make_device_schedule(plan, part, sources, destinations, piece, arena.data());
     const LaunchList& list = schedule_.launches;
@@ -127,8 +123,9 @@ class PreparedNcclReshard {
     if (descriptors_.size())
       detail::check_cuda(cudaMemcpyAsync(descriptors_.data(), list.descriptors().data(), descriptors_.size(), cudaMemcpyHostToDevice, stream),
                          "cudaMemcpyAsync of descriptors", rank_);
-    for (const Message& m : part.sends()) bytes_sent_ += m.bytes;
-    for (const LocalCopy& copy : part.local_copies()) bytes_local_ += copy.from.bytes();
+    fixed_.rounds = static_cast<index_t>(schedule_.rounds.size());
+    for (const Message& m : part.sends()) fixed_.bytes_sent += m.bytes;
+    for (const LocalCopy& copy : part.local_copies()) fixed_.bytes_local += copy.from.bytes();
     for (const Message& m : part.receives()) to_receive_ += m.bytes;
   }
 
@@ -152,11 +149,7 @@ class PreparedNcclReshard {
   ExecuteStats queue_run() {
     cudaStream_t stream = options_.stream;
     const LaunchList& list = schedule_.launches;
-    ExecuteStats stats;
-    stats.rounds = static_cast<index_t>(schedule_.rounds.size());
-    stats.peak_staging = staging_bytes_;
-    stats.bytes_sent = bytes_sent_;
-    stats.bytes_local = bytes_local_;
+    ExecuteStats stats = fixed_;
     for (std::size_t l : schedule_.fills) detail::run_launch(list, l, descriptors_, stream, rank_);
     detail::check_cuda(cudaEventRecord(side_->forked, stream), "cudaEventRecord", rank_);
     detail::check_cuda(cudaStreamWaitEvent(side_->stream, side_->forked, 0), "cudaStreamWaitEvent", rank_);
@@ -195,7 +188,8 @@ class PreparedNcclReshard {
   DeviceBuffer own_staging_, descriptors_;
   std::byte* staging_at_ = nullptr;  // the staging address the descriptors hold
   DeviceSchedule schedule_;
-  index_t staging_bytes_ = 0, bytes_sent_ = 0, bytes_local_ = 0, to_receive_ = 0;
+  ExecuteStats fixed_;  // what every run reports alike: rounds, staging, bytes sent and local
+  index_t to_receive_ = 0;
   bool failed_ = false;
 };
 

@@ -1,0 +1,21 @@
+# Configures the source tree with SHARDALG_GPU_ONLY (what scripts/gpu.sh builds on a GPU machine)
+# and checks that it holds the GPU programs and nothing that needs the CPU tests' dependencies.
+# Run with cmake -P; SOURCE_DIR and WORK_DIR are set.
+file(REMOVE_RECURSE ${WORK_DIR})
+execute_process(COMMAND ${CMAKE_COMMAND} -S ${SOURCE_DIR} -B ${WORK_DIR} -DSHARDALG_GPU_ONLY=ON
+                RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE err)
+if(NOT result EQUAL 0)
+  message(FATAL_ERROR "configuring with SHARDALG_GPU_ONLY failed (${result}):\n${out}\n${err}")
+endif()
+execute_process(COMMAND ${CMAKE_COMMAND} --build ${WORK_DIR} --target help OUTPUT_VARIABLE targets RESULT_VARIABLE result)
+foreach(wanted shardalg_gpu_tests gpu_pack_bench shardalg_cuda)
+  if(NOT targets MATCHES "${wanted}")
+    message(FATAL_ERROR "SHARDALG_GPU_ONLY: no target ${wanted}:\n${targets}")
+  endif()
+endforeach()
+foreach(unwanted shardalg_unit_tests shardalg_property_tests shardalg_mpi_engine_test shardalg_cli mpi_exec_bench)
+  if(targets MATCHES "${unwanted}")
+    message(FATAL_ERROR "SHARDALG_GPU_ONLY: unexpected target ${unwanted}")
+  endif()
+endforeach()
+message(STATUS "SHARDALG_GPU_ONLY configures the GPU programs alone")

@@ -179,13 +179,15 @@ TEST_CASE("device schedule: every layout kind, world sizes 1-8, memory limits, e
 TEST_CASE("device schedule: Partial reductions of every op, staged and local") {
   for (index_t n : {1, 2, 3, 4}) {
     std::string N = std::to_string(n);
-    for (auto [op, dtype] : {std::pair{"sum", "fp32"}, std::pair{"avg", "bf16"}, std::pair{"max", "int64"}, std::pair{"min", "fp16"},
-                             std::pair{"product", "fp64"}}) {
-      CAPTURE(op);
-      MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + op + ")"), Dims{9, 5});
+    struct Case {
+      const char *op, *dtype;
+    };
+    for (Case c : {Case{"sum", "fp32"}, Case{"avg", "bf16"}, Case{"max", "int64"}, Case{"min", "fp16"}, Case{"product", "fp64"}}) {
+      CAPTURE(c.op);
+      MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + c.op + ")"), Dims{9, 5});
       MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
-      CHECK(run_schedules(one_tensor(src, dst, dtype), n, 0) == 0);
-      CHECK(run_schedules(one_tensor(src, dst, dtype), n, 16 * n) == 0);
+      CHECK(run_schedules(one_tensor(src, dst, c.dtype), n, 0) == 0);
+      CHECK(run_schedules(one_tensor(src, dst, c.dtype), n, 16 * n) == 0);
     }
   }
   MeshLayout src(DeviceMesh::parse("a=2,b=2"), parse_placements("P(sum),S(1)"), Dims{6, 7});

@@ -42,11 +42,14 @@ TEST_CASE("ZeRO-3 DP change 4 -> 3: each new partition reads the old windows it 
 
 TEST_CASE("a whole model moves between recipes, every element in place") {
   ModelSpec model = tiny_model();
-  for (auto [from, to] : {std::pair{"fsdp-tp dp=2,tp=2", "zero3 dp=3"}, std::pair{"zero1 dp=2,tp=2", "megatron-distopt dp=3,tp=1"},
-                          std::pair{"replicated", "fsdp dp=4"}, std::pair{"zero3 dp=4", "replicated ranks=2"}}) {
-    CAPTURE(from);
-    CAPTURE(to);
-    ModelLayout src = layout_model(model, from), dst = layout_model(model, to);
+  struct Move {
+    const char *from, *to;
+  };
+  for (Move m : {Move{"fsdp-tp dp=2,tp=2", "zero3 dp=3"}, Move{"zero1 dp=2,tp=2", "megatron-distopt dp=3,tp=1"}, Move{"replicated", "fsdp dp=4"},
+                 Move{"zero3 dp=4", "replicated ranks=2"}}) {
+    CAPTURE(m.from);
+    CAPTURE(m.to);
+    ModelLayout src = layout_model(model, m.from), dst = layout_model(model, m.to);
     ModelReshardPlan plan(src, dst);
     auto globals = testing::numbered_tensors(src);
     auto out = simulate_model(plan, plan.all_transfers(), scatter_model(src, globals));

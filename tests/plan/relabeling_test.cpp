@@ -38,11 +38,15 @@ TEST_CASE("a reversed device order is undone: nothing moves after relabeling") {
 }
 
 TEST_CASE("the exact assignment is optimal: brute force over every permutation") {
-  for (auto [src_text, dst_text, shape] : std::vector<std::tuple<std::string, std::string, Dims>>{
+  struct Case {
+    std::string src, dst;
+    Dims shape;
+  };
+  for (const Case& c : std::vector<Case>{
            {"S(0),S(1)", "S(1),S(0)", Dims{6, 6}}, {"S(0),R", "R,S(1)", Dims{5, 7}}, {"S(0),S(0)", "S(1),R", Dims{12, 3}}}) {
-    INFO(src_text, " -> ", dst_text);
-    MeshLayout src = MeshLayout::parse("a=2,b=3", src_text, shape);
-    MeshLayout dst = MeshLayout::parse("x=3,y=2", dst_text, shape);
+    INFO(c.src, " -> ", c.dst);
+    MeshLayout src = MeshLayout::parse("a=2,b=3", c.src, c.shape);
+    MeshLayout dst = MeshLayout::parse("x=3,y=2", c.dst, c.shape);
     Relabeling r = relabel_destination(one_tensor_plan(src, dst));
     CHECK(moved_with(src, dst, r) == r.moved_after);
     std::vector<index_t> perm(6);

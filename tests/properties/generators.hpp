@@ -68,7 +68,8 @@ inline rc::Gen<Placement> gen_placement(std::size_t tensor_ndim) {
 
 inline rc::Gen<MeshLayout> gen_mesh_layout() {
   return rc::gen::mapcat(rc::gen::tuple(gen_mesh(), gen_shape()), [](const std::tuple<DeviceMesh, Dims>& t) {
-    const auto& [mesh, shape] = t;
+    const DeviceMesh& mesh = std::get<0>(t);
+    const Dims& shape = std::get<1>(t);
     return rc::gen::map(rc::gen::container<std::vector<Placement>>(mesh.ndim(), gen_placement(shape.size())),
                         [mesh, shape](const std::vector<Placement>& placements) { return MeshLayout(mesh, placements, shape); });
   });

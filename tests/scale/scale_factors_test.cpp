@@ -6,7 +6,8 @@ TEST_CASE("FSDP pre/post divide factors match the reference table") {
   std::vector<std::tuple<index_t, double, double>> table = {
       {1, 1, 1}, {2, 2, 1}, {3, 2, 1.5}, {4, 2, 2}, {6, 4, 1.5}, {8, 4, 2}, {16, 4, 4},
       {24, 8, 3}, {64, 8, 8}, {128, 16, 8}, {1024, 32, 32}};
-  for (auto [n, pre, post] : table) {
+  for (const auto& [world, pre, post] : table) {
+    index_t n = world;  // a variable, not a binding: doctest's INFO captures it in a lambda
     INFO("N = " << n);
     auto [p, q] = fsdp_pre_post_divide(n);
     CHECK(p == pre);

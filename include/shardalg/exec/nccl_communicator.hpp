@@ -25,6 +25,7 @@
 #include <thread>
 #include <utility>
 
+#include "shardalg/core/checked.hpp"
 #include "shardalg/core/error.hpp"
 
 namespace shardalg {

@@ -1,7 +1,8 @@
 // 2-D block-cyclic redistribution: the engine against ScaLAPACK's pdgemr2d (target: at least 3x
 // faster), n x n fp64 matrices on 8 ranks, (0) the same 2 x 4 grid from 64 x 64 blocks to
-// 128 x 128, (1) a 2 x 4 grid to a 4 x 2 grid, 64 x 64 blocks. Run under mpirun -np 8; rank 0
-// reports; each iteration's time is the slowest rank's.
+// 128 x 128, (1) a 2 x 4 grid to a 4 x 2 grid, 64 x 64 blocks; and the engine against
+// MPI_Alltoallv moving the same bytes (what MPI's transport alone costs). Run under mpirun -np 8;
+// rank 0 reports; each iteration's time is the slowest rank's.
 //
 // ScaLAPACK stores matrices column-major; a layout of shape [columns, rows] with BC(1, MB) on the
 // process-row mesh dim and BC(0, NB) on the process-column one stores its tiles exactly as
@@ -16,6 +17,7 @@
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "alltoallv_reference.hpp"
 #include "mpi_bench_main.hpp"
 
 extern "C" {
@@ -68,50 +70,82 @@ struct BlacsMatrix {
   ~BlacsMatrix() { Cblacs_gridexit(context); }
 };
 
+// One rank's part of redistributing an n x n fp64 matrix between the grids of `which`, with
+// random source data and a prepared reshard.
+struct Redistribution {
+  std::pair<Grid, Grid> grid_pair;
+  index_t n;
+  ModelReshardPlan plan;
+  RankPart part;
+  std::vector<std::vector<std::byte>> source_data, destination_data;
+  std::vector<SourceBuffer> sources;
+  std::vector<DestinationBuffer> destinations;
+  PreparedReshard<MpiCommunicator> reshard;
+
+  Redistribution(MpiCommunicator& comm, index_t size, int which)
+      : grid_pair(grids(which)),
+        n(size),
+        plan(ModelLayout({{"a", "fp64", TensorLayout(layout_of(grid_pair.first, n))}}), ModelLayout({{"a", "fp64", TensorLayout(layout_of(grid_pair.second, n))}})),
+        part(plan, comm.rank()),
+        source_data(make_source_data(plan, comm.rank(), 5)),
+        destination_data(make_destination_buffers(plan, comm.rank())),
+        sources{{source_data[0].data(), source_data[0].size(), "fp64"}},
+        destinations{{destination_data[0].data(), destination_data[0].size(), "fp64"}},
+        reshard(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm) {}
+  const Grid& from() const { return grid_pair.first; }
+  const Grid& to() const { return grid_pair.second; }
+  // Every rank's destination elements hold the source data, as ScaLAPACK's layout says.
+  bool checked(MpiCommunicator& comm) const { return comm.all_sum(check_destination_data(plan, comm.rank(), destination_data, 5).mismatches) == 0; }
+};
+
 // The engine and pdgemr2d in alternating iterations (bench::alternating): one-shot execute calls
 // (checks and all-max each call, like pdgemr2d's own per-call setup; the plan is made once), or
 // a PreparedReshard run. Manual time: the engine's; `pdgemr2d_ms`: pdgemr2d's mean; `speedup`:
 // pdgemr2d's time over the engine's (the target's measure).
 void BM_EngineVsPdgemr2d(benchmark::State& state) {
   MpiCommunicator comm;
-  auto [from, to] = grids(static_cast<int>(state.range(1)));
-  index_t n = state.range(0);
-  std::vector<NamedTensorLayout> src{{"a", "fp64", TensorLayout(layout_of(from, n))}}, dst{{"a", "fp64", TensorLayout(layout_of(to, n))}};
-  ModelReshardPlan plan{ModelLayout(src), ModelLayout(dst)};
-  RankPart part(plan, comm.rank());
-  auto source_data = make_source_data(plan, comm.rank(), 5);
-  auto destination_data = make_destination_buffers(plan, comm.rank());
-  std::vector<SourceBuffer> sources{{source_data[0].data(), source_data[0].size(), "fp64"}};
-  std::vector<DestinationBuffer> destinations{{destination_data[0].data(), destination_data[0].size(), "fp64"}};
-  PreparedReshard reshard(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm);
+  Redistribution r(comm, state.range(0), static_cast<int>(state.range(1)));
   StagingArena arena;
   ExecuteOptions options;
   options.arena = &arena;
   auto engine = [&] {
     if (state.range(2))
-      reshard.run();
+      r.reshard.run();
     else
-      execute(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
+      execute(r.plan, r.part, std::span<const SourceBuffer>(r.sources), std::span<const DestinationBuffer>(r.destinations), comm, options);
   };
   // The same bytes as pdgemr2d: our tiles are ScaLAPACK's local arrays of the same matrix.
-  int size = static_cast<int>(n), one = 1;
-  BlacsMatrix a(from, size, static_cast<int>(comm.rank())), b(to, size, static_cast<int>(comm.rank()));
+  int size = static_cast<int>(r.n), one = 1;
+  BlacsMatrix a(r.from(), size, static_cast<int>(comm.rank())), b(r.to(), size, static_cast<int>(comm.rank()));
   auto pdgemr2d = [&] { pdgemr2d_(&size, &size, a.local.data(), &one, &one, a.desc, b.local.data(), &one, &one, b.desc, &a.context); };
-  bool same = a.local.size() * 8 == source_data[0].size() && b.local.size() * 8 == destination_data[0].size();
+  bool same = a.local.size() * 8 == r.source_data[0].size() && b.local.size() * 8 == r.destination_data[0].size();
   if (same) {
-    std::memcpy(a.local.data(), source_data[0].data(), source_data[0].size());
+    std::memcpy(a.local.data(), r.source_data[0].data(), r.source_data[0].size());
     engine();
     pdgemr2d();
-    same = std::memcmp(b.local.data(), destination_data[0].data(), destination_data[0].size()) == 0;
+    same = std::memcmp(b.local.data(), r.destination_data[0].data(), r.destination_data[0].size()) == 0;
   }
   if (comm.all_sum(same ? 0 : 1) != 0) state.SkipWithError("the engine and pdgemr2d disagree");
-  DataCheck check = check_destination_data(plan, comm.rank(), destination_data, 5);
-  if (comm.all_sum(check.mismatches) != 0) state.SkipWithError("the engine's result does not match");
+  if (!r.checked(comm)) state.SkipWithError("the engine's result does not match");
   bench::alternating(state, MPI_COMM_WORLD, pdgemr2d, engine, "pdgemr2d", "speedup");
-  state.counters["MB"] = 8.0 * static_cast<double>(n * n) / 1e6;
+  state.counters["MB"] = 8.0 * static_cast<double>(r.n * r.n) / 1e6;
+}
+
+// What any redistribution through MPI costs here: MPI_Alltoallv moving the same byte matrix
+// (the local part on its diagonal) between contiguous buffers, alternating with prepared engine
+// runs. Manual time: the engine's; `alltoallv_ms`: Alltoallv's mean; `ratio`: the engine's
+// throughput over Alltoallv's.
+void BM_EngineVsAlltoallv(benchmark::State& state) {
+  MpiCommunicator comm;
+  Redistribution r(comm, state.range(0), static_cast<int>(state.range(1)));
+  r.reshard.run();
+  if (!r.checked(comm)) state.SkipWithError("the engine's result does not match");
+  bench::Alltoallv alltoallv(r.part, static_cast<std::size_t>(comm.size()), true);
+  bench::alternating(state, MPI_COMM_WORLD, [&] { alltoallv(comm.comm()); }, [&] { r.reshard.run(); }, "alltoallv", "ratio");
 }
 
 BENCHMARK(BM_EngineVsPdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);
+BENCHMARK(BM_EngineVsAlltoallv)->ArgsProduct({{2048, 4096}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);
 
 }  // namespace
 

@@ -16,22 +16,25 @@ out=${OUT:-$build}
 mkdir -p "$out"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 
-# NCCL and the CUDA runtime: CUDA's prefix first, then the NVIDIA packages of python3.
+# NCCL and the CUDA runtime: CUDA's prefix first, then the NVIDIA packages of python3. A search
+# that finds nothing prints nothing (and does not stop the script).
 cuda=${CUDA_HOME:-/usr/local/cuda}
-find_in_python() {
-  python3 -c 'import nvidia; print(*nvidia.__path__, sep="\n")' 2>/dev/null | while read -r d; do find "$d" -name "$1" 2>/dev/null; done | sort | head -1
+in_cuda() { find -L "$cuda/lib64" "$cuda/lib" -maxdepth 1 -name "$1" 2>/dev/null | sort | head -1 || true; }
+in_python() {
+  python3 -c 'import nvidia; print(*nvidia.__path__, sep="\n")' 2>/dev/null | while read -r d; do find "$d" -name "$1"; done 2>/dev/null |
+    sort | head -1 || true
 }
 if [[ -f $cuda/include/nccl.h ]]; then
   nccl_include=$cuda/include
-  nccl_library=$(find -L "$cuda/lib64" "$cuda/lib" -maxdepth 1 -name 'libnccl.so*' 2>/dev/null | sort | head -1)
+  nccl_library=$(in_cuda 'libnccl.so*')
 else
-  nccl_header=$(find_in_python nccl.h)
-  nccl_library=$(find_in_python 'libnccl.so*')
+  nccl_header=$(in_python nccl.h)
   nccl_include=${nccl_header%/nccl.h}
+  nccl_library=$(in_python 'libnccl.so*')
 fi
-[[ -n ${nccl_library:-} && -n ${nccl_include:-} ]] || { echo "gpu.sh: NCCL not found in $cuda nor in python3's nvidia packages" >&2; exit 1; }
-cudart=$(find -L "$cuda/lib64" -maxdepth 1 -name 'libcudart.so.*' 2>/dev/null | head -1)
-[[ -n $cudart ]] || cudart=$(find_in_python 'libcudart.so.*')
+[[ -n $nccl_library && -n $nccl_include ]] || { echo "gpu.sh: NCCL not found in $cuda nor in python3's nvidia packages" >&2; exit 1; }
+cudart=$(in_cuda 'libcudart.so.*')
+[[ -n $cudart ]] || cudart=$(in_python 'libcudart.so.*')
 echo "gpu.sh: NCCL $nccl_library, CUDA runtime ${cudart:-not found}"
 export LD_LIBRARY_PATH=${nccl_library%/*}:${cudart%/*}:$bundle/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 

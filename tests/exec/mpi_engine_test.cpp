@@ -28,11 +28,23 @@ void expect(MpiCommunicator& comm, bool ok, const std::string& what) {
   if (bad) ++failures;
 }
 
+// Runs `body` (returning whether this rank passed) on every rank; an Error fails the rank and is
+// printed with its rank.
+template <class F>
+void expect_on_every_rank(MpiCommunicator& comm, const std::string& what, F body) {
+  bool ok = false;
+  try {
+    ok = body();
+  } catch (const Error& e) {
+    std::cerr << "rank " << comm.rank() << ": " << e.what() << "\n";
+  }
+  expect(comm, ok, what);
+}
+
 // Runs the plan and checks every destination element on every rank.
 void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0, bool staged = false) {
-  bool ok = true;
-  std::string error;
-  try {
+  expect_on_every_rank(comm, what, [&] {
+    bool ok = true;
     RankPart part(plan, comm.rank());
     testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
     ExecuteOptions options;
@@ -47,13 +59,8 @@ void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const st
     for (std::size_t t = 0; t < plan.destination().size(); ++t)
       if (plan.destination()[t].layout.mesh().contains(comm.rank())) held += plan.destination()[t].layout.held_elements(comm.rank());
     ok = ok && check.elements == held;
-    ok = ok && (part.receives().empty() || progress_calls > 0);
-  } catch (const Error& e) {
-    ok = false;
-    error = e.what();
-  }
-  if (!error.empty()) std::cerr << "rank " << comm.rank() << ": " << error << "\n";
-  expect(comm, ok, what);
+    return ok && (part.receives().empty() || progress_calls > 0);
+  });
 }
 
 void check_recipes(MpiCommunicator& comm, const std::string& from, const std::string& to, const std::string& dtype = "fp32",
@@ -70,9 +77,8 @@ void check_recipes(MpiCommunicator& comm, const std::string& from, const std::st
 // runs (another seed): every run must deliver the data the sources hold at that run, Partial
 // destinations restarting from the identity rather than accumulating.
 void check_prepared(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0) {
-  bool ok = true;
-  std::string error;
-  try {
+  expect_on_every_rank(comm, "prepared once, run 3 times: " + what, [&] {
+    bool ok = true;
     RankPart part(plan, comm.rank());
     testing::Buffers b = testing::buffers_for(plan, comm.rank(), 11);
     ExecuteOptions options;
@@ -85,12 +91,8 @@ void check_prepared(MpiCommunicator& comm, const ModelReshardPlan& plan, const s
       DataCheck check = check_destination_data(plan, comm.rank(), b.destination_data, seed);
       ok = ok && check.mismatches == 0 && (memory_limit == 0 || stats.peak_staging <= memory_limit);
     }
-  } catch (const Error& e) {
-    ok = false;
-    error = e.what();
-  }
-  if (!error.empty()) std::cerr << "rank " << comm.rank() << ": " << error << "\n";
-  expect(comm, ok, "prepared once, run 3 times: " + what);
+    return ok;
+  });
 }
 
 }  // namespace

@@ -22,11 +22,7 @@
 #include <cstdint>
 #include <cstring>
 
-#if defined(__CUDACC__)
-#define SHARDALG_HOST_DEVICE __host__ __device__
-#else
-#define SHARDALG_HOST_DEVICE
-#endif
+#include "shardalg/core/host_device.hpp"
 
 namespace shardalg {
 

@@ -9,10 +9,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <cuda/std/limits>
-
 #include "shardalg/exec/box_copy.hpp"
 #include "shardalg/exec/cuda_launch.hpp"
+#include "shardalg/exec/reduce_arithmetic.hpp"
 
 namespace shardalg::cuda {
 
@@ -67,35 +66,6 @@ __device__ S store(C value) {
   else return value;
 }
 
-template <class C>
-__device__ C combine(C target, C value, ReduceOp op, std::int64_t contributors) {
-  if constexpr (std::is_integral_v<C>) {  // wrap, as on the host
-    using U = std::make_unsigned_t<C>;
-    if (op == ReduceOp::sum) return static_cast<C>(static_cast<U>(target) + static_cast<U>(value));
-    if (op == ReduceOp::avg) return static_cast<C>(static_cast<U>(target) + static_cast<U>(value / static_cast<C>(contributors)));
-    if (op == ReduceOp::product) return static_cast<C>(static_cast<U>(target) * static_cast<U>(value));
-  }
-  switch (op) {
-    case ReduceOp::sum: return target + value;
-    case ReduceOp::avg: return target + value / static_cast<C>(contributors);
-    case ReduceOp::product: return target * value;
-    case ReduceOp::min: return value < target ? value : target;
-    case ReduceOp::max: return target < value ? value : target;
-  }
-  return target;
-}
-
-template <class C>
-__device__ C identity(ReduceOp op) {
-  using L = ::cuda::std::numeric_limits<C>;
-  switch (op) {
-    case ReduceOp::product: return C(1);
-    case ReduceOp::min: return L::has_infinity ? L::infinity() : L::max();
-    case ReduceOp::max: return L::has_infinity ? -L::infinity() : L::lowest();
-    default: return C(0);
-  }
-}
-
 template <DeviceDtype D>
 __global__ void reduce_boxes(const BoxCopy* copies, std::int64_t count, std::int64_t units, ReduceOp op, std::int64_t contributors) {
   using S = typename Element<D>::S;
@@ -105,7 +75,7 @@ __global__ void reduce_boxes(const BoxCopy* copies, std::int64_t count, std::int
     auto* target = reinterpret_cast<S*>(span.dst);
     const auto* values = reinterpret_cast<const S*>(span.src);
     for (std::int64_t i = lane; i < span.bytes / static_cast<std::int64_t>(sizeof(S)); i += warp)
-      target[i] = store<S>(combine<C>(load<C>(target[i]), load<C>(values[i]), op, contributors));
+      target[i] = store<S>(detail::reduce_value<C>(load<C>(target[i]), load<C>(values[i]), op, contributors));
   });
 }
 
@@ -116,7 +86,7 @@ __global__ void fill_boxes(const BoxCopy* copies, std::int64_t count, std::int64
   for_each_unit(copies, count, units, [&](const BoxCopy& c, std::int64_t unit, int lane) {
     UnitSpan span = unit_span(c, unit);
     auto* target = reinterpret_cast<S*>(span.dst);
-    S value = store<S>(identity<C>(op));
+    S value = store<S>(detail::identity_value<C>(op));
     for (std::int64_t i = lane; i < span.bytes / static_cast<std::int64_t>(sizeof(S)); i += warp) target[i] = value;
   });
 }

@@ -8,16 +8,16 @@
 //   reduce_bytes("fp32", ReduceOp::sum, 2, target, two, 1);      // target = 3.5
 #pragma once
 
-#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <limits>
 #include <string_view>
 #include <type_traits>
 
 #include "shardalg/core/dtype.hpp"
+#include "shardalg/exec/reduce_arithmetic.hpp"
 #include "shardalg/placement/placement.hpp"
 
 namespace shardalg {
@@ -57,36 +57,6 @@ inline std::uint16_t float_to_fp16(float value) {
   m += 0x0fff + ((m >> 13) & 1);  // round the 23-bit mantissa to 10 bits, nearest even
   std::uint32_t exponent = (m >> 23) - 127 + 15;
   return static_cast<std::uint16_t>(sign | exponent << 10 | ((m >> 13) & 0x3ff));
-}
-
-// Integer sums and products wrap (as on GPUs) instead of overflowing.
-template <class T>
-T reduce_value(T target, T value, ReduceOp op, index_t contributors) {
-  if constexpr (std::is_integral_v<T>) {
-    using U = std::make_unsigned_t<T>;
-    auto wrap = [](U v) { return static_cast<T>(v); };
-    if (op == ReduceOp::sum) return wrap(static_cast<U>(static_cast<U>(target) + static_cast<U>(value)));
-    if (op == ReduceOp::avg) return wrap(static_cast<U>(static_cast<U>(target) + static_cast<U>(value / static_cast<T>(contributors))));
-    if (op == ReduceOp::product) return wrap(static_cast<U>(static_cast<U>(target) * static_cast<U>(value)));
-  }
-  switch (op) {
-    case ReduceOp::sum: return target + value;
-    case ReduceOp::avg: return target + value / static_cast<T>(contributors);
-    case ReduceOp::product: return target * value;
-    case ReduceOp::min: return std::min(target, value);
-    case ReduceOp::max: return std::max(target, value);
-  }
-  return target;
-}
-
-template <class T>
-T identity_value(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::product: return T(1);
-    case ReduceOp::min: return std::numeric_limits<T>::has_infinity ? std::numeric_limits<T>::infinity() : std::numeric_limits<T>::max();
-    case ReduceOp::max: return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest();
-    default: return T(0);
-  }
 }
 
 // Calls f(tag) with a tag naming how elements of `dtype` are stored and computed:

@@ -1,6 +1,6 @@
-// DeviceDtype: the element types the device kernels compute with (reductions and identities),
-// and the conversion from a dtype's name. bf16 and fp16 are computed in float and rounded to
-// nearest even, as exec/element_ops.hpp does on the host; integer sums wrap.
+// DeviceDtype: the element types reductions and identities compute with, in the device kernels
+// and on the host (exec/element_ops.hpp), and the conversion from a dtype's name. bf16 and fp16
+// are computed in float and rounded to nearest even; integer sums wrap.
 #pragma once
 
 #include <cstdint>

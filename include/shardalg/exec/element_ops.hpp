@@ -16,7 +16,7 @@
 #include <string_view>
 #include <type_traits>
 
-#include "shardalg/core/dtype.hpp"
+#include "shardalg/exec/device_dtype.hpp"
 #include "shardalg/exec/reduce_arithmetic.hpp"
 #include "shardalg/placement/placement.hpp"
 
@@ -65,15 +65,15 @@ struct Bf16 {};
 struct Fp16 {};
 template <class F>
 void with_arithmetic(std::string_view dtype, F&& f) {
-  if (dtype == "fp32") return f(float{});
-  if (dtype == "fp64") return f(double{});
-  if (dtype == "int32") return f(std::int32_t{});
-  if (dtype == "int64") return f(std::int64_t{});
-  if (dtype == "int8") return f(std::int8_t{});
-  if (dtype == "bf16") return f(Bf16{});
-  if (dtype == "fp16") return f(Fp16{});
-  dtype_bytes(dtype);  // names an unknown dtype
-  fail("reductions of dtype '", dtype, "' are not supported (no arithmetic on it)");
+  switch (device_dtype(dtype)) {  // an error naming a dtype without arithmetic
+    case DeviceDtype::fp32: return f(float{});
+    case DeviceDtype::fp64: return f(double{});
+    case DeviceDtype::int32: return f(std::int32_t{});
+    case DeviceDtype::int64: return f(std::int64_t{});
+    case DeviceDtype::int8: return f(std::int8_t{});
+    case DeviceDtype::bf16: return f(Bf16{});
+    case DeviceDtype::fp16: return f(Fp16{});
+  }
 }
 
 template <class Tag>

@@ -16,9 +16,10 @@
 #include <string_view>
 #include <type_traits>
 
+#include "shardalg/core/checked.hpp"
 #include "shardalg/exec/device_dtype.hpp"
 #include "shardalg/exec/reduce_arithmetic.hpp"
-#include "shardalg/placement/placement.hpp"
+#include "shardalg/placement/reduce_op.hpp"
 
 namespace shardalg {
 

@@ -1,5 +1,7 @@
 #include "../test_support.hpp"
 
+#include <limits>
+
 using namespace shardalg;
 
 // SEMANTICS.md section 1: (size, offset) for r = 0..k-1.
@@ -31,4 +33,28 @@ TEST_CASE("chunk_holding inverts chunk_of on held positions") {
         CHECK(c.offset <= p);
         CHECK(p < c.offset + c.size);
       }
+}
+
+TEST_CASE("chunk_of does not overflow for lengths near the index type's maximum") {
+  constexpr index_t max = std::numeric_limits<index_t>::max();
+  for (index_t n : {max, max - 1})
+    for (index_t k : {2, 3, 7}) {
+      INFO("n=" << n << " k=" << k);
+      index_t next = 0;  // the chunks tile [0, n) in order
+      for (index_t r = 0; r < k; ++r) {
+        Chunk c = chunk_of(n, k, r);
+        CHECK(c.offset == next);
+        CHECK(c.size <= n - c.offset);
+        next = c.offset + c.size;
+      }
+      CHECK(next == n);
+    }
+  // Many chunks: trailing chunks are empty at offset n, the last non-empty one ends at n.
+  index_t n = max - 1, k = 4'000'000'000;
+  index_t full = ceil_div(n, k);
+  index_t last_full = ceil_div(n, full) - 1;
+  Chunk last = chunk_of(n, k, last_full);
+  CHECK(last.offset + last.size == n);
+  CHECK(chunk_of(n, k, last_full + 1) == Chunk{n, 0});
+  CHECK(chunk_of(n, k, k - 1) == Chunk{n, 0});
 }

@@ -26,9 +26,11 @@ constexpr Chunk chunk_of(index_t length, index_t num_chunks, index_t index) {
     return {size * index, size};
   }
   index_t full = ceil_div(length, num_chunks);
-  index_t start = full * index;  // <= length + full, no overflow for valid inputs
-  if (start >= length) return {length, 0};
-  return {start, std::min(length, start + full) - start};
+  // Compared before multiplying, and the size taken from what is left, so that lengths near the
+  // index type's maximum do not overflow.
+  if (index >= ceil_div(length, full)) return {length, 0};
+  index_t start = full * index;
+  return {start, std::min(full, length - start)};
 }
 
 // The chunk index holding position `position` of a dimension of `length` split into num_chunks.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 #include <string_view>
@@ -67,6 +68,15 @@ inline void require_applicable(const CLI::App& cmd, const std::vector<std::strin
   for (const std::string& flag : optional_flags)
     if (cmd.count(flag) > 0 && std::find(allowed.begin(), allowed.end(), flag) == allowed.end())
       detail::fail("option ", flag, " does not apply to ", choice);
+}
+
+// A byte total (summed in double, so that plans of any size add up) as a JSON number: an integer
+// while int64 holds it, else the double itself (std::llround would return an unspecified value).
+// Example: byte_count(4096.0) prints 4096; byte_count(2e19) prints 2e+19.
+inline nlohmann::ordered_json byte_count(double bytes) {
+  constexpr double int64_limit = 9223372036854775808.0;  // 2^63
+  if (bytes > -int64_limit && bytes < int64_limit) return std::llround(bytes);
+  return bytes;
 }
 
 inline nlohmann::ordered_json to_json(const Dims& dims) {

@@ -25,28 +25,28 @@ void run(const CLI::App& cmd, const CostCommandOptions& o) {
   };
   if (o.json) {
     nlohmann::ordered_json out{{"ranks", volume.ranks()},
-                               {"bytes_moved", std::llround(volume.moved_bytes())},
-                               {"bytes_local", std::llround(volume.local_bytes())},
+                               {"bytes_moved", byte_count(volume.moved_bytes())},
+                               {"bytes_local", byte_count(volume.local_bytes())},
                                {"messages", volume.messages()},
                                {"max_peers", volume.max_peers()},
-                               {"max_sent", std::llround(volume.max_sent())},
+                               {"max_sent", byte_count(volume.max_sent())},
                                {"max_sent_rank", rank_of_max(volume.sent())},
-                               {"max_received", std::llround(volume.max_received())},
+                               {"max_received", byte_count(volume.max_received())},
                                {"max_received_rank", rank_of_max(volume.received())},
-                               {"lower_bound_total", std::llround(volume.lower_bound_total())},
-                               {"lower_bound_max", std::llround(volume.lower_bound_max())},
+                               {"lower_bound_total", byte_count(volume.lower_bound_total())},
+                               {"lower_bound_max", byte_count(volume.lower_bound_max())},
                                {"p2p_cost_us", volume.point_to_point_us(model)}};
     std::cout << out.dump() << "\n";
     return;
   }
   std::cout << "ranks                        " << volume.ranks() << "\n"
-            << "bytes moved between ranks    " << std::llround(volume.moved_bytes()) << "\n"
-            << "bytes kept local             " << std::llround(volume.local_bytes()) << "\n"
+            << "bytes moved between ranks    " << byte_count(volume.moved_bytes()) << "\n"
+            << "bytes kept local             " << byte_count(volume.local_bytes()) << "\n"
             << "messages (rank pairs)        " << volume.messages() << "\n"
             << "most peers of one rank       " << volume.max_peers() << "\n"
-            << "max bytes sent by a rank     " << std::llround(volume.max_sent()) << " (rank " << rank_of_max(volume.sent()) << ")\n"
-            << "max bytes received           " << std::llround(volume.max_received()) << " (rank " << rank_of_max(volume.received()) << ")\n"
-            << "receive lower bound          " << std::llround(volume.lower_bound_total()) << " in all, " << std::llround(volume.lower_bound_max())
+            << "max bytes sent by a rank     " << byte_count(volume.max_sent()) << " (rank " << rank_of_max(volume.sent()) << ")\n"
+            << "max bytes received           " << byte_count(volume.max_received()) << " (rank " << rank_of_max(volume.received()) << ")\n"
+            << "receive lower bound          " << byte_count(volume.lower_bound_total()) << " in all, " << byte_count(volume.lower_bound_max())
             << " at most per rank\n"
             << "point-to-point time estimate " << volume.point_to_point_us(model) << " us (" << model.ranks_per_node << " ranks per node)\n";
 }

@@ -18,7 +18,7 @@ struct PlanOptions : LayoutOptions {
 
 nlohmann::ordered_json step_json(const LoweredStep& step) {
   nlohmann::ordered_json out{{"op", to_string(step.kind)}, {"mesh_dims", step.mesh_dims},
-                             {"bytes", std::llround(step.bytes)}, {"cost_us", step.cost_us}};
+                             {"bytes", byte_count(step.bytes)}, {"cost_us", step.cost_us}};
   if (step.tensor_dim >= 0) out["tensor_dim"] = step.tensor_dim;
   if (step.split_dim >= 0) out["split_dim"] = step.split_dim;
   return out;
@@ -44,14 +44,14 @@ void print_lowering(const ModelReshardPlan& plan, const PlanOptions& o) {
     } else {
       std::vector<index_t> all(src->mesh().ndim());
       std::iota(all.begin(), all.end(), index_t{0});
-      out["steps"].push_back({{"op", "p2p"}, {"mesh_dims", all}, {"bytes", std::llround(lowered.p2p_bytes)}, {"cost_us", lowered.p2p_us}});
+      out["steps"].push_back({{"op", "p2p"}, {"mesh_dims", all}, {"bytes", byte_count(lowered.p2p_bytes)}, {"cost_us", lowered.p2p_us}});
       out["reason"] = lowered.reason;
       if (lowered.collectives) {
         out["collective_steps"] = nlohmann::ordered_json::array();
         for (const LoweredStep& step : lowered.collectives->steps) out["collective_steps"].push_back(step_json(step));
       }
     }
-    out["p2p_bytes"] = std::llround(lowered.p2p_bytes);
+    out["p2p_bytes"] = byte_count(lowered.p2p_bytes);
     out["p2p_cost_us"] = lowered.p2p_us;
     std::cout << out.dump() << "\n";
     return;
@@ -66,15 +66,15 @@ void print_lowering(const ModelReshardPlan& plan, const PlanOptions& o) {
       std::cout << "  " << i + 1 << ". " << to_string(step.kind) << " over " << mesh_dim_names(src->mesh(), step.mesh_dims);
       if (step.kind == CollectiveKind::all_to_all) std::cout << "  tensor dim " << step.tensor_dim << " -> " << step.split_dim;
       else if (step.tensor_dim >= 0) std::cout << "  tensor dim " << step.tensor_dim;
-      std::cout << "  " << std::llround(step.bytes) << " bytes  " << step.cost_us << " us\n    -> "
+      std::cout << "  " << byte_count(step.bytes) << " bytes  " << step.cost_us << " us\n    -> "
                 << format_placements(program.states[i + 1].placements());
       if (program.states[i + 1].application_order() && !program.states[i + 1].application_order()->empty())
         std::cout << "  order " << format_shard_order(*program.states[i + 1].application_order());
       std::cout << "\n";
     }
-    std::cout << "collectives  " << program.collectives() << " collective(s), " << std::llround(program.bytes) << " bytes, " << program.cost_us << " us\n";
+    std::cout << "collectives  " << program.collectives() << " collective(s), " << byte_count(program.bytes) << " bytes, " << program.cost_us << " us\n";
   }
-  std::cout << "p2p          " << std::llround(lowered.p2p_bytes) << " bytes, " << lowered.p2p_us << " us\n";
+  std::cout << "p2p          " << byte_count(lowered.p2p_bytes) << " bytes, " << lowered.p2p_us << " us\n";
 }
 
 void print_relabeling(const ModelReshardPlan& plan, const PlanOptions& o) {
@@ -84,10 +84,10 @@ void print_relabeling(const ModelReshardPlan& plan, const PlanOptions& o) {
     out["exact"] = r.exact;
     out["roles"] = r.roles;
     out["processes"] = r.process_of_role;
-    out["bytes_before"] = std::llround(r.moved_before);
-    out["bytes_after"] = std::llround(r.moved_after);
-    out["bytes_saved"] = std::llround(r.saved());
-    out["bytes_bound"] = std::llround(r.moved_bound);
+    out["bytes_before"] = byte_count(r.moved_before);
+    out["bytes_after"] = byte_count(r.moved_after);
+    out["bytes_saved"] = byte_count(r.saved());
+    out["bytes_bound"] = byte_count(r.moved_bound);
     std::cout << out.dump() << "\n";
     return;
   }
@@ -95,10 +95,10 @@ void print_relabeling(const ModelReshardPlan& plan, const PlanOptions& o) {
             << "destination rank -> process\n";
   for (std::size_t i = 0; i < r.roles.size(); ++i)
     std::cout << "  " << r.roles[i] << " -> " << r.process_of_role[i] << (r.roles[i] == r.process_of_role[i] ? "" : "  (moved)") << "\n";
-  std::cout << "bytes moved before  " << std::llround(r.moved_before) << "\n"
-            << "bytes moved after   " << std::llround(r.moved_after) << "\n"
-            << "bytes saved         " << std::llround(r.saved()) << "\n"
-            << "lower bound         " << std::llround(r.moved_bound) << (r.exact ? " (optimal)" : detail::concat(" (gap ", std::llround(r.moved_after - r.moved_bound), " bytes)")) << "\n";
+  std::cout << "bytes moved before  " << byte_count(r.moved_before) << "\n"
+            << "bytes moved after   " << byte_count(r.moved_after) << "\n"
+            << "bytes saved         " << byte_count(r.saved()) << "\n"
+            << "lower bound         " << byte_count(r.moved_bound) << (r.exact ? " (optimal)" : detail::concat(" (gap ", byte_count(r.moved_after - r.moved_bound), " bytes)")) << "\n";
 }
 
 void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers) {

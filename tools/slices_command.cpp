@@ -1,11 +1,14 @@
 #include "commands.hpp"
 
 #include <algorithm>
+#include <array>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <memory>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "cli_support.hpp"
 
@@ -54,15 +57,24 @@ void print_table(const MeshLayout& layout, const SliceMap& map) {
   std::string coord_header = "coord (";
   for (std::size_t d = 0; d < mesh.ndim(); ++d) coord_header += (d ? "," : "") + mesh.name(d);
   coord_header += ")";
-  std::cout << std::left << std::setw(6) << "rank" << std::setw(16) << coord_header << std::setw(18) << "local shape"
-            << std::setw(18) << "global offset" << "global boxes (local order)\n";
+  // Columns as wide as their widest entry plus two spaces (at least the usual widths), so that
+  // huge extents stay apart.
+  std::vector<std::array<std::string, 5>> rows;
+  rows.push_back({"rank", coord_header, "local shape", "global offset", "global boxes (local order)"});
   for (const RankSlice* slice : by_rank(map)) {
     std::string boxes;
     for (const Box& box : slice->tile.boxes()) boxes += (boxes.empty() ? "" : "  ") + format_box(box);
     if (boxes.empty()) boxes = "(nothing)";
-    std::cout << std::setw(6) << slice->rank << std::setw(16) << to_string(slice->coordinate) << std::setw(18)
-              << to_string(slice->info.local_shape) << std::setw(18) << to_string(slice->info.global_offset) << boxes
-              << "\n";
+    rows.push_back({std::to_string(slice->rank), to_string(slice->coordinate), to_string(slice->info.local_shape),
+                    to_string(slice->info.global_offset), boxes});
+  }
+  std::array<std::size_t, 4> widths = {6, 16, 18, 18};
+  for (const auto& row : rows)
+    for (std::size_t c = 0; c < widths.size(); ++c) widths[c] = std::max(widths[c], row[c].size() + 2);
+  for (const auto& row : rows) {
+    std::cout << std::left;
+    for (std::size_t c = 0; c < widths.size(); ++c) std::cout << std::setw(static_cast<int>(widths[c])) << row[c];
+    std::cout << row[4] << "\n";
   }
 }
 

@@ -1,5 +1,7 @@
 #include "../test_support.hpp"
 
+#include <limits>
+
 using namespace shardalg;
 
 namespace {
@@ -70,4 +72,15 @@ TEST_CASE("a transfer list with a tensor of unknown element size is an error") {
   transfers.append(plan.all_transfers(), 3);
   const index_t sizes[] = {4};
   SHARDALG_CHECK_THROWS_CONTAINING(CommunicationVolume(transfers, sizes), Error, "is of tensor 3 but element sizes are given for 1");
+}
+
+TEST_CASE("byte counts past int64's range add up in double instead of failing") {
+  constexpr index_t max = std::numeric_limits<index_t>::max();
+  ReshardPlan plan(MeshLayout::parse("dp=3", "S(0)", Dims{max}), MeshLayout::parse("dp=2", "S(0)", Dims{max}));
+  TransferList transfers;
+  transfers.append(plan.all_transfers(), 0);
+  const index_t sizes[] = {8};
+  CommunicationVolume v(transfers, sizes);
+  CHECK(v.total_bytes() == doctest::Approx(8.0 * static_cast<double>(max)));
+  CHECK(v.moved_bytes() > 9223372036854775807.0);  // more than int64 holds, still counted
 }

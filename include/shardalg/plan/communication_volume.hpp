@@ -80,7 +80,8 @@ class CommunicationVolume {
       index_t tensor = transfers.tensor(i);
       if (tensor < 0 || tensor >= static_cast<index_t>(element_bytes.size()))
         detail::fail("communication volume: transfer ", i, " is of tensor ", tensor, " but element sizes are given for ", element_bytes.size());
-      double bytes = static_cast<double>(checked_mul(transfers.volume(i), element_bytes[static_cast<std::size_t>(tensor)]));
+      // In double, as the totals are: byte counts of huge shapes may pass int64's range.
+      double bytes = static_cast<double>(transfers.volume(i)) * static_cast<double>(element_bytes[static_cast<std::size_t>(tensor)]);
       entries.emplace_back(transfers.src_rank(i), transfers.dst_rank(i), bytes);
       ranks_ = std::max({ranks_, transfers.src_rank(i) + 1, transfers.dst_rank(i) + 1});
     }

@@ -50,9 +50,12 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   double prepare_seconds = 0, seconds = 0;
   DataCheck check;
   ExecuteStats stats;
+  // Bounds every wait; the default until --timeout is known to be valid (an invalid one is
+  // reported like any bad option, after the first agreement).
+  double timeout = ExecuteOptions{}.timeout_seconds;
   // Each stage ends with all ranks agreeing that none failed, so no rank waits in a collective
   // the failing one never reaches.
-  auto agreed = [&] { return comm.all_max(failure.empty() ? 0 : 1) == 0; };
+  auto agreed = [&] { return comm.all_max(failure.empty() ? 0 : 1, timeout) == 0; };
   std::optional<ModelReshardPlan> plan;
   std::optional<RankPart> part;
   std::optional<LoweredProgram> lowered;
@@ -61,6 +64,11 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   std::vector<DestinationBuffer> destinations;
   try {
     if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
+    try {
+      timeout = checked_timeout(o.timeout);
+    } catch (const Error& e) {
+      detail::fail("--timeout: ", e.what());
+    }
     plan.emplace(plan_from(cmd, o));
     for (const ModelLayout* layout : {&plan->source(), &plan->destination()})
       if (!layout->ranks().empty() && layout->ranks().back() >= comm.size())
@@ -85,7 +93,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
     try {
       ExecuteOptions options;
       options.memory_limit = o.memory_limit;
-      options.timeout_seconds = o.timeout;
+      options.timeout_seconds = timeout;
       auto start = std::chrono::steady_clock::now();
       auto lap = [&start] {
         auto now = std::chrono::steady_clock::now();
@@ -96,7 +104,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
       std::optional<MpiCollectiveProgram> program;
       std::optional<PreparedReshard<MpiCommunicator>> reshard;
       if (lowered && lowered->choice == LoweringChoice::collectives) {
-        program.emplace(*lowered->collectives, comm.comm(), o.timeout);
+        program.emplace(*lowered->collectives, comm.comm(), timeout);
         if (comm.rank() == 0) stats.bytes_sent = std::llround(lowered->collectives->bytes);  // the program's total, all groups
       } else {
         reshard.emplace(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
@@ -124,14 +132,14 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   }
   // Every rank reaches this point (errors are agreed inside execute, or the same on every rank
   // for bad options), so the summary collectives cannot hang.
-  index_t first_failed = -comm.all_max(failure.empty() ? -comm.size() : -comm.rank());
+  index_t first_failed = -comm.all_max(failure.empty() ? -comm.size() : -comm.rank(), timeout);
   if (first_failed < comm.size()) {  // one line, from the lowest failing rank
     if (first_failed == comm.rank()) std::cerr << "error (rank " << comm.rank() << "): " << failure << "\n";
     return 2;
   }
-  index_t elements = comm.all_sum(check.elements), mismatches = comm.all_sum(check.mismatches);
-  index_t sent = comm.all_sum(stats.bytes_sent), local = comm.all_sum(stats.bytes_local);
-  index_t peak = comm.all_max(stats.peak_staging), rounds = comm.all_max(stats.rounds);
+  index_t elements = comm.all_sum(check.elements, timeout), mismatches = comm.all_sum(check.mismatches, timeout);
+  index_t sent = comm.all_sum(stats.bytes_sent, timeout), local = comm.all_sum(stats.bytes_local, timeout);
+  index_t peak = comm.all_max(stats.peak_staging, timeout), rounds = comm.all_max(stats.rounds, timeout);
   double slowest[2] = {0, 0}, mine[2] = {prepare_seconds, seconds};
   MPI_Allreduce(mine, slowest, 2, MPI_DOUBLE, MPI_MAX, comm.comm());
   if (comm.rank() == 0) {

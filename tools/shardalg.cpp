@@ -1,5 +1,6 @@
 // The shardalg command-line program. Bad input exits with code 2 and one line naming the value.
 #include <iostream>
+#include <new>
 
 #include <CLI/CLI.hpp>
 
@@ -31,6 +32,9 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const shardalg::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
+    return 2;
+  } catch (const std::bad_alloc&) {  // a request whose answer does not fit in memory (every rank of a huge world)
+    std::cerr << "error: out of memory: the request's answer does not fit in this machine's memory\n";
     return 2;
   }
   return exit_code;

@@ -3,6 +3,7 @@
 
 #include "shardalg/core/box.hpp"
 #include "shardalg/core/checked.hpp"
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/core/dtype.hpp"
 #include "shardalg/core/chunk.hpp"
 #include "shardalg/core/dims.hpp"

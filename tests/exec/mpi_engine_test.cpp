@@ -228,6 +228,52 @@ int main(int argc, char** argv) {
                                   second.find("a previous run of this prepared reshard failed") != std::string::npos),
              "a prepared reshard that timed out refuses to run again");
     }
+    // A rank that joins the agreement late: the others time out naming the all-reduce (not a
+    // hang), and their communicator refuses another all-reduce; the late rank, whose part moves
+    // nothing, still completes the abandoned all-reduce (its buffer outlives the timeout).
+    if (n >= 2) {
+      MeshLayout src(DeviceMesh::parse("a=" + std::to_string(n - 1)), parse_placements("S(0)"), Dims{8});
+      MeshLayout dst(DeviceMesh::parse("a=" + std::to_string(n - 1)), parse_placements("R"), Dims{8});
+      ModelReshardPlan plan = one_tensor(src, dst, "fp32");
+      RankPart part(plan, comm.rank());
+      testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
+      MpiCommunicator agreeing;
+      ExecuteOptions options;
+      const bool late = comm.rank() == n - 1;
+      std::string first, second;
+      if (!late) {
+        options.timeout_seconds = 0.2;
+        try {
+          execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), agreeing, options);
+        } catch (const Error& e) {
+          first = e.what();
+        }
+        try {
+          agreeing.all_max(1, 1.0);
+        } catch (const Error& e) {
+          second = e.what();
+        }
+      }
+      expect(comm,
+             late || (first.find("timed out after 0.2 s in MPI_Iallreduce (every rank's agreement)") != std::string::npos &&
+                      second.find("an earlier all-reduce timed out; make a new communicator") != std::string::npos),
+             "a rank that never joins the agreement: the others time out, and refuse another all-reduce");
+      expect_on_every_rank(comm, "the late rank completes the abandoned agreement", [&] {
+        if (!late) return true;
+        options.timeout_seconds = 60;
+        ExecuteStats stats = execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), agreeing, options);
+        return stats.bytes_sent == 0 && stats.bytes_received == 0;
+      });
+      expect_on_every_rank(comm, "a timeout that is not positive fails before any communication", [&] {
+        options.timeout_seconds = 0;
+        try {
+          execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm, options);
+        } catch (const Error& e) {
+          return std::string(e.what()).find("timeout 0 s must be positive") != std::string::npos;
+        }
+        return false;
+      });
+    }
   }
   MPI_Finalize();
   return failures == 0 ? 0 : 1;

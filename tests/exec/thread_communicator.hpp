@@ -18,6 +18,7 @@
 #include <tuple>
 #include <vector>
 
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/core/error.hpp"
 #include "shardalg/exec/rank_part.hpp"
 #include "shardalg/exec/strided_rows.hpp"
@@ -81,7 +82,7 @@ class ThreadCommunicator {
 
   index_t rank() const { return rank_; }
 
-  void all_max(std::span<index_t> values) {
+  void all_max(std::span<index_t> values, double timeout_seconds) {
     std::unique_lock lock(world_.mutex_);
     if (world_.arrived_ == 0) {
       world_.reducing_.assign(values.begin(), values.end());
@@ -95,8 +96,8 @@ class ThreadCommunicator {
       world_.changed_.notify_all();
     } else {
       index_t generation = world_.generation_;
-      if (!world_.changed_.wait_for(lock, std::chrono::seconds(30), [&] { return world_.generation_ != generation; }))
-        detail::fail("thread communicator: rank ", rank_, " waited 30 s for the others in all_max");
+      if (!world_.changed_.wait_until(lock, deadline_after(timeout_seconds), [&] { return world_.generation_ != generation; }))
+        detail::fail("thread communicator: rank ", rank_, " waited ", timeout_seconds, " s for the others in all_max");
     }
     std::copy(world_.reduced_.begin(), world_.reduced_.end(), values.begin());
   }
@@ -126,7 +127,7 @@ class ThreadCommunicator {
   // tag) whose message has arrived.
   std::size_t wait_receive(double timeout_seconds) {
     std::unique_lock lock(world_.mutex_);
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+    auto deadline = deadline_after(timeout_seconds);
     while (true) {
       for (std::size_t i = 0; i < receives_.size(); ++i) {
         Receive& receive = receives_[i];

@@ -84,3 +84,13 @@ TEST_CASE("byte counts past int64's range add up in double instead of failing") 
   CHECK(v.total_bytes() == doctest::Approx(8.0 * static_cast<double>(max)));
   CHECK(v.moved_bytes() > 9223372036854775807.0);  // more than int64 holds, still counted
 }
+
+TEST_CASE("ranks that no transfer touches still count (a tensor smaller than the mesh)") {
+  // One element on 4 ranks: only rank 0 holds it before and after; ranks 1-3 hold nothing.
+  auto plan = one_tensor_plan(MeshLayout::parse("dp=4", "S(0)", Dims{1}), MeshLayout::parse("dp=2,tp=2", "S(0),S(0)", Dims{1}), "fp32");
+  CommunicationVolume v(plan, plan.all_transfers());
+  CHECK(v.ranks() == 4);
+  CHECK(v.moved_bytes() == 0);
+  CHECK(v.local_bytes() == 4);
+  for (index_t rank = 0; rank < 4; ++rank) CHECK(v.lower_bound_received(rank) == 0);
+}

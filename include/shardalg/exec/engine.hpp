@@ -15,7 +15,8 @@
 // checks and agrees once and then runs as often as the caller likes (a reshard every step).
 //
 // Communicator concept (one object per rank; see MpiCommunicator):
-//   index_t rank(); void all_max(std::span<index_t>); // element-wise max over all ranks, in place
+//   index_t rank();
+//   void all_max(std::span<index_t>, double timeout_s); // element-wise max over all ranks, in place
 //   void post_receive(std::byte*, std::size_t bytes, index_t peer, int tag);
 //   void post_send(const std::byte*, std::size_t bytes, index_t peer, int tag);
 //   std::size_t wait_receive(double timeout_s);     // a completed receive's index in posting order
@@ -40,6 +41,7 @@
 #include <utility>
 #include <vector>
 
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/exec/element_ops.hpp"
 #include "shardalg/exec/rank_part.hpp"
 #include "shardalg/exec/strided_rows.hpp"
@@ -89,7 +91,7 @@ struct ExecuteStats {
 template <class C>
 concept Communicator = requires(C& c, const C& cc, std::byte* in, const std::byte* out, std::size_t n, index_t peer, int tag, double s) {
   { cc.rank() } -> std::convertible_to<index_t>;
-  c.all_max(std::span<index_t>());
+  c.all_max(std::span<index_t>(), s);
   c.post_receive(in, n, peer, tag);
   c.post_send(out, n, peer, tag);
   { c.wait_receive(s) } -> std::convertible_to<std::size_t>;
@@ -248,6 +250,8 @@ class PreparedReshard {
         options_(std::move(options)),
         sources_(sources.begin(), sources.end()),
         destinations_(destinations.begin(), destinations.end()) {
+    // 0. The bound of every wait, the agreement's included: a bad one fails at once, on this rank.
+    checked_timeout(options_.timeout_seconds);
     // 1. Local checks, then agreement that every rank passed, and on the piece size.
     detail::Agreement agreed = detail::Agreement::reach(
         part, options_.memory_limit, "execute",
@@ -255,7 +259,7 @@ class PreparedReshard {
           if (comm.rank() != part.rank()) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", part.rank());
           detail::check_part(plan, part, sources, destinations, options_.memory_limit);
         },
-        [&](std::span<index_t> values) { comm.all_max(values); });
+        [&](std::span<index_t> values) { comm.all_max(values, options_.timeout_seconds); });
     piece_ = agreed.piece();
     rounds_ = part.rounds(piece_);
     // 2. Whether each message moves in place on both sides (no staging): contiguous, or strided

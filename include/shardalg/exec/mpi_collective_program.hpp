@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/core/dtype.hpp"
 #include "shardalg/exec/element_ops.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
@@ -42,7 +43,7 @@ class MpiCollectiveProgram {
   // Collective over `comm`: every process calls it (processes outside the mesh too). Keeps a copy
   // of the program.
   MpiCollectiveProgram(const CollectiveProgram& program, MPI_Comm comm = MPI_COMM_WORLD, double timeout_seconds = 600)
-      : program_(program), timeout_(timeout_seconds) {
+      : program_(program), timeout_(checked_timeout(timeout_seconds)) {
     if (program_.states.size() != program_.steps.size() + 1) detail::fail("MPI collective program: ", program_.states.size(), " states for ", program_.steps.size(), " steps");
     check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
     check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
@@ -243,7 +244,7 @@ class MpiCollectiveProgram {
   }
 
   void wait(MPI_Request& request, const char* call, const std::string& context, InFlight buffers) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_);
+    auto deadline = deadline_after(timeout_);
     while (true) {
       int done = 0;
       check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), call);

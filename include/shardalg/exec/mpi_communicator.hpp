@@ -9,14 +9,17 @@
 
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <limits>
+#include <memory>
 #include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/core/error.hpp"
 #include "shardalg/exec/strided_rows.hpp"
 
@@ -64,19 +67,19 @@ class MpiCommunicator {
   index_t size() const { return size_; }
   MPI_Comm comm() const { return comm_; }
 
-  index_t all_max(index_t value) {
-    long long in = value, out = 0;
-    check(MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, MPI_MAX, comm_), "MPI_Allreduce", -1);
-    return static_cast<index_t>(out);
+  // Element-wise max (sum) over every rank, in place: a nonblocking allreduce polled until
+  // `timeout_seconds`, so that a rank that never joins gives a timeout error instead of a hang.
+  // A collective cannot be cancelled: after a timeout its buffer and request are abandoned (MPI
+  // may still complete them when the late rank joins) and this communicator refuses further
+  // all-reduces (they would pair with the abandoned one on the other ranks).
+  void all_max(std::span<index_t> values, double timeout_seconds) { all_reduce(values, MPI_MAX, timeout_seconds); }
+  index_t all_max(index_t value, double timeout_seconds = 300) {
+    all_reduce(std::span<index_t>(&value, 1), MPI_MAX, timeout_seconds);
+    return value;
   }
-  void all_max(std::span<index_t> values) {
-    static_assert(sizeof(index_t) == sizeof(long long));
-    check(MPI_Allreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_LONG_LONG, MPI_MAX, comm_), "MPI_Allreduce", -1);
-  }
-  index_t all_sum(index_t value) {
-    long long in = value, out = 0;
-    check(MPI_Allreduce(&in, &out, 1, MPI_LONG_LONG, MPI_SUM, comm_), "MPI_Allreduce", -1);
-    return static_cast<index_t>(out);
+  index_t all_sum(index_t value, double timeout_seconds = 300) {
+    all_reduce(std::span<index_t>(&value, 1), MPI_SUM, timeout_seconds);
+    return value;
   }
 
   void post_receive(std::byte* data, std::size_t bytes, index_t peer, int tag) {
@@ -109,7 +112,7 @@ class MpiCommunicator {
 
   // Index (in posting order since the last wait_sends) of a receive that completed.
   std::size_t wait_receive(double timeout_seconds) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+    auto deadline = deadline_after(timeout_seconds);
     while (true) {
       int index = MPI_UNDEFINED, flag = 0;
       check(MPI_Testany(static_cast<int>(receives_.size()), receives_.data(), &index, &flag, MPI_STATUS_IGNORE), "MPI_Testany", -1);
@@ -122,7 +125,7 @@ class MpiCommunicator {
 
   // Waits for every posted send; then a new batch starts.
   void wait_sends(double timeout_seconds) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+    auto deadline = deadline_after(timeout_seconds);
     while (true) {
       int flag = 0;
       check(MPI_Testall(static_cast<int>(sends_.size()), sends_.data(), &flag, MPI_STATUSES_IGNORE), "MPI_Testall", -1);
@@ -183,10 +186,35 @@ class MpiCommunicator {
     detail::fail("MPI: rank ", rank_, " timed out after ", seconds, " s waiting for ", waiting, " ", peer, after);
   }
 
+  void all_reduce(std::span<index_t> values, MPI_Op op, double timeout_seconds) {
+    static_assert(sizeof(index_t) == sizeof(long long));
+    if (all_reduce_abandoned_)
+      detail::fail("MPI: rank ", rank_, " cannot all-reduce on this communicator: an earlier all-reduce timed out; make a new communicator");
+    auto deadline = deadline_after(timeout_seconds);
+    auto buffer = std::make_unique<std::vector<long long>>(values.begin(), values.end());
+    MPI_Request request = MPI_REQUEST_NULL;
+    int n = count(values.size());  // a few values: the agreement's
+    check(MPI_Iallreduce(MPI_IN_PLACE, buffer->data(), n, MPI_LONG_LONG, op, comm_, &request), "MPI_Iallreduce", -1);
+    while (true) {
+      int done = 0;
+      check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), "MPI_Test", -1);
+      if (done) break;
+      if (std::chrono::steady_clock::now() > deadline) {
+        static std::vector<std::unique_ptr<std::vector<long long>>> abandoned;  // until the process exits
+        abandoned.push_back(std::move(buffer));
+        all_reduce_abandoned_ = true;
+        detail::fail("MPI: rank ", rank_, " timed out after ", timeout_seconds, " s in MPI_Iallreduce (every rank's agreement): a rank did not join");
+      }
+      std::this_thread::yield();
+    }
+    std::copy(buffer->begin(), buffer->end(), values.begin());
+  }
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   index_t rank_ = 0, size_ = 0;
   std::vector<MPI_Request> sends_, receives_;
   std::vector<index_t> send_peers_, receive_peers_;
+  bool all_reduce_abandoned_ = false;
 };
 
 }  // namespace shardalg

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/exec/copy_batch.hpp"
 #include "shardalg/exec/cuda_launch.hpp"
 #include "shardalg/exec/device_buffer.hpp"
@@ -95,7 +96,7 @@ class NcclCollectiveProgram {
   // Collective over `world` (every rank calls it, ranks outside the mesh too); its rank is the
   // mesh rank. Keeps a copy of the program; `world` must outlive this object.
   NcclCollectiveProgram(const CollectiveProgram& program, NcclCommunicator& world, double timeout_seconds = 600)
-      : program_(program), world_(world), timeout_(timeout_seconds) {
+      : program_(program), world_(world), timeout_(checked_timeout(timeout_seconds)) {
     if (program_.states.size() != program_.steps.size() + 1)
       detail::fail("NCCL collective program: ", program_.states.size(), " states for ", program_.steps.size(), " steps");
     for (const LoweredStep& step : program_.steps) {

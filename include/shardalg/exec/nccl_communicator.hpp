@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "shardalg/core/checked.hpp"
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/core/error.hpp"
 
 namespace shardalg {
@@ -51,6 +52,7 @@ class NcclCommunicator {
   // not join within `timeout_seconds`.
   NcclCommunicator(const ncclUniqueId& id, index_t size, index_t rank, double timeout_seconds = 300) : rank_(rank), size_(size) {
     if (size < 1 || rank < 0 || rank >= size) detail::fail("NCCL: rank ", rank, " is outside a communicator of ", size, " ranks");
+    checked_timeout(timeout_seconds);  // before joining: a bad timeout must not leave a half-made communicator
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     detail::check_nccl(ncclCommInitRankConfig(&comm_, static_cast<int>(size), id, static_cast<int>(rank), &config), "ncclCommInitRankConfig", rank);
@@ -82,6 +84,7 @@ class NcclCommunicator {
   // Collective over this communicator (ncclCommSplit): the ranks passing the same color form a
   // new communicator, ordered by key; a rank passing no color (std::nullopt) gets none.
   std::optional<NcclCommunicator> split(std::optional<int> color, int key, double timeout_seconds = 300) {
+    checked_timeout(timeout_seconds);
     ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
     config.blocking = 0;
     ncclComm_t sub = nullptr;
@@ -98,7 +101,7 @@ class NcclCommunicator {
   // Waits until NCCL's non-blocking state of this communicator leaves "in progress" (after
   // ncclGroupEnd, init, split); `call` names what is awaited in errors.
   void settle(std::string_view call, double timeout_seconds) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+    auto deadline = deadline_after(timeout_seconds);
     while (true) {
       ncclResult_t state = ncclSuccess;
       detail::check_nccl(ncclCommGetAsyncError(comm_, &state), "ncclCommGetAsyncError", rank_, comm_);
@@ -112,7 +115,7 @@ class NcclCommunicator {
   // Waits until the work queued on `stream` is done, checking NCCL's asynchronous errors; a
   // collective that a peer never joins ends in a timeout error naming `what`.
   void wait(cudaStream_t stream, double timeout_seconds, std::string_view what) {
-    auto deadline = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
+    auto deadline = deadline_after(timeout_seconds);
     while (true) {
       cudaError_t rc = cudaStreamQuery(stream);
       if (rc == cudaSuccess) return;

@@ -28,6 +28,7 @@
 #include <string>
 #include <utility>
 
+#include "shardalg/core/deadline.hpp"
 #include "shardalg/exec/cuda_launch.hpp"
 #include "shardalg/exec/device_buffer.hpp"
 #include "shardalg/exec/device_schedule.hpp"
@@ -99,6 +100,8 @@ class PreparedNcclReshard {
                       std::span<const DestinationBuffer> destinations, NcclCommunicator& comm, DeviceExecuteOptions options = {})
       : comm_(comm), options_(std::move(options)), rank_(part.rank()) {
     cudaStream_t stream = options_.stream;
+    // 0. The bound of every wait, the agreement's included: a bad one fails at once, on this rank.
+    checked_timeout(options_.timeout_seconds);
     // 1. Local checks, then agreement that every rank passed.
     detail::Agreement agreed = detail::Agreement::reach(
         part, options_.memory_limit, "execute_nccl",

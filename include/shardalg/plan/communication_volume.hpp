@@ -24,7 +24,11 @@ class CommunicationVolume {
   CommunicationVolume(const ModelReshardPlan& plan, const TransferList& transfers) {
     std::vector<index_t> element_bytes;
     for (std::size_t t = 0; t < plan.source().size(); ++t) element_bytes.push_back(dtype_bytes(plan.source()[t].dtype));
-    build(transfers, element_bytes);
+    // Every rank of the layouts counts, also one that no transfer touches (it holds nothing).
+    index_t ranks = 0;
+    for (const ModelLayout* layout : {&plan.source(), &plan.destination()})
+      if (!layout->ranks().empty()) ranks = std::max(ranks, layout->ranks().back() + 1);
+    build(transfers, element_bytes, ranks);
     lower_bound_.assign(static_cast<std::size_t>(ranks_), 0.0);
     for (index_t rank : plan.destination().ranks()) lower_bound_[static_cast<std::size_t>(rank)] = static_cast<double>(plan.lower_bound_bytes(rank));
   }
@@ -32,7 +36,7 @@ class CommunicationVolume {
   // Bytes per pair of a transfer list whose tensor t has elements of element_bytes[t] bytes
   // (no lower bounds: they need the plan). Error: a transfer of a tensor without a size.
   CommunicationVolume(const TransferList& transfers, std::span<const index_t> element_bytes) {
-    build(transfers, element_bytes);
+    build(transfers, element_bytes, 0);
     lower_bound_.assign(static_cast<std::size_t>(ranks_), 0.0);
   }
 
@@ -72,10 +76,11 @@ class CommunicationVolume {
   }
 
  private:
-  void build(const TransferList& transfers, std::span<const index_t> element_bytes) {
+  // Ranks: at least `min_ranks`, and every rank a transfer names.
+  void build(const TransferList& transfers, std::span<const index_t> element_bytes, index_t min_ranks) {
     std::vector<Eigen::Triplet<double, std::int64_t>> entries;
     entries.reserve(transfers.size());
-    ranks_ = 0;
+    ranks_ = min_ranks;
     for (std::size_t i = 0; i < transfers.size(); ++i) {
       index_t tensor = transfers.tensor(i);
       if (tensor < 0 || tensor >= static_cast<index_t>(element_bytes.size()))

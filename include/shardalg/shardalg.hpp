@@ -10,6 +10,7 @@
 #include "shardalg/core/error.hpp"
 #include "shardalg/core/flat_interval.hpp"
 #include "shardalg/core/index_map.hpp"
+#include "shardalg/core/rank_limit.hpp"
 #include "shardalg/core/tile.hpp"
 #include "shardalg/layout/composed_flat_layout.hpp"
 #include "shardalg/layout/expert_layout.hpp"

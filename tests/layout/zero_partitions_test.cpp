@@ -91,5 +91,5 @@ TEST_CASE("reconstruction takes each rank's valid elements (ZeRO-3 and ZeRO-1/2)
 TEST_CASE("iota_ranks lists 0..n-1 and rejects empty and oversized groups") {
   CHECK(iota_ranks(3) == std::vector<index_t>{0, 1, 2});
   SHARDALG_CHECK_THROWS_CONTAINING(iota_ranks(0), Error, "partition group size 0 must be positive");
-  SHARDALG_CHECK_THROWS_CONTAINING(iota_ranks(max_partition_group_size + 1), Error, "partition group size 16777217 is over the limit 16777216");
+  SHARDALG_CHECK_THROWS_CONTAINING(iota_ranks(max_ranks + 1), Error, "partition group size 16777217 is over the limit 16777216");
 }

@@ -46,4 +46,5 @@ TEST_CASE("malformed device lists are parse errors naming the text") {
   SHARDALG_CHECK_THROWS_CONTAINING(parse_device_list("[2]:[1,2,3]"), ParseError, "need 2 devices, got 3");
   SHARDALG_CHECK_THROWS_CONTAINING(parse_device_list("[2,x]"), ParseError, "device list '[2,x]'");
   SHARDALG_CHECK_THROWS_CONTAINING(parse_device_list("[0]<=[0]"), ParseError, "must be positive");
+  SHARDALG_CHECK_THROWS_CONTAINING(parse_device_list("[4294967296]<=[4294967296]"), ParseError, "4294967296 devices, over the limit 16777216");
 }

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <optional>
 
+#include "shardalg/core/rank_limit.hpp"
 #include "shardalg/layout/flat_layout.hpp"
 
 namespace shardalg {
@@ -17,15 +18,10 @@ inline void check_flat_inputs(std::string_view scheme, const std::vector<FlatTen
 }
 }  // namespace detail
 
-// The most ranks of a partition group built by iota_ranks: flat layouts list their group rank by
-// rank, so a larger one would only exhaust memory (2^24 is far beyond any data-parallel group).
-inline constexpr index_t max_partition_group_size = index_t{1} << 24;
-
 // The ranks 0..count-1: the partition group of a job whose DP group is the whole world.
 inline std::vector<index_t> iota_ranks(index_t count) {
   if (count <= 0) detail::fail("partition group size ", count, " must be positive");
-  if (count > max_partition_group_size)
-    detail::fail("partition group size ", count, " is over the limit ", max_partition_group_size, " (flat layouts list their ranks)");
+  if (count > max_ranks) detail::fail("partition group size ", count, " is over the limit ", max_ranks, " (flat layouts list their ranks)");
   std::vector<index_t> ranks(static_cast<std::size_t>(count));
   std::iota(ranks.begin(), ranks.end(), index_t{0});
   return ranks;

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "shardalg/core/dims.hpp"
+#include "shardalg/core/rank_limit.hpp"
 #include "shardalg/core/text_scanner.hpp"
 
 namespace shardalg {
@@ -191,6 +192,8 @@ inline DeviceListText parse_device_list(std::string_view text) {
     if (volume(first) != volume(iota.reshape_dims))
       detail::fail<ParseError>("device list '", text, "': dims ", first, " hold ", volume(first),
                                " devices but reshape dims ", iota.reshape_dims, " hold ", volume(iota.reshape_dims));
+    if (volume(first) > max_ranks)
+      detail::fail<ParseError>("device list '", text, "': ", volume(first), " devices, over the limit ", max_ranks);
     result.dims = first;
     result.devices = iota.devices();
     return result;

@@ -13,15 +13,13 @@
 #include <vector>
 
 #include "shardalg/core/dims.hpp"
+#include "shardalg/core/rank_limit.hpp"
 #include "shardalg/mesh/device_list.hpp"
 
 namespace shardalg {
 
 class DeviceMesh {
  public:
-  // Meshes list every rank explicitly; this bounds the memory that a malformed spec can ask for.
-  static constexpr index_t max_ranks = index_t{1} << 31;
-
   // Ranks 0..N-1 in row-major order (PyTorch's init_device_mesh).
   DeviceMesh(std::vector<std::string> names, Dims shape)
       : DeviceMesh(names, shape, iota_devices(names, shape)) {}
@@ -258,7 +256,7 @@ class DeviceMesh {
       if (shape[d] <= 0)
         detail::fail("mesh dim '", d < names.size() ? names[d] : std::to_string(d), "' has size ", shape[d],
                      "; sizes must be positive");
-    if (volume(shape) > max_ranks) detail::fail("mesh shape ", shape, " has ", volume(shape), " ranks, over the limit ", max_ranks);
+    if (volume(shape) > max_ranks) detail::fail("mesh shape ", shape, " has ", volume(shape), " ranks, over the limit ", max_ranks, " (meshes list their ranks)");
     std::vector<index_t> devices(static_cast<std::size_t>(volume(shape)));
     std::iota(devices.begin(), devices.end(), index_t{0});
     return devices;

@@ -71,6 +71,7 @@ TEST_CASE("torchtitan dense and sparse meshes") {
 TEST_CASE("bad group sizes are errors naming the value") {
   SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_groups(8, 3), Error, "EP size 3 does not divide the ranks of a pipeline stage 8");
   SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_groups(8, 2, 3), Error, "pipeline size 3 does not divide the world size 8");
+  SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_groups(index_t{1} << 32, 1), Error, "world size 4294967296 is over the limit 16777216 ranks");
   SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_groups(8, 0), Error, "EP size 0 must be positive");
   SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_groups(8, 2).group_of("tp", 0), Error, "no group family 'tp'");
 }

@@ -51,6 +51,7 @@ inline void require_divides(std::string_view what, index_t divisor, std::string_
 // The world unflattened row-major into (pp, rest...).
 inline DeviceMesh world_mesh(index_t world, std::vector<std::string> names, Dims sizes) {
   if (world <= 0) fail("world size ", world, " must be positive");
+  if (world > max_ranks) fail("world size ", world, " is over the limit ", max_ranks, " ranks");
   if (volume(sizes) != world) fail("group sizes ", sizes, " multiply to ", volume(sizes), ", not the world size ", world);
   return DeviceMesh::parse(detail::concat("world=", world)).unflatten("world", sizes, names);
 }

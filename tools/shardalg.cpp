@@ -1,11 +1,28 @@
 // The shardalg command-line program. Bad input exits with code 2 and one line naming the value.
+#include <cstdlib>
 #include <iostream>
 #include <new>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+
+namespace {
+// Under an MPI launcher (`mpirun -np N shardalg run ...`) every process parses the same command
+// line: only the first reports a bad one, so that the error is one line.
+bool reports_errors() {
+  for (const char* variable : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
+    if (const char* rank = std::getenv(variable)) return std::string_view(rank) == "0";
+  return true;
+}
+
+int fail_with(const char* message) {
+  if (reports_errors()) std::cerr << "error: " << message << "\n";
+  return 2;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"shardalg: the sharding and placement algebra of distributed training"};
@@ -28,14 +45,11 @@ int main(int argc, char** argv) {
   } catch (const CLI::CallForVersion& e) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
+    return fail_with(e.what());
   } catch (const shardalg::Error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 2;
+    return fail_with(e.what());
   } catch (const std::bad_alloc&) {  // a request whose answer does not fit in memory (every rank of a huge world)
-    std::cerr << "error: out of memory: the request's answer does not fit in this machine's memory\n";
-    return 2;
+    return fail_with("out of memory: the request's answer does not fit in this machine's memory");
   }
   return exit_code;
 }

@@ -1,6 +1,8 @@
 // The engine over MPI, run by ctest under mpirun with 1, 2, 3, 4 and 8 processes: reshards of
 // every layout kind on generated data, every destination element compared with the value it must
-// have; memory limits that force rounds; element types; bad buffers and silent peers.
+// have; memory limits that force rounds; element types; bad buffers and silent peers. Each
+// reshard runs over MPI messages (MpiCommunicator) and over a shared-memory window
+// (MpiSharedMemoryCommunicator, also with a segment small enough to force rounds).
 #include <mpi.h>
 
 #include <functional>
@@ -11,6 +13,7 @@
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
 #include "shardalg/model/layout_recipe.hpp"
 #include "test_models.hpp"
 
@@ -41,8 +44,11 @@ void expect_on_every_rank(MpiCommunicator& comm, const std::string& what, F body
   expect(comm, ok, what);
 }
 
-// Runs the plan and checks every destination element on every rank.
-void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0, bool staged = false) {
+// Runs the plan over `transport` and checks every destination element on every rank; `comm`
+// gathers the verdict.
+template <class C>
+void check_reshard(MpiCommunicator& comm, C& transport, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0,
+                   bool staged = false) {
   expect_on_every_rank(comm, what, [&] {
     bool ok = true;
     RankPart part(plan, comm.rank());
@@ -52,7 +58,8 @@ void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const st
     options.in_place_messages = !staged;
     index_t progress_calls = 0;
     options.progress = [&](index_t done, index_t total) { ok = ok && done <= total; ++progress_calls; };
-    ExecuteStats stats = execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm, options);
+    ExecuteStats stats =
+        execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), transport, options);
     DataCheck check = check_destination_data(plan, comm.rank(), b.destination_data, 7);
     ok = ok && check.mismatches == 0 && (memory_limit == 0 || stats.peak_staging <= memory_limit);
     index_t held = 0;
@@ -63,12 +70,13 @@ void check_reshard(MpiCommunicator& comm, const ModelReshardPlan& plan, const st
   });
 }
 
-void check_recipes(MpiCommunicator& comm, const std::string& from, const std::string& to, const std::string& dtype = "fp32",
+template <class C>
+void check_recipes(MpiCommunicator& comm, C& transport, const std::string& label, const std::string& from, const std::string& to, const std::string& dtype = "fp32",
                    index_t memory_limit = 0, bool staged = false) {
   ModelSpec model = small_model(dtype);
   ModelReshardPlan plan(layout_model(model, from), layout_model(model, to));
-  check_reshard(comm, plan,
-                "\"" + from + "\" -> \"" + to + "\" " + dtype + (memory_limit ? " limit " + std::to_string(memory_limit) : "") +
+  check_reshard(comm, transport, plan,
+                label + "\"" + from + "\" -> \"" + to + "\" " + dtype + (memory_limit ? " limit " + std::to_string(memory_limit) : "") +
                     (staged ? " staged" : ""),
                 memory_limit, staged);
 }
@@ -76,14 +84,15 @@ void check_recipes(MpiCommunicator& comm, const std::string& from, const std::st
 // A reshard prepared once and run three times, the sources refilled with other data between
 // runs (another seed): every run must deliver the data the sources hold at that run, Partial
 // destinations restarting from the identity rather than accumulating.
-void check_prepared(MpiCommunicator& comm, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0) {
+template <class C>
+void check_prepared(MpiCommunicator& comm, C& transport, const ModelReshardPlan& plan, const std::string& what, index_t memory_limit = 0) {
   expect_on_every_rank(comm, "prepared once, run 3 times: " + what, [&] {
     bool ok = true;
     RankPart part(plan, comm.rank());
     testing::Buffers b = testing::buffers_for(plan, comm.rank(), 11);
     ExecuteOptions options;
     options.memory_limit = memory_limit;
-    PreparedReshard reshard(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm, options);
+    PreparedReshard reshard(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), transport, options);
     for (std::uint64_t seed : {11, 12, 13}) {
       std::vector<std::vector<std::byte>> data = make_source_data(plan, comm.rank(), seed);
       for (std::size_t k = 0; k < data.size(); ++k) std::copy(data[k].begin(), data[k].end(), b.source_data[k].begin());
@@ -95,6 +104,61 @@ void check_prepared(MpiCommunicator& comm, const ModelReshardPlan& plan, const s
   });
 }
 
+// Reshards of every layout kind over `transport` (`label` prefixes the test names).
+template <class C>
+void check_every_layout_kind(MpiCommunicator& comm, C& transport, const std::string& label) {
+  const index_t n = comm.size();
+  const std::string N = std::to_string(n);
+  const index_t half = std::max<index_t>(1, n / 2);
+  // Mesh <-> mesh across meshes and world sizes (a subset of the ranks, then all of them).
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half));
+  check_recipes(comm, transport, label, "fsdp-tp dp=1,tp=" + N, "fsdp dp=" + std::to_string(std::max<index_t>(1, n - 1)));
+  // ZeRO DP change (elastic), ZeRO-1/2 to Megatron, mesh <-> flat, consolidation.
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)));
+  check_recipes(comm, transport, label, "zero1 dp=" + N, "megatron-distopt dp=" + std::to_string(half) + ",tp=1,bucket=64");
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero2 dp=" + N, "bf16");
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "replicated ranks=1", "fp16");
+  check_recipes(comm, transport, label, "replicated ranks=" + N, "zero3 dp=" + N, "int64");
+  // EP size change (experts FSDP, then ZeRO-3 over the expert-replica group).
+  for (index_t ep : {index_t{8}, index_t{4}, index_t{2}, index_t{1}})
+    if (n % ep == 0 && ep <= n) {
+      std::string to_ep = std::to_string(std::max<index_t>(1, ep / 2));
+      check_recipes(comm, transport, label, "ep ep=" + std::to_string(ep) + ",dp=" + N, "ep ep=" + to_ep + ",dp=" + N + ",experts=zero3");
+      break;
+    }
+  // Memory limits: messages cut into pieces over rounds (odd limits included), element types.
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 8 * 2 * n);
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000);
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "fsdp dp=1", "bytes");
+  // Non-contiguous messages packed into staging instead of moved in place as derived datatypes.
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 0, true);
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000, true);
+  // Partial reductions: every op, over one and two mesh dims.
+  for (auto [op, dtype] : {std::pair{"sum", "fp32"}, std::pair{"avg", "bf16"}, std::pair{"max", "int64"}, std::pair{"min", "fp16"},
+                           std::pair{"product", "fp64"}}) {
+    MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + op + ")"), Dims{9, 5});
+    MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
+    check_reshard(comm, transport, one_tensor(src, dst, dtype), label + "P(" + op + ") -> S(0) " + dtype);
+  }
+  if (n % 2 == 0) {
+    MeshLayout src(DeviceMesh::parse("a=2,b=" + std::to_string(n / 2)), parse_placements("P(sum),S(1)"), Dims{6, 7});
+    MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("R"), Dims{6, 7});
+    check_reshard(comm, transport, one_tensor(src, dst, "fp32"), label + "P(sum),S(1) -> R");
+  }
+
+  // Prepared once, run repeatedly: a flat layout to a mesh, rounds, and a Partial reduction.
+  {
+    ModelSpec model = small_model("fp32");
+    check_prepared(comm, transport, ModelReshardPlan(layout_model(model, "zero3 dp=" + N), layout_model(model, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half))),
+                   label + "zero3 -> fsdp-tp");
+    check_prepared(comm, transport, ModelReshardPlan(layout_model(model, "fsdp dp=" + N), layout_model(model, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)))),
+                   label + "fsdp -> zero3 limit 1000", 1000);
+    MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements("P(sum)"), Dims{9, 5});
+    MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
+    check_prepared(comm, transport, one_tensor(src, dst, "fp32"), label + "P(sum) -> S(0)");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -103,55 +167,104 @@ int main(int argc, char** argv) {
     MpiCommunicator comm;
     const index_t n = comm.size();
     const std::string N = std::to_string(n);
-    const index_t half = std::max<index_t>(1, n / 2);
-    // Mesh <-> mesh across meshes and world sizes (a subset of the ranks, then all of them).
-    check_recipes(comm, "fsdp dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half));
-    check_recipes(comm, "fsdp-tp dp=1,tp=" + N, "fsdp dp=" + std::to_string(std::max<index_t>(1, n - 1)));
-    // ZeRO DP change (elastic), ZeRO-1/2 to Megatron, mesh <-> flat, consolidation.
-    check_recipes(comm, "zero3 dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)));
-    check_recipes(comm, "zero1 dp=" + N, "megatron-distopt dp=" + std::to_string(half) + ",tp=1,bucket=64");
-    check_recipes(comm, "fsdp dp=" + N, "zero2 dp=" + N, "bf16");
-    check_recipes(comm, "zero3 dp=" + N, "replicated ranks=1", "fp16");
-    check_recipes(comm, "replicated ranks=" + N, "zero3 dp=" + N, "int64");
-    // EP size change (experts FSDP, then ZeRO-3 over the expert-replica group).
-    for (index_t ep : {index_t{8}, index_t{4}, index_t{2}, index_t{1}})
-      if (n % ep == 0 && ep <= n) {
-        std::string to_ep = std::to_string(std::max<index_t>(1, ep / 2));
-        check_recipes(comm, "ep ep=" + std::to_string(ep) + ",dp=" + N, "ep ep=" + to_ep + ",dp=" + N + ",experts=zero3");
-        break;
-      }
-    // Memory limits: messages cut into pieces over rounds (odd limits included), element types.
-    check_recipes(comm, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 8 * 2 * n);
-    check_recipes(comm, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000);
-    check_recipes(comm, "fsdp dp=" + N, "fsdp dp=1", "bytes");
-    // Non-contiguous messages packed into staging instead of moved in place as derived datatypes.
-    check_recipes(comm, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 0, true);
-    check_recipes(comm, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000, true);
-    // Partial reductions: every op, over one and two mesh dims.
-    for (auto [op, dtype] : {std::pair{"sum", "fp32"}, std::pair{"avg", "bf16"}, std::pair{"max", "int64"}, std::pair{"min", "fp16"},
-                             std::pair{"product", "fp64"}}) {
-      MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + op + ")"), Dims{9, 5});
-      MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
-      check_reshard(comm, one_tensor(src, dst, dtype), std::string("P(") + op + ") -> S(0) " + dtype);
-    }
-    if (n % 2 == 0) {
-      MeshLayout src(DeviceMesh::parse("a=2,b=" + std::to_string(n / 2)), parse_placements("P(sum),S(1)"), Dims{6, 7});
-      MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("R"), Dims{6, 7});
-      check_reshard(comm, one_tensor(src, dst, "fp32"), "P(sum),S(1) -> R");
-    }
-
-    // Prepared once, run repeatedly: a flat layout to a mesh, rounds, and a Partial reduction.
+    check_every_layout_kind(comm, comm, "");
     {
-      ModelSpec model = small_model("fp32");
-      check_prepared(comm, ModelReshardPlan(layout_model(model, "zero3 dp=" + N), layout_model(model, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half))),
-                     "zero3 -> fsdp-tp");
-      check_prepared(comm, ModelReshardPlan(layout_model(model, "fsdp dp=" + N), layout_model(model, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)))),
-                     "fsdp -> zero3 limit 1000", 1000);
-      MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements("P(sum)"), Dims{9, 5});
-      MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
-      check_prepared(comm, one_tensor(src, dst, "fp32"), "P(sum) -> S(0)");
+      MpiSharedMemoryCommunicator shared;
+      check_every_layout_kind(comm, shared, "shared memory: ");
+      MpiSharedMemoryCommunicator small(MPI_COMM_WORLD, std::max<index_t>(4096, 128 * n));
+      check_every_layout_kind(comm, small, "shared memory, small segment: ");
     }
-
+    // Shared memory: a segment smaller than the messages cuts them into rounds.
+    {
+      MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{64 * n, 64});
+      MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{64 * n, 64});
+      ModelReshardPlan plan = one_tensor(src, dst, "fp32");
+      MpiSharedMemoryCommunicator small(MPI_COMM_WORLD, std::max<index_t>(4096, 128 * n));
+      expect_on_every_rank(comm, "shared memory: a segment smaller than the messages cuts them into rounds", [&] {
+        RankPart part(plan, comm.rank());
+        testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
+        ExecuteStats stats = execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), small);
+        return check_destination_data(plan, comm.rank(), b.destination_data, 7).mismatches == 0 && (n == 1 || stats.rounds >= 4);
+      });
+    }
+    // Shared memory: bad capacities fail on every rank, naming the value.
+    expect_on_every_rank(comm, "shared memory: a capacity below the minimum is refused", [&] {
+      try {
+        MpiSharedMemoryCommunicator tiny(MPI_COMM_WORLD, 100);
+      } catch (const Error& e) {
+        return std::string(e.what()).find("capacity 100 bytes must be at least 4096") != std::string::npos;
+      }
+      return false;
+    });
+    expect_on_every_rank(comm, "shared memory: ranks that pass different capacities are refused", [&] {
+      try {
+        MpiSharedMemoryCommunicator uneven(MPI_COMM_WORLD, 8192 + 64 * comm.rank());
+      } catch (const Error& e) {
+        return n > 1 && std::string(e.what()).find("the ranks passed different capacities") != std::string::npos;
+      }
+      return n == 1;
+    });
+    // Shared memory misuse and silent peers: clear errors naming the peer, bounded waits.
+    if (n >= 2) {
+      std::vector<std::byte> out(64, std::byte{1}), in(64);
+      auto error_of = [](auto&& f) {
+        try {
+          f();
+        } catch (const Error& e) {
+          return std::string(e.what());
+        }
+        return std::string();
+      };
+      {
+        MpiSharedMemoryCommunicator shared(MPI_COMM_WORLD, 8192);
+        std::string twice, too_big;
+        if (comm.rank() == 0) {
+          shared.post_send(out.data(), 16, 1, 5);
+          twice = error_of([&] { shared.post_send(out.data(), 16, 1, 5); });
+          std::vector<std::byte> huge(8192);
+          too_big = error_of([&] { shared.post_send(huge.data(), huge.size(), 0, 5); });
+          shared.wait_sends(60);
+        } else if (comm.rank() == 1) {
+          shared.post_receive(in.data(), 16, 0, 5);
+          shared.wait_receive(60);
+          shared.wait_sends(60);
+        }
+        expect(comm,
+               comm.rank() != 0 || (twice.find("posted a second send to rank 1 in one batch") != std::string::npos &&
+                                    too_big.find("message of 8192 bytes to rank 0 does not fit its segment") != std::string::npos),
+               "shared memory: a second send to a peer in one batch, and a message larger than the segment, are refused");
+        expect(comm, comm.rank() != 1 || in[0] == std::byte{1}, "shared memory: the message sent before the refused ones arrives");
+      }
+      {
+        MpiSharedMemoryCommunicator shared(MPI_COMM_WORLD, 8192);
+        std::string receiver, sender;
+        if (comm.rank() == 0) {
+          shared.post_send(out.data(), 16, 1, 5);
+          sender = error_of([&] { shared.wait_sends(0.2); });
+        } else if (comm.rank() == 1) {
+          shared.post_receive(in.data(), 8, 0, 5);
+          receiver = error_of([&] { shared.wait_receive(60); });
+        }
+        expect(comm,
+               (comm.rank() != 1 || receiver.find("expected message 1 of 8 bytes with tag 5 from rank 0; it sent message 1 of 16 bytes") !=
+                                        std::string::npos) &&
+                   (comm.rank() != 0 || sender.find("timed out after 0.2 s waiting for rank 1 to receive a message") != std::string::npos),
+               "shared memory: a message longer than its receive fails naming the sender; the sender's wait is bounded");
+      }
+      {
+        MpiSharedMemoryCommunicator shared(MPI_COMM_WORLD, 8192);
+        std::string waited, after;
+        if (comm.rank() == 0) {
+          shared.post_receive(in.data(), 8, 1, 5);
+          waited = error_of([&] { shared.wait_receive(0.2); });
+          after = error_of([&] { shared.post_send(out.data(), 8, 1, 5); });
+        }
+        expect(comm,
+               comm.rank() != 0 || (waited.find("timed out after 0.2 s waiting for a message from rank 1") != std::string::npos &&
+                                    after.find("an earlier wait failed; make a new communicator") != std::string::npos),
+               "shared memory: a silent peer times out with its rank named, and the communicator refuses more");
+      }
+    }
     // A rank with a wrong buffer fails naming it; the others fail naming that rank; nothing moves.
     {
       ModelSpec model = small_model("fp32");

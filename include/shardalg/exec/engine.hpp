@@ -27,6 +27,10 @@
 //   void post_send_strided(std::span<const StridedRows<const std::byte>>, index_t peer, int tag);
 // and the engine then sends and receives non-contiguous messages without staging them (MPI:
 // derived datatypes), unless ExecuteOptions::in_place_messages is false.
+// A BoundedCommunicator stages messages in memory of its own (MpiSharedMemoryCommunicator's
+// segment) and says how many bytes one batch of sends may hold:
+//   index_t staging_limit() const;
+// and the engine keeps each round's sends within it (cutting messages into rounds).
 #pragma once
 
 #include <array>
@@ -105,6 +109,11 @@ concept StridedCommunicator = Communicator<C> && requires(C& c, std::span<const 
   c.post_send_strided(out, peer, tag);
 };
 
+template <class C>
+concept BoundedCommunicator = Communicator<C> && requires(const C& c) {
+  { c.staging_limit() } -> std::convertible_to<index_t>;
+};
+
 namespace detail {
 
 // Stream bytes [begin, end) of message m as rows in place in `buffers`, appended to `rows`.
@@ -172,16 +181,18 @@ inline void check_part(const ModelReshardPlan& plan, const RankPart& part, std::
 }
 
 // What the ranks agree on before a reshard, in one all-max: each proposes whether it failed its
-// checks (its rank, or -1), its peers, its longest message and its memory limit (negated, so the
-// smallest wins; the lowest value when it has none).
+// checks (its rank, or -1), its peers, its longest message, its memory limit (negated, so the
+// smallest wins; the lowest value when it has none), its send peers, and its communicator's
+// staging limit (a BoundedCommunicator's, negated likewise).
 class Agreement {
  public:
-  static constexpr std::size_t size = 4;
+  static constexpr std::size_t size = 6;
   using Values = std::array<index_t, size>;
 
-  static Values propose(const RankPart& part, index_t memory_limit, bool failed) {
+  static Values propose(const RankPart& part, index_t memory_limit, bool failed, index_t staging_limit = 0) {
+    auto smallest_wins = [](index_t limit) { return limit > 0 ? -limit : std::numeric_limits<index_t>::min(); };
     return {failed ? part.rank() : -1, static_cast<index_t>(part.sends().size() + part.receives().size()), part.longest_message(),
-            memory_limit > 0 ? -memory_limit : std::numeric_limits<index_t>::min()};
+            smallest_wins(memory_limit), static_cast<index_t>(part.sends().size()), smallest_wins(staging_limit)};
   }
   explicit Agreement(const Values& maxima) : maxima_(maxima) {}
 
@@ -189,32 +200,37 @@ class Agreement {
   // every rank learns whether any failed before anything moves: this rank throws its own
   // failure; the others throw naming the failed rank (`who`: the executor, for the message).
   template <class Checks, class AllMax>
-  static Agreement reach(const RankPart& part, index_t memory_limit, std::string_view who, Checks&& checks, AllMax&& all_max) {
+  static Agreement reach(const RankPart& part, index_t memory_limit, std::string_view who, Checks&& checks, AllMax&& all_max,
+                         index_t staging_limit = 0) {
     std::string failure;
     try {
       checks();
     } catch (const Error& e) {
       failure = e.what();
     }
-    Values proposal = propose(part, memory_limit, !failure.empty());
+    Values proposal = propose(part, memory_limit, !failure.empty(), staging_limit);
     all_max(std::span<index_t>(proposal));
     if (!failure.empty()) throw Error(failure);
     if (proposal[0] >= 0) fail(who, ": rank ", proposal[0], " failed its checks; nothing was sent");
     return Agreement(proposal);
   }
 
-  // The bytes of a piece: the smallest memory limit over the most peers any rank has (rounded
-  // down to a multiple of 8), or with no limit the longest message anywhere; at most
-  // max_piece_bytes. Error when a limit leaves less than 8 bytes per message.
+  // The bytes of a piece: the longest message anywhere, at most max_piece_bytes, and at most
+  // the smallest memory limit over the most peers any rank has (staging for its sends and
+  // receives) and the smallest staging limit over the most send peers any rank has (the
+  // communicator stages only sends); rounded down to a multiple of 8. Error when a limit leaves
+  // less than 8 bytes per message.
   index_t piece() const {
-    index_t most_peers = std::max<index_t>(1, maxima_[1]);
     index_t piece = std::min(max_piece_bytes, round_up_8(std::max<index_t>(8, maxima_[2])));
-    if (maxima_[3] != std::numeric_limits<index_t>::min()) {
-      index_t limit = -maxima_[3];
-      piece = std::min(piece, limit / most_peers / 8 * 8);
-      if (piece < 8)
-        fail("execute: memory limit ", limit, " leaves less than 8 bytes per message for ", most_peers, " peers; allow at least ", 8 * most_peers);
-    }
+    auto within = [&](index_t negated_limit, index_t peers, const char* what) {
+      if (negated_limit == std::numeric_limits<index_t>::min()) return;
+      index_t limit = -negated_limit;
+      peers = std::max<index_t>(1, peers);
+      piece = std::min(piece, limit / peers / 8 * 8);
+      if (piece < 8) fail("execute: ", what, " ", limit, " leaves less than 8 bytes per message for ", peers, " peers; allow at least ", 8 * peers);
+    };
+    within(maxima_[3], maxima_[1], "memory limit");
+    within(maxima_[5], maxima_[4], "the communicator's staging limit");
     return piece;
   }
 
@@ -252,14 +268,17 @@ class PreparedReshard {
         destinations_(destinations.begin(), destinations.end()) {
     // 0. The bound of every wait, the agreement's included: a bad one fails at once, on this rank.
     checked_timeout(options_.timeout_seconds);
-    // 1. Local checks, then agreement that every rank passed, and on the piece size.
+    // 1. Local checks, then agreement that every rank passed, and on the piece size (within the
+    // memory limit, and the communicator's own staging when it has a bound).
+    index_t staging_limit = 0;
+    if constexpr (BoundedCommunicator<C>) staging_limit = comm.staging_limit();
     detail::Agreement agreed = detail::Agreement::reach(
         part, options_.memory_limit, "execute",
         [&] {
           if (comm.rank() != part.rank()) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", part.rank());
           detail::check_part(plan, part, sources, destinations, options_.memory_limit);
         },
-        [&](std::span<index_t> values) { comm.all_max(values, options_.timeout_seconds); });
+        [&](std::span<index_t> values) { comm.all_max(values, options_.timeout_seconds); }, staging_limit);
     piece_ = agreed.piece();
     rounds_ = part.rounds(piece_);
     // 2. Whether each message moves in place on both sides (no staging): contiguous, or strided

@@ -25,20 +25,6 @@
 
 namespace shardalg::testing {
 
-// Calls f(row pointer, row bytes) for each row of `blocks`, in stream order (the engine's own
-// row walk, RowCursor, over each block).
-template <class Byte, class F>
-void for_each_strided_row(std::span<const StridedRows<Byte>> blocks, F&& f) {
-  for (const StridedRows<Byte>& block : blocks) {
-    BoxRows box;
-    box.row_shape = block.shape;
-    box.row_strides = block.strides;
-    box.row_bytes = block.row_bytes;
-    RowCursor row(box, 0);
-    for (index_t r = 0; r < box.rows(); ++r, row.next()) f(block.data + row.offset(), block.row_bytes);
-  }
-}
-
 class ThreadWorld {
  public:
   explicit ThreadWorld(index_t size) : size_(size) {}
@@ -111,15 +97,14 @@ class ThreadCommunicator {
   void post_receive_strided(std::span<const StridedRows<std::byte>> rows, index_t peer, int tag)
     requires Strided
   {
-    Receive receive{peer, tag, {rows.begin(), rows.end()}, 0};
-    for_each_strided_row(rows, [&](std::byte*, index_t bytes) { receive.bytes += bytes; });
-    receives_.push_back(std::move(receive));
+    receives_.push_back(Receive{peer, tag, {rows.begin(), rows.end()}, message_bytes(rows)});
   }
   void post_send_strided(std::span<const StridedRows<const std::byte>> rows, index_t peer, int tag)
     requires Strided
   {
     std::vector<std::byte> message;
-    for_each_strided_row(rows, [&](const std::byte* row, index_t bytes) { message.insert(message.end(), row, row + bytes); });
+    for (const StridedRows<const std::byte>& block : rows)
+      block.for_each_row([&](const std::byte* row) { message.insert(message.end(), row, row + block.row_bytes); });
     deliver(std::move(message), peer, tag);
   }
 
@@ -139,10 +124,11 @@ class ThreadCommunicator {
         if (static_cast<index_t>(message.size()) != receive.bytes)
           detail::fail("thread communicator: rank ", rank_, " expected ", receive.bytes, " bytes from rank ", receive.peer, ", got ", message.size());
         const std::byte* at = message.data();
-        for_each_strided_row(std::span<const StridedRows<std::byte>>(receive.rows), [&](std::byte* row, index_t bytes) {
-          std::memcpy(row, at, static_cast<std::size_t>(bytes));
-          at += bytes;
-        });
+        for (const StridedRows<std::byte>& block : receive.rows)
+          block.for_each_row([&](std::byte* row) {
+            std::memcpy(row, at, static_cast<std::size_t>(block.row_bytes));
+            at += block.row_bytes;
+          });
         receive.done = true;
         return i;
       }
@@ -182,6 +168,40 @@ class ThreadCommunicator {
   ThreadWorld& world_;
   index_t rank_;
   std::vector<Receive> receives_;
+};
+
+// A ThreadCommunicator that stages sends in memory of its own, like MpiSharedMemoryCommunicator
+// (a BoundedCommunicator): one batch's sends must fit in its staging limit, or the send fails.
+template <bool Strided>
+class BoundedThreadCommunicator : public ThreadCommunicator<Strided> {
+  using Base = ThreadCommunicator<Strided>;
+
+ public:
+  BoundedThreadCommunicator(ThreadWorld& world, index_t rank, index_t limit) : Base(world, rank), limit_(limit) {}
+
+  index_t staging_limit() const { return limit_; }
+  void post_send(const std::byte* data, std::size_t bytes, index_t peer, int tag) {
+    stage(static_cast<index_t>(bytes));
+    Base::post_send(data, bytes, peer, tag);
+  }
+  void post_send_strided(std::span<const StridedRows<const std::byte>> rows, index_t peer, int tag)
+    requires Strided
+  {
+    stage(message_bytes(rows));
+    Base::post_send_strided(rows, peer, tag);
+  }
+  void wait_sends(double timeout_seconds) {
+    Base::wait_sends(timeout_seconds);
+    staged_ = 0;
+  }
+
+ private:
+  void stage(index_t bytes) {
+    staged_ += bytes;
+    if (staged_ > limit_) detail::fail("bounded thread communicator: rank ", this->rank(), "'s sends of one batch take ", staged_, " bytes, over its staging limit ", limit_);
+  }
+
+  index_t limit_, staged_ = 0;
 };
 
 }  // namespace shardalg::testing

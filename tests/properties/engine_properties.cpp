@@ -1,5 +1,5 @@
 // Laws of the engine (exec/engine.hpp) on random plans, every rank a thread of one process
-// (tests/exec/thread_communicator.hpp): whatever the layouts, memory limit, message form
+// (tests/exec/thread_communicator.hpp): whatever the layouts, memory limit, communicator staging limit, message form
 // (packed, or rows in place) and number of runs of a prepared reshard, every destination element
 // a rank holds ends with the value its source holds (or the reduction of the Partial sources).
 #include "generators.hpp"
@@ -24,26 +24,34 @@ index_t world_size(const ModelReshardPlan& plan) {
 }
 
 struct RunChoice {
-  index_t memory_limit;  // staging per rank (0: none)
-  bool in_place;         // rows in place (StridedCommunicator) or packed
-  int runs;              // 0: one execute call; n: a PreparedReshard run n times
+  index_t memory_limit;   // staging per rank (0: none)
+  index_t staging_limit;  // the communicator's own staging per batch of sends (0: unbounded)
+  bool in_place;          // rows in place (StridedCommunicator) or packed
+  int runs;               // 0: one execute call; n: a PreparedReshard run n times
 };
 
 RunChoice gen_run_choice(index_t ranks) {
-  // A limit must leave 8 bytes per message; a rank has at most 2 * ranks messages.
+  // A limit must leave 8 bytes per message; a rank has at most 2 * ranks messages, ranks sends.
   index_t limit = *rc::gen::element<index_t>(0, 16 * ranks, 16 * ranks + 40, 1000);
-  return {limit, *rc::gen::arbitrary<bool>(), *rc::gen::inRange(0, 3)};
+  index_t staging = *rc::gen::element<index_t>(0, 0, 8 * ranks, 8 * ranks + 24, 600);
+  return {limit, staging, *rc::gen::arbitrary<bool>(), *rc::gen::inRange(0, 3)};
 }
 
 // Runs the plan on every rank (one thread each) and returns the destination elements that do
 // not hold their expected value, summed over ranks, or -1 when a rank checked fewer elements
 // than it holds.
-template <bool Strided>
+template <bool Strided, bool Bounded>
 index_t mismatches_after_running(const ModelReshardPlan& plan, const RunChoice& choice) {
   ThreadWorld world(world_size(plan));
   std::vector<index_t> bad(static_cast<std::size_t>(world.size()), 0);
   world.run([&](index_t rank) {
-    ThreadCommunicator<Strided> comm(world, rank);
+    auto make_communicator = [&] {
+      if constexpr (Bounded)
+        return BoundedThreadCommunicator<Strided>(world, rank, choice.staging_limit);
+      else
+        return ThreadCommunicator<Strided>(world, rank);
+    };
+    auto comm = make_communicator();
     RankPart part(plan, rank);
     Buffers b = buffers_for(plan, rank, 5);
     ExecuteOptions options;
@@ -79,7 +87,9 @@ index_t mismatches_after_running(const ModelReshardPlan& plan, const RunChoice& 
 
 index_t mismatches_after_running(const ModelReshardPlan& plan) {
   RunChoice choice = gen_run_choice(world_size(plan));
-  return choice.in_place ? mismatches_after_running<true>(plan, choice) : mismatches_after_running<false>(plan, choice);
+  if (choice.staging_limit > 0)
+    return choice.in_place ? mismatches_after_running<true, true>(plan, choice) : mismatches_after_running<false, true>(plan, choice);
+  return choice.in_place ? mismatches_after_running<true, false>(plan, choice) : mismatches_after_running<false, false>(plan, choice);
 }
 
 // A random mesh of at most 8 ranks (the threads of one case).
@@ -92,7 +102,8 @@ DeviceMesh gen_small_mesh() {
 }  // namespace
 
 static_assert(StridedCommunicator<ThreadCommunicator<true>> && Communicator<ThreadCommunicator<false>> &&
-                  !StridedCommunicator<ThreadCommunicator<false>>,
+                  !StridedCommunicator<ThreadCommunicator<false>> && !BoundedCommunicator<ThreadCommunicator<true>> &&
+                  BoundedCommunicator<BoundedThreadCommunicator<true>> && !StridedCommunicator<BoundedThreadCommunicator<false>>,
               "the thread communicator models the engine's communicator concepts");
 
 TEST_CASE("properties of the engine") {

@@ -13,6 +13,7 @@
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_collective_program.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
 
 namespace shardalg::cli {
 namespace {
@@ -24,6 +25,8 @@ struct RunOptions : LayoutOptions {
   std::uint64_t seed = 1;
   double timeout = 300;
   index_t repeat = 1;
+  std::string transport = "mpi";
+  index_t shared_memory_capacity = MpiSharedMemoryCommunicator::default_capacity;
 };
 
 // MPI initialized for the lifetime of the command, finalized on every path.
@@ -64,6 +67,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   std::vector<DestinationBuffer> destinations;
   try {
     if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
+    if (o.transport != "mpi" && o.transport != "shared-memory") detail::fail("--transport '", o.transport, "' must be mpi or shared-memory");
     try {
       timeout = checked_timeout(o.timeout);
     } catch (const Error& e) {
@@ -102,17 +106,22 @@ int run(const CLI::App& cmd, const RunOptions& o) {
         return elapsed;
       };
       std::optional<MpiCollectiveProgram> program;
+      std::optional<MpiSharedMemoryCommunicator> shared;
       std::optional<PreparedReshard<MpiCommunicator>> reshard;
+      std::optional<PreparedReshard<MpiSharedMemoryCommunicator>> shared_reshard;
       if (lowered && lowered->choice == LoweringChoice::collectives) {
         program.emplace(*lowered->collectives, comm.comm(), timeout);
         if (comm.rank() == 0) stats.bytes_sent = std::llround(lowered->collectives->bytes);  // the program's total, all groups
+      } else if (o.transport == "shared-memory") {
+        shared.emplace(comm.comm(), o.shared_memory_capacity);
+        shared_reshard.emplace(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), *shared, options);
       } else {
         reshard.emplace(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
       }
       prepare_seconds = lap();
       for (index_t r = 0; r < o.repeat; ++r) {
-        if (reshard) {
-          stats = reshard->run();
+        if (reshard || shared_reshard) {
+          stats = reshard ? reshard->run() : shared_reshard->run();
           continue;
         }
         std::span<const std::byte> source;
@@ -148,8 +157,10 @@ int run(const CLI::App& cmd, const RunOptions& o) {
                 << (lowered->choice == LoweringChoice::collectives ? detail::concat("collectives (", lowered->collectives->collectives(), " collective(s) on mesh-dim groups)")
                                                                     : "point-to-point (" + lowered->reason + ")")
                 << "\n";
-    std::cout << "processes                  " << comm.size() << "\n"
-              << "bytes sent between ranks   " << sent << "\n";
+    std::cout << "processes                  " << comm.size() << "\n";
+    if (!(lowered && lowered->choice == LoweringChoice::collectives))
+      std::cout << "transport                  " << (o.transport == "mpi" ? "MPI messages" : "shared memory") << "\n";
+    std::cout << "bytes sent between ranks   " << sent << "\n";
     if (!(lowered && lowered->choice == LoweringChoice::collectives))  // the engine's own figures
       std::cout << "bytes copied locally       " << local << "\n"
                 << "rounds                     " << rounds << "\n"
@@ -175,6 +186,13 @@ void add_run_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--repeat", o->repeat, "Run the reshard this many times, prepared once (the last line's seconds: the mean per run)")
       ->capture_default_str();
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for a peer before failing")->capture_default_str();
+  cmd->add_option("--transport", o->transport,
+                  "How the engine moves messages: mpi (MPI point-to-point, any ranks) or shared-memory (a /dev/shm segment per rank, "
+                  "all ranks on one node)")
+      ->capture_default_str();
+  cmd->add_option("--shared-memory-capacity", o->shared_memory_capacity,
+                  "Bytes of each rank's shared-memory segment (--transport shared-memory); larger reshards move in rounds")
+      ->capture_default_str();
   cmd->callback([o, cmd, &exit_code] { exit_code = run(*cmd, *o); });
 }
 

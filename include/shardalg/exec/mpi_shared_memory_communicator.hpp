@@ -102,8 +102,9 @@ class SharedSegment {
 class MpiSharedMemoryCommunicator {
  public:
   // Message bytes each rank's segment holds by default (the segment is this plus 128 bytes per
-  // rank, in /dev/shm).
-  static constexpr index_t default_capacity = index_t{16} << 20;
+  // rank, in /dev/shm): Open MPI's own shared-memory segment size, small enough for a container's
+  // 64 MB /dev/shm at 8 ranks. A reshard whose sends exceed it moves in rounds.
+  static constexpr index_t default_capacity = index_t{4} << 20;
 
   // Collective over `comm`, whose ranks must all share one node and pass the same capacity.
   // Pre: MPI is initialized; `capacity` at least 4096 bytes and 128 per rank. Errors (on every

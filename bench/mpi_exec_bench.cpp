@@ -11,6 +11,7 @@
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
 #include "alltoallv_reference.hpp"
 #include "mpi_bench_main.hpp"
 #include "shardalg/model/layout_recipe.hpp"
@@ -74,7 +75,7 @@ void BM_Alltoallv(benchmark::State& state) {
 // The engine (in place) and Alltoallv with the diagonal in alternating iterations
 // (bench::alternating): one-shot execute calls (checks and all-max each call, staging arena
 // reused), or a PreparedReshard run each iteration (checked and agreed once, as a framework
-// resharding every step would). Manual time: the engine's; `alltoallv_ms`: Alltoallv's mean;
+// resharding every step would), over MPI messages or shared memory. Manual time: the engine's; `alltoallv_ms`: Alltoallv's mean;
 // `ratio`: the engine's throughput over Alltoallv's (the target's measure).
 void BM_EngineVsAlltoallv(benchmark::State& state) {
   MpiCommunicator comm;
@@ -83,7 +84,11 @@ void BM_EngineVsAlltoallv(benchmark::State& state) {
   auto sources = std::span<const SourceBuffer>(s.sources);
   auto destinations = std::span<const DestinationBuffer>(s.destinations);
   auto reference = [&] { alltoallv(comm.comm()); };
-  if (state.range(2)) {
+  if (state.range(2) == 2) {
+    MpiSharedMemoryCommunicator shared;  // the default 4 MiB segment: these reshards move in rounds
+    PreparedReshard reshard(*s.plan, *s.part, sources, destinations, shared);
+    bench::alternating(state, comm.comm(), reference, [&] { reshard.run(); }, "alltoallv", "ratio");
+  } else if (state.range(2) == 1) {
     PreparedReshard reshard(*s.plan, *s.part, sources, destinations, comm);
     bench::alternating(state, comm.comm(), reference, [&] { reshard.run(); }, "alltoallv", "ratio");
   } else {
@@ -101,8 +106,8 @@ void BM_EngineVsAlltoallv(benchmark::State& state) {
 // datatypes rather than packed). Alltoallv: (scenario, scale-down, local part on the diagonal).
 BENCHMARK(BM_EngineReshard)->Args({0, 8, 1, 0})->Args({1, 8, 1, 0})->Args({0, 8, 1, 1})->Args({1, 8, 1, 1})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
 BENCHMARK(BM_Alltoallv)->Args({0, 8, 0})->Args({1, 8, 0})->Args({0, 8, 1})->Args({1, 8, 1})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
-// (scenario, scale-down, prepared).
-BENCHMARK(BM_EngineVsAlltoallv)->ArgsProduct({{0, 1}, {8}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
+// (scenario, scale-down, form): 0 one-shot execute, 1 prepared, 2 prepared over shared memory.
+BENCHMARK(BM_EngineVsAlltoallv)->ArgsProduct({{0, 1}, {8}, {0, 1, 2}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(2.0);
 
 }  // namespace
 

@@ -12,11 +12,13 @@
 
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
 #include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
 #include "alltoallv_reference.hpp"
 #include "mpi_bench_main.hpp"
 
@@ -98,18 +100,33 @@ struct Redistribution {
   bool checked(MpiCommunicator& comm) const { return comm.all_sum(check_destination_data(plan, comm.rank(), destination_data, 5).mismatches) == 0; }
 };
 
-// The engine and pdgemr2d in alternating iterations (bench::alternating): one-shot execute calls
-// (checks and all-max each call, like pdgemr2d's own per-call setup; the plan is made once), or
-// a PreparedReshard run. Manual time: the engine's; `pdgemr2d_ms`: pdgemr2d's mean; `speedup`:
-// pdgemr2d's time over the engine's (the target's measure).
+// The same redistribution prepared over shared memory (MpiSharedMemoryCommunicator), with a
+// segment that holds a rank's sends at n = 8192 in one round.
+struct SharedMemoryReshard {
+  MpiSharedMemoryCommunicator comm{MPI_COMM_WORLD, index_t{64} << 20};
+  PreparedReshard<MpiSharedMemoryCommunicator> reshard;
+  explicit SharedMemoryReshard(const Redistribution& r)
+      : reshard(r.plan, r.part, std::span<const SourceBuffer>(r.sources), std::span<const DestinationBuffer>(r.destinations), comm) {}
+};
+
+// The engine and pdgemr2d in alternating iterations (bench::alternating). The engine's form
+// (third argument): 0 one-shot execute calls over MPI messages (checks and all-max each call,
+// like pdgemr2d's own per-call setup; the plan is made once), 1 a PreparedReshard run over MPI
+// messages, 2 a PreparedReshard run over shared memory. Manual time: the engine's;
+// `pdgemr2d_ms`: pdgemr2d's mean; `speedup`: pdgemr2d's time over the engine's (the target's
+// measure).
 void BM_EngineVsPdgemr2d(benchmark::State& state) {
   MpiCommunicator comm;
   Redistribution r(comm, state.range(0), static_cast<int>(state.range(1)));
   StagingArena arena;
   ExecuteOptions options;
   options.arena = &arena;
+  std::optional<SharedMemoryReshard> shared;
+  if (state.range(2) == 2) shared.emplace(r);
   auto engine = [&] {
-    if (state.range(2))
+    if (state.range(2) == 2)
+      shared->reshard.run();
+    else if (state.range(2) == 1)
       r.reshard.run();
     else
       execute(r.plan, r.part, std::span<const SourceBuffer>(r.sources), std::span<const DestinationBuffer>(r.destinations), comm, options);
@@ -133,19 +150,22 @@ void BM_EngineVsPdgemr2d(benchmark::State& state) {
 
 // What any redistribution through MPI costs here: MPI_Alltoallv moving the same byte matrix
 // (the local part on its diagonal) between contiguous buffers, alternating with prepared engine
-// runs. Manual time: the engine's; `alltoallv_ms`: Alltoallv's mean; `ratio`: the engine's
-// throughput over Alltoallv's.
+// runs over MPI messages (third argument 0) or shared memory (1). Manual time: the engine's;
+// `alltoallv_ms`: Alltoallv's mean; `ratio`: the engine's throughput over Alltoallv's.
 void BM_EngineVsAlltoallv(benchmark::State& state) {
   MpiCommunicator comm;
   Redistribution r(comm, state.range(0), static_cast<int>(state.range(1)));
-  r.reshard.run();
+  std::optional<SharedMemoryReshard> shared;
+  if (state.range(2)) shared.emplace(r);
+  auto engine = [&] { state.range(2) ? shared->reshard.run() : r.reshard.run(); };
+  engine();
   if (!r.checked(comm)) state.SkipWithError("the engine's result does not match");
   bench::Alltoallv alltoallv(r.part, static_cast<std::size_t>(comm.size()), true);
-  bench::alternating(state, MPI_COMM_WORLD, [&] { alltoallv(comm.comm()); }, [&] { r.reshard.run(); }, "alltoallv", "ratio");
+  bench::alternating(state, MPI_COMM_WORLD, [&] { alltoallv(comm.comm()); }, engine, "alltoallv", "ratio");
 }
 
-BENCHMARK(BM_EngineVsPdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);
-BENCHMARK(BM_EngineVsAlltoallv)->ArgsProduct({{2048, 4096}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);
+BENCHMARK(BM_EngineVsPdgemr2d)->ArgsProduct({{2048, 4096, 8192}, {0, 1}, {0, 1, 2}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);
+BENCHMARK(BM_EngineVsAlltoallv)->ArgsProduct({{2048, 4096}, {0, 1}, {0, 1}})->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0)->MinWarmUpTime(0.5);
 
 }  // namespace
 

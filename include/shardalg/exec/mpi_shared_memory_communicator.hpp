@@ -7,7 +7,8 @@
 // sender to be scheduled again and again. Here the sender copies (packs) each whole message into
 // its own segment at once, in the order it posts them, and the receiver copies (unpacks) it
 // straight into place when it arrives: two copies of every byte, as MPI's, but no rendezvous per
-// fragment (docs/benchmarks.md: 10-35% faster than MpiCommunicator for 8 ranks on 2 cores).
+// fragment. Measured with 8 ranks on 2 cores (docs/benchmarks.md): faster than MpiCommunicator on
+// block-cyclic redistributions of 4-64 MB per rank, slower on reshards of about 100 MB per rank.
 //
 // Protocol. Each rank's segment holds one slot per receiver (sequence number, offset, bytes, tag
 // of the message for it), one acknowledgement per sender (the sequence number it consumed from

@@ -38,3 +38,25 @@ TEST_CASE("SmallVector works in constant expressions, spilled or not") {
   static_assert(sum == 15);
   CHECK(sum == 15);
 }
+
+TEST_CASE("SmallVector push_back moves rvalues and accepts its own elements while spilling") {
+  using Strings = SmallVector<std::string, 2>;
+  std::string long_text(100, 'x');  // beyond the small-string buffer: a move leaves it empty
+  Strings v;
+  std::string first = long_text;
+  v.push_back(std::move(first));
+  CHECK(first.empty());
+  v.push_back(long_text + "y");
+  // The third element spills to the heap; the value pushed is an inline element itself.
+  v.push_back(v[0]);
+  v.push_back(std::move(v[1]));
+  REQUIRE(v.size() == 4);
+  CHECK(v[0] == long_text);
+  CHECK(v[2] == long_text);
+  CHECK(v[3] == long_text + "y");
+  Strings w{"a", "b"};
+  w.push_back(std::move(w[0]));  // spills while the value is an inline element being moved from
+  REQUIRE(w.size() == 3);
+  CHECK(w[1] == "b");
+  CHECK(w[2] == "a");
+}

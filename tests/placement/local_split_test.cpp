@@ -56,3 +56,33 @@ TEST_CASE("block-cyclic: block k goes to coordinate (src + k) mod n (ScaLAPACK)"
           CHECK(total == n);
         }
 }
+
+TEST_CASE("split factors beyond the length stop at the last non-empty piece") {
+  // torch.chunk(16, 22222222222) gives 16 pieces of one element and empty ones after them: the
+  // split is over after 16 pieces (this once walked all 2.2e10 pieces).
+  index_t huge = 22222222222;
+  for (StridedSemantics semantics : {StridedSemantics::nested_chunk, StridedSemantics::legacy}) {
+    Placement p = Placement::strided_shard(0, huge, semantics);
+    index_t total = 0;
+    for (index_t r = 0; r < 4; ++r) total += local_split(p, 16, 4, r).size();
+    CHECK(total == 16);
+  }
+  // Nested chunk: piece j is element j, and coordinate 0 of 4 keeps each one-element piece.
+  CHECK(positions(local_split(Placement::strided_shard(0, huge), 3, 4, 0)) == V{0, 1, 2});
+  CHECK(local_split(Placement::strided_shard(0, huge), 3, 4, 1).empty());
+  MeshLayout layout = MeshLayout::parse("dp=4,tp=2", "_S(0,22222222222),S(0)", Dims{16, 8});
+  index_t held = 0;
+  for (index_t r = 0; r < 8; ++r) held += volume(layout.tile(r).shape());
+  CHECK(held == 16 * 8);
+  CHECK(layout.ranks_holding(Box(Dims{5, 0}, Dims{1, 8})).size() == 1);
+}
+
+TEST_CASE("a part of more than max_runs_per_dim runs is refused, naming the placement") {
+  index_t length = index_t{1} << 40;
+  SHARDALG_CHECK_THROWS_CONTAINING(local_split(Placement::block_cyclic(0, 1), length, 2, 0), Error, "BC(0, 1)");
+  SHARDALG_CHECK_THROWS_CONTAINING(local_split(Placement::strided_shard(0, index_t{1} << 30), length, 2, 1), Error,
+                                   "more than the limit of 16777216");
+  // One run over the limit.
+  SHARDALG_CHECK_THROWS_CONTAINING(local_split(Placement::block_cyclic(0, 1), 2 * max_runs_per_dim + 1, 2, 0), Error,
+                                   "up to 16777217 separate runs");
+}

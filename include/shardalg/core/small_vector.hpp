@@ -7,6 +7,8 @@
 #include <array>
 #include <cstddef>
 #include <initializer_list>
+#include <iterator>
+#include <utility>
 #include <vector>
 
 namespace shardalg {
@@ -73,18 +75,8 @@ class SmallVector {
   constexpr T& back() { return data()[size() - 1]; }
   constexpr const T& back() const { return data()[size() - 1]; }
 
-  constexpr void push_back(const T& value) {
-    if (!heap_.empty()) {
-      heap_.push_back(value);
-    } else if (inline_size_ < N) {
-      inline_[inline_size_++] = value;
-    } else {
-      heap_.reserve(2 * N + 1);
-      heap_.assign(inline_.begin(), inline_.end());
-      heap_.push_back(value);
-      inline_size_ = 0;
-    }
-  }
+  constexpr void push_back(const T& value) { add(value); }
+  constexpr void push_back(T&& value) { add(std::move(value)); }
   // Precondition: !empty().
   constexpr void pop_back() {
     if (heap_.empty()) --inline_size_;
@@ -100,6 +92,21 @@ class SmallVector {
   }
 
  private:
+  template <class V>
+  constexpr void add(V&& value) {
+    if (!heap_.empty()) {
+      heap_.push_back(std::forward<V>(value));
+    } else if (inline_size_ < N) {
+      inline_[inline_size_++] = std::forward<V>(value);
+    } else {
+      T last(std::forward<V>(value));  // before the inline elements move: value may be one of them
+      heap_.reserve(2 * N + 1);
+      heap_.assign(std::make_move_iterator(inline_.begin()), std::make_move_iterator(inline_.end()));
+      heap_.push_back(std::move(last));
+      inline_size_ = 0;
+    }
+  }
+
   constexpr void append_all(const SmallVector& other) {
     if (other.size() > N) heap_.reserve(other.size());
     for (const T& v : other) push_back(v);

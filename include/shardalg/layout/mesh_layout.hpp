@@ -264,8 +264,10 @@ class MeshLayout {
       index_t local_hi = std::min(length, hi - held.first());
       if (local_lo >= local_hi) return;
       index_t pieces = p.is_shard() ? 1 : p.split_factor();
-      for (index_t j = 0; j < pieces; ++j) {
+      // Only the pieces meeting [local_lo, local_hi): the split factor may exceed the length.
+      for (index_t j = chunk_holding(length, pieces, local_lo); j < pieces; ++j) {
         Chunk piece = p.is_shard() ? Chunk{0, length} : chunk_of(length, pieces, j);
+        if (piece.offset >= local_hi) break;
         index_t a = std::max(local_lo, piece.offset) - piece.offset;
         index_t b = std::min(local_hi, piece.offset + piece.size) - piece.offset;
         if (a >= b) continue;

@@ -48,3 +48,21 @@ TEST_CASE("the flat dim must replicate the tensors") {
       ComposedFlatLayout({{"w", MeshLayout(mesh, parse_placements("R,S(1)"), Dims{4, 4})}}, "ep", FlatSchemeOptions{}), Error,
       "has no dim named 'ep'");
 }
+
+TEST_CASE("a tensor without elements in some group is refused at construction, naming it and the group") {
+  DeviceMesh mesh = DeviceMesh::parse("dp=2,tp=4");
+  // 3 rows split 4 ways: TP coordinate 3 holds nothing of 'w'.
+  for (FlatScheme scheme : {FlatScheme::zero3, FlatScheme::zero12, FlatScheme::megatron})
+    SHARDALG_CHECK_THROWS_CONTAINING(
+        ComposedFlatLayout({{"v", MeshLayout(mesh, parse_placements("R,S(0)"), Dims{8, 2})},
+                            {"w", MeshLayout(mesh, parse_placements("R,S(0)"), Dims{3, 2})}},
+                           "dp", FlatSchemeOptions{scheme}),
+        Error, "tensor 'w' of shape [3, 2] with placements (R, S(0)) holds no element at mesh coordinate [0, 3]");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      ComposedFlatLayout({{"empty", MeshLayout(mesh, parse_placements("R,R"), Dims{0, 2})}}, "dp", FlatSchemeOptions{}), Error,
+      "tensor 'empty' of shape [0, 2]");
+  // Through a recipe: the error comes from layout_model, before any plan.
+  ModelSpec model{"m", {ModelTensor{"e", Dims{8, 4, 6}, TensorRole::expert_w1, "bf16"}}};
+  SHARDALG_CHECK_THROWS_CONTAINING(layout_model(model, "megatron-distopt dp=2,tp=12"), Error, "tensor 'e' of shape [8, 4, 6]");
+  CHECK(layout_model(model, "megatron-distopt dp=2,tp=4").size() == 1);
+}

@@ -67,6 +67,7 @@ class ComposedFlatLayout {
       leader_layouts_.push_back(t.layout.application_order()
                                     ? MeshLayout(leader_mesh, t.layout.placements(), t.layout.global_shape(), *t.layout.application_order())
                                     : MeshLayout(leader_mesh, t.layout.placements(), t.layout.global_shape()));
+    check_every_group_holds_every_tensor();
   }
 
   const DeviceMesh& mesh() const { return tensors_.front().layout.mesh(); }
@@ -128,6 +129,23 @@ class ComposedFlatLayout {
     std::vector<std::once_flag> built;
     std::vector<std::unique_ptr<const FlatLayout>> layouts;
   };
+
+  // ZeRO and Megatron partitions need every tensor to have elements in every group (a TP split
+  // of 4 rows 12 ways leaves TP ranks 4-11 without that tensor). Checked here, at construction,
+  // rather than when a group's partition is first built, deep inside planning or execution.
+  void check_every_group_holds_every_tensor() const {
+    for (std::size_t t = 0; t < tensors_.size(); ++t) {
+      const MeshLayout& layout = leader_layouts_[t];
+      bool splits = std::any_of(layout.placements().begin(), layout.placements().end(), [](const Placement& p) { return p.splits_tensor(); });
+      for (index_t g = 0; g < (splits ? volume(leader_shape_) : 1); ++g) {
+        Dims coord = row_major_coordinate(leader_shape_, g);
+        if (layout.tile_at(coord).volume() > 0) continue;
+        detail::fail("composed flat layout: tensor '", tensors_[t].name, "' of shape ", layout.global_shape(), " with placements (",
+                     format_placements(layout.placements()), ") holds no element at mesh coordinate ", coord, " of ",
+                     mesh().to_string(), "; every tensor of a flat partition needs elements in every group");
+      }
+    }
+  }
 
   std::vector<NamedMeshLayout> tensors_;
   FlatSchemeOptions options_;

@@ -33,3 +33,27 @@ TEST_CASE("tile intersection is separable") {
   CHECK(overlap.volume() == 2 * 2);
   CHECK(intersect(a, Tile::nothing(2)).empty());
 }
+
+TEST_CASE("a 0-d tile holds the scalar, and Tile::nothing(0) does not") {
+  Tile scalar = Tile::whole(Dims{});
+  Tile none = Tile::nothing(0);
+  CHECK(scalar.volume() == 1);
+  CHECK_FALSE(scalar.empty());
+  CHECK(scalar.contains(Dims{}));
+  CHECK(scalar.local_position(Dims{}) == index_t{0});
+  CHECK(scalar.boxes().size() == 1);
+  CHECK(none.volume() == 0);
+  CHECK(none.empty());
+  CHECK_FALSE(none.contains(Dims{}));
+  CHECK_FALSE(none.local_position(Dims{}).has_value());
+  CHECK(none.boxes().empty());
+  CHECK(none.global_boxes(Box(Dims{}, Dims{})).empty());
+  CHECK_FALSE(scalar == none);
+  CHECK(tile_key(scalar) != tile_key(none));
+  CHECK(intersect(scalar, scalar).volume() == 1);
+  CHECK(intersect(scalar, none).volume() == 0);
+  CHECK(intersect(none, scalar).empty());
+  // With dims, "nothing" is empty index maps, as before.
+  CHECK(Tile::nothing(2) == Tile(SmallVector<IndexMap, 4>(2, IndexMap())));
+  CHECK(Tile::nothing(2).volume() == 0);
+}

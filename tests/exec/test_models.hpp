@@ -10,13 +10,15 @@
 
 namespace shardalg::testing {
 
-// A small model with every role, experts included (8 experts: EP sizes 1, 2, 4, 8 divide them).
+// A small model with every role, experts included (8 experts: EP sizes 1, 2, 4, 8 divide them),
+// and a 0-d tensor (a learned scalar).
 inline ModelSpec small_model(const std::string& dtype) {
   ModelSpec m{"small",
               {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
                {"q", Dims{24, 12}, TensorRole::column_parallel},
                {"o", Dims{12, 24}, TensorRole::row_parallel},
                {"norm", Dims{12}, TensorRole::replicated},
+               {"logit_scale", Dims{}, TensorRole::replicated},
                {"router", Dims{8, 12}, TensorRole::router},
                {"w1", Dims{8, 10, 12}, TensorRole::expert_w1},
                {"w2", Dims{8, 12, 10}, TensorRole::expert_w2},

@@ -129,3 +129,28 @@ TEST_CASE("repeated layers: equal-shaped ZeRO-3 tensors are shifts of each other
   bad.erase(std::find_if(bad.begin(), bad.end(), [](const Transfer& t) { return t.tensor == 1; }));
   SHARDALG_CHECK_THROWS_CONTAINING(verify_plan(plan, TransferList(bad)), Error, "tensor 'l1.q'");
 }
+
+TEST_CASE("0-d tensors (a learned scalar) move between every pair of recipes") {
+  // Once dropped twice over: a replicated mesh source offered a 0-d box with no coordinates,
+  // which grouping by coordinates skipped (no transfer into a flat destination), and a rank
+  // outside a mesh "held" the scalar (a 0-d tile had no empty dim to say otherwise).
+  ModelSpec model{"scalars", {{"temperature", Dims{}, TensorRole::replicated, "fp32"},
+                              {"bias", Dims{6}, TensorRole::row_parallel, "fp32"},
+                              {"scale", Dims{}, TensorRole::column_parallel, "fp32"}}};
+  std::vector<const char*> recipes{"replicated ranks=2", "fsdp dp=1", "fsdp dp=4", "fsdp-tp dp=2,tp=2", "zero1 dp=3",
+                                   "zero2 dp=2,tp=2", "zero3 dp=2", "megatron-distopt dp=2,tp=1"};
+  for (const char* from : recipes)
+    for (const char* to : recipes) {
+      CAPTURE(from);
+      CAPTURE(to);
+      ModelLayout src = layout_model(model, from), dst = layout_model(model, to);
+      ModelReshardPlan plan(src, dst);
+      auto globals = testing::numbered_tensors(src);
+      auto out = simulate_model(plan, plan.all_transfers(), scatter_model(src, globals));
+      CHECK(gather_model(dst, out) == globals);
+      for (index_t rank = 0; rank < 6; ++rank) {
+        CHECK(plan.tensor_plan(0).lower_bound_elements(rank) ==
+              (dst[0].layout.held_elements(rank) > 0 && src[0].layout.held_elements(rank) == 0 ? 1 : 0));
+      }
+    }
+}

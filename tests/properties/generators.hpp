@@ -24,8 +24,9 @@ rc::Gen<std::vector<T>> gen_shuffled(std::vector<T> values) {
                       });
 }
 
+// 0-3 dims (0: a scalar, such as a learned temperature).
 inline rc::Gen<Dims> gen_shape() {
-  return rc::gen::mapcat(rc::gen::inRange<std::size_t>(1, 4), [](std::size_t ndim) {
+  return rc::gen::mapcat(rc::gen::inRange<std::size_t>(0, 4), [](std::size_t ndim) {
     return rc::gen::map(rc::gen::container<std::vector<index_t>>(ndim, gen_extent()),
                         [](const std::vector<index_t>& v) { return Dims(v); });
   });
@@ -49,7 +50,11 @@ inline rc::Gen<DeviceMesh> gen_mesh() {
   });
 }
 
+// Placements of a tensor of `tensor_ndim` dims; a scalar can only be replicated or partial.
 inline rc::Gen<Placement> gen_placement(std::size_t tensor_ndim) {
+  auto partial = rc::gen::map(rc::gen::element(ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max, ReduceOp::product),
+                              [](ReduceOp op) { return Placement::partial(op); });
+  if (tensor_ndim == 0) return rc::gen::oneOf(rc::gen::just(Placement::replicate()), partial);
   auto dim = rc::gen::inRange<index_t>(0, static_cast<index_t>(tensor_ndim));
   return rc::gen::oneOf(
       rc::gen::just(Placement::replicate()),
@@ -60,8 +65,7 @@ inline rc::Gen<Placement> gen_placement(std::size_t tensor_ndim) {
                      return Placement::strided_shard(std::get<0>(t), std::get<1>(t),
                                                      std::get<2>(t) ? StridedSemantics::legacy : StridedSemantics::nested_chunk);
                    }),
-      rc::gen::map(rc::gen::element(ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max, ReduceOp::product),
-                   [](ReduceOp op) { return Placement::partial(op); }),
+      partial,
       rc::gen::map(rc::gen::tuple(dim, rc::gen::inRange<index_t>(1, 4)),
                    [](const std::tuple<index_t, index_t>& t) { return Placement::block_cyclic(std::get<0>(t), std::get<1>(t)); }));
 }

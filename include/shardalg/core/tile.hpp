@@ -22,8 +22,13 @@ class Tile {
     for (index_t extent : shape) maps.push_back(IndexMap::contiguous(0, extent));
     return Tile(std::move(maps));
   }
-  // Holds nothing (a rank outside the mesh, or an empty shard), with the given rank.
-  static constexpr Tile nothing(std::size_t ndim) { return Tile(SmallVector<IndexMap, 4>(ndim, IndexMap())); }
+  // Holds nothing (a rank outside the mesh, or an empty shard), with the given rank. A 0-d
+  // tile has no index map to leave empty: it remembers that it lacks the scalar.
+  static constexpr Tile nothing(std::size_t ndim) {
+    Tile tile(SmallVector<IndexMap, 4>(ndim, IndexMap()));
+    tile.empty_scalar_ = ndim == 0;
+    return tile;
+  }
 
   constexpr std::size_t ndim() const { return maps_.size(); }
   constexpr const IndexMap& dim(std::size_t d) const { return maps_[d]; }
@@ -36,14 +41,16 @@ class Tile {
     for (const IndexMap& map : maps_) result.push_back(map.size());
     return result;
   }
-  constexpr index_t volume() const { return shardalg::volume(shape()); }
+  constexpr index_t volume() const { return empty_scalar_ ? 0 : shardalg::volume(shape()); }
   constexpr bool empty() const {
+    if (empty_scalar_) return true;
     for (const IndexMap& map : maps_)
       if (map.empty()) return true;
     return false;
   }
 
   constexpr bool contains(const Dims& global) const {
+    if (empty_scalar_) return false;
     for (std::size_t d = 0; d < ndim(); ++d)
       if (!maps_[d].contains(global[d])) return false;
     return true;
@@ -51,6 +58,7 @@ class Tile {
 
   // Row-major position in the local buffer of a global coordinate, or nothing if not held.
   constexpr std::optional<index_t> local_position(const Dims& global) const {
+    if (empty_scalar_) return std::nullopt;
     index_t position = 0;
     for (std::size_t d = 0; d < ndim(); ++d) {
       auto local = maps_[d].local_of(global[d]);
@@ -92,23 +100,24 @@ class Tile {
   std::vector<Box> global_boxes(const Box& local) const {
     if (local.ndim() != ndim()) detail::fail("Tile::global_boxes: box ", local, " for a tile of rank ", ndim());
     std::vector<Box> result;
-    if (local.empty()) return result;
+    if (local.empty() || empty()) return result;
     SmallVector<IndexMap, 4> parts;
     for (std::size_t d = 0; d < ndim(); ++d) parts.push_back(maps_[d].compose(IndexMap::contiguous(local.offset[d], local.shape[d])));
     Tile product(std::move(parts));
     return product.boxes();
   }
 
-  friend constexpr bool operator==(const Tile& a, const Tile& b) { return a.maps_ == b.maps_; }
+  friend constexpr bool operator==(const Tile& a, const Tile& b) { return a.maps_ == b.maps_ && a.empty_scalar_ == b.empty_scalar_; }
 
  private:
   SmallVector<IndexMap, 4> maps_{};
+  bool empty_scalar_ = false;
 };
 
 // A key that identifies a tile's elements (equal keys exactly when tiles are equal), for
 // grouping ranks that hold the same elements in ordered containers.
 inline std::vector<index_t> tile_key(const Tile& tile) {
-  std::vector<index_t> key;
+  std::vector<index_t> key{tile.empty() ? 0 : 1};  // tells the two 0-d tiles apart
   for (const IndexMap& map : tile.maps()) {
     for (const Run& run : map.runs()) {
       key.push_back(run.global_begin);
@@ -123,9 +132,11 @@ inline std::vector<index_t> tile_key(const Tile& tile) {
 // dims' index maps share. The shared elements are the product of the per-dim segment lists.
 struct TileOverlap {
   std::vector<std::vector<Segment>> dims;
+  bool nothing = false;  // a side holds nothing (a 0-d tile has no dims to show it)
 
   // Number of shared elements (the product of the per-dim shared lengths).
   index_t volume() const {
+    if (nothing) return 0;
     index_t total = 1;
     for (const auto& segments : dims) {
       index_t length = 0;
@@ -140,11 +151,13 @@ struct TileOverlap {
 inline TileOverlap intersect(const Tile& a, const Tile& b) {
   if (a.ndim() != b.ndim()) detail::fail("intersect: tiles of rank ", a.ndim(), " and ", b.ndim());
   TileOverlap overlap;
+  overlap.nothing = a.empty() || b.empty();
   for (std::size_t d = 0; d < a.ndim(); ++d) overlap.dims.push_back(intersect(a.dim(d), b.dim(d)));
   return overlap;
 }
 
 inline std::ostream& operator<<(std::ostream& out, const Tile& tile) {
+  if (tile.ndim() == 0 && tile.empty()) return out << "Tile(nothing)";
   out << "Tile(";
   for (std::size_t d = 0; d < tile.ndim(); ++d) out << (d ? " x " : "") << tile.dim(d);
   return out << ')';

@@ -184,13 +184,15 @@ class ReshardPlan {
       std::map<std::vector<index_t>, std::vector<index_t>> by_offer;
       for (index_t rank : holders) {
         std::vector<index_t> key;
+        bool offers = false;  // not !key.empty(): a 0-d tensor's box has no coordinates
         for (const Piece& have : pieces_of(rank)) {
           Box shared = intersect(want.global, have.global);
           if (shared.empty()) continue;
+          offers = true;
           key.insert(key.end(), shared.offset.begin(), shared.offset.end());
           key.insert(key.end(), shared.shape.begin(), shared.shape.end());
         }
-        if (!key.empty()) by_offer[key].push_back(rank);
+        if (offers) by_offer[key].push_back(rank);
       }
       for (auto& [key, ranks] : by_offer)
         for (index_t sender : choose_senders(ranks, dst_rank)) send(sender, want, contributors);

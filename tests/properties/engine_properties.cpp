@@ -112,17 +112,30 @@ TEST_CASE("properties of the engine") {
     int count = *rc::gen::inRange(1, 5);
     std::string dtype = *rc::gen::element<std::string>("fp32", "bf16", "int64", "bytes");
     for (int i = 0; i < count; ++i) {
-      TensorRole role = *rc::gen::element(TensorRole::column_parallel, TensorRole::row_parallel, TensorRole::replicated);
-      Dims shape = role == TensorRole::replicated ? Dims{*rc::gen::inRange<index_t>(2, 10)}
-                                                  : Dims{*rc::gen::inRange<index_t>(2, 7), *rc::gen::inRange<index_t>(2, 7)};
+      TensorRole role = *rc::gen::element(TensorRole::column_parallel, TensorRole::row_parallel, TensorRole::replicated,
+                                          TensorRole::expert_w1, TensorRole::expert_w2);
+      auto extent = [] { return *rc::gen::inRange<index_t>(2, 7); };
+      Dims shape;
+      if (role == TensorRole::replicated) {  // a vector, or a scalar
+        if (*rc::gen::arbitrary<bool>()) shape = Dims{*rc::gen::inRange<index_t>(2, 10)};
+      } else if (is_expert(role)) {
+        shape = Dims{4, extent(), extent()};  // 4 experts: EP sizes 1, 2, 4
+      } else {
+        shape = Dims{extent(), extent()};
+      }
       std::string name = std::to_string(i);
       model.tensors.push_back(ModelTensor{name + "t", shape, role, dtype});
     }
     auto gen_recipe = [] {
       std::string dp = std::to_string(*rc::gen::inRange(1, 5)), tp = std::to_string(*rc::gen::inRange(1, 3));
-      std::string kind = *rc::gen::element<std::string>("replicated", "fsdp", "fsdp-tp", "zero3", "zero1", "megatron-distopt");
+      std::string kind = *rc::gen::element<std::string>("replicated", "fsdp", "fsdp-tp", "zero3", "zero1", "megatron-distopt", "ep");
       if (kind == "replicated") return kind + " ranks=" + dp;
       if (kind == "fsdp" || kind == "zero3") return kind + " dp=" + dp;
+      if (kind == "ep") {
+        index_t ep = *rc::gen::element<index_t>(1, 2, 4);
+        std::string experts = *rc::gen::element<std::string>("fsdp", "zero1", "zero3");
+        return "ep ep=" + std::to_string(ep) + ",dp=" + std::to_string(ep * *rc::gen::inRange<index_t>(1, 3)) + ",experts=" + experts;
+      }
       return kind + " dp=" + dp + ",tp=" + tp;
     };
     ModelReshardPlan plan(layout_model(model, gen_recipe()), layout_model(model, gen_recipe()));

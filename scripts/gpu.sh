@@ -41,10 +41,15 @@ export LD_LIBRARY_PATH=${nccl_library%/*}:${cudart%/*}:$bundle/usr/lib/x86_64-li
 loads() { [[ -x $1 ]] && ldd "$1" >/dev/null 2>&1 && ! ldd "$1" 2>&1 | grep -q 'not found'; }
 tests=$bundle/bin/shardalg_gpu_tests
 bench=$bundle/bin/gpu_pack_bench
-if [[ ${1:-} != --build ]] && loads "$tests" && loads "$bench"; then
-  echo "gpu.sh: running the programs of gpu-bundle/ (built by scripts/gpu_bundle.sh)"
+current() { [[ -f $bundle/sources.txt && $(cat "$bundle/sources.txt") == $(scripts/gpu_sources.sh) ]]; }
+if [[ ${1:-} != --build ]] && current && loads "$tests" && loads "$bench"; then
+  echo "gpu.sh: running the programs of gpu-bundle/ (built by scripts/gpu_bundle.sh from these sources)"
 else
-  [[ -d $bundle/bin ]] && { echo "gpu.sh: the programs of gpu-bundle/ do not load here:"; ldd "$tests" "$bench" 2>&1 | grep 'not found' || true; }
+  if [[ -d $bundle/bin ]] && ! current; then
+    echo "gpu.sh: the programs of gpu-bundle/ were built from other sources (scripts/gpu_sources.sh differs): not run"
+  elif [[ -d $bundle/bin ]]; then
+    echo "gpu.sh: the programs of gpu-bundle/ do not load here:"; ldd "$tests" "$bench" 2>&1 | grep 'not found' || true
+  fi
   configure=(-DCMAKE_BUILD_TYPE=Release -DSHARDALG_GPU_ONLY=ON -DSHARDALG_WARNINGS_AS_ERRORS=OFF
              -DSHARDALG_NCCL_LIBRARY="$nccl_library" -DSHARDALG_NCCL_INCLUDE="$nccl_include")
   if [[ -d $bundle/usr ]]; then

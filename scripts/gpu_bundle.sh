@@ -15,6 +15,7 @@ bundle=gpu-bundle
 rm -rf "$bundle"
 mkdir -p "$bundle/bin"
 cp build/default/tests/gpu/shardalg_gpu_tests build/default/bench/gpu/gpu_pack_bench "$bundle/bin/"
+scripts/gpu_sources.sh >"$bundle/sources.txt"  # gpu.sh runs these programs only on the same sources
 
 # The packages' files under /usr keep their layout in $bundle/usr: their CMake packages find their
 # headers and libraries relative to themselves. Of Boost only Hana (header-only) and its CMake package.

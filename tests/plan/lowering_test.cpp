@@ -152,6 +152,15 @@ TEST_CASE("layouts without a collective program run point-to-point, and say why"
   CHECK(cyclic.choice == LoweringChoice::p2p);
   CHECK(cyclic.reason.find("block-cyclic") != std::string::npos);
   CHECK_FALSE(cyclic.collectives);
+  // A strided label over uneven extents holds other elements than the order it names (rank 6:
+  // one row against none), so it is no state; found by fuzzing, where the program's first state
+  // disagreed with the ranks' buffers. With even extents the same label is a state.
+  MeshLayout uneven = MeshLayout::parse("a=4,b=2", "_S(0,2),S(0)", Dims{9, 1});
+  LoweredProgram label = lower_reshard(uneven, MeshLayout::parse("a=4,b=2", "S(0),R", Dims{9, 1}), 8);
+  CHECK(label.choice == LoweringChoice::p2p);
+  CHECK(label.reason.find("uneven extents") != std::string::npos);
+  CHECK_FALSE(search_collectives(MeshLayout::parse("a=4,b=2", "S(0),R", Dims{9, 1}), uneven, 8));
+  CHECK(search_collectives(MeshLayout::parse("a=4,b=2", "_S(0,2),S(0)", Dims{16, 1}), MeshLayout::parse("a=4,b=2", "S(0),R", Dims{16, 1}), 8));
 }
 
 TEST_CASE("lowering errors name the bad layout") {

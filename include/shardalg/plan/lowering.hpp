@@ -20,6 +20,7 @@
 // collectives, as PyTorch's planner.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -29,6 +30,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "shardalg/layout/layout_comparison.hpp"
 #include "shardalg/plan/communication_volume.hpp"
 #include "shardalg/plan/cost_model.hpp"
 #include "shardalg/plan/reshard_plan.hpp"
@@ -335,18 +337,29 @@ class LoweringSearch {
   std::vector<index_t> group_size_;
 };
 
-// The shard order of a layout, or nothing (legacy strided or block-cyclic placements).
+// The shard order of a layout, or nothing (legacy strided or block-cyclic placements, or a
+// StridedShard label that does not hold what its order holds).
+// A _StridedShard label names a shard order, but holds that order's elements only when the
+// extents divide evenly: _S(0,2),S(0) on (4, 2) with 9 rows gives rank 6 one row, its order
+// [1, 0] none. Programs move the elements the ranks hold, so such a label has no state.
 inline std::optional<ShardOrder> lowering_order(const MeshLayout& layout) {
   if (layout.application_order()) return layout.application_order();
-  return shard_order_from_placements(layout.mesh().shape(), layout.placements());
+  std::optional<ShardOrder> order = shard_order_from_placements(layout.mesh().shape(), layout.placements());
+  auto strided = [](const Placement& p) { return p.is_strided_shard(); };
+  if (!order || std::none_of(layout.placements().begin(), layout.placements().end(), strided)) return order;
+  std::vector<Placement> shards = layout.placements();
+  for (Placement& p : shards)
+    if (p.is_strided_shard()) p = Placement::shard(p.dim());
+  if (!compare_layouts(layout, MeshLayout(layout.mesh(), shards, layout.global_shape(), *order)).equivalent()) return std::nullopt;
+  return order;
 }
 
 }  // namespace detail
 
 // The cheapest collective program from `src` to `dst` (both on the same mesh) for elements of
 // `element_bytes` bytes, or nothing when the layouts are not expressible as states
-// (block-cyclic or legacy strided placements, a mesh of more than 8 dims or a tensor of more
-// than 14). Errors: different meshes or shapes, a Partial destination, mixed Partial ops.
+// (block-cyclic or legacy strided placements, a StridedShard label whose uneven extents hold
+// other elements than its shard order, a mesh of more than 8 dims or a tensor of more than 14). Errors: different meshes or shapes, a Partial destination, mixed Partial ops.
 // Time: a Dijkstra over the states reachable more cheaply than the answer (milliseconds for
 // 4-D meshes; see docs/benchmarks.md).
 inline std::optional<CollectiveProgram> search_collectives(const MeshLayout& src, const MeshLayout& dst, index_t element_bytes,
@@ -384,7 +397,8 @@ inline LoweredProgram lower_reshard(const MeshLayout& src, const MeshLayout& dst
   }
   result.collectives = search_collectives(src, dst, element_bytes, model);
   if (!result.collectives) {
-    result.reason = "a layout has no shard-order form (block-cyclic or legacy strided placements, or too many dims)";
+    result.reason = "a layout has no shard-order form (block-cyclic or legacy strided placements, a strided label over "
+                    "uneven extents, or too many dims)";
     return result;
   }
   const CollectiveProgram& program = *result.collectives;

@@ -1,4 +1,5 @@
 #include "../test_support.hpp"
+#include "shardalg/exec/strided_rows.hpp"
 
 using namespace shardalg;
 
@@ -26,4 +27,22 @@ TEST_CASE("bad boxes are errors naming the values") {
   SHARDALG_CHECK_THROWS_CONTAINING(Box(Dims{index_t{1} << 62}, Dims{index_t{1} << 62}), OverflowError, "a + b");
   SHARDALG_CHECK_THROWS_CONTAINING(intersect(Box::whole(Dims{2}), Box::whole(Dims{2, 2})), Error, "rank 1 and 2");
   SHARDALG_CHECK_THROWS_CONTAINING(Box::whole(Dims{index_t{1} << 40, index_t{1} << 40}).volume(), OverflowError, "a * b");
+}
+
+TEST_CASE("next_coordinate walks a shape row-major, keeping the strided offset, and wraps after the last") {
+  Dims shape{2, 3}, strides{10, 1}, coordinate{0, 0};
+  index_t offset = 0;
+  std::vector<index_t> offsets{offset};
+  while (next_coordinate(coordinate, shape, strides, offset)) offsets.push_back(offset);
+  CHECK(offsets == std::vector<index_t>{0, 1, 2, 10, 11, 12});
+  CHECK(coordinate == Dims{0, 0});
+  CHECK(offset == 0);
+  Dims none{};  // a 0-d shape has one coordinate
+  CHECK_FALSE(next_coordinate(none, Dims{}, Dims{}, offset));
+  // StridedRows visits the same rows.
+  std::vector<int> data(24);
+  StridedRows<int> rows{data.data(), Dims{2, 3}, Dims{10, 1}, 1};
+  std::vector<std::ptrdiff_t> visited;
+  rows.for_each_row([&](int* row) { visited.push_back(row - data.data()); });
+  CHECK(visited == std::vector<std::ptrdiff_t>{0, 1, 2, 10, 11, 12});
 }

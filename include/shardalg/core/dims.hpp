@@ -51,6 +51,20 @@ constexpr Dims row_major_strides(const Dims& shape) {
   return strides;
 }
 
+// Steps a row-major coordinate of `shape` to the next one, keeping `offset` (sum of coordinate
+// times stride) in step without a multiplication; returns false after the last, with the
+// coordinate and offset back at the first. Example: shape [2, 3], strides [10, 1], from [0, 2]
+// (offset 2) -> [1, 0] (offset 10).
+constexpr bool next_coordinate(Dims& coordinate, const Dims& shape, const Dims& strides, index_t& offset) {
+  for (std::size_t d = coordinate.size(); d-- > 0;) {
+    offset += strides[d];
+    if (++coordinate[d] < shape[d]) return true;
+    offset -= coordinate[d] * strides[d];
+    coordinate[d] = 0;
+  }
+  return false;
+}
+
 // Sum of a[i] * b[i] (a position from coordinates and strides), overflow-checked.
 constexpr index_t dot(const Dims& a, const Dims& b) {
   index_t total = 0;

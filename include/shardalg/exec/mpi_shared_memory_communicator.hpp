@@ -335,7 +335,7 @@ class MpiSharedMemoryCommunicator {
         });
   }
 
-  MpiCommunicator collectives_;  // the duplicate communicator: agreement, window, errors returned
+  MpiCommunicator collectives_;  // the duplicate communicator: set-up, agreements, errors returned
   index_t rank_, size_, capacity_;
   std::vector<std::unique_ptr<detail::SharedSegment>> segments_;  // every rank's segment, mapped here
   std::vector<std::uint64_t> sent_, received_;  // messages per peer so far (sequence numbers)

@@ -46,14 +46,7 @@ class RowCursor {
  public:
   RowCursor(const BoxRows& box, index_t row) : box_(box), coord_(row_major_coordinate(box.row_shape, row)), offset_(box.row_offset(row)) {}
   index_t offset() const { return offset_; }
-  void next() {
-    for (std::size_t d = coord_.size(); d-- > 0;) {
-      offset_ += box_.row_strides[d];
-      if (++coord_[d] < box_.row_shape[d]) return;
-      offset_ -= coord_[d] * box_.row_strides[d];
-      coord_[d] = 0;
-    }
-  }
+  void next() { next_coordinate(coord_, box_.row_shape, box_.row_strides, offset_); }
 
  private:
   const BoxRows& box_;

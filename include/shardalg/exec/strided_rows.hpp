@@ -28,20 +28,9 @@ struct StridedRows {
   void for_each_row(F&& f) const {
     if (rows() == 0) return;
     Dims coordinate(shape.size(), 0);
-    Byte* row = data;
-    while (true) {
-      f(row);
-      std::size_t d = shape.size();
-      for (; d-- > 0;) {  // the odometer: bump the innermost dim that has room, reset the ones inside it
-        if (++coordinate[d] < shape[d]) {
-          row += strides[d];
-          break;
-        }
-        row -= (shape[d] - 1) * strides[d];
-        coordinate[d] = 0;
-      }
-      if (d == static_cast<std::size_t>(-1)) return;
-    }
+    index_t offset = 0;
+    do f(data + offset);
+    while (next_coordinate(coordinate, shape, strides, offset));
   }
 };
 

@@ -1,3 +1,5 @@
+#include <limits>
+
 #include "../test_support.hpp"
 
 using namespace shardalg;
@@ -26,6 +28,15 @@ TEST_CASE("Megatron buffer: bucket_size closes buckets") {
   CHECK(layout.partition_size() == 128 + 384);
   // Rank 1: bucket 0 window [128, 256) of p2; bucket 1 window [768, 1152) of p0.
   CHECK(layout.fragments(1) == std::vector<F>{{2, 128, 0, 128}, {0, 320, 128, 384}});
+}
+
+TEST_CASE("Megatron buffer: a size past int64 names the parameter") {
+  const index_t max = std::numeric_limits<index_t>::max();
+  // Laid out in reverse: param1 first, then param0 starts past param1's 64-aligned end.
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_layout(flat_tensors_from_numels({max - 100, 200}), iota_ranks(2)), OverflowError,
+                                   "megatron: param 'param0' (9223372036854775707 elements): int64 overflow");
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_layout(flat_tensors_from_numels({max - 10}), iota_ranks(2)), OverflowError,
+                                   "megatron: the last bucket, padded to a multiple of 128: int64 overflow");
 }
 
 TEST_CASE("Megatron buffer: shared embedding in its own bucket, NCCL bus-bandwidth padding") {

@@ -1,3 +1,5 @@
+#include <limits>
+
 #include "../test_support.hpp"
 
 using namespace shardalg;
@@ -66,6 +68,14 @@ TEST_CASE("bad flat inputs are errors naming the value") {
   SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {}), Error, "group is empty");
   SHARDALG_CHECK_THROWS_CONTAINING(zero12_layout(flat_tensors_from_numels({10}), group_of(2), 0), Error, "alignment factor 0");
   SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10}), {0, 1, 1}), Error, "lists rank 1 twice");
+  // Sizes past int64 name the parameter (or the total) that overflowed.
+  const index_t max = std::numeric_limits<index_t>::max();
+  SHARDALG_CHECK_THROWS_CONTAINING(zero3_layout(flat_tensors_from_numels({10, max}), group_of(4)), OverflowError,
+                                   "zero3: param 'param1' (9223372036854775807 elements) padded for 4 ranks: int64 overflow");
+  SHARDALG_CHECK_THROWS_CONTAINING(zero12_layout(flat_tensors_from_numels({max, 1}), group_of(4)), OverflowError,
+                                   "zero12: params up to 'param1': int64 overflow");
+  SHARDALG_CHECK_THROWS_CONTAINING(zero12_layout(flat_tensors_from_numels({max}), group_of(4)), OverflowError,
+                                   "zero12: 9223372036854775807 elements aligned to 2 x 4 ranks: int64 overflow");
 }
 
 TEST_CASE("reconstruction takes each rank's valid elements (ZeRO-3 and ZeRO-1/2)") {

@@ -52,6 +52,9 @@ TEST_CASE("Megatron rank order tp-cp-ep-dp-pp and the expert grid") {
   CHECK(custom.group_of("pp", 0) == std::vector<index_t>{0, 2});
   SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{}, "tp-dp-pp"), Error, "order 'tp-dp-pp' must name");
   SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{3, 1, 1, 1, std::nullopt}), Error, "tp*cp*pp 3 does not divide");
+  // Two negative sizes multiply to a positive one: each size is checked on its own.
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{-1, -1, 1, 1, std::nullopt}), Error, "TP size -1 must be positive");
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{1, 1, -1, 1, -1}), Error, "EP size -1 must be positive");
 }
 
 TEST_CASE("torchtitan dense and sparse meshes") {

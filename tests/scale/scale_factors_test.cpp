@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "../test_support.hpp"
 
 using namespace shardalg;
@@ -42,4 +44,6 @@ TEST_CASE("ZeRO-3 AutoEP, DeepSpeed, Megatron and torchtitan factors") {
   SHARDALG_CHECK_THROWS_CONTAINING(zero3_autoep_scale(8, 3, true), Error, "EP size 3 does not divide the world size 8");
   SHARDALG_CHECK_THROWS_CONTAINING(megatron_scale(8, std::nullopt, true, false), Error, "needs the expert data-parallel size");
   SHARDALG_CHECK_THROWS_CONTAINING(fsdp1_scale(0), Error, "world size 0 must be positive");
+  SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_scale(8, std::nullopt, false, 0.0), Error, "predivide factor 0 must be positive and finite");
+  SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_scale(8, std::nullopt, false, HUGE_VAL), Error, "predivide factor inf must be");
 }

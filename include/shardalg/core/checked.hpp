@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 
 #include "shardalg/core/error.hpp"
 
@@ -30,6 +31,17 @@ constexpr index_t checked_mul(index_t a, index_t b) {
   return result;
 }
 
+// f(), where an OverflowError gets describe() (the input whose size overflowed) in front of its
+// message: "zero3: param 'w' (9223372036854775807 elements) padded for 4 ranks: int64 overflow ...".
+template <class F, class Describe>
+auto with_overflow_context(F&& f, Describe&& describe) {
+  try {
+    return std::forward<F>(f)();
+  } catch (const OverflowError& e) {
+    detail::fail<OverflowError>(describe(), ": ", e.what());
+  }
+}
+
 // ceil(a / b) for a >= 0, b > 0, without the overflow of (a + b - 1) / b.
 // Example: ceil_div(10, 4) == 3, ceil_div(0, 4) == 0.
 constexpr index_t ceil_div(index_t a, index_t b) {
@@ -38,10 +50,20 @@ constexpr index_t ceil_div(index_t a, index_t b) {
   return a / b + (a % b != 0 ? 1 : 0);
 }
 
-// Product of all values (1 for none), checked.
+namespace detail {
+[[noreturn]] [[gnu::cold]] inline void fail_product_overflow(std::span<const index_t> values) {
+  std::ostringstream list;
+  for (std::size_t i = 0; i < values.size(); ++i) list << (i ? ", " : "") << values[i];
+  fail<OverflowError>("int64 overflow in the product of [", list.str(), "]");
+}
+}  // namespace detail
+
+// Product of all values (1 for none), or OverflowError naming them all (a shape's element count:
+// "int64 overflow in the product of [9223372036854775807, 2]").
 constexpr index_t checked_product(std::span<const index_t> values) {
   index_t result = 1;
-  for (index_t v : values) result = checked_mul(result, v);
+  for (index_t v : values)
+    if (__builtin_mul_overflow(result, v, &result)) detail::fail_product_overflow(values);
   return result;
 }
 

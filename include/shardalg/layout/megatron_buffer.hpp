@@ -49,19 +49,26 @@ inline FlatLayout megatron_layout(std::vector<FlatTensor> tensors, std::vector<i
     bucket_has_params = false;
     return padded;
   };
-  for (std::size_t k = tensors.size(); k-- > 0;) {
-    bool own_bucket = options.own_bucket_params.count(static_cast<index_t>(k)) > 0;
-    param_start = pad(param_start, 64);
-    if (own_bucket && bucket_has_params) param_start = close_bucket(param_start);
-    index_t param_end = checked_add(param_start, tensors[k].numel());
-    begin[k] = param_start;
-    bucket_has_params = true;
-    if ((options.bucket_size && param_end - bucket_start >= *options.bucket_size) || own_bucket)
-      param_start = close_bucket(param_end);
-    else
-      param_start = param_end;
-  }
-  if (bucket_has_params) close_bucket(param_start);
+  std::size_t k = tensors.size();
+  auto lay_out = [&] {
+    for (; k-- > 0;) {
+      bool own_bucket = options.own_bucket_params.count(static_cast<index_t>(k)) > 0;
+      param_start = pad(param_start, 64);
+      if (own_bucket && bucket_has_params) param_start = close_bucket(param_start);
+      index_t param_end = checked_add(param_start, tensors[k].numel());
+      begin[k] = param_start;
+      bucket_has_params = true;
+      if ((options.bucket_size && param_end - bucket_start >= *options.bucket_size) || own_bucket)
+        param_start = close_bucket(param_end);
+      else
+        param_start = param_end;
+    }
+    if (bucket_has_params) close_bucket(param_start);
+  };
+  with_overflow_context(lay_out, [&] {
+    return k < tensors.size() ? detail::concat("megatron: param '", tensors[k].name, "' (", tensors[k].numel(), " elements)")
+                              : detail::concat("megatron: the last bucket, padded to a multiple of ", divisor);
+  });
   return FlatLayout("megatron", std::move(group), std::move(tensors), std::move(begin), std::move(buckets));
 }
 

@@ -39,10 +39,12 @@ inline FlatLayout zero3_layout(std::vector<FlatTensor> tensors, std::vector<inde
   std::vector<FlatBucket> buckets;
   index_t at = 0;
   for (const FlatTensor& t : tensors) {
-    index_t padded = checked_mul(ceil_div(t.numel(), w), w);
+    index_t end = with_overflow_context([&] { return checked_add(at, checked_mul(ceil_div(t.numel(), w), w)); }, [&] {
+      return detail::concat("zero3: param '", t.name, "' (", t.numel(), " elements) padded for ", w, " ranks");
+    });
     begin.push_back(at);
-    buckets.push_back(FlatBucket{at, checked_add(at, padded)});
-    at += padded;
+    buckets.push_back(FlatBucket{at, end});
+    at = end;
   }
   return FlatLayout("zero3", std::move(group), std::move(tensors), std::move(begin), std::move(buckets));
 }
@@ -90,10 +92,15 @@ inline FlatLayout zero12_layout(std::vector<FlatTensor> tensors, std::vector<ind
   index_t total = 0;
   for (const FlatTensor& t : tensors) {
     begin.push_back(total);
-    total = checked_add(total, t.numel());
+    total = with_overflow_context([&] { return checked_add(total, t.numel()); },
+                                  [&] { return detail::concat("zero12: params up to '", t.name, "'"); });
   }
-  index_t unit = checked_mul(alignment_factor, w);
-  index_t aligned = checked_mul(ceil_div(total, unit), unit);
+  index_t aligned = with_overflow_context(
+      [&] {
+        index_t unit = checked_mul(alignment_factor, w);
+        return checked_mul(ceil_div(total, unit), unit);
+      },
+      [&] { return detail::concat("zero12: ", total, " elements aligned to ", alignment_factor, " x ", w, " ranks"); });
   return FlatLayout("zero12", std::move(group), std::move(tensors), std::move(begin), {FlatBucket{0, aligned}});
 }
 

@@ -152,6 +152,8 @@ inline ParallelGroups megatron_groups(index_t world, const MegatronSizes& sizes,
   std::sort(sorted.begin(), sorted.end());
   if (sorted != std::vector<std::string>{"cp", "dp", "ep", "pp", "tp"})
     detail::fail("megatron: order '", order, "' must name tp, cp, ep, dp and pp once each");
+  for (auto [name, size] : {std::pair{"TP", sizes.tp}, {"CP", sizes.cp}, {"EP", sizes.ep}, {"PP", sizes.pp}, {"ETP", etp}})
+    if (size <= 0) detail::fail("megatron: ", name, " size ", size, " must be positive");
   index_t model = checked_mul(checked_mul(sizes.tp, sizes.cp), sizes.pp);
   detail::require_divides("tp*cp*pp", model, "the world size", world);
   index_t expert_model = checked_mul(checked_mul(etp, sizes.ep), sizes.pp);

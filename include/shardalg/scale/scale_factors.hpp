@@ -6,6 +6,7 @@
 // after the collective (1 / post_divide).
 #pragma once
 
+#include <cmath>
 #include <optional>
 #include <string>
 
@@ -61,7 +62,8 @@ inline ScaleFactors zero3_autoep_scale(index_t world, index_t ep, bool expert) {
 inline ScaleFactors deepspeed_scale(index_t dp, std::optional<index_t> ep, bool expert, double predivide_factor = 1.0,
                                     bool prescale = false) {
   detail::require_positive("data-parallel size", dp);
-  if (!(predivide_factor > 0)) detail::fail("predivide factor ", predivide_factor, " must be positive");
+  if (!(predivide_factor > 0) || !std::isfinite(predivide_factor))
+    detail::fail("predivide factor ", predivide_factor, " must be positive and finite");
   index_t group = dp;
   if (expert) {
     if (!ep) detail::fail("deepspeed: --expert needs the EP size");

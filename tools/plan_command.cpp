@@ -116,6 +116,7 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
 }
 
 void run(const CLI::App& cmd, const PlanOptions& o) {
+  if (cmd.count("--rank") > 0 && o.rank < 0) detail::fail("--rank ", o.rank, " must be a non-negative rank");
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
   if (o.lower) return print_lowering(plan, o);

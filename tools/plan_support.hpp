@@ -24,33 +24,40 @@ inline ModelSpec read_model_file(const std::string& path) {
     detail::fail<ParseError>("model file '", path, "' is not valid JSON: ", e.what());
   }
   auto where = [&](std::size_t i) { return detail::concat("model file '", path, "': tensors[", i, "]"); };
-  try {
-    if (!json.is_object() || !json.contains("tensors") || !json["tensors"].is_array())
-      detail::fail<ParseError>("model file '", path, "': expected an object with a \"tensors\" array");
-    ModelSpec model{json.value("name", std::filesystem::path(path).stem().string()), {}};
-    const auto& tensors = json["tensors"];
-    for (std::size_t i = 0; i < tensors.size(); ++i) {
-      const auto& t = tensors[i];
-      if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("shape") || !t["shape"].is_array())
-        detail::fail<ParseError>(where(i), " needs a string \"name\" and an array \"shape\"");
-      Dims shape;
-      for (const auto& extent : t["shape"]) {
-        if (!extent.is_number_integer() || extent.get<index_t>() < 0)
-          detail::fail<ParseError>(where(i), " ('", t["name"].get<std::string>(), "'): shape extent ", extent.dump(),
-                                   " is not a non-negative integer");
-        shape.push_back(extent.get<index_t>());
-      }
-      volume(shape);
-      std::string dtype = t.value("dtype", "bf16");
-      dtype_bytes(dtype);
-      TensorRole role = parse_tensor_role(t.value("role", "replicated"));
-      model.tensors.push_back(ModelTensor{t["name"].get<std::string>(), shape, role, dtype});
+  if (!json.is_object() || !json.contains("tensors") || !json["tensors"].is_array())
+    detail::fail<ParseError>("model file '", path, "': expected an object with a \"tensors\" array");
+  if (json.contains("name") && !json["name"].is_string())
+    detail::fail<ParseError>("model file '", path, "': \"name\" must be a string, not ", json["name"].dump());
+  ModelSpec model{json.value("name", std::filesystem::path(path).stem().string()), {}};
+  const auto& tensors = json["tensors"];
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("shape") || !t["shape"].is_array())
+      detail::fail<ParseError>(where(i), " needs a string \"name\" and an array \"shape\"");
+    std::string name = t["name"].get<std::string>();
+    if (name.empty()) detail::fail<ParseError>(where(i), " has an empty name");
+    for (const char* key : {"dtype", "role"})
+      if (t.contains(key) && !t[key].is_string())
+        detail::fail<ParseError>(where(i), " ('", name, "'): \"", key, "\" must be a string, not ", t[key].dump());
+    Dims shape;
+    for (const auto& extent : t["shape"]) {
+      if (!extent.is_number_integer() || extent.get<index_t>() < 0)
+        detail::fail<ParseError>(where(i), " ('", name, "'): shape extent ", extent.dump(), " is not a non-negative integer");
+      shape.push_back(extent.get<index_t>());
     }
-    if (model.tensors.empty()) detail::fail<ParseError>("model file '", path, "' lists no tensors");
-    return model;
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail<ParseError>("model file '", path, "': ", e.what());
+    with_overflow_context([&] { return volume(shape); }, [&] { return detail::concat(where(i), " ('", name, "')"); });
+    std::string dtype = t.value("dtype", "bf16");
+    TensorRole role{};
+    try {
+      dtype_bytes(dtype);
+      role = parse_tensor_role(t.value("role", "replicated"));
+    } catch (const Error& e) {
+      detail::fail<ParseError>(where(i), " ('", name, "'): ", e.what());
+    }
+    model.tensors.push_back(ModelTensor{name, shape, role, dtype});
   }
+  if (model.tensors.empty()) detail::fail<ParseError>("model file '", path, "' lists no tensors");
+  return model;
 }
 
 // A built-in model name, or the path of a JSON model file.

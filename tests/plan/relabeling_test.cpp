@@ -78,6 +78,7 @@ TEST_CASE("the greedy heuristic above the exact limit reports a bound it respect
   std::vector<index_t> sorted = greedy.process_of_role;
   std::sort(sorted.begin(), sorted.end());
   CHECK(sorted == greedy.roles);  // a permutation
+  SHARDALG_CHECK_THROWS_CONTAINING(relabel_destination(plan, -1), Error, "exact limit -1 must be >= 0");
 }
 
 TEST_CASE("source ranks that are gone keep nothing; new ranks hold nothing") {

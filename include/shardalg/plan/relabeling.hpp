@@ -118,6 +118,7 @@ inline std::vector<std::size_t> greedy_assignment(const KeptMatrix& kept, std::s
 // Time: the overlaps (each destination piece against the source ranks holding it), then
 // O(n^3) exact up to exact_limit ranks, O(E log E) greedy above, E the overlapping pairs.
 inline Relabeling relabel_destination(const ModelReshardPlan& plan, index_t exact_limit = 256) {
+  if (exact_limit < 0) detail::fail("relabeling: exact limit ", exact_limit, " must be >= 0 ranks");
   Relabeling result;
   result.roles = plan.destination().ranks();
   std::sort(result.roles.begin(), result.roles.end());

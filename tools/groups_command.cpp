@@ -1,5 +1,8 @@
 #include <iostream>
 #include <memory>
+#include <optional>
+#include <utility>
+#include <vector>
 
 #include "cli_support.hpp"
 #include "commands.hpp"
@@ -44,22 +47,32 @@ ParallelGroups build(const CLI::App& cmd, const GroupsOptions& o) {
 }
 
 void run(const CLI::App& cmd, const GroupsOptions& o) {
+  bool with_rank = cmd.count("--rank") > 0, with_experts = cmd.count("--num-experts") > 0;
+  if (with_experts && !with_rank) detail::fail("--num-experts needs --rank");
+  if (with_experts && o.num_experts <= 0) detail::fail("--num-experts ", o.num_experts, " must be positive");
   ParallelGroups groups = build(cmd, o);
-  if (cmd.count("--num-experts") && o.rank < 0) detail::fail("--num-experts needs --rank");
+  // The rank's groups and experts are found before anything prints: a bad rank prints only its error.
+  std::vector<std::pair<std::string, std::vector<index_t>>> mine;
+  std::optional<ExpertMetadata> experts;
+  if (with_rank) {
+    if (o.rank < 0 || o.rank >= o.world) detail::fail("--rank ", o.rank, " is not a rank of the world of ", o.world);
+    for (const auto& [family, list] : groups.families) mine.emplace_back(family, groups.group_of(family, o.rank));
+    if (with_experts) experts = expert_metadata(groups, o.num_experts, o.rank);
+  }
   if (o.json) {
     nlohmann::ordered_json out;
     for (const auto& [family, list] : groups.families) out[family] = list;
-    if (o.rank >= 0) {
-      nlohmann::ordered_json mine;
-      for (const auto& [family, list] : groups.families) mine[family] = groups.group_of(family, o.rank);
+    if (with_rank) {
+      nlohmann::ordered_json of_rank;
+      for (const auto& [family, group] : mine) of_rank[family] = group;
       out["rank"] = o.rank;
-      out["groups_of_rank"] = mine;
-      if (o.num_experts > 0) {
-        ExpertMetadata m = expert_metadata(groups, o.num_experts, o.rank);
-        out["expert_metadata"] = {{"num_experts", m.num_experts}, {"num_local_experts", m.num_local_experts}, {"ep_size", m.ep_size},
-                                  {"ep_rank", m.ep_rank}, {"edp_rank", m.edp_rank}, {"edp_size", m.edp_size},
-                                  {"global_expert_start", m.global_expert_start}, {"global_expert_end", m.global_expert_end}};
-      }
+      out["groups_of_rank"] = of_rank;
+    }
+    if (experts) {
+      const ExpertMetadata& m = *experts;
+      out["expert_metadata"] = {{"num_experts", m.num_experts}, {"num_local_experts", m.num_local_experts}, {"ep_size", m.ep_size},
+                                {"ep_rank", m.ep_rank}, {"edp_rank", m.edp_rank}, {"edp_size", m.edp_size},
+                                {"global_expert_start", m.global_expert_start}, {"global_expert_end", m.global_expert_end}};
     }
     std::cout << out.dump() << "\n";
     return;
@@ -68,21 +81,17 @@ void run(const CLI::App& cmd, const GroupsOptions& o) {
   if (groups.expert) std::cout << groups.convention << ": expert mesh " << groups.expert->to_string() << "\n";
   for (const auto& [family, list] : groups.families) {
     std::cout << family << ":";
-    for (const auto& group : list) {
-      std::cout << " [";
-      for (std::size_t i = 0; i < group.size(); ++i) std::cout << (i ? "," : "") << group[i];
-      std::cout << "]";
-    }
+    for (const auto& group : list) std::cout << " " << nlohmann::json(group).dump();
     std::cout << "\n";
   }
-  if (o.rank >= 0) {
+  if (with_rank) {
     std::cout << "\nrank " << o.rank << ":\n";
-    for (const auto& [family, list] : groups.families) std::cout << "  " << family << " " << nlohmann::json(groups.group_of(family, o.rank)).dump() << "\n";
-    if (o.num_experts > 0) {
-      ExpertMetadata m = expert_metadata(groups, o.num_experts, o.rank);
-      std::cout << "  experts [" << m.global_expert_start << ", " << m.global_expert_end << ") of " << m.num_experts << " (ep rank "
-                << m.ep_rank << " of " << m.ep_size << ", edp rank " << m.edp_rank << " of " << m.edp_size << ")\n";
-    }
+    for (const auto& [family, group] : mine) std::cout << "  " << family << " " << nlohmann::json(group).dump() << "\n";
+  }
+  if (experts) {
+    const ExpertMetadata& m = *experts;
+    std::cout << "  experts [" << m.global_expert_start << ", " << m.global_expert_end << ") of " << m.num_experts << " (ep rank "
+              << m.ep_rank << " of " << m.ep_size << ", edp rank " << m.edp_rank << " of " << m.edp_size << ")\n";
   }
 }
 

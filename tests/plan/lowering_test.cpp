@@ -1,3 +1,5 @@
+#include <cmath>
+
 #include "../source_tiles.hpp"
 #include "../test_support.hpp"
 
@@ -174,6 +176,9 @@ TEST_CASE("lowering errors name the bad layout") {
   CostModel broken;
   broken.inter_node.gigabytes_per_second = 0;
   SHARDALG_CHECK_THROWS_CONTAINING(search_collectives(a, a, 4, broken), Error, "inter-node link needs");
+  CostModel infinite;
+  infinite.intra_node.gigabytes_per_second = HUGE_VAL;
+  SHARDALG_CHECK_THROWS_CONTAINING(search_collectives(a, a, 4, infinite), Error, "intra-node link needs a finite alpha >= 0 and bandwidth > 0 (got alpha 3 us, inf GB/s)");
 }
 
 TEST_CASE("4-D and 5-D meshes lower to programs that match the plan") {

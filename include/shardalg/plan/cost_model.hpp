@@ -11,6 +11,7 @@
 // Local steps (a chunk copied out of the rank's own buffer) cost b / local bandwidth.
 #pragma once
 
+#include <cmath>
 #include <span>
 
 #include "shardalg/core/error.hpp"
@@ -49,11 +50,13 @@ struct CostModel {
   LinkParameters local_copy{0.0, 1500.0};
   index_t ranks_per_node = 8;
 
-  // Errors name a non-positive bandwidth, negative latency or node size.
+  // Errors name a non-positive bandwidth, negative latency, a value that is not finite (an
+  // infinite bandwidth would price every byte at nothing), or a bad node size.
   void validate() const {
     for (const auto& [name, link] : {std::pair{"intra-node", intra_node}, {"inter-node", inter_node}, {"local copy", local_copy}})
-      if (!(link.gigabytes_per_second > 0) || !(link.alpha_us >= 0))
-        detail::fail("cost model: ", name, " link needs alpha >= 0 and bandwidth > 0 (got alpha ", link.alpha_us, " us, ",
+      if (!(link.gigabytes_per_second > 0) || !(link.alpha_us >= 0) || !std::isfinite(link.gigabytes_per_second) ||
+          !std::isfinite(link.alpha_us))
+        detail::fail("cost model: ", name, " link needs a finite alpha >= 0 and bandwidth > 0 (got alpha ", link.alpha_us, " us, ",
                      link.gigabytes_per_second, " GB/s)");
     if (ranks_per_node < 1) detail::fail("cost model: ranks per node ", ranks_per_node, " must be >= 1");
   }

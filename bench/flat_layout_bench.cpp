@@ -1,7 +1,10 @@
 // Flat-partition slice maps of a 405B-class model: Llama-3-405B's 1,137 tensors (MODELS.md) under
 // ZeRO-3, ZeRO-1/2 and Megatron's distributed optimizer. One rank's map (its fragments and their
-// global boxes, what a rank computes to load or save its shard) and all ranks' maps.
+// global boxes, what a rank computes to load or save its shard) and all ranks' maps; and whole
+// models' layouts built from recipes.
 #include <benchmark/benchmark.h>
+
+#include <string>
 
 #include "shardalg/shardalg.hpp"
 
@@ -81,5 +84,22 @@ void BM_BuildFlatLayout(benchmark::State& state) {
   state.SetLabel(kSchemeNames[scheme]);
 }
 BENCHMARK(BM_BuildFlatLayout)->DenseRange(0, 2)->Unit(benchmark::kMicrosecond);
+
+// A whole model's layout from a recipe (layout_model): ZeRO / Megatron partitions composed with
+// TP, including the check that every tensor has elements in every group (what a job computes
+// once at start-up, before any plan).
+const char* kModelRecipes[][2] = {{"llama3-405b", "zero3 dp=1024"},
+                                  {"llama3-405b", "zero1 dp=128,tp=8"},
+                                  {"llama3-405b", "megatron-distopt dp=128,tp=8"},
+                                  {"deepseek-v3", "ep ep=64,dp=256,experts=zero3"}};
+
+void BM_LayoutModel(benchmark::State& state) {
+  const auto& [name, recipe] = kModelRecipes[state.range(0)];
+  ModelSpec model = model_from_zoo(name);
+  for (auto _ : state) benchmark::DoNotOptimize(layout_model(model, recipe));
+  state.counters["tensors"] = static_cast<double>(model.tensors.size());
+  state.SetLabel(std::string(name) + ": " + recipe);
+}
+BENCHMARK(BM_LayoutModel)->DenseRange(0, 3)->Unit(benchmark::kMillisecond);
 
 }  // namespace

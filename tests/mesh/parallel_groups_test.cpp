@@ -65,6 +65,9 @@ TEST_CASE("torchtitan dense and sparse meshes") {
   CHECK(g.group_of("dp_shard", 0) == std::vector<index_t>{0, 2, 4, 6});
   CHECK(g.group_of("ep", 0) == std::vector<index_t>{0, 1, 2, 3});
   CHECK(g.group_of("efsdp", 0) == std::vector<index_t>{0, 4});
+  CHECK(g.group_of("edp", 1) == std::vector<index_t>{1, 5, 9, 13});  // dp_replicate x efsdp: every replica of EP rank 1
+  ExpertMetadata m = expert_metadata(g, 8, 13);
+  CHECK(m == ExpertMetadata{8, 2, 4, 1, 3, 4, 2, 4});
   CHECK(g.group_of("dp", 0) == std::vector<index_t>{0, 2, 4, 6, 8, 10, 12, 14});
   SHARDALG_CHECK_THROWS_CONTAINING(torchtitan_groups(16, TorchtitanSizes{1, 2, 4, 1, 2, 3}), Error,
                                    "EP size 3 does not divide dp_shard*cp*tp 8");

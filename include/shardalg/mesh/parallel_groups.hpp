@@ -192,6 +192,7 @@ struct TorchtitanSizes {
 
 // torchtitan: dense mesh (pp, dp_replicate, dp_shard, cp, tp) and sparse mesh
 // (pp, dp_replicate, efsdp, ep) with efsdp = dp_shard*cp*tp/ep, both row-major from the world.
+// Family edp: dp_replicate x efsdp, the replicas of an EP rank's experts.
 inline ParallelGroups torchtitan_groups(index_t world, const TorchtitanSizes& s) {
   Dims dense_shape{s.pp, s.dp_replicate, s.dp_shard, s.cp, s.tp};
   for (index_t v : dense_shape)
@@ -207,6 +208,8 @@ inline ParallelGroups torchtitan_groups(index_t world, const TorchtitanSizes& s)
   detail::add_family(g, "dp_cp", dense, {"dp_replicate", "dp_shard", "cp"});
   detail::add_family(g, "ep", sparse, {"ep"});
   detail::add_family(g, "efsdp", sparse, {"efsdp"});
+  // The ranks holding the same experts (what the other conventions call EDP): HSDP replicas too.
+  detail::add_family(g, "edp", sparse, {"dp_replicate", "efsdp"});
   return g;
 }
 

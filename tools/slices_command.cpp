@@ -155,10 +155,10 @@ void add_slices_command(CLI::App& app) {
   cmd->add_option("--svg", options->svg, "Also draw the first two tensor dims, colored by owning ranks, into this SVG file");
   cmd->callback([options] {
     MeshLayout layout = build_layout(*options);
+    if (!options->svg.empty()) write_svg(layout, options->svg);  // first: a path it cannot write fails alone
     SliceMap map(layout);
     if (options->json) print_json(layout, map);
     else print_table(layout, map);
-    if (!options->svg.empty()) write_svg(layout, options->svg);
   });
 }
 

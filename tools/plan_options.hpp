@@ -3,7 +3,6 @@
 #pragma once
 
 #include <charconv>
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -85,7 +84,7 @@ inline LinkParameters parse_link(const std::string& text, const char* flag) {
   std::size_t comma = text.find(',');
   if (comma == std::string::npos) detail::fail(flag, " '", text, "': expected ALPHA_US,GBPS, e.g. 3,150");
   LinkParameters link{number(std::string_view(text).substr(0, comma), "latency"), number(std::string_view(text).substr(comma + 1), "bandwidth")};
-  if (!(link.alpha_us >= 0) || !(link.gigabytes_per_second > 0) || !std::isfinite(link.alpha_us) || !std::isfinite(link.gigabytes_per_second))
+  if (!link.valid())
     detail::fail(flag, " '", text, "': latency must be finite and >= 0 us, bandwidth finite and > 0 GB/s");
   return link;
 }

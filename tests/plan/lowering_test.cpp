@@ -176,6 +176,10 @@ TEST_CASE("lowering errors name the bad layout") {
   CostModel broken;
   broken.inter_node.gigabytes_per_second = 0;
   SHARDALG_CHECK_THROWS_CONTAINING(search_collectives(a, a, 4, broken), Error, "inter-node link needs");
+  CHECK(LinkParameters{0, 1}.valid());
+  CHECK_FALSE(LinkParameters{NAN, 150}.valid());
+  CHECK_FALSE(LinkParameters{3, HUGE_VAL}.valid());
+  CHECK_FALSE(LinkParameters{-1, 150}.valid());
   CostModel infinite;
   infinite.intra_node.gigabytes_per_second = HUGE_VAL;
   SHARDALG_CHECK_THROWS_CONTAINING(search_collectives(a, a, 4, infinite), Error, "intra-node link needs a finite alpha >= 0 and bandwidth > 0 (got alpha 3 us, inf GB/s)");

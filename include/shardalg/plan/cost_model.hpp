@@ -26,6 +26,11 @@ struct LinkParameters {
   // Microseconds per byte.
   double beta_us() const { return 1e-3 / gigabytes_per_second; }
   double message_us(double bytes) const { return alpha_us + beta_us() * bytes; }
+  // Finite latency >= 0 and finite bandwidth > 0 (an infinite bandwidth would price every byte
+  // at nothing; NaN fails every comparison).
+  bool valid() const {
+    return std::isfinite(alpha_us) && alpha_us >= 0 && std::isfinite(gigabytes_per_second) && gigabytes_per_second > 0;
+  }
 };
 
 enum class CollectiveKind { local, all_gather, reduce_scatter, all_reduce, all_to_all, p2p };
@@ -50,12 +55,10 @@ struct CostModel {
   LinkParameters local_copy{0.0, 1500.0};
   index_t ranks_per_node = 8;
 
-  // Errors name a non-positive bandwidth, negative latency, a value that is not finite (an
-  // infinite bandwidth would price every byte at nothing), or a bad node size.
+  // Errors name a link that is not valid() or a bad node size.
   void validate() const {
     for (const auto& [name, link] : {std::pair{"intra-node", intra_node}, {"inter-node", inter_node}, {"local copy", local_copy}})
-      if (!(link.gigabytes_per_second > 0) || !(link.alpha_us >= 0) || !std::isfinite(link.gigabytes_per_second) ||
-          !std::isfinite(link.alpha_us))
+      if (!link.valid())
         detail::fail("cost model: ", name, " link needs a finite alpha >= 0 and bandwidth > 0 (got alpha ", link.alpha_us, " us, ",
                      link.gigabytes_per_second, " GB/s)");
     if (ranks_per_node < 1) detail::fail("cost model: ranks per node ", ranks_per_node, " must be >= 1");

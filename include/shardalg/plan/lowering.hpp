@@ -359,7 +359,8 @@ inline std::optional<ShardOrder> lowering_order(const MeshLayout& layout) {
 // The cheapest collective program from `src` to `dst` (both on the same mesh) for elements of
 // `element_bytes` bytes, or nothing when the layouts are not expressible as states
 // (block-cyclic or legacy strided placements, a StridedShard label whose uneven extents hold
-// other elements than its shard order, a mesh of more than 8 dims or a tensor of more than 14). Errors: different meshes or shapes, a Partial destination, mixed Partial ops.
+// other elements than its shard order, a mesh of more than 8 dims or a tensor of more than 14).
+// Errors: different meshes or shapes, a Partial destination, mixed Partial ops.
 // Time: a Dijkstra over the states reachable more cheaply than the answer (milliseconds for
 // 4-D meshes; see docs/benchmarks.md).
 inline std::optional<CollectiveProgram> search_collectives(const MeshLayout& src, const MeshLayout& dst, index_t element_bytes,

@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <new>
+#include <string>
 #include <string_view>
 
 #include <CLI/CLI.hpp>
@@ -36,6 +37,17 @@ int main(int argc, char** argv) {
   shardalg::cli::add_demo_command(app);
   int exit_code = 0;  // set by commands whose outcome is not just success or bad input
   shardalg::cli::add_run_command(app, exit_code);
+  // CLI11 reports a misspelled subcommand as a missing one; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    std::string known;
+    bool found = false;
+    for (const CLI::App* command : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known += (known.empty() ? "" : ", ") + command->get_name();
+      found = found || command->check_name(argv[1]);
+    }
+    if (!found)
+      return fail_with(("unknown subcommand '" + std::string(argv[1]) + "' (one of: " + known + ")").c_str());
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -39,7 +39,7 @@ struct NamedMeshLayout {
 class ComposedFlatLayout {
  public:
   // All layouts must share one mesh and Replicate on `flat_dim` (the flat scheme shards there).
-  ComposedFlatLayout(std::vector<NamedMeshLayout> tensors, std::string flat_dim, FlatSchemeOptions options)
+  ComposedFlatLayout(std::vector<NamedMeshLayout> tensors, const std::string& flat_dim, FlatSchemeOptions options)
       : tensors_(std::move(tensors)), options_(std::move(options)) {
     if (tensors_.empty()) detail::fail("composed flat layout: no tensors");
     const DeviceMesh& mesh = tensors_.front().layout.mesh();

@@ -72,11 +72,11 @@ inline MeshLayout torchtitan_expert_layout(const DeviceMesh& sparse, const Dims&
 
 // DeepSpeed / Megatron expert weights: experts over `ep_dim`, then a ZeRO or distributed-optimizer
 // partition over the expert-replica dim `edp_dim`.
-inline ComposedFlatLayout expert_flat_layout(const DeviceMesh& mesh, std::string_view ep_dim, std::string edp_dim,
+inline ComposedFlatLayout expert_flat_layout(const DeviceMesh& mesh, std::string_view ep_dim, const std::string& edp_dim,
                                              const std::vector<std::pair<std::string, Dims>>& stacked, FlatSchemeOptions options) {
   std::vector<NamedMeshLayout> tensors;
   for (const auto& [name, shape] : stacked) tensors.push_back(NamedMeshLayout{name, expert_parallel_layout(mesh, ep_dim, shape)});
-  return ComposedFlatLayout(std::move(tensors), std::move(edp_dim), std::move(options));
+  return ComposedFlatLayout(std::move(tensors), edp_dim, std::move(options));
 }
 
 }  // namespace shardalg

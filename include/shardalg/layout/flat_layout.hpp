@@ -31,7 +31,7 @@ struct FlatTensor {
   Dims global_shape; // the global tensor's shape
 
   // An unsharded tensor.
-  static FlatTensor whole(std::string name, Dims shape) {
+  static FlatTensor whole(std::string name, const Dims& shape) {
     Tile tile = Tile::whole(shape);
     return FlatTensor{std::move(name), shape, std::move(tile), shape};
   }

@@ -21,7 +21,7 @@ namespace shardalg {
 class DeviceMesh {
  public:
   // Ranks 0..N-1 in row-major order (PyTorch's init_device_mesh).
-  DeviceMesh(std::vector<std::string> names, Dims shape)
+  DeviceMesh(const std::vector<std::string>& names, const Dims& shape)
       : DeviceMesh(names, shape, iota_devices(names, shape)) {}
 
   // `devices[i]` is the rank at row-major position i. Ranks must be distinct and non-negative;
@@ -45,7 +45,7 @@ class DeviceMesh {
       shape.push_back(in.integer());
     } while (in.accept(","));
     in.expect_end();
-    if (device_list.empty()) return DeviceMesh(std::move(names), std::move(shape));
+    if (device_list.empty()) return DeviceMesh(names, shape);
     DeviceListText devices = parse_device_list(device_list);
     if (volume(devices.dims) != checked_product(as_span(shape)))
       detail::fail("mesh '", spec, "' has ", volume(shape), " ranks but device list '", device_list, "' has ",

@@ -4,9 +4,11 @@
 // or of a flattened set of dims.
 #pragma once
 
+#include <algorithm>
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "shardalg/mesh/device_mesh.hpp"
@@ -49,16 +51,13 @@ inline void require_divides(std::string_view what, index_t divisor, std::string_
 }
 
 // The world unflattened row-major into (pp, rest...).
-inline DeviceMesh world_mesh(index_t world, std::vector<std::string> names, Dims sizes) {
+inline DeviceMesh world_mesh(index_t world, const std::vector<std::string>& names, const Dims& sizes) {
   if (world <= 0) fail("world size ", world, " must be positive");
   if (world > max_ranks) fail("world size ", world, " is over the limit ", max_ranks, " ranks");
   if (volume(sizes) != world) fail("group sizes ", sizes, " multiply to ", volume(sizes), ", not the world size ", world);
   return DeviceMesh::parse(detail::concat("world=", world)).unflatten("world", sizes, names);
 }
 
-}  // namespace detail
-
-namespace detail {
 // DeepSpeed's expert groups without TP: the stage unflattened into (edp, ep) or, data before
 // expert, (ep, edp); dp is the whole stage.
 inline ParallelGroups deepspeed_stage_groups(std::string convention, index_t world, index_t ep, index_t pp, bool data_before_expert) {

@@ -91,7 +91,7 @@ struct LayoutRecipe {
     return value;
   }
 
-  std::string word(const std::string& key, std::string fallback) const {
+  std::string word(const std::string& key, const std::string& fallback) const {
     auto it = options.find(key);
     return it == options.end() ? fallback : it->second;
   }

@@ -160,8 +160,10 @@ void add_plan_command(CLI::App& app) {
   auto* simulate = cmd->add_flag("--simulate", o->simulate, "Run the plan in the host simulator on numbered data and check every element");
   auto* lower = cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard to collectives (or say why point-to-point is better)");
   auto* relabel = cmd->add_flag("--relabel", o->relabel, "The destination rank relabeling that moves the fewest bytes");
-  cmd->add_option("--relabel-exact-limit", o->relabel_exact_limit, "Largest world solved exactly; greedy above")->capture_default_str();
-  add_cost_options(*cmd, o->cost);
+  cmd->add_option("--relabel-exact-limit", o->relabel_exact_limit, "Largest world solved exactly; greedy above")
+      ->capture_default_str()
+      ->needs(relabel);
+  add_cost_options(*cmd, o->cost, lower);
   lower->excludes(relabel);
   for (auto* other : {simulate, cmd->get_option("--summary"), cmd->get_option("--rank")}) {
     lower->excludes(other);

@@ -98,15 +98,20 @@ inline CostModel cost_model_from(const CostOptions& o) {
   return model;
 }
 
-inline void add_cost_options(CLI::App& cmd, CostOptions& o) {
+// `only_with`: the flag without which the cost model is unused (given alone, the options are an
+// error rather than silently ignored).
+inline void add_cost_options(CLI::App& cmd, CostOptions& o, CLI::Option* only_with = nullptr) {
   CostModel defaults;
-  cmd.add_option("--intra-node", o.intra_node,
-                 detail::concat("Intra-node link as ALPHA_US,GBPS (default ", defaults.intra_node.alpha_us, ",",
-                                defaults.intra_node.gigabytes_per_second, ": NVLink)"));
-  cmd.add_option("--inter-node", o.inter_node,
-                 detail::concat("Inter-node link as ALPHA_US,GBPS (default ", defaults.inter_node.alpha_us, ",",
-                                defaults.inter_node.gigabytes_per_second, ": InfiniBand)"));
-  cmd.add_option("--ranks-per-node", o.ranks_per_node, "Consecutive ranks sharing a node")->capture_default_str();
+  std::vector<CLI::Option*> options = {
+      cmd.add_option("--intra-node", o.intra_node,
+                     detail::concat("Intra-node link as ALPHA_US,GBPS (default ", defaults.intra_node.alpha_us, ",",
+                                    defaults.intra_node.gigabytes_per_second, ": NVLink)")),
+      cmd.add_option("--inter-node", o.inter_node,
+                     detail::concat("Inter-node link as ALPHA_US,GBPS (default ", defaults.inter_node.alpha_us, ",",
+                                    defaults.inter_node.gigabytes_per_second, ": InfiniBand)")),
+      cmd.add_option("--ranks-per-node", o.ranks_per_node, "Consecutive ranks sharing a node")->capture_default_str()};
+  if (only_with)
+    for (CLI::Option* option : options) option->needs(only_with);
 }
 
 inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {

@@ -68,6 +68,8 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   try {
     if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
     if (o.transport != "mpi" && o.transport != "shared-memory") detail::fail("--transport '", o.transport, "' must be mpi or shared-memory");
+    if (cmd.count("--shared-memory-capacity") > 0 && o.transport != "shared-memory")
+      detail::fail("--shared-memory-capacity applies only to --transport shared-memory");
     try {
       timeout = checked_timeout(o.timeout);
     } catch (const Error& e) {
@@ -180,9 +182,9 @@ void add_run_command(CLI::App& app, int& exit_code) {
   add_layout_options(*cmd, *o);
   cmd->add_option("--memory-limit", o->memory_limit, "Staging bytes per rank (0: no limit); large messages then move in rounds")
       ->capture_default_str();
-  cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard and run its collectives on sub-communicators when they are cheaper");
-  add_cost_options(*cmd, o->cost);
-  cmd->add_option("--seed", o->seed, "Seed of the generated data")->capture_default_str();
+  auto* lower = cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard and run its collectives on sub-communicators when they are cheaper");
+  add_cost_options(*cmd, o->cost, lower);
+  cmd->add_option("--seed", o->seed, "Seed of the generated data")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--repeat", o->repeat, "Run the reshard this many times, prepared once (the last line's seconds: the mean per run)")
       ->capture_default_str();
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for a peer before failing")->capture_default_str();

@@ -113,10 +113,28 @@ TEST_CASE("bad layouts are errors naming the value") {
       "an explicit shard order needs Shard placements");
   SHARDALG_CHECK_THROWS_CONTAINING(
       MeshLayout(mesh, {Placement::shard(0), Placement::shard(0)}, Dims{8}, ShardOrder{{0, {1}}}), Error,
-      "must list each sharded mesh dim once");
+      "shard order 0:[1]: tensor dim 0 must list mesh dims [0, 1] once each");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      MeshLayout(mesh, {Placement::shard(0), Placement::shard(0)}, Dims{8}, ShardOrder{{0, {1, 1}}}), Error,
+      "tensor dim 0 must list mesh dims [0, 1] once each");
+  SHARDALG_CHECK_THROWS_CONTAINING(
+      MeshLayout(mesh, {Placement::shard(0), Placement::shard(0)}, Dims{8}, ShardOrder{{0, {1, 0}}, {0, {0, 1}}}), Error,
+      "tensor dim 0 has two entries");
   SHARDALG_CHECK_THROWS_CONTAINING(
       MeshLayout(mesh, {Placement::shard(0), Placement::replicate()}, Dims{8}, ShardOrder{{0, {1, 0}}}), Error,
       "mesh dim 1 does not shard tensor dim 0");
+}
+
+TEST_CASE("a shard order may leave out tensor dims; they keep the default order") {
+  DeviceMesh mesh = DeviceMesh::parse("a=3,b=4,c=3,d=2");
+  std::vector<Placement> placements = {Placement::shard(0), Placement::replicate(), Placement::shard(1), Placement::shard(1)};
+  MeshLayout partial(mesh, placements, Dims{24, 7}, parse_shard_order("1:[d,c]", mesh.names()));
+  MeshLayout full(mesh, placements, Dims{24, 7}, parse_shard_order("0:[a];1:[d,c]", mesh.names()));
+  CHECK(format_shard_order(*partial.application_order()) == "0:[0];1:[3,2]");
+  for (index_t rank = 0; rank < mesh.size(); ++rank) CHECK(partial.tile(rank) == full.tile(rank));
+  // d first: d = 0 holds [0, 4) of dim 1, and c = 1 the middle chunk [2, 4) of that (c first: [3, 5)).
+  CHECK(partial.shard_info(mesh.rank_at(Dims{0, 0, 1, 0})).global_offset == Dims{0, 2});
+  CHECK(partial.shard_info(mesh.rank_at(Dims{0, 0, 1, 0})).local_shape == Dims{8, 2});
 }
 
 TEST_CASE("the full layout holds the whole tensor on each listed rank") {

@@ -88,27 +88,45 @@ class MeshLayout {
 
   // Shard placements applied in an explicit order per tensor dim (PyTorch's DTensorSpec
   // shard_order): the order [tp, dp] gives FSDP2-over-TP's physical chunk(chunk(n,T)[t],D)[d].
-  // Each entry must list exactly the mesh dims whose Shard splits that tensor dim; StridedShard is
-  // not allowed here (it is the label form of the same thing).
-  MeshLayout(DeviceMesh mesh, std::vector<Placement> placements, Dims global_shape, ShardOrder application_order)
+  // An entry lists each mesh dim whose Shard splits that tensor dim once; a sharded tensor dim
+  // without an entry keeps the default order (mesh dims left to right), so the stored order is
+  // complete. StridedShard is not allowed here (it is the label form of the same thing).
+  // Example: placements S(0),R,S(1),S(1) with order "1:[3,2]" store 0:[0];1:[3,2].
+  MeshLayout(DeviceMesh mesh, std::vector<Placement> placements, Dims global_shape, const ShardOrder& application_order)
       : MeshLayout(std::move(mesh), std::move(placements), std::move(global_shape)) {
     for (std::size_t m = 0; m < placements_.size(); ++m)
       if (placements_[m].is_strided_shard())
         detail::fail("an explicit shard order needs Shard placements; mesh dim ", m, " has ",
                      shardalg::to_string(placements_[m]));
-    for (const ShardOrderEntry& entry : application_order)
+    auto describe = [&] { return detail::concat("shard order ", format_shard_order(application_order), ": "); };
+    for (const ShardOrderEntry& entry : application_order) {
       for (index_t m : entry.mesh_dims)
         if (m < 0 || m >= static_cast<index_t>(placements_.size()) || !placements_[static_cast<std::size_t>(m)].is_shard() ||
             placements_[static_cast<std::size_t>(m)].dim() != entry.tensor_dim)
-          detail::fail("shard order ", format_shard_order(application_order), ": mesh dim ", m,
-                       " does not shard tensor dim ", entry.tensor_dim, " (placements ", format_placements(placements_), ")");
-    ShardOrder sorted = application_order;
-    for (auto& entry : sorted) std::sort(entry.mesh_dims.begin(), entry.mesh_dims.end());
-    std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.tensor_dim < b.tensor_dim; });
-    if (sorted != default_shard_order(placements_))
-      detail::fail("shard order ", format_shard_order(application_order), " must list each sharded mesh dim once (placements ",
-                   format_placements(placements_), ")");
-    order_ = std::move(application_order);
+          detail::fail(describe(), "mesh dim ", m, " does not shard tensor dim ", entry.tensor_dim, " (placements ",
+                       format_placements(placements_), ")");
+      if (std::count_if(application_order.begin(), application_order.end(),
+                        [&](const ShardOrderEntry& e) { return e.tensor_dim == entry.tensor_dim; }) > 1)
+        detail::fail(describe(), "tensor dim ", entry.tensor_dim, " has two entries");
+    }
+    ShardOrder complete;
+    for (const ShardOrderEntry& expected : default_shard_order(placements_)) {
+      auto given = std::find_if(application_order.begin(), application_order.end(),
+                                [&](const ShardOrderEntry& e) { return e.tensor_dim == expected.tensor_dim; });
+      if (given == application_order.end()) {
+        complete.push_back(expected);
+        continue;
+      }
+      std::vector<index_t> listed = given->mesh_dims;
+      std::sort(listed.begin(), listed.end());
+      if (listed != expected.mesh_dims)
+        detail::fail(describe(), "tensor dim ", expected.tensor_dim, " must list mesh dims ", Dims(expected.mesh_dims),
+                     " once each, in any order (its Shard placements: ", format_placements(placements_), ")");
+      complete.push_back(*given);
+    }
+    for (const ShardOrderEntry& entry : application_order)
+      if (entry.mesh_dims.empty()) detail::fail(describe(), "tensor dim ", entry.tensor_dim, " lists no mesh dim");
+    order_ = std::move(complete);
   }
 
   // Reads the PyTorch-style text forms: mesh "dp=4,tp=2", placements "_S(0,2),S(0)".

@@ -222,7 +222,7 @@ class LoweringSearch {
         if (s.shards(m, d)) entry.mesh_dims[s.position[m]] = static_cast<index_t>(m);
       if (!entry.mesh_dims.empty()) order.push_back(std::move(entry));
     }
-    return MeshLayout(mesh_, std::move(placements), shape_, std::move(order));
+    return MeshLayout(mesh_, std::move(placements), shape_, order);
   }
 
  private:

@@ -93,7 +93,7 @@ index_t mismatches_after_running(const ModelReshardPlan& plan) {
 }
 
 // A random mesh of at most 8 ranks (the threads of one case).
-DeviceMesh gen_small_mesh() {
+DeviceMesh gen_thread_mesh() {
   DeviceMesh mesh = *gen_mesh();
   while (mesh.size() > 8) mesh = *gen_mesh();
   return mesh;
@@ -144,7 +144,7 @@ TEST_CASE("properties of the engine") {
 
   SHARDALG_PROPERTY("Partial sources are reduced into any placement, on other meshes too", [] {
     Dims shape = *gen_shape();
-    DeviceMesh from = gen_small_mesh(), to = gen_small_mesh();
+    DeviceMesh from = gen_thread_mesh(), to = gen_thread_mesh();
     std::vector<Placement> sources, destinations;
     ReduceOp op = *rc::gen::element(ReduceOp::sum, ReduceOp::max, ReduceOp::min);
     for (std::size_t m = 0; m < from.ndim(); ++m) {

@@ -10,7 +10,7 @@ using namespace shardalg::testing;
 
 namespace {
 
-DeviceMesh gen_small_mesh() {
+DeviceMesh gen_lowering_mesh() {
   auto ndim = *rc::gen::inRange<std::size_t>(1, 4);
   auto sizes = *rc::gen::container<std::vector<index_t>>(ndim, rc::gen::inRange<index_t>(1, 4));
   std::vector<std::string> names;
@@ -49,7 +49,7 @@ MeshLayout as_label(const MeshLayout& ordered) {
 
 TEST_CASE("properties of lowering") {
   SHARDALG_PROPERTY("a lowered program gives every rank what the direct plan gives it", [] {
-    DeviceMesh mesh = gen_small_mesh();
+    DeviceMesh mesh = gen_lowering_mesh();
     Dims shape(*rc::gen::container<std::vector<index_t>>(*rc::gen::inRange<std::size_t>(0, 4), rc::gen::inRange<index_t>(0, 12)));  // 7 rows on (3, 2): a label unlike its order
     std::optional<ReduceOp> op;
     if (*rc::gen::arbitrary<bool>()) op = *rc::gen::element(ReduceOp::sum, ReduceOp::max, ReduceOp::min);
@@ -70,7 +70,7 @@ TEST_CASE("properties of lowering") {
   });
 
   SHARDALG_PROPERTY("collectives are chosen only when they move no more bytes and cost no more than point-to-point", [] {
-    DeviceMesh mesh = gen_small_mesh();
+    DeviceMesh mesh = gen_lowering_mesh();
     Dims shape(*rc::gen::container<std::vector<index_t>>(*rc::gen::inRange<std::size_t>(0, 3), rc::gen::inRange<index_t>(0, 9)));
     MeshLayout src = gen_ordered_layout(mesh, shape, ReduceOp::sum), dst = gen_ordered_layout(mesh, shape, std::nullopt);
     LoweredProgram lowered = lower_reshard(src, dst, 2);

@@ -150,7 +150,8 @@ void add_slices_command(CLI::App& app) {
   cmd->add_option("--devices", options->devices,
                   "Ranks of the mesh: XLA form [8]<=[2,4]T(1,0), [dims]:[r0,...], or r0,r1,... (default: row-major 0..N-1)");
   cmd->add_option("--shard-order", options->shard_order,
-                  "Apply Shard placements in this order per tensor dim, e.g. \"0:[tp,dp]\" (FSDP2-over-TP's physical layout)");
+                  "Apply Shard placements in this order per tensor dim, e.g. \"0:[tp,dp]\" (FSDP2-over-TP's physical layout); "
+                  "tensor dims left out keep left to right");
   cmd->add_flag("--json", options->json, "Print JSON instead of a table");
   cmd->add_option("--svg", options->svg, "Also draw the first two tensor dims, colored by owning ranks, into this SVG file");
   cmd->callback([options] {

@@ -145,7 +145,8 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   // for bad options), so the summary collectives cannot hang.
   index_t first_failed = -comm.all_max(failure.empty() ? -comm.size() : -comm.rank(), timeout);
   if (first_failed < comm.size()) {  // one line, from the lowest failing rank
-    if (first_failed == comm.rank()) std::cerr << "error (rank " << comm.rank() << "): " << failure << "\n";
+    if (first_failed == comm.rank())  // one write, as in shardalg.cpp
+      std::cerr << detail::concat("error (rank ", comm.rank(), "): ", failure, "\n") << std::flush;
     return 2;
   }
   index_t elements = comm.all_sum(check.elements, timeout), mismatches = comm.all_sum(check.mismatches, timeout);

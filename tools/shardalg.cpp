@@ -20,7 +20,8 @@ bool reports_errors() {
 }
 
 int fail_with(const char* message) {
-  if (reports_errors()) std::cerr << "error: " << message << "\n";
+  // One write: under mpirun, the launcher's own messages would otherwise land inside the line.
+  if (reports_errors()) std::cerr << std::string("error: ") + message + "\n" << std::flush;
   return 2;
 }
 }  // namespace

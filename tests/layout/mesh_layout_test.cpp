@@ -121,6 +121,9 @@ TEST_CASE("bad layouts are errors naming the value") {
       MeshLayout(mesh, {Placement::shard(0), Placement::shard(0)}, Dims{8}, ShardOrder{{0, {1, 0}}, {0, {0, 1}}}), Error,
       "tensor dim 0 has two entries");
   SHARDALG_CHECK_THROWS_CONTAINING(
+      MeshLayout(mesh, {Placement::shard(0), Placement::replicate()}, Dims{8, 4}, ShardOrder{{1, {}}}), Error,
+      "tensor dim 1 lists no mesh dim");
+  SHARDALG_CHECK_THROWS_CONTAINING(
       MeshLayout(mesh, {Placement::shard(0), Placement::replicate()}, Dims{8}, ShardOrder{{0, {1, 0}}}), Error,
       "mesh dim 1 does not shard tensor dim 0");
 }

@@ -100,6 +100,7 @@ class MeshLayout {
                      shardalg::to_string(placements_[m]));
     auto describe = [&] { return detail::concat("shard order ", format_shard_order(application_order), ": "); };
     for (const ShardOrderEntry& entry : application_order) {
+      if (entry.mesh_dims.empty()) detail::fail(describe(), "tensor dim ", entry.tensor_dim, " lists no mesh dim");
       for (index_t m : entry.mesh_dims)
         if (m < 0 || m >= static_cast<index_t>(placements_.size()) || !placements_[static_cast<std::size_t>(m)].is_shard() ||
             placements_[static_cast<std::size_t>(m)].dim() != entry.tensor_dim)
@@ -124,8 +125,6 @@ class MeshLayout {
                      " once each, in any order (its Shard placements: ", format_placements(placements_), ")");
       complete.push_back(*given);
     }
-    for (const ShardOrderEntry& entry : application_order)
-      if (entry.mesh_dims.empty()) detail::fail(describe(), "tensor dim ", entry.tensor_dim, " lists no mesh dim");
     order_ = std::move(complete);
   }
 

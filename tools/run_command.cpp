@@ -145,7 +145,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   // for bad options), so the summary collectives cannot hang.
   index_t first_failed = -comm.all_max(failure.empty() ? -comm.size() : -comm.rank(), timeout);
   if (first_failed < comm.size()) {  // one line, from the lowest failing rank
-    if (first_failed == comm.rank())  // one write, as in shardalg.cpp
+    if (first_failed == comm.rank())  // one write, as in shardalg.cpp's fail_with
       std::cerr << detail::concat("error (rank ", comm.rank(), "): ", failure, "\n") << std::flush;
     return 2;
   }

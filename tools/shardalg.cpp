@@ -21,7 +21,7 @@ bool reports_errors() {
 
 int fail_with(const char* message) {
   // One write: under mpirun, the launcher's own messages would otherwise land inside the line.
-  if (reports_errors()) std::cerr << std::string("error: ") + message + "\n" << std::flush;
+  if (reports_errors()) std::cerr << shardalg::detail::concat("error: ", message, "\n") << std::flush;
   return 2;
 }
 }  // namespace

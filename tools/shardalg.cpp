@@ -1,9 +1,14 @@
 // The shardalg command-line program. Bad input exits with code 2 and one line naming the value.
+#include <mpi.h>
+
+#include <chrono>
 #include <cstdlib>
 #include <iostream>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -13,15 +18,38 @@
 namespace {
 // Under an MPI launcher (`mpirun -np N shardalg run ...`) every process parses the same command
 // line: only the first reports a bad one, so that the error is one line.
-bool reports_errors() {
+std::optional<std::string_view> rank_from_launcher() {
   for (const char* variable : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
-    if (const char* rank = std::getenv(variable)) return std::string_view(rank) == "0";
-  return true;
+    if (const char* rank = std::getenv(variable)) return rank;
+  return std::nullopt;
+}
+
+// The launcher tears the job down at the first process that exits non-zero, so the silent
+// processes must not exit before the reporting one has written its line: all meet in a barrier.
+// A process that never arrives (it failed differently) releases the others after a minute.
+void wait_for_the_reporting_process() {
+  int initialized = 0;
+  int finalized = 0;
+  MPI_Initialized(&initialized);
+  MPI_Finalized(&finalized);
+  if (finalized) return;  // the run command agreed on its errors itself
+  if (!initialized) MPI_Init(nullptr, nullptr);
+  MPI_Request barrier = MPI_REQUEST_NULL;
+  MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  int arrived = 0;
+  while (!arrived && std::chrono::steady_clock::now() < deadline) {
+    MPI_Test(&barrier, &arrived, MPI_STATUS_IGNORE);
+    if (!arrived) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (arrived) MPI_Finalize();
 }
 
 int fail_with(const char* message) {
   // One write: under mpirun, the launcher's own messages would otherwise land inside the line.
-  if (reports_errors()) std::cerr << shardalg::detail::concat("error: ", message, "\n") << std::flush;
+  const std::optional<std::string_view> rank = rank_from_launcher();
+  if (!rank || *rank == "0") std::cerr << shardalg::detail::concat("error: ", message, "\n") << std::flush;
+  if (rank) wait_for_the_reporting_process();
   return 2;
 }
 }  // namespace

@@ -147,6 +147,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   if (first_failed < comm.size()) {  // one line, from the lowest failing rank
     if (first_failed == comm.rank())  // one write, as in shardalg.cpp's fail_with
       std::cerr << detail::concat("error (rank ", comm.rank(), "): ", failure, "\n") << std::flush;
+    comm.all_max(0, timeout);  // a barrier: the launcher drops output once a process exits non-zero
     return 2;
   }
   index_t elements = comm.all_sum(check.elements, timeout), mismatches = comm.all_sum(check.mismatches, timeout);
@@ -172,6 +173,8 @@ int run(const CLI::App& cmd, const RunOptions& o) {
               << "runs                       " << o.repeat << "\n"
               << "verified: " << elements << " elements, " << mismatches << " mismatches, " << slowest[1] << " s\n";
   }
+  std::cout << std::flush;
+  comm.all_max(0, timeout);  // a barrier, as for errors: rank 0's summary is out before anyone exits
   return mismatches == 0 ? 0 : 1;
 }
 

@@ -36,7 +36,7 @@ void wait_for_the_reporting_process() {
   if (!initialized) MPI_Init(nullptr, nullptr);
   MPI_Request barrier = MPI_REQUEST_NULL;
   MPI_Ibarrier(MPI_COMM_WORLD, &barrier);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  const auto deadline = shardalg::deadline_after(60);
   int arrived = 0;
   while (!arrived && std::chrono::steady_clock::now() < deadline) {
     MPI_Test(&barrier, &arrived, MPI_STATUS_IGNORE);

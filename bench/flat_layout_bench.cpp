@@ -1,4 +1,4 @@
-// Flat-partition slice maps of a 405B-class model: Llama-3-405B's 1,137 tensors (MODELS.md) under
+// Flat-partition slice maps of a 405B-class model: Llama-3-405B's 1,137 tensors (the model zoo) under
 // ZeRO-3, ZeRO-1/2 and Megatron's distributed optimizer. One rank's map (its fragments and their
 // global boxes, what a rank computes to load or save its shard) and all ranks' maps; and whole
 // models' layouts built from recipes.

@@ -1,4 +1,4 @@
-// Resharding-plan speed on real model shapes (MODELS.md), through the layout recipes:
+// Resharding-plan speed on real model shapes (the model zoo), through the layout recipes:
 //   (a) Llama-3-405B  FSDP 512 -> FSDP 1024
 //   (b) Llama-3-405B  FSDP2+TP dp64 x tp8 -> dp128 x tp4
 //   (c) Llama-3-405B  ZeRO-3 1024 -> 768

@@ -1,6 +1,6 @@
 // Slice-map speed: one rank's tile (what a framework computes at start-up on every rank) and all
 // ranks' (what a checkpoint planner or a visualizer computes), on meshes of 1-4 dims up to 16,384
-// ranks. Tensor: Llama-3-405B's MLP weight gate_proj [53248, 16384] (MODELS.md) unless noted.
+// ranks. Tensor: Llama-3-405B's MLP weight gate_proj [53248, 16384] (the model zoo) unless noted.
 #include <benchmark/benchmark.h>
 
 #include "shardalg/shardalg.hpp"

@@ -4,7 +4,7 @@
 
 using namespace shardalg;
 
-// SEMANTICS.md section 1: (size, offset) for r = 0..k-1.
+// docs/semantics.md section 1: (size, offset) for r = 0..k-1.
 TEST_CASE("torch.chunk splits match the reference table") {
   struct Case {
     index_t n, k;

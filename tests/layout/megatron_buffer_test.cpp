@@ -5,7 +5,7 @@
 using namespace shardalg;
 using F = FlatFragment;
 
-TEST_CASE("Megatron buffer: reverse order, 64-aligned starts, one bucket (SEMANTICS.md section 7)") {
+TEST_CASE("Megatron buffer: reverse order, 64-aligned starts, one bucket (docs/semantics.md section 7)") {
   FlatLayout layout = megatron_layout(flat_tensors_from_numels({1000, 10, 300}), iota_ranks(3));
   CHECK(layout.tensor_begin(2) == 0);
   CHECK(layout.tensor_begin(1) == 320);

@@ -9,7 +9,7 @@ namespace {
 std::vector<index_t> group_of(index_t w) { return iota_ranks(w); }
 }  // namespace
 
-TEST_CASE("ZeRO-3 per-parameter partitions (SEMANTICS.md section 5)") {
+TEST_CASE("ZeRO-3 per-parameter partitions (docs/semantics.md section 5)") {
   FlatLayout layout = zero3_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
   CHECK(layout.partition_size() == 6);
   // Rank 0: first 3 of p0 at 0, first 2 of p1 at 3, first of p2 at 5.
@@ -32,7 +32,7 @@ TEST_CASE("ZeRO-3 sub-groups close when the per-rank size reaches sub_group_size
   SHARDALG_CHECK_THROWS_CONTAINING(zero3_sub_groups(layout, 0), Error, "sub_group_size 0 must be positive");
 }
 
-TEST_CASE("ZeRO-1/2 flat groups, alignment, paddings and fragments (SEMANTICS.md section 6)") {
+TEST_CASE("ZeRO-1/2 flat groups, alignment, paddings and fragments (docs/semantics.md section 6)") {
   FlatLayout layout = zero12_layout(flat_tensors_from_numels({10, 6, 3}), group_of(4));
   CHECK(layout.partition_size() == 6);
   CHECK(layout.fragments(0) == std::vector<F>{{0, 0, 0, 6}});

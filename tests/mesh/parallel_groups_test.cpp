@@ -3,7 +3,7 @@
 using namespace shardalg;
 using G = RankGroups;
 
-TEST_CASE("DeepSpeed default and data-before-expert groups (SEMANTICS.md section 8)") {
+TEST_CASE("DeepSpeed default and data-before-expert groups (docs/semantics.md section 8)") {
   ParallelGroups ds = deepspeed_groups(8, 2);
   CHECK(ds.families.at("ep") == G{{0, 1}, {2, 3}, {4, 5}, {6, 7}});
   CHECK(ds.families.at("edp") == G{{0, 2, 4, 6}, {1, 3, 5, 7}});

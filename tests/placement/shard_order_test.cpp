@@ -2,7 +2,7 @@
 
 using namespace shardalg;
 
-TEST_CASE("shard order to strided placements (SEMANTICS.md section 2)") {
+TEST_CASE("shard order to strided placements (docs/semantics.md section 2)") {
   ShardOrder order{{0, {2, 0, 1}}};
   auto placements = placements_from_shard_order(Dims{4, 3, 2}, order);
   CHECK(placements == std::vector{Placement::strided_shard(0, 2), Placement::strided_shard(0, 2), Placement::shard(0)});

@@ -2,7 +2,7 @@
 
 using namespace shardalg;
 
-TEST_CASE("SEMANTICS 11: saved [0,8) and [8,16), wanted offset 4 size 7") {
+TEST_CASE("docs/semantics.md section 11: saved [0,8) and [8,16), wanted offset 4 size 7") {
   std::vector<ChunkMeta> saved{{Dims{0}, Dims{8}}, {Dims{8}, Dims{8}}};
   std::vector<ChunkMeta> wanted{{Dims{4}, Dims{7}}};
   std::vector<ReadItem> expected{{0, 0, Dims{4}, Dims{0}, Dims{4}}, {0, 1, Dims{0}, Dims{4}, Dims{3}}};

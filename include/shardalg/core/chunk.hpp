@@ -1,4 +1,4 @@
-// torch.chunk arithmetic: the basic split of one dimension among ranks (SEMANTICS.md section 1).
+// torch.chunk arithmetic: the basic split of one dimension among ranks (docs/semantics.md section 1).
 #pragma once
 
 #include <algorithm>

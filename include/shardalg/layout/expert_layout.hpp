@@ -1,4 +1,4 @@
-// Expert-parallel layouts: which experts an EP rank owns, AutoEP-style metadata, and the layouts
+// Expert-parallel layouts (docs/semantics.md section 8): which experts an EP rank owns, AutoEP-style metadata, and the layouts
 // of stacked expert weights [num_experts, ...] (experts over EP, then FSDP/ZeRO over the
 // expert-replica group).
 #pragma once

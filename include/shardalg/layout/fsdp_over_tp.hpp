@@ -1,4 +1,5 @@
-// FSDP2 over tensor parallelism: the bytes FSDP2 holds and the label it gives them.
+// FSDP2 over tensor parallelism: the bytes FSDP2 holds and the label it gives them
+// (docs/semantics.md section 3).
 //
 // With TP on mesh dim `tp` (size T) and FSDP on mesh dim `dp` (size D), both on tensor dim d, the
 // rank (dp, tp) physically holds chunk(chunk(n, T)[tp], D)[dp]: TP splits first. PyTorch labels

@@ -1,4 +1,4 @@
-// Megatron-LM's distributed-optimizer parameter buffer as a flat layout (SEMANTICS.md section 7).
+// Megatron-LM's distributed-optimizer parameter buffer as a flat layout (docs/semantics.md section 7).
 #pragma once
 
 #include <numeric>

@@ -1,5 +1,6 @@
 // MeshLayout: a tensor of a global shape placed on a DeviceMesh, one placement per mesh dim.
-// Answers, exactly as PyTorch DTensor computes it, what each rank holds.
+// Answers, exactly as PyTorch DTensor computes it, what each rank holds (docs/semantics.md
+// sections 1-3).
 #pragma once
 
 #include <algorithm>

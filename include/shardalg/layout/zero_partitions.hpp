@@ -1,4 +1,4 @@
-// DeepSpeed ZeRO partitions as flat layouts (SEMANTICS.md sections 5 and 6).
+// DeepSpeed ZeRO partitions as flat layouts (docs/semantics.md sections 5 and 6).
 #pragma once
 
 #include <numeric>

@@ -1,4 +1,5 @@
-// The rank held at each position of a mesh, and XLA TileAssignment's compact text form for it.
+// The rank held at each position of a mesh, and XLA TileAssignment's compact text form for it
+// (docs/semantics.md section 4).
 //
 // `[dims]<=[reshape_dims]T(perm)` means arange(N).reshape(reshape_dims).transpose(perm)
 // .reshape(dims); `T(...)` is left out for the identity. Example: `[2,2]<=[2,2]T(1,0)` is the

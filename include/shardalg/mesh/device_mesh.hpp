@@ -1,4 +1,5 @@
-// DeviceMesh: an N-d array of ranks with named dims (PyTorch DeviceMesh, XLA TileAssignment).
+// DeviceMesh: an N-d array of ranks with named dims (PyTorch DeviceMesh, XLA TileAssignment;
+// docs/semantics.md section 4).
 #pragma once
 
 #include <algorithm>

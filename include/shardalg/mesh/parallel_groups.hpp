@@ -1,4 +1,4 @@
-// Process-group conventions of DeepSpeed, Megatron-LM and torchtitan (SEMANTICS.md section 8),
+// Process-group conventions of DeepSpeed, Megatron-LM and torchtitan (docs/semantics.md section 8),
 // each expressed as device meshes unflattened from the world plus an axis order, never as
 // ad-hoc rank lists. Every family of groups (tp, dp, ep, edp, ...) is the groups of a mesh dim
 // or of a flattened set of dims.

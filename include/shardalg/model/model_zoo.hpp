@@ -1,4 +1,5 @@
-// Built-in models with real shapes (shared/MODELS.md): the tensor sets users actually move.
+// Built-in models with real shapes, from each model's public Hugging Face config.json (hidden,
+// intermediate and expert sizes, layers, heads): the tensor sets users actually move.
 // Weight shapes follow the Hugging Face layout [out_features, in_features].
 #pragma once
 

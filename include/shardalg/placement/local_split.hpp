@@ -1,4 +1,5 @@
-// How one placement splits one local dimension among the ranks of a mesh dim.
+// How one placement splits one local dimension among the ranks of a mesh dim (docs/semantics.md
+// sections 1-2).
 #pragma once
 
 #include "shardalg/core/chunk.hpp"

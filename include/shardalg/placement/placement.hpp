@@ -20,7 +20,7 @@ namespace shardalg {
 
 enum class PlacementKind : std::uint8_t { replicate, shard, strided_shard, partial, block_cyclic };
 
-// Which definition of _StridedShard (SEMANTICS.md section 2).
+// Which definition of _StridedShard (docs/semantics.md section 2).
 enum class StridedSemantics : std::uint8_t {
   // Current PyTorch: chunk the dim into sf pieces, chunk each piece into k; rank i holds piece_j[i]
   // for j = 0..sf-1. Example n=9, sf=2, k=4: r0 {0,1,5}, r1 {2,3,6}, r2 {4,7}, r3 {8}.

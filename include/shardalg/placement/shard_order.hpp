@@ -1,5 +1,5 @@
 // Shard order: the order in which several mesh dims split the same tensor dim, and its
-// conversion to and from StridedShard placements (SEMANTICS.md section 2).
+// conversion to and from StridedShard placements (docs/semantics.md section 2).
 //
 // Plain placements apply mesh dims left to right. FSDP2 over TP shards on tp first, then dp:
 // on mesh (dp, tp) that is the order [tp, dp] for dim 0, which PyTorch labels (_S(0, T), S(0)).

@@ -1,4 +1,4 @@
-// Checkpoint read items with PyTorch DCP's semantics (SEMANTICS.md section 11), without its
+// Checkpoint read items with PyTorch DCP's semantics (docs/semantics.md section 11), without its
 // loop over every pair of (wanted chunk, saved chunk).
 //
 // A saved chunk and a wanted chunk overlap unless, in some dim, one starts at or past the

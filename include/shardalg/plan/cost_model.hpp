@@ -1,4 +1,4 @@
-// CostModel: the alpha-beta estimate of how long communication takes (SEMANTICS.md section 10).
+// CostModel: the alpha-beta estimate of how long communication takes (docs/semantics.md section 10).
 //
 // A message of b bytes over a link costs alpha + beta * b. Ranks are grouped into nodes of
 // `ranks_per_node` consecutive ranks; two ranks on one node talk over the intra-node link

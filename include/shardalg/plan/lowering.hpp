@@ -1,4 +1,4 @@
-// Lowering: a reshard on one mesh as a program of collectives on mesh-dim groups (SEMANTICS.md
+// Lowering: a reshard on one mesh as a program of collectives on mesh-dim groups (docs/semantics.md
 // section 10), chosen by cost against running the plan point-to-point.
 //
 // A layout on a fixed mesh is a state: each mesh dim is Replicate, Partial or shards one tensor

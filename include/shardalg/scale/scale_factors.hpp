@@ -1,4 +1,4 @@
-// Gradient-averaging scale factors of each framework convention (SEMANTICS.md section 9).
+// Gradient-averaging scale factors of each framework convention (docs/semantics.md section 9).
 //
 // Every convention computes  result = (collective over the reduce group of (g / pre_divide)) / post_divide
 // where the collective is a SUM or an AVG (average in the collective). The result must equal

@@ -10,8 +10,8 @@
 
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
-#include "shardalg/exec/mpi_communicator.hpp"
-#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
+#include "shardalg/exec/mpi/mpi_communicator.hpp"
+#include "shardalg/exec/mpi/mpi_shared_memory_communicator.hpp"
 #include "alltoallv_reference.hpp"
 #include "mpi_bench_main.hpp"
 #include "shardalg/model/layout_recipe.hpp"

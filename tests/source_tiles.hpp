@@ -3,7 +3,7 @@
 // (replicas, which differ on other dims, hold equal values), so every reduction is visible.
 #pragma once
 
-#include "shardalg/exec/host_simulator.hpp"
+#include "shardalg/exec/host/host_simulator.hpp"
 
 namespace shardalg::testing {
 

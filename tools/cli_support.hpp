@@ -1,4 +1,4 @@
-// Shared pieces of the shardalg command-line program.
+// What the shardalg command-line program's commands share.
 #pragma once
 
 #include <algorithm>

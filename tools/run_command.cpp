@@ -11,9 +11,9 @@
 #include "plan_options.hpp"
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
-#include "shardalg/exec/mpi_collective_program.hpp"
-#include "shardalg/exec/mpi_communicator.hpp"
-#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
+#include "shardalg/exec/mpi/mpi_collective_program.hpp"
+#include "shardalg/exec/mpi/mpi_communicator.hpp"
+#include "shardalg/exec/mpi/mpi_shared_memory_communicator.hpp"
 
 namespace shardalg::cli {
 namespace {
@@ -65,7 +65,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   std::vector<std::vector<std::byte>> source_data, destination_data;
   std::vector<SourceBuffer> sources;
   std::vector<DestinationBuffer> destinations;
-  try {
+  failure = failure_of([&] {
     if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
     if (o.transport != "mpi" && o.transport != "shared-memory") detail::fail("--transport '", o.transport, "' must be mpi or shared-memory");
     if (cmd.count("--shared-memory-capacity") > 0 && o.transport != "shared-memory")
@@ -92,11 +92,9 @@ int run(const CLI::App& cmd, const RunOptions& o) {
     for (std::size_t t = 0; t < plan->source().size(); ++t) sources[plan->source().buffer_of(t)].dtype = plan->source()[t].dtype;
     for (std::size_t t = 0; t < plan->destination().size(); ++t)
       destinations[plan->destination().buffer_of(t)].dtype = plan->destination()[t].dtype;
-  } catch (const Error& e) {
-    failure = e.what();
-  }
+  });
   if (agreed()) {
-    try {
+    failure = failure_of([&] {
       ExecuteOptions options;
       options.memory_limit = o.memory_limit;
       options.timeout_seconds = timeout;
@@ -137,9 +135,7 @@ int run(const CLI::App& cmd, const RunOptions& o) {
       }
       seconds = lap() / static_cast<double>(o.repeat);
       check = check_destination_data(*plan, comm.rank(), destination_data, o.seed);
-    } catch (const Error& e) {
-      failure = e.what();
-    }
+    });
   }
   // Every rank reaches this point (errors are agreed inside execute, or the same on every rank
   // for bad options), so the summary collectives cannot hang.

@@ -7,9 +7,9 @@
 
 #include <iostream>
 
-#include "shardalg/exec/copy_batch.hpp"
-#include "shardalg/exec/cuda_launch.hpp"
-#include "shardalg/exec/device_buffer.hpp"
+#include "shardalg/exec/nccl/copy_batch.hpp"
+#include "shardalg/exec/nccl/cuda_launch.hpp"
+#include "shardalg/exec/nccl/device_buffer.hpp"
 
 using namespace shardalg;
 

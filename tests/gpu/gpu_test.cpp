@@ -1,7 +1,7 @@
 // The NCCL backend on a GPU (run by scripts/gpu.sh on a GPU machine; skipped, exit 77, without a
 // device): the copy, reduction and fill kernels against their host reference on random data,
 // and execute_nccl and PreparedNcclReshard on a one-rank communicator (NCCL allows one rank per
-// GPU; multi-rank schedules are proven on the host by tests/exec/device_schedule_test.cpp and the
+// GPU; multi-rank schedules are proven on the host by tests/exec/nccl/device_schedule_test.cpp and the
 // MPI engine tests).
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
@@ -10,8 +10,8 @@
 #include <random>
 
 #include "shardalg/exec/check_data.hpp"
-#include "shardalg/exec/nccl_collective_program.hpp"
-#include "shardalg/exec/nccl_executor.hpp"
+#include "shardalg/exec/nccl/nccl_collective_program.hpp"
+#include "shardalg/exec/nccl/nccl_executor.hpp"
 #include "shardalg/model/layout_recipe.hpp"
 #include "../exec/test_models.hpp"
 

@@ -104,3 +104,17 @@ TEST_CASE("bad meshes are errors naming the value") {
   SHARDALG_CHECK_THROWS_CONTAINING(DeviceMesh::parse("a=65536,b=65536"), Error, "over the limit");
   SHARDALG_CHECK_THROWS_CONTAINING(DeviceMesh::parse("a=4096,b=4097"), Error, "mesh shape [4096, 4097] has 16781312 ranks, over the limit 16777216");
 }
+
+TEST_CASE("flattened groups: several mesh dims as one, row-major over the dims given (docs/semantics.md section 4)") {
+  DeviceMesh mesh = DeviceMesh::parse("dp=2,cp=2,tp=2");
+  CHECK(mesh.flattened_groups({0, 2}) == Groups{{0, 1, 4, 5}, {2, 3, 6, 7}});
+  CHECK(mesh.flattened_groups({0, 1}) == Groups{{0, 2, 4, 6}, {1, 3, 5, 7}});
+  CHECK(mesh.flattened_groups({2, 0}) == Groups{{0, 4, 1, 5}, {2, 6, 3, 7}});  // the order given is the flattening order
+  CHECK(mesh.flattened_groups({}) == Groups{{0}, {1}, {2}, {3}, {4}, {5}, {6}, {7}});
+  // One dim: the same rank sets as groups(dim), led by coordinate 0.
+  for (std::size_t d = 0; d < 3; ++d)
+    for (const auto& group : mesh.flattened_groups({static_cast<index_t>(d)})) CHECK(group == mesh.group_of(d, group.front()));
+  // A permuted device list: groups follow the ranks at the coordinates.
+  DeviceMesh permuted = DeviceMesh::parse("a=2,b=2", "[2,2]<=[2,2]T(1,0)");
+  CHECK(permuted.flattened_groups({1}) == Groups{{0, 2}, {1, 3}});
+}

@@ -15,3 +15,12 @@ TEST_CASE("placement kinds and fields") {
   SHARDALG_CHECK_THROWS_CONTAINING(Placement::strided_shard(0, 0), Error, "sf=0): split factor must be >= 1");
   SHARDALG_CHECK_THROWS_CONTAINING(Placement::shard(-1), Error, "shard dim -1");
 }
+
+TEST_CASE("source_reduce_op: the one pending reduction of a source, mixed ops refused") {
+  std::vector<Placement> sum_twice{Placement::partial(ReduceOp::sum), Placement::shard(0), Placement::partial(ReduceOp::sum)};
+  CHECK(source_reduce_op(sum_twice, "test") == ReduceOp::sum);
+  std::vector<Placement> none{Placement::replicate(), Placement::shard(1)};
+  CHECK_FALSE(source_reduce_op(none, "test").has_value());
+  std::vector<Placement> mixed{Placement::partial(ReduceOp::sum), Placement::partial(ReduceOp::max)};
+  SHARDALG_CHECK_THROWS_CONTAINING(source_reduce_op(mixed, "lowering"), Error, "lowering: source mixes Partial reduce ops sum and max");
+}

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "shardalg/exec/element_ops.hpp"
-#include "shardalg/exec/host_simulator.hpp"
+#include "shardalg/exec/host/host_simulator.hpp"
 
 namespace shardalg {
 

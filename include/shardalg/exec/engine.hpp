@@ -46,6 +46,7 @@
 #include <vector>
 
 #include "shardalg/core/deadline.hpp"
+#include "shardalg/exec/agreement.hpp"
 #include "shardalg/exec/element_ops.hpp"
 #include "shardalg/exec/rank_part.hpp"
 #include "shardalg/exec/strided_rows.hpp"
@@ -70,12 +71,12 @@ struct StagingArena {
 };
 
 struct ExecuteOptions {
-  // Staging bytes a rank may use for packed messages (0: no limit: every message in one piece).
+  // Staging bytes a rank may use for packed messages (0: no limit: every message in one round).
   // Ranks may differ; the smallest wins.
   index_t memory_limit = 0;
   double timeout_seconds = 300;
   int tag = 0x5a17;
-  // Called after each unpacked piece: (bytes received so far, bytes to receive in all).
+  // Called after each round's unpacked part of a message: (bytes received so far, bytes to receive in all).
   std::function<void(index_t, index_t)> progress;
   // Staging to reuse (none: allocated for this call and freed when it returns).
   StagingArena* arena = nullptr;
@@ -126,8 +127,8 @@ void strided_rows_of(const Message& m, index_t begin, index_t end, std::span<con
   });
 }
 
-// Largest piece a message is cut into (MPI counts are int; NCCL prefers moderate sizes).
-inline constexpr index_t max_piece_bytes = index_t{1} << 30;
+// Most bytes of one message moved in one round (MPI counts are int; NCCL prefers moderate sizes).
+inline constexpr index_t max_round_bytes = index_t{1} << 30;
 
 // Checks that each buffer matches the plan for `rank`: as many buffers as the layout has, each of
 // the size and element type its tensors need. `what`: "source" or "destination".
@@ -202,36 +203,30 @@ class Agreement {
   template <class Checks, class AllMax>
   static Agreement reach(const RankPart& part, index_t memory_limit, std::string_view who, Checks&& checks, AllMax&& all_max,
                          index_t staging_limit = 0) {
-    std::string failure;
-    try {
-      checks();
-    } catch (const Error& e) {
-      failure = e.what();
-    }
+    std::string failure = failure_of(checks);
     Values proposal = propose(part, memory_limit, !failure.empty(), staging_limit);
     all_max(std::span<index_t>(proposal));
-    if (!failure.empty()) throw Error(failure);
-    if (proposal[0] >= 0) fail(who, ": rank ", proposal[0], " failed its checks; nothing was sent");
+    throw_if_any_failed(failure, proposal[0], who);
     return Agreement(proposal);
   }
 
-  // The bytes of a piece: the longest message anywhere, at most max_piece_bytes, and at most
+  // The bytes of each message moved per round: the longest message anywhere, at most max_round_bytes, and at most
   // the smallest memory limit over the most peers any rank has (staging for its sends and
   // receives) and the smallest staging limit over the most send peers any rank has (the
   // communicator stages only sends); rounded down to a multiple of 8. Error when a limit leaves
   // less than 8 bytes per message.
-  index_t piece() const {
-    index_t piece = std::min(max_piece_bytes, round_up_8(std::max<index_t>(8, maxima_[2])));
+  index_t round_bytes() const {
+    index_t bytes = std::min(max_round_bytes, round_up_8(std::max<index_t>(8, maxima_[2])));
     auto within = [&](index_t negated_limit, index_t peers, const char* what) {
       if (negated_limit == std::numeric_limits<index_t>::min()) return;
       index_t limit = -negated_limit;
       peers = std::max<index_t>(1, peers);
-      piece = std::min(piece, limit / peers / 8 * 8);
-      if (piece < 8) fail("execute: ", what, " ", limit, " leaves less than 8 bytes per message for ", peers, " peers; allow at least ", 8 * peers);
+      bytes = std::min(bytes, limit / peers / 8 * 8);
+      if (bytes < 8) fail("execute: ", what, " ", limit, " leaves less than 8 bytes per message for ", peers, " peers; allow at least ", 8 * peers);
     };
     within(maxima_[3], maxima_[1], "memory limit");
     within(maxima_[5], maxima_[4], "the communicator's staging limit");
-    return piece;
+    return bytes;
   }
 
  private:
@@ -268,7 +263,7 @@ class PreparedReshard {
         destinations_(destinations.begin(), destinations.end()) {
     // 0. The bound of every wait, the agreement's included: a bad one fails at once, on this rank.
     checked_timeout(options_.timeout_seconds);
-    // 1. Local checks, then agreement that every rank passed, and on the piece size (within the
+    // 1. Local checks, then agreement that every rank passed, and on the round size (within the
     // memory limit, and the communicator's own staging when it has a bound).
     index_t staging_limit = 0;
     if constexpr (BoundedCommunicator<C>) staging_limit = comm.staging_limit();
@@ -279,8 +274,8 @@ class PreparedReshard {
           detail::check_part(plan, part, sources, destinations, options_.memory_limit);
         },
         [&](std::span<index_t> values) { comm.all_max(values, options_.timeout_seconds); }, staging_limit);
-    piece_ = agreed.piece();
-    rounds_ = part.rounds(piece_);
+    round_bytes_ = agreed.round_bytes();
+    rounds_ = part.rounds(round_bytes_);
     // 2. Whether each message moves in place on both sides (no staging): contiguous, or strided
     // rows. Sender and receiver decide alike (the same boxes; in_place_messages the same on every
     // rank), so both move the boxes' bytes, or both the padded stream. Reduced messages are staged.
@@ -315,7 +310,7 @@ class PreparedReshard {
         fill_identity(dtype, *plan_.tensor_plan(box.tensor).reduce_op(), destinations_[box.buffer].data + row.offset(),
                       box.row_bytes / box.element_bytes);
     }
-    // Rounds: piece j of every message in round j.
+    // Rounds: bytes [j * round_bytes, (j + 1) * round_bytes) of every message in round j.
     ExecuteStats stats;
     stats.rounds = rounds_;
     StagingArena& arena = options_.arena ? *options_.arena : arena_;
@@ -323,7 +318,7 @@ class PreparedReshard {
     if (arena.sends.size() < part_.sends().size()) arena.sends.resize(part_.sends().size());
     index_t received = 0;
     for (index_t round = 0; round < std::max<index_t>(rounds_, 1); ++round) {
-      index_t begin = round * piece_;
+      index_t begin = round * round_bytes_;
       index_t staging = post_receives(begin, arena.receives) + post_sends(begin, arena.sends, stats);
       stats.peak_staging = std::max(stats.peak_staging, staging);
       if (round == 0) stats.bytes_local = local_copies();  // while messages fly
@@ -333,7 +328,7 @@ class PreparedReshard {
           detail::fail("execute: the communicator reported receive ", index, " of ", posted_.size(), " posted in this round; was it left with pending messages?");
         std::size_t k = posted_[index];
         const Message& m = part_.receives()[k];
-        index_t end = std::min(m.bytes, begin + piece_);
+        index_t end = std::min(m.bytes, begin + round_bytes_);
         if (!receive_in_place_[k])
           m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
             put(box, destinations_[box.buffer].data + at, arena.receives[k].data() + (stream - begin), length);
@@ -373,7 +368,7 @@ class PreparedReshard {
     for (std::size_t k = 0; k < part_.receives().size(); ++k) {
       const Message& m = part_.receives()[k];
       if (begin >= m.bytes) continue;
-      auto length = static_cast<std::size_t>(std::min(piece_, m.bytes - begin));
+      auto length = static_cast<std::size_t>(std::min(round_bytes_, m.bytes - begin));
       const BoxRows* direct = m.contiguous();
       if (receive_in_place_[k] && direct) {  // straight into the destination
         comm_.post_receive(destinations_[direct->buffer].data + direct->base + begin, length, m.peer, options_.tag);
@@ -399,7 +394,7 @@ class PreparedReshard {
     for (std::size_t k = 0; k < part_.sends().size(); ++k) {
       const Message& m = part_.sends()[k];
       if (begin >= m.bytes) continue;
-      index_t end = std::min(m.bytes, begin + piece_);
+      index_t end = std::min(m.bytes, begin + round_bytes_);
       stats.bytes_sent += end - begin;
       if (const BoxRows* direct = m.contiguous()) {  // straight from the source
         comm_.post_send(sources_[direct->buffer].data + direct->base + begin, static_cast<std::size_t>(end - begin), m.peer, options_.tag);
@@ -442,7 +437,7 @@ class PreparedReshard {
   ExecuteOptions options_;
   std::vector<SourceBuffer> sources_;
   std::vector<DestinationBuffer> destinations_;
-  index_t piece_ = 0, rounds_ = 0, to_receive_ = 0;
+  index_t round_bytes_ = 0, rounds_ = 0, to_receive_ = 0;
   std::vector<char> receive_in_place_, send_in_place_;
   StagingArena arena_;  // when options.arena is not given: kept between runs
   bool failed_ = false;  // a run threw

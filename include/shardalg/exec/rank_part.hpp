@@ -237,10 +237,10 @@ class RankPart {
       for (const Message& m : *messages) longest = std::max(longest, m.bytes);
     return longest;
   }
-  // Rounds when messages are cut into pieces of `piece` bytes (piece j of every message in round j).
-  index_t rounds(index_t piece) const {
+  // Rounds when every message moves `round_bytes` per round (its j-th stretch in round j).
+  index_t rounds(index_t round_bytes) const {
     index_t longest = longest_message();
-    return longest == 0 ? 0 : (longest + piece - 1) / piece;
+    return longest == 0 ? 0 : (longest + round_bytes - 1) / round_bytes;
   }
 
  private:

@@ -1,5 +1,5 @@
 // The element arithmetic of Partial reductions, written once for the host (exec/element_ops.hpp,
-// the simulators) and the CUDA kernels (exec/cuda_kernels.cuh), so that the host tests check the
+// the simulators) and the CUDA kernels (exec/nccl/cuda_kernels.cuh), so that the host tests check the
 // arithmetic the device runs. Values combine in their compute type (float for bf16 and fp16);
 // integer sums, averages and products wrap, as on GPUs, instead of overflowing; min and max keep
 // the target when the two compare equal or unordered. Plain C++ that nvcc also compiles.

@@ -126,6 +126,29 @@ class DeviceMesh {
     return group_at(dim, require_coordinate(rank));
   }
 
+  // The groups of several mesh dims (by index, in the order given) taken as one flattened dim:
+  // the rank lists that vary only in those dims, members listed row-major over the given dims'
+  // coordinates, one group per coordinate of the other dims (in mesh row-major order, each
+  // group led by its member whose given coordinates are all 0). The collective programs' groups.
+  // Mesh (2,2,2), dims {0, 2}: [0,1,4,5] [2,3,6,7] (flatten(dp,tp) on (dp,cp,tp)).
+  std::vector<std::vector<index_t>> flattened_groups(const std::vector<index_t>& mesh_dims) const {
+    Dims sizes;
+    for (index_t m : mesh_dims) sizes.push_back(size(static_cast<std::size_t>(m)));
+    std::vector<std::vector<index_t>> result;
+    for (index_t rank : devices_) {
+      Dims coord = *coordinate_of(rank);
+      if (std::any_of(mesh_dims.begin(), mesh_dims.end(), [&](index_t m) { return coord[static_cast<std::size_t>(m)] != 0; })) continue;
+      std::vector<index_t> group;
+      for (index_t i = 0; i < volume(sizes); ++i) {
+        Dims within = row_major_coordinate(sizes, i);
+        for (std::size_t k = 0; k < mesh_dims.size(); ++k) coord[static_cast<std::size_t>(mesh_dims[k])] = within[k];
+        group.push_back(rank_at(coord));
+      }
+      result.push_back(std::move(group));
+    }
+    return result;
+  }
+
   // The sub-mesh of the named dims through `rank` (PyTorch mesh["dp", "tp"] on that rank).
   // Names must be given in mesh order.
   DeviceMesh slice(const std::vector<std::string>& dim_names, index_t rank) const {

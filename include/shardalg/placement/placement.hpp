@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <span>
 #include <string_view>
 
 #include "shardalg/core/checked.hpp"
@@ -110,5 +112,20 @@ class Placement {
   index_t block_ = 1;
   index_t source_ = 0;
 };
+
+// The reduction a source layout leaves pending: the op of its Partial placements, none without
+// them. Error (prefixed by `what`) when two Partial placements name different ops: P(sum) on one
+// mesh dim with P(max) on another has no single reduction, so every reshard, lowering and
+// collective program refuses it here rather than picking one.
+// Example: (P(sum), S(0), P(sum)) -> sum; (R, S(1)) -> none; (P(sum), P(max)) -> error.
+inline std::optional<ReduceOp> source_reduce_op(std::span<const Placement> placements, std::string_view what) {
+  std::optional<ReduceOp> op;
+  for (const Placement& p : placements)
+    if (p.is_partial()) {
+      if (op && *op != p.reduce_op()) detail::fail(what, ": source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
+      op = p.reduce_op();
+    }
+  return op;
+}
 
 }  // namespace shardalg

@@ -1,5 +1,5 @@
 // ReduceOp: how the partial values of a Partial placement combine (PyTorch's Partial reduce_op).
-// Its own header so that device code (exec/cuda_kernels.cuh) can name it without the algebra.
+// Its own header so that device code (exec/nccl/cuda_kernels.cuh) can name it without the algebra.
 #pragma once
 
 #include <cstdint>

@@ -112,8 +112,7 @@ class LoweringSearch {
   LoweringSearch(const MeshLayout& src, const MeshLayout& dst, index_t element_bytes, const CostModel& model)
       : mesh_(src.mesh()), shape_(src.global_shape()), element_bytes_(static_cast<double>(element_bytes)), model_(model) {
     mesh_ndim_ = mesh_.ndim();
-    for (const Placement& p : src.placements())
-      if (p.is_partial()) op_ = p.reduce_op();
+    op_ = source_reduce_op(src.placements(), "lowering").value_or(ReduceOp::sum);
     for (std::size_t m = 0; m < mesh_ndim_; ++m)
       for (const MeshLayout* layout : {&src, &dst})
         if (layout->placements()[m].splits_tensor()) {

@@ -1,4 +1,4 @@
-// Verification of a reshard plan, before anything is executed: every destination element is
+// Verification of a reshard plan, of one tensor or of a whole model, before anything is executed: every destination element is
 // written exactly once (once per partial contributor for reductions), from a source that holds
 // that same global element, and nothing is out of bounds.
 //
@@ -8,11 +8,17 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <limits>
+#include <map>
+#include <memory>
 #include <optional>
 #include <span>
+#include <utility>
 #include <vector>
 
+#include "shardalg/layout/equivalent_layouts.hpp"
+#include "shardalg/plan/model_reshard_plan.hpp"
 #include "shardalg/plan/reshard_plan.hpp"
 
 namespace shardalg {
@@ -203,6 +209,72 @@ inline void verify_plan(const ReshardPlan& plan, const TransferList& transfers) 
   std::vector<std::size_t> indices(transfers.size());
   for (std::size_t i = 0; i < indices.size(); ++i) indices[i] = i;
   detail::verify_transfers(plan, src_holdings, dst_holdings, {}, transfers, indices);
+}
+
+// Verifies every tensor's part of a model plan (see verify_plan); errors name the tensor.
+// Transfers tagged with a tensor index the plan does not have are an error.
+//
+// Repeated layers: when a tensor's source and destination layouts are shifts of an already
+// verified tensor's (TensorLayout::shift_from) and its transfers are that tensor's, shifted
+// alike, they are valid for the same reasons (what each rank holds shifts with the layout), so
+// they are compared instead of checked again. Anything else is checked in full.
+inline void verify_plan(const ModelReshardPlan& plan, const TransferList& transfers) {
+  // Transfer indices grouped by tensor (a counting sort keeps plan order within each tensor).
+  std::vector<std::size_t> first(plan.size() + 1, 0);
+  for (std::size_t i = 0; i < transfers.size(); ++i) {
+    index_t tensor = transfers.tensor(i);
+    if (tensor < 0 || tensor >= static_cast<index_t>(plan.size()))
+      detail::fail("plan: transfer ", transfers.src_rank(i), " -> ", transfers.dst_rank(i), " names tensor ", tensor, " of ", plan.size());
+    ++first[static_cast<std::size_t>(tensor) + 1];
+  }
+  for (std::size_t t = 0; t < plan.size(); ++t) first[t + 1] += first[t];
+  std::vector<std::size_t> grouped(transfers.size());
+  {
+    std::vector<std::size_t> next(first.begin(), first.end() - 1);
+    for (std::size_t i = 0; i < transfers.size(); ++i) grouped[next[static_cast<std::size_t>(transfers.tensor(i))]++] = i;
+  }
+  auto part_of = [&](std::size_t t) { return std::span<const std::size_t>(grouped).subspan(first[t], first[t + 1] - first[t]); };
+
+  // Layouts that are shifts of one already seen share its lookups of what each rank holds. Other
+  // flat layouts (one tensor of a shared partition) are looked up for their tensor only, so
+  // memory stays bounded by the distinct layouts.
+  std::vector<std::unique_ptr<detail::Holdings>> holdings;
+  EquivalentLayouts<detail::Holdings*> classes;
+  std::unique_ptr<detail::Holdings> single_src, single_dst;
+  auto holdings_of = [&](const TensorLayout& layout, std::unique_ptr<detail::Holdings>& single) -> std::pair<detail::Holdings*, index_t> {
+    if (layout.is_flat() && !layout.own_bucket()) {
+      single = std::make_unique<detail::Holdings>(layout);
+      return {single.get(), 0};
+    }
+    auto match = classes.find({&layout}, [](detail::Holdings* h) { return std::array{&h->layout()}; });
+    if (match) return {match->key, match->shifts[0]};
+    holdings.push_back(std::make_unique<detail::Holdings>(layout));
+    classes.add({&layout}, holdings.back().get());
+    return {holdings.back().get(), 0};
+  };
+  struct Verified {
+    std::size_t tensor;
+    detail::HoldingShifts shifts;
+  };
+  std::map<std::pair<const detail::Holdings*, const detail::Holdings*>, Verified> verified;  // per pair of shared holdings
+  for (std::size_t t = 0; t < plan.size(); ++t) {
+    const ReshardPlan& tensor_plan = plan.tensor_plan(t);
+    try {
+      auto [src_holdings, src_shift] = holdings_of(tensor_plan.source(), single_src);
+      auto [dst_holdings, dst_shift] = holdings_of(tensor_plan.destination(), single_dst);
+      detail::HoldingShifts shifts{src_shift, dst_shift};
+      bool shared = src_holdings != single_src.get() && dst_holdings != single_dst.get();
+      auto earlier = shared ? verified.find({src_holdings, dst_holdings}) : verified.end();
+      if (earlier != verified.end() &&
+          detail::shifted_copy(transfers, part_of(t), part_of(earlier->second.tensor),
+                               {shifts.src - earlier->second.shifts.src, shifts.dst - earlier->second.shifts.dst}))
+        continue;
+      detail::verify_transfers(tensor_plan, *src_holdings, *dst_holdings, shifts, transfers, part_of(t));
+      if (shared) verified.try_emplace({src_holdings, dst_holdings}, Verified{t, shifts});
+    } catch (const Error& e) {
+      detail::fail("tensor '", plan.source()[t].name, "': ", e.what());
+    }
+  }
 }
 
 }  // namespace shardalg

@@ -29,13 +29,7 @@ inline std::optional<ReduceOp> reshard_reduce_op(std::span<const Placement> sour
                                                  std::string_view what) {
   for (const Placement& p : destination)
     if (p.is_partial()) fail(what, ": destination placement ", to_string(p), " is not supported; destinations hold reduced values");
-  std::optional<ReduceOp> op;
-  for (const Placement& p : source)
-    if (p.is_partial()) {
-      if (op && *op != p.reduce_op()) fail(what, ": source mixes Partial reduce ops ", to_string(*op), " and ", to_string(p.reduce_op()));
-      op = p.reduce_op();
-    }
-  return op;
+  return source_reduce_op(source, what);
 }
 }  // namespace detail
 

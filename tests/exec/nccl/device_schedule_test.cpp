@@ -5,11 +5,11 @@
 #include <map>
 #include <random>
 
-#include "../test_support.hpp"
+#include "../../test_support.hpp"
 #include "shardalg/exec/check_data.hpp"
-#include "shardalg/exec/device_schedule.hpp"
+#include "shardalg/exec/nccl/device_schedule.hpp"
 #include "shardalg/model/layout_recipe.hpp"
-#include "test_models.hpp"
+#include "../test_models.hpp"
 
 using namespace shardalg;
 using testing::one_tensor;
@@ -54,15 +54,15 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
     detail::Agreement::Values proposal = detail::Agreement::propose(*part, memory_limit, false);
     for (std::size_t i = 0; i < maxima.size(); ++i) maxima[i] = std::max(maxima[i], proposal[i]);
   }
-  index_t piece = detail::Agreement(maxima).piece();
+  index_t round_bytes = detail::Agreement(maxima).round_bytes();
   for (index_t r = 0; r < world; ++r) {
     RankState& s = ranks[static_cast<std::size_t>(r)];
     s.part = std::move(parts[static_cast<std::size_t>(r)]);
     s.buffers = testing::buffers_for(plan, r, 11);
     detail::check_part(plan, *s.part, s.buffers.sources, s.buffers.destinations, memory_limit);
-    s.staging.emplace_back(static_cast<std::size_t>(device_staging_bytes(plan, *s.part, piece)));
+    s.staging.emplace_back(static_cast<std::size_t>(device_staging_bytes(plan, *s.part, round_bytes)));
     CHECK((memory_limit == 0 || static_cast<index_t>(s.staging[0].size()) <= memory_limit));
-    s.schedule = make_device_schedule(plan, *s.part, s.buffers.sources, s.buffers.destinations, piece, s.staging[0].data());
+    s.schedule = make_device_schedule(plan, *s.part, s.buffers.sources, s.buffers.destinations, round_bytes, s.staging[0].data());
     for (std::size_t l : s.schedule.fills) run_launch_on_host(s.schedule.launches, l);
     for (std::size_t l : s.schedule.locals) run_launch_on_host(s.schedule.launches, l);
   }

@@ -9,7 +9,7 @@
 #include <utility>
 
 #include "shardalg/core/error.hpp"
-#include "shardalg/exec/nccl_communicator.hpp"
+#include "shardalg/exec/nccl/nccl_communicator.hpp"
 
 namespace shardalg {
 

@@ -10,8 +10,8 @@
 #include <thread>
 #include <vector>
 
-#include "../source_tiles.hpp"
-#include "shardalg/exec/mpi_collective_program.hpp"
+#include "../../source_tiles.hpp"
+#include "shardalg/exec/mpi/mpi_collective_program.hpp"
 
 using namespace shardalg;
 
@@ -117,7 +117,7 @@ int main(int argc, char** argv) {
         message = e.what();
       }
       expect(rank == 0 ? message.find("rank 0 source buffer has") != std::string::npos
-                       : message.find("rank 0 has a source buffer of the wrong size") != std::string::npos,
+                       : message.find("MPI collective program: rank 0 failed its checks; nothing was sent") != std::string::npos,
              "a wrong-sized source buffer is named before anything moves");
     }
   } catch (const std::exception& e) {

@@ -1,4 +1,4 @@
-// The CUDA kernels behind exec/cuda_launch.hpp. Include this file in exactly one CUDA source of a
+// The CUDA kernels behind exec/nccl/cuda_launch.hpp. Include this file in exactly one CUDA source of a
 // program (CMake's shardalg::cuda target is such a source), compiled by nvcc.
 //
 // One warp per unit of a batch (box_copy.hpp: at most BoxCopy::unit_bytes of one row), units in
@@ -9,8 +9,8 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include "shardalg/exec/box_copy.hpp"
-#include "shardalg/exec/cuda_launch.hpp"
+#include "shardalg/exec/nccl/box_copy.hpp"
+#include "shardalg/exec/nccl/cuda_launch.hpp"
 #include "shardalg/exec/reduce_arithmetic.hpp"
 
 namespace shardalg::cuda {

@@ -1,5 +1,5 @@
 // The CUDA kernels' host entry points, as plain C++ (compiled by g++ or nvcc): the NCCL executor
-// calls them, and exec/cuda_kernels.cuh defines them. A header-only library cannot compile a
+// calls them, and exec/nccl/cuda_kernels.cuh defines them. A header-only library cannot compile a
 // kernel for its user, so exactly one CUDA source of the program includes cuda_kernels.cuh
 // (CMake: link shardalg::cuda, which is that one source).
 //
@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "shardalg/exec/box_copy.hpp"
+#include "shardalg/exec/nccl/box_copy.hpp"
 #include "shardalg/exec/device_dtype.hpp"
 #include "shardalg/placement/reduce_op.hpp"
 

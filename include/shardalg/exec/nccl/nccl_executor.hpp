@@ -11,11 +11,11 @@
 //             (contiguous messages straight from / into the buffers), one unpack kernel, and one
 //             reduction kernel per (dtype, op, contributors) of Partial sources
 //
-// The schedule (exec/device_schedule.hpp: descriptors of all rounds, messages per round) is
+// The schedule (exec/nccl/device_schedule.hpp: descriptors of all rounds, messages per round) is
 // built on the host and its descriptors uploaded once, so no round waits for the host;
 // PreparedNcclReshard keeps it (and the checks and agreement) for any number of runs. Staging is
-// capped by the memory limit as in the host engine (pieces of limit / (most peers) bytes, the
-// smallest over ranks). Needs the kernels of exec/cuda_kernels.cuh linked in (CMake:
+// capped by the memory limit as in the host engine (rounds of limit / (most peers) bytes, the
+// smallest over ranks). Needs the kernels of exec/nccl/cuda_kernels.cuh linked in (CMake:
 // shardalg::cuda) and NCCL.
 #pragma once
 
@@ -29,10 +29,10 @@
 #include <utility>
 
 #include "shardalg/core/deadline.hpp"
-#include "shardalg/exec/cuda_launch.hpp"
-#include "shardalg/exec/device_buffer.hpp"
-#include "shardalg/exec/device_schedule.hpp"
-#include "shardalg/exec/nccl_communicator.hpp"
+#include "shardalg/exec/nccl/cuda_launch.hpp"
+#include "shardalg/exec/nccl/device_buffer.hpp"
+#include "shardalg/exec/nccl/device_schedule.hpp"
+#include "shardalg/exec/nccl/nccl_communicator.hpp"
 
 namespace shardalg {
 
@@ -114,13 +114,13 @@ class PreparedNcclReshard {
         },
         [&](std::span<index_t> values) { comm.all_max(values, stream, options_.timeout_seconds); });
 
-    // 2. Pieces, staging and the schedule; its descriptors uploaded at once.
-    index_t piece = agreed.piece();
+    // 2. Round size, staging and the schedule; its descriptors uploaded at once.
+    index_t round_bytes = agreed.round_bytes();
     DeviceBuffer& arena = staging();
-    fixed_.peak_staging = device_staging_bytes(plan, part, piece);
+    fixed_.peak_staging = device_staging_bytes(plan, part, round_bytes);
     arena.reserve(static_cast<std::size_t>(fixed_.peak_staging), stream, rank_);
     staging_at_ = arena.data();
-    schedule_ = make_device_schedule(plan, part, sources, destinations, piece, arena.data());
+    schedule_ = make_device_schedule(plan, part, sources, destinations, round_bytes, arena.data());
     const LaunchList& list = schedule_.launches;
     descriptors_.reserve(list.descriptors().size() * sizeof(BoxCopy), stream, rank_);
     if (descriptors_.size())

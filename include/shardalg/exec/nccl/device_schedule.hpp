@@ -1,6 +1,6 @@
 // DeviceSchedule: everything the NCCL executor queues for one rank's part of a plan, built on the
 // host with no CUDA: the kernel launches (BoxCopy batches, one descriptor array for the whole
-// call) and, per round, the messages to receive and send. exec/nccl_executor.hpp queues it on a
+// call) and, per round, the messages to receive and send. exec/nccl/nccl_executor.hpp queues it on a
 // stream; the host tests run it with run_on_host and matched messages, so the schedule the GPU
 // runs is the schedule the tests check.
 //
@@ -20,7 +20,7 @@
 #include <utility>
 #include <vector>
 
-#include "shardalg/exec/copy_batch.hpp"
+#include "shardalg/exec/nccl/copy_batch.hpp"
 #include "shardalg/exec/device_dtype.hpp"
 #include "shardalg/exec/engine.hpp"
 
@@ -102,32 +102,32 @@ inline bool staged(const ModelReshardPlan& plan, const Message& m, bool receivin
   return !direct || (receiving && plan.tensor_plan(direct->tensor).reduce_op());
 }
 
-inline index_t bytes_in_round(const Message& m, index_t piece, index_t round) {
-  return std::max<index_t>(0, std::min(piece, m.bytes - round * piece));
+inline index_t bytes_in_round(const Message& m, index_t round_bytes, index_t round) {
+  return std::max<index_t>(0, std::min(round_bytes, m.bytes - round * round_bytes));
 }
 
 }  // namespace detail
 
 // Staging bytes the schedule needs: the largest round's staged receives and sends.
-inline index_t device_staging_bytes(const ModelReshardPlan& plan, const RankPart& part, index_t piece) {
+inline index_t device_staging_bytes(const ModelReshardPlan& plan, const RankPart& part, index_t round_bytes) {
   index_t most = 0;
-  for (index_t round = 0; round < part.rounds(piece); ++round) {
+  for (index_t round = 0; round < part.rounds(round_bytes); ++round) {
     index_t bytes = 0;
     for (const Message& m : part.receives())
-      if (detail::staged(plan, m, true)) bytes += detail::bytes_in_round(m, piece, round);
+      if (detail::staged(plan, m, true)) bytes += detail::bytes_in_round(m, round_bytes, round);
     for (const Message& m : part.sends())
-      if (detail::staged(plan, m, false)) bytes += detail::bytes_in_round(m, piece, round);
+      if (detail::staged(plan, m, false)) bytes += detail::bytes_in_round(m, round_bytes, round);
     most = std::max(most, bytes);
   }
   return most;
 }
 
-// The schedule of `part` with pieces of `piece` bytes and staging at `staging` (at least
+// The schedule of `part` moving `round_bytes` of each message per round, and staging at `staging` (at least
 // device_staging_bytes). Buffers as for execute (device or host memory: only addresses are
 // taken). Precondition: the buffers passed detail::check_part. Error: a Partial plan of a dtype
 // without device arithmetic.
 inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
-                                           std::span<const DestinationBuffer> destinations, index_t piece, std::byte* staging) {
+                                           std::span<const DestinationBuffer> destinations, index_t round_bytes, std::byte* staging) {
   const ModelLayout& dst = plan.destination();
   DeviceSchedule schedule;
   LaunchList& list = schedule.launches;
@@ -144,13 +144,13 @@ inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const R
     add_box_box(local.for_box(plan, copy.to), copy.from, sources[copy.from.buffer].data, copy.to, destinations[copy.to.buffer].data);
   schedule.locals = local.add_to(list);
 
-  for (index_t round = 0; round < part.rounds(piece); ++round) {
+  for (index_t round = 0; round < part.rounds(round_bytes); ++round) {
     DeviceRound& r = schedule.rounds.emplace_back();
-    index_t begin = round * piece;
+    index_t begin = round * round_bytes;
     std::byte* cursor = staging;
     detail::UnpackBatches unpack;
     for (const Message& m : part.receives()) {
-      index_t length = detail::bytes_in_round(m, piece, round);
+      index_t length = detail::bytes_in_round(m, round_bytes, round);
       if (length == 0) continue;
       std::byte* at = nullptr;
       if (detail::staged(plan, m, true)) {
@@ -167,7 +167,7 @@ inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const R
     }
     CopyBatch pack;
     for (const Message& m : part.sends()) {
-      index_t length = detail::bytes_in_round(m, piece, round);
+      index_t length = detail::bytes_in_round(m, round_bytes, round);
       if (length == 0) continue;
       const std::byte* at = nullptr;
       if (detail::staged(plan, m, false)) {

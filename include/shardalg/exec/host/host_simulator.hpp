@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "shardalg/exec/element_ops.hpp"
-#include "shardalg/plan/model_reshard_plan.hpp"
+#include "shardalg/plan/plan_verification.hpp"
 
 namespace shardalg {
 

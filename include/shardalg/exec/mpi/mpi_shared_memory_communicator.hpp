@@ -45,7 +45,8 @@
 
 #include "shardalg/core/deadline.hpp"
 #include "shardalg/core/error.hpp"
-#include "shardalg/exec/mpi_communicator.hpp"
+#include "shardalg/exec/agreement.hpp"
+#include "shardalg/exec/mpi/mpi_communicator.hpp"
 #include "shardalg/exec/strided_rows.hpp"
 
 namespace shardalg {
@@ -284,15 +285,10 @@ class MpiSharedMemoryCommunicator {
   // the failed rank throws its own error, the others one naming it.
   template <class F>
   void agreed_step(F&& step) {
-    std::string failure;
-    try {
-      step();
-    } catch (const Error& e) {
-      failure = e.what();
-    }
-    index_t failed = collectives_.all_max(failure.empty() ? -1 : rank_);
-    if (!failure.empty()) detail::fail("MpiSharedMemoryCommunicator: rank ", rank_, ": ", failure);
-    if (failed >= 0) detail::fail("MpiSharedMemoryCommunicator: rank ", failed, " could not set up its shared memory; nothing was sent");
+    std::string failure = failure_of(step);
+    if (!failure.empty()) failure = detail::concat("MpiSharedMemoryCommunicator: rank ", rank_, ": ", failure);
+    throw_if_any_failed(failure, collectives_.all_max(failure_vote(failure, rank_)), "MpiSharedMemoryCommunicator",
+                        "could not set up its shared memory");
   }
   void check_usable(index_t peer) const {
     if (failed_) detail::fail("MPI shared memory: rank ", rank_, " cannot use this communicator: an earlier wait failed; make a new communicator");

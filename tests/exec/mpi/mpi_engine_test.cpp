@@ -12,10 +12,10 @@
 
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
-#include "shardalg/exec/mpi_communicator.hpp"
-#include "shardalg/exec/mpi_shared_memory_communicator.hpp"
+#include "shardalg/exec/mpi/mpi_communicator.hpp"
+#include "shardalg/exec/mpi/mpi_shared_memory_communicator.hpp"
 #include "shardalg/model/layout_recipe.hpp"
-#include "test_models.hpp"
+#include "../test_models.hpp"
 
 using namespace shardalg;
 using testing::one_tensor;

@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "shardalg/exec/box_copy.hpp"
+#include "shardalg/exec/nccl/box_copy.hpp"
 #include "shardalg/exec/rank_part.hpp"
 
 namespace shardalg {

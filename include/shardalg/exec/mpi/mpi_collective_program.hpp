@@ -32,9 +32,10 @@
 
 #include "shardalg/core/deadline.hpp"
 #include "shardalg/core/dtype.hpp"
+#include "shardalg/exec/agreement.hpp"
+#include "shardalg/exec/collective_step.hpp"
 #include "shardalg/exec/element_ops.hpp"
-#include "shardalg/exec/mpi_communicator.hpp"
-#include "shardalg/exec/program_simulator.hpp"
+#include "shardalg/exec/mpi/mpi_communicator.hpp"
 
 namespace shardalg {
 
@@ -52,7 +53,7 @@ class MpiCollectiveProgram {
     rank_ = rank;
     for (const LoweredStep& step : program_.steps) {
       if (groups_.count(step.mesh_dims)) continue;
-      auto membership = detail::group_of(program_.states.front().mesh(), step.mesh_dims, rank_);
+      auto membership = group_membership(program_.states.front().mesh(), step.mesh_dims, rank_);
       int color = MPI_UNDEFINED, key = 0;
       std::vector<index_t> members;
       if (membership) {
@@ -76,27 +77,25 @@ class MpiCollectiveProgram {
 
   // This rank's tile of the program's first state (elements of `dtype`) in, its tile of the last
   // state out (empty outside the mesh). Collective over the communicator.
-  // Errors, before any data moves: a source of the wrong size on any rank (that rank names its
-  // buffer, the others name that rank), an unknown dtype; then MPI errors naming the call.
+  // Errors, before any data moves: a source of the wrong size, an unknown dtype or a source mixing
+  // Partial ops on any rank (that rank names its problem, the others name that rank); then MPI
+  // errors naming the call.
   std::vector<std::byte> run(std::span<const std::byte> source, std::string_view dtype) {
-    index_t element = dtype_bytes(dtype);
     const MeshLayout& first = program_.states.front();
     bool inside = first.mesh().contains(rank_);
-    index_t expected = inside ? first.tile(rank_).volume() * element : 0;
-    bool bad = static_cast<index_t>(source.size()) != expected;
-    int mine = bad ? static_cast<int>(rank_) : -1, worst = -1;
-    std::vector<std::byte> send(sizeof(int)), received(sizeof(int));
-    std::memcpy(send.data(), &mine, sizeof(int));
-    MPI_Request request = MPI_REQUEST_NULL;
-    check(MPI_Iallreduce(send.data(), received.data(), 1, MPI_INT, MPI_MAX, comm_, &request), "MPI_Iallreduce");
-    wait(request, "MPI_Iallreduce", "of the buffer check (every rank)", {std::move(send), &received});
-    std::memcpy(&worst, received.data(), sizeof(int));
-    if (bad) detail::fail("MPI collective program: rank ", rank_, " source buffer has ", source.size(), " bytes, its tile needs ", expected, " (", dtype, ")");
-    if (worst >= 0) detail::fail("MPI collective program: rank ", worst, " has a source buffer of the wrong size; nothing was sent");
-    if (!inside) return {};
+    index_t element = 0;
     ReduceOp op = ReduceOp::sum;
-    for (const Placement& p : first.placements())
-      if (p.is_partial()) op = p.reduce_op();
+    check_on_every_rank(
+        rank_, "MPI collective program",
+        [&] {
+          element = dtype_bytes(dtype);
+          op = source_reduce_op(first.placements(), "MPI collective program").value_or(ReduceOp::sum);
+          index_t expected = inside ? first.tile(rank_).volume() * element : 0;
+          if (static_cast<index_t>(source.size()) != expected)
+            detail::fail("MPI collective program: rank ", rank_, " source buffer has ", source.size(), " bytes, its tile needs ", expected, " (", dtype, ")");
+        },
+        [&](index_t vote) { return all_max(vote); });
+    if (!inside) return {};
     std::vector<std::byte> buffer(source.begin(), source.end());
     for (std::size_t i = 0; i < program_.steps.size(); ++i) buffer = run_step(i, buffer, dtype, element, op);
     return buffer;
@@ -108,82 +107,72 @@ class MpiCollectiveProgram {
     std::vector<index_t> members;  // ranks in flattened order
   };
 
-  std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, std::string_view dtype, index_t element, ReduceOp op) {
-    const LoweredStep& step = program_.steps[i];
-    const Group& group = groups_.at(step.mesh_dims);
-    auto n = group.members.size();
-    auto me = static_cast<std::size_t>(std::find(group.members.begin(), group.members.end(), rank_) - group.members.begin());
-    auto d = static_cast<std::size_t>(step.tensor_dim);
-    detail::StepTiles tiles(program_, i, group.members, rank_, element);
-    const Tile &mine_before = tiles.mine_before, &mine_after = tiles.mine_after;
-    const std::vector<Tile>&before_tiles = tiles.before, &after_tiles = tiles.after;
-    const Dims& shape = tiles.shape;
-    // The chunk of this rank's tile along `dim` that member j holds after the step.
-    auto chunk_for = [&](std::size_t j, std::size_t dim) {
-      return detail::slice_along(buffer, shape, dim, detail::local_begin(mine_before, after_tiles[j], dim), after_tiles[j].dim(dim).size());
-    };
-    switch (step.kind) {
-      case CollectiveKind::local:
-        return detail::slice_along(buffer, shape, d, detail::local_begin(mine_before, mine_after, d), mine_after.dim(d).size());
-      case CollectiveKind::all_gather: {
-        std::vector<int> counts;
-        for (const Tile& t : before_tiles) counts.push_back(count_of(t.volume() * element, step, i));
-        auto [received, offsets] = all_gather(buffer, counts, group, step, i);
-        std::vector<std::span<const std::byte>> parts;
-        std::vector<Dims> shapes;
-        for (std::size_t j = 0; j < n; ++j) {
-          parts.emplace_back(received.data() + offsets[j], static_cast<std::size_t>(counts[j]));
-          shapes.push_back(detail::byte_shape(before_tiles[j], element));
-        }
-        return detail::concat_along(parts, shapes, d);
-      }
-      case CollectiveKind::all_to_all: {
-        auto e = static_cast<std::size_t>(step.split_dim);
-        std::vector<std::vector<std::byte>> pieces;
-        for (std::size_t j = 0; j < n; ++j) pieces.push_back(chunk_for(j, e));
-        std::vector<Dims> shapes;
-        std::vector<int> receive_counts;
-        for (std::size_t j = 0; j < n; ++j) {
-          shapes.push_back(detail::byte_shape(before_tiles[j], element));
-          shapes.back()[e] = mine_after.dim(e).size();
-          receive_counts.push_back(count_of(volume(shapes.back()), step, i));
-        }
-        auto [received, offsets] = all_to_all(pieces, receive_counts, group, step, i);
-        std::vector<std::span<const std::byte>> parts;
-        for (std::size_t j = 0; j < n; ++j) parts.emplace_back(received.data() + offsets[j], static_cast<std::size_t>(receive_counts[j]));
-        return detail::concat_along(parts, shapes, d);
-      }
-      case CollectiveKind::reduce_scatter: {
-        std::vector<std::vector<std::byte>> pieces;
-        for (std::size_t j = 0; j < n; ++j) pieces.push_back(chunk_for(j, d));
-        index_t bytes = mine_after.volume() * element;
-        return reduce(pieces, bytes, dtype, element, op, group, step, i);
-      }
-      case CollectiveKind::all_reduce: {
-        // Reduce-scatter flat chunks of the buffer, then gather the reduced chunks.
-        index_t elements = static_cast<index_t>(buffer.size()) / element;
-        std::vector<std::vector<std::byte>> pieces;
-        std::vector<int> counts;
-        for (std::size_t j = 0; j < n; ++j) {
-          Chunk c = chunk_of(elements, static_cast<index_t>(n), static_cast<index_t>(j));
-          auto from = buffer.begin() + c.offset * element;
-          pieces.emplace_back(from, from + c.size * element);
-          counts.push_back(count_of(c.size * element, step, i));
-        }
-        std::vector<std::byte> reduced = reduce(pieces, counts[me], dtype, element, op, group, step, i);
-        auto [gathered, offsets] = all_gather(reduced, counts, group, step, i);
-        return gathered;
-      }
-      case CollectiveKind::p2p: break;
+  // This rank's side of each kind of step, over the group's sub-communicator.
+  struct Transport {
+    MpiCollectiveProgram& self;
+    const Group& group;
+    std::span<const std::byte> buffer;  // the tile before the step
+    std::string_view dtype;
+    index_t element;
+    ReduceOp op;
+
+    std::vector<std::byte> local(const CollectiveStep& step) const { return slice_along(buffer, step.shape, step.sends.front()); }
+    std::vector<std::byte> all_gather(const CollectiveStep& step) const {
+      std::vector<int> counts;
+      for (const Dims& part : step.receives) counts.push_back(self.count_of(volume(part), step));
+      auto [received, offsets] = self.all_gather(buffer, counts, group, step);
+      return join(received, offsets, counts, step);
     }
-    detail::fail("MPI collective program: step ", i, " is a p2p step; run point-to-point plans with the engine");
+    std::vector<std::byte> all_to_all(const CollectiveStep& step) const {
+      std::vector<int> receive_counts;
+      for (const Dims& part : step.receives) receive_counts.push_back(self.count_of(volume(part), step));
+      auto [received, offsets] = self.all_to_all(chunks(step), receive_counts, group, step);
+      return join(received, offsets, receive_counts, step);
+    }
+    std::vector<std::byte> reduce_scatter(const CollectiveStep& step) const {
+      return self.reduce(chunks(step), step.out_bytes, dtype, element, op, group, step);
+    }
+    std::vector<std::byte> all_reduce(const CollectiveStep& step) const {
+      // Reduce-scatter flat chunks of the buffer, then gather the reduced chunks.
+      index_t elements = static_cast<index_t>(buffer.size()) / element;
+      auto n = static_cast<index_t>(group.members.size());
+      std::vector<std::vector<std::byte>> pieces;
+      std::vector<int> counts;
+      for (index_t j = 0; j < n; ++j) {
+        Chunk c = chunk_of(elements, n, j);
+        auto from = buffer.begin() + c.offset * element;
+        pieces.emplace_back(from, from + c.size * element);
+        counts.push_back(self.count_of(c.size * element, step));
+      }
+      std::vector<std::byte> reduced = self.reduce(pieces, counts[step.me], dtype, element, op, group, step);
+      return self.all_gather(reduced, counts, group, step).first;
+    }
+
+   private:
+    std::vector<std::vector<std::byte>> chunks(const CollectiveStep& step) const {
+      std::vector<std::vector<std::byte>> pieces;
+      for (const SliceAlong& slice : step.sends) pieces.push_back(slice_along(buffer, step.shape, slice));
+      return pieces;
+    }
+    static std::vector<std::byte> join(const std::vector<std::byte>& received, const std::vector<int>& offsets, const std::vector<int>& counts,
+                                       const CollectiveStep& step) {
+      std::vector<std::span<const std::byte>> parts;
+      for (std::size_t j = 0; j < counts.size(); ++j) parts.emplace_back(received.data() + offsets[j], static_cast<std::size_t>(counts[j]));
+      return concat_along(parts, step.receives, step.join_dim);
+    }
+  };
+
+  std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, std::string_view dtype, index_t element, ReduceOp op) {
+    const Group& group = groups_.at(program_.steps[i].mesh_dims);
+    Transport transport{*this, group, buffer, dtype, element, op};
+    return run_collective_step(describe_collective_step(program_, i, group.members, rank_, element), transport, "MPI collective program");
   }
 
   // Member j's piece goes to j; the pieces for this rank (all `bytes` long) are reduced.
   std::vector<std::byte> reduce(const std::vector<std::vector<std::byte>>& pieces, index_t bytes, std::string_view dtype, index_t element, ReduceOp op,
-                                const Group& group, const LoweredStep& step, std::size_t i) {
-    std::vector<int> receive_counts(group.members.size(), count_of(bytes, step, i));
-    auto [received, offsets] = all_to_all(pieces, receive_counts, group, step, i);
+                                const Group& group, const CollectiveStep& step) {
+    std::vector<int> receive_counts(group.members.size(), count_of(bytes, step));
+    auto [received, offsets] = all_to_all(pieces, receive_counts, group, step);
     std::vector<std::byte> out(static_cast<std::size_t>(bytes));
     fill_identity(dtype, op, out.data(), bytes / element);
     for (std::size_t j = 0; j < group.members.size(); ++j)
@@ -192,34 +181,45 @@ class MpiCollectiveProgram {
   }
 
   std::pair<std::vector<std::byte>, std::vector<int>> all_gather(std::span<const std::byte> mine, const std::vector<int>& counts, const Group& group,
-                                                                 const LoweredStep& step, std::size_t i) {
-    std::vector<int> offsets = prefix(counts, step, i);
+                                                                 const CollectiveStep& step) {
+    std::vector<int> offsets = prefix(counts, step);
     std::vector<std::byte> received(static_cast<std::size_t>(offsets.back() + counts.back()));
     std::vector<std::byte> send(mine.begin(), mine.end());  // owned: outlives a timed-out collective
     MPI_Request request = MPI_REQUEST_NULL;
     check(MPI_Iallgatherv(send.data(), static_cast<int>(send.size()), MPI_BYTE, received.data(), counts.data(), offsets.data(), MPI_BYTE,
                           group.comm, &request),
           "MPI_Iallgatherv");
-    wait(request, "MPI_Iallgatherv", where(group, step, i), {std::move(send), &received});
+    wait(request, "MPI_Iallgatherv", where(group, step), {std::move(send), &received});
     return {std::move(received), std::move(offsets)};
   }
 
   std::pair<std::vector<std::byte>, std::vector<int>> all_to_all(const std::vector<std::vector<std::byte>>& pieces, const std::vector<int>& receive_counts,
-                                                                 const Group& group, const LoweredStep& step, std::size_t i) {
+                                                                 const Group& group, const CollectiveStep& step) {
     std::vector<int> send_counts;
     std::vector<std::byte> send;
     for (const auto& piece : pieces) {
-      send_counts.push_back(count_of(static_cast<index_t>(piece.size()), step, i));
+      send_counts.push_back(count_of(static_cast<index_t>(piece.size()), step));
       send.insert(send.end(), piece.begin(), piece.end());
     }
-    std::vector<int> send_offsets = prefix(send_counts, step, i), receive_offsets = prefix(receive_counts, step, i);
+    std::vector<int> send_offsets = prefix(send_counts, step), receive_offsets = prefix(receive_counts, step);
     std::vector<std::byte> received(static_cast<std::size_t>(receive_offsets.back() + receive_counts.back()));
     MPI_Request request = MPI_REQUEST_NULL;
     check(MPI_Ialltoallv(send.data(), send_counts.data(), send_offsets.data(), MPI_BYTE, received.data(), receive_counts.data(),
                          receive_offsets.data(), MPI_BYTE, group.comm, &request),
           "MPI_Ialltoallv");
-    wait(request, "MPI_Ialltoallv", where(group, step, i), {std::move(send), &received});
+    wait(request, "MPI_Ialltoallv", where(group, step), {std::move(send), &received});
     return {std::move(received), std::move(receive_offsets)};
+  }
+
+  // The largest `value` over every rank of the communicator (bounded wait).
+  index_t all_max(index_t value) {
+    std::vector<std::byte> send(sizeof(index_t)), received(sizeof(index_t));
+    std::memcpy(send.data(), &value, sizeof(index_t));
+    MPI_Request request = MPI_REQUEST_NULL;
+    check(MPI_Iallreduce(send.data(), received.data(), 1, MPI_INT64_T, MPI_MAX, comm_, &request), "MPI_Iallreduce");
+    wait(request, "MPI_Iallreduce", "of the buffer check (every rank)", {std::move(send), &received});
+    std::memcpy(&value, received.data(), sizeof(index_t));
+    return value;
   }
 
   // The buffers of a collective in flight: what MPI may still read and write.
@@ -237,10 +237,10 @@ class MpiCollectiveProgram {
   }
 
   // "of step 2 (all_gather) with ranks [0,4]".
-  static std::string where(const Group& group, const LoweredStep& step, std::size_t i) {
+  static std::string where(const Group& group, const CollectiveStep& step) {
     std::string ranks;
     for (index_t r : group.members) ranks += (ranks.empty() ? "" : ",") + std::to_string(r);
-    return detail::concat("of step ", i, " (", to_string(step.kind), ") with ranks [", ranks, "]");
+    return detail::concat("of step ", step.index, " (", to_string(step.kind), ") with ranks [", ranks, "]");
   }
 
   void wait(MPI_Request& request, const char* call, const std::string& context, InFlight buffers) {
@@ -257,20 +257,20 @@ class MpiCollectiveProgram {
     }
   }
 
-  int count_of(index_t bytes, const LoweredStep& step, std::size_t i) const {
+  int count_of(index_t bytes, const CollectiveStep& step) const {
     if (bytes > std::numeric_limits<int>::max())
-      detail::fail("MPI collective program: step ", i, " (", to_string(step.kind), ") on rank ", rank_, " moves ", bytes,
+      detail::fail("MPI collective program: step ", step.index, " (", to_string(step.kind), ") on rank ", rank_, " moves ", bytes,
                    " bytes in one piece, more than MPI's int count; split the tensor or use the point-to-point engine");
     return static_cast<int>(bytes);
   }
-  std::vector<int> prefix(const std::vector<int>& counts, const LoweredStep& step, std::size_t i) const {
+  std::vector<int> prefix(const std::vector<int>& counts, const CollectiveStep& step) const {
     std::vector<int> offsets;
     index_t total = 0;
     for (int c : counts) {
-      offsets.push_back(count_of(total, step, i));
+      offsets.push_back(count_of(total, step));
       total += c;
     }
-    count_of(total, step, i);
+    count_of(total, step);
     return offsets;
   }
   void check(int rc, const char* call) const { detail::check_mpi(rc, call, rank_); }

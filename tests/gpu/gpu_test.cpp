@@ -10,6 +10,7 @@
 #include <random>
 
 #include "shardalg/exec/check_data.hpp"
+#include "shardalg/exec/host/program_simulator.hpp"
 #include "shardalg/exec/nccl/nccl_collective_program.hpp"
 #include "shardalg/exec/nccl/nccl_executor.hpp"
 #include "shardalg/model/layout_recipe.hpp"

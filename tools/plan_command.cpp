@@ -144,7 +144,7 @@ void run(const CLI::App& cmd, const PlanOptions& o) {
   } else if (!o.summary && !o.simulate) {
     print_transfers(plan, transfers);
   }
-  if (o.summary) print_summary(summarize(plan, transfers), seconds);
+  if (o.summary) print_summary(plan, transfers, seconds);
   if (o.simulate && simulate_and_check(plan, transfers) > 0) detail::fail("simulation found mismatches");
 }
 

@@ -6,7 +6,6 @@
 #include <fstream>
 #include <iostream>
 #include <map>
-#include <set>
 
 #include "cli_support.hpp"
 
@@ -80,42 +79,17 @@ inline ModelSpec select_tensors(ModelSpec model, const std::vector<std::string>&
   return selected;
 }
 
-struct PlanSummary {
-  index_t moved = 0, local = 0, messages = 0, max_sent = 0, max_received = 0, lower_bound = 0, transfers = 0;
-};
-
-inline PlanSummary summarize(const ModelReshardPlan& plan, const TransferList& transfers) {
-  PlanSummary s;
-  std::map<index_t, index_t> sent, received;
-  std::set<std::pair<index_t, index_t>> pairs;
-  for (std::size_t i = 0; i < transfers.size(); ++i) {
-    index_t from = transfers.src_rank(i), to = transfers.dst_rank(i);
-    index_t bytes = checked_mul(transfers.volume(i), dtype_bytes(plan.source()[static_cast<std::size_t>(transfers.tensor(i))].dtype));
-    if (from == to) {
-      s.local += bytes;
-      continue;
-    }
-    s.moved += bytes;
-    sent[from] += bytes;
-    received[to] += bytes;
-    pairs.insert({from, to});
-  }
-  for (index_t rank : plan.destination().ranks()) s.lower_bound += plan.lower_bound_bytes(rank);
-  for (const auto& [rank, b] : sent) s.max_sent = std::max(s.max_sent, b);
-  for (const auto& [rank, b] : received) s.max_received = std::max(s.max_received, b);
-  s.messages = static_cast<index_t>(pairs.size());
-  s.transfers = static_cast<index_t>(transfers.size());
-  return s;
-}
-
-inline void print_summary(const PlanSummary& s, double plan_seconds) {
-  std::cout << "bytes moved between ranks  " << s.moved << "\n"
-            << "bytes kept local           " << s.local << "\n"
-            << "messages                   " << s.messages << "\n"
-            << "max bytes sent by a rank   " << s.max_sent << "\n"
-            << "max bytes received         " << s.max_received << "\n"
-            << "lower bound (bytes)        " << s.lower_bound << "\n"
-            << "transfers (boxes)          " << s.transfers << "\n"
+// The plan's totals, as CommunicationVolume computes them, and the time it took to plan.
+inline void print_summary(const ModelReshardPlan& plan, const TransferList& transfers, double plan_seconds) {
+  CommunicationVolume volume(plan, transfers);
+  auto bytes = [](double b) { return byte_count(b).dump(); };  // exact integers while int64 holds them
+  std::cout << "bytes moved between ranks  " << bytes(volume.moved_bytes()) << "\n"
+            << "bytes kept local           " << bytes(volume.local_bytes()) << "\n"
+            << "messages                   " << volume.messages() << "\n"
+            << "max bytes sent by a rank   " << bytes(volume.max_sent()) << "\n"
+            << "max bytes received         " << bytes(volume.max_received()) << "\n"
+            << "lower bound (bytes)        " << bytes(volume.lower_bound_total()) << "\n"
+            << "transfers (boxes)          " << transfers.size() << "\n"
             << "plan time                  " << plan_seconds * 1e3 << " ms\n";
 }
 

@@ -54,3 +54,23 @@ TEST_CASE("intersection gives shared segments with both local positions") {
   CHECK(intersect(a, IndexMap()).empty());
   CHECK(positions(b.restrict_to(5, 11)) == std::vector<index_t>{5, 6, 7, 10});
 }
+
+TEST_CASE("local_of_range: a range held in one run, with its local start") {
+  IndexMap map;
+  map.append(0, 4);
+  map.append(8, 2);
+  CHECK(map.local_of_range(2, 2) == 2);
+  CHECK_FALSE(map.local_of_range(2, 3).has_value());  // position 4 is not held
+  CHECK(map.local_of_range(8, 2) == 4);
+  CHECK_FALSE(map.local_of_range(3, 6).has_value());  // both ends held, the middle not
+  CHECK_FALSE(map.local_of_range(10, 1).has_value());
+  CHECK_FALSE(map.local_of_range(5, 1).has_value());
+  // The same answer as checking both ends, for every range of this map.
+  for (index_t g = 0; g < 11; ++g)
+    for (index_t n = 1; g + n <= 11; ++n) {
+      auto first = map.local_of(g), last = map.local_of(g + n - 1);
+      bool ends_contiguous = first && last && *last - *first == n - 1;
+      CHECK(map.local_of_range(g, n).has_value() == ends_contiguous);
+      if (ends_contiguous) CHECK(map.local_of_range(g, n) == first);
+    }
+}

@@ -125,3 +125,39 @@ TEST_CASE("a transfer list stores transfers compactly and gives them back unchan
   CHECK(one.at(0) == values[1]);
   SHARDALG_CHECK_THROWS_CONTAINING(one.at(1), Error, "index 1 out of 1 transfers");
 }
+
+TEST_CASE("all_transfers' indexed path (one holder per element, one run per dim) equals every rank's transfers_to") {
+  struct Case {
+    const char *src_mesh, *src_placements, *dst_mesh, *dst_placements;
+    Dims shape;
+  };
+  // Uneven and empty shards, destinations of several boxes (strided), 0-d, a source mesh more than
+  // 4x the destination's (the generic path), a shard order on the source.
+  for (const Case& c : {Case{"a=2,b=3", "S(0),S(1)", "x=4", "_S(1,2)", Dims{7, 5}}, Case{"a=4", "S(0)", "x=3,y=2", "S(1),S(0)", Dims{6, 4}},
+                        Case{"a=3", "S(1)", "x=2", "R", Dims{2, 9}}, Case{"a=1", "R", "x=4", "R", Dims{}},
+                        Case{"a=16", "S(0)", "x=2", "S(1)", Dims{20, 3}}, Case{"a=8", "S(0)", "x=2", "S(0)", Dims{3, 2}}}) {
+    CAPTURE(c.src_placements);
+    CAPTURE(c.dst_placements);
+    ReshardPlan plan(TensorLayout(MeshLayout::parse(c.src_mesh, c.src_placements, c.shape)),
+                     TensorLayout(MeshLayout::parse(c.dst_mesh, c.dst_placements, c.shape)));
+    TransferList all = plan.all_transfers(), parts;
+    for (index_t rank : plan.destination().mesh().devices()) parts.append(plan.transfers_to(rank), 0);
+    verify_plan(plan, all);
+    auto listed = [](const TransferList& list) {
+      std::vector<std::string> out;
+      for (const Transfer& t : list)
+        out.push_back(detail::concat(t.src_rank, "->", t.dst_rank, " ", t.global, " ", t.src_local, " ", t.dst_local));
+      std::sort(out.begin(), out.end());
+      return out;
+    };
+    CHECK(listed(all) == listed(parts));
+  }
+  // A shard order on the source: [tp, dp] splits dim 0 tp-first, still one run per rank.
+  MeshLayout ordered(DeviceMesh::parse("dp=3,tp=2"), parse_placements("S(0),S(0)"), Dims{13, 2}, parse_shard_order("0:[1,0]"));
+  ReshardPlan plan{TensorLayout(ordered), TensorLayout(MeshLayout::parse("x=5", "S(0)", Dims{13, 2}))};
+  TransferList all = plan.all_transfers();
+  verify_plan(plan, all);
+  index_t moved = 0;
+  for (const Transfer& t : all) moved += t.global.volume();
+  CHECK(moved == 26);
+}

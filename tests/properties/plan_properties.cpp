@@ -2,9 +2,11 @@
 // permutations on the two sides; mesh and flat layouts), executed in the host simulator.
 #include "generators.hpp"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <numeric>
+#include <tuple>
 
 using namespace shardalg;
 using namespace shardalg::testing;
@@ -113,6 +115,29 @@ TEST_CASE("properties of reshard plans") {
       for (const Transfer& t : plan.transfers_from(rank)) from_query += t.global.volume();
       RC_ASSERT(from_plan == from_query);
     }
+  });
+
+  SHARDALG_PROPERTY("the whole plan is every destination rank's part (all_transfers' indexed path agrees with transfers_to)", [] {
+    Dims shape = *gen_shape();
+    TensorLayout src = gen_any_layout(shape), dst = gen_any_layout(shape);
+    ReshardPlan plan(src, dst);
+    using Key = std::tuple<index_t, index_t, Dims, Dims, Dims, Dims, index_t>;
+    auto keys = [](const TransferList& list) {
+      std::vector<Key> out;
+      for (const Transfer& t : list) out.emplace_back(t.src_rank, t.dst_rank, t.global.offset, t.global.shape, t.src_local, t.dst_local, t.contributors);
+      std::sort(out.begin(), out.end(), [](const Key& a, const Key& b) {
+        auto flat = [](const Key& k) {
+          std::vector<index_t> v{std::get<0>(k), std::get<1>(k), std::get<6>(k)};
+          for (const Dims* dims : {&std::get<2>(k), &std::get<3>(k), &std::get<4>(k), &std::get<5>(k)}) v.insert(v.end(), dims->begin(), dims->end());
+          return v;
+        };
+        return flat(a) < flat(b);
+      });
+      return out;
+    };
+    TransferList parts;
+    for (index_t rank : dst.mesh().devices()) parts.append(plan.transfers_to(rank), 0);
+    RC_ASSERT(keys(plan.all_transfers()) == keys(parts));
   });
 
   SHARDALG_PROPERTY("every element a destination holds is written once, from a source holding it", [] {

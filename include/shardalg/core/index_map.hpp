@@ -98,6 +98,21 @@ class IndexMap {
   }
 
   constexpr bool contains(index_t global) const { return local_of(global).has_value(); }
+  // Local position of `global` when the `length` positions from it lie in one run (held, and
+  // contiguous locally too); nothing otherwise. Example: {[0,4), [8,10)}: (2, 2) -> 2;
+  // (2, 3) -> nothing (position 4 is not held); (8, 2) -> 4.
+  constexpr std::optional<index_t> local_of_range(index_t global, index_t length) const {
+    index_t local = 0;
+    for (const Run& run : runs_) {
+      if (global < run.global_begin) return std::nullopt;
+      if (global < run.global_end()) {
+        if (length > run.global_end() - global) return std::nullopt;
+        return local + (global - run.global_begin);
+      }
+      local += run.length;
+    }
+    return std::nullopt;
+  }
 
   // Composition: `selection` picks local positions of this map (its "global" positions are this
   // map's local ones); the result maps them on to this map's global positions.

@@ -85,6 +85,7 @@ class MeshLayout {
       if (placements_[m].is_block_cyclic() && placements_[m].source_coordinate() >= mesh_.size(m))
         detail::fail("placement ", shardalg::to_string(placements_[m]), " starts at coordinate ", placements_[m].source_coordinate(),
                      " but mesh dim ", m, " (", mesh_.names()[m], ") has size ", mesh_.size(m));
+    search_order_ = default_shard_order(placements_);
   }
 
   // Shard placements applied in an explicit order per tensor dim (PyTorch's DTensorSpec
@@ -127,6 +128,7 @@ class MeshLayout {
       complete.push_back(*given);
     }
     order_ = std::move(complete);
+    search_order_ = *order_;
   }
 
   // Reads the PyTorch-style text forms: mesh "dp=4,tp=2", placements "_S(0,2),S(0)".
@@ -192,30 +194,36 @@ class MeshLayout {
       detail::fail("box ", box, " has rank ", box.ndim(), " but the tensor has rank ", tensor_ndim());
     Box query = intersect(box, Box::whole(global_shape_));
     if (query.empty()) return {};
-    ShardOrder order = order_ ? *order_ : default_shard_order(placements_);
-    // Per order entry: the coordinate tuples (one per listed mesh dim) whose tile meets the box.
-    std::vector<std::vector<Dims>> tuples_per_entry;
+    const ShardOrder& order = search_order_;
+    // Per order entry: the coordinate tuples (one per listed mesh dim, flattened) whose tile
+    // meets the box.
+    std::vector<std::vector<index_t>> tuples_per_entry;
     for (const ShardOrderEntry& entry : order) {
       std::size_t d = static_cast<std::size_t>(entry.tensor_dim);
-      std::vector<Dims> tuples;
+      std::vector<index_t> tuples;
       Dims prefix;
-      collect_holders(entry.mesh_dims, 0, IndexMap::contiguous(0, global_shape_[d]), query.offset[d], query.end(d),
-                      prefix, tuples);
+      collect_holders(entry.mesh_dims, 0, IndexMap::contiguous(0, global_shape_[d]), query.offset[d], query.end(d), prefix, tuples);
       if (tuples.empty()) return {};
       tuples_per_entry.push_back(std::move(tuples));
     }
     // Enumerate the product: entries' tuples x free mesh dims' coordinates.
     std::vector<index_t> ranks;
+    std::size_t count = 1;
+    for (std::size_t e = 0; e < order.size(); ++e) count *= tuples_per_entry[e].size() / order[e].mesh_dims.size();
     Dims coord(mesh_.ndim(), 0);
-    std::vector<std::size_t> free_dims;
+    SmallVector<std::size_t, 8> free_dims;
     for (std::size_t m = 0; m < placements_.size(); ++m)
       if (!placements_[m].splits_tensor()) free_dims.push_back(m);
-    std::vector<std::size_t> pick(tuples_per_entry.size(), 0);
+    SmallVector<std::size_t, 8> pick(tuples_per_entry.size(), 0);
     Dims free_coord(free_dims.size(), 0);
+    for (std::size_t f : free_dims) count *= static_cast<std::size_t>(mesh_.size(f));
+    ranks.reserve(count);
     while (true) {
-      for (std::size_t e = 0; e < order.size(); ++e)
-        for (std::size_t i = 0; i < order[e].mesh_dims.size(); ++i)
-          coord[static_cast<std::size_t>(order[e].mesh_dims[i])] = tuples_per_entry[e][pick[e]][i];
+      for (std::size_t e = 0; e < order.size(); ++e) {
+        std::size_t width = order[e].mesh_dims.size();
+        for (std::size_t i = 0; i < width; ++i)
+          coord[static_cast<std::size_t>(order[e].mesh_dims[i])] = tuples_per_entry[e][pick[e] * width + i];
+      }
       for (std::size_t f = 0; f < free_dims.size(); ++f) coord[free_dims[f]] = free_coord[f];
       ranks.push_back(mesh_.rank_at(coord));
       // Advance: free dims fastest, then entries.
@@ -229,12 +237,12 @@ class MeshLayout {
       std::size_t e = pick.size();
       while (carried && e > 0) {
         --e;
-        if (++pick[e] < tuples_per_entry[e].size()) carried = false;
+        if (++pick[e] < tuples_per_entry[e].size() / order[e].mesh_dims.size()) carried = false;
         else pick[e] = 0;
       }
       if (carried) break;
     }
-    std::sort(ranks.begin(), ranks.end());
+    if (!std::is_sorted(ranks.begin(), ranks.end())) std::sort(ranks.begin(), ranks.end());  // iota meshes come out sorted
     return ranks;
   }
 
@@ -254,10 +262,11 @@ class MeshLayout {
  private:
   // Depth-first over the mesh dims that split one tensor dim, keeping only coordinates whose
   // part of [lo, hi) is non-empty. `held`: what the coordinates chosen so far hold of the dim.
+  // Appends each tuple's coordinates to `out` (mesh_dims.size() values a tuple).
   void collect_holders(const std::vector<index_t>& mesh_dims, std::size_t depth, const IndexMap& held, index_t lo,
-                       index_t hi, Dims& prefix, std::vector<Dims>& out) const {
+                       index_t hi, Dims& prefix, std::vector<index_t>& out) const {
     if (depth == mesh_dims.size()) {
-      out.push_back(prefix);
+      out.insert(out.end(), prefix.begin(), prefix.end());
       return;
     }
     std::size_t m = static_cast<std::size_t>(mesh_dims[depth]);
@@ -289,16 +298,35 @@ class MeshLayout {
         index_t a = std::max(local_lo, piece.offset) - piece.offset;
         index_t b = std::min(local_hi, piece.offset + piece.size) - piece.offset;
         if (a >= b) continue;
-        for (index_t c = chunk_holding(piece.size, k, a); c <= chunk_holding(piece.size, k, b - 1); ++c) candidates.push_back(c);
+        index_t first = chunk_holding(piece.size, k, a), last = chunk_holding(piece.size, k, b - 1);
+        candidates.reserve(candidates.size() + static_cast<std::size_t>(last - first + 1));
+        for (index_t c = first; c <= last; ++c) candidates.push_back(c);
       }
       std::sort(candidates.begin(), candidates.end());
       candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
     } else {
       for (index_t c = 0; c < k; ++c) candidates.push_back(c);
     }
+    // A Shard of a contiguous run: the candidates are exactly the chunks meeting [lo, hi), and
+    // each one's part is a run of its own (no composition needed).
+    bool exact = held.is_contiguous() && p.is_shard();
+    if (exact && depth + 1 == mesh_dims.size()) {  // the last mesh dim: the coordinates are the answer
+      out.reserve(out.size() + candidates.size() * mesh_dims.size());
+      for (index_t c : candidates) {
+        out.insert(out.end(), prefix.begin(), prefix.end());
+        out.push_back(c);
+      }
+      return;
+    }
     for (index_t c : candidates) {
-      IndexMap part = held.compose(local_split(p, length, k, c));
-      if (part.restrict_to(lo, hi).empty()) continue;
+      IndexMap part;
+      if (exact) {
+        Chunk chunk = chunk_of(length, k, c);
+        part = IndexMap::contiguous(held.first() + chunk.offset, chunk.size);
+      } else {
+        part = held.compose(local_split(p, length, k, c));
+        if (part.restrict_to(lo, hi).empty()) continue;
+      }
       prefix.push_back(c);
       collect_holders(mesh_dims, depth + 1, part, lo, hi, prefix, out);
       prefix.pop_back();
@@ -309,6 +337,7 @@ class MeshLayout {
   std::vector<Placement> placements_;
   Dims global_shape_;
   std::optional<ShardOrder> order_;
+  ShardOrder search_order_;  // order_, or the default order: what ranks_holding walks
 };
 
 // The full ("universal", unsharded) layout: every listed rank holds the whole tensor (one rank:

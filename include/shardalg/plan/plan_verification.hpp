@@ -30,9 +30,8 @@ inline bool holds_at(const Tile& tile, std::span<const index_t> offset, std::spa
   if (shape.size() != tile.ndim() || local.size() != shape.size()) return false;
   for (std::size_t d = 0; d < shape.size(); ++d) {
     if (shape[d] <= 0) return false;
-    auto first = tile.dim(d).local_of(offset[d]);
-    auto last = tile.dim(d).local_of(offset[d] + shape[d] - 1);
-    if (!first || !last || *first != local[d] || *last - *first != shape[d] - 1) return false;
+    auto first = tile.dim(d).local_of_range(offset[d], shape[d]);
+    if (!first || *first != local[d]) return false;
   }
   return true;
 }
@@ -53,12 +52,12 @@ class Holdings {
   explicit Holdings(const TensorLayout& layout) : layout_(layout), slots_(static_cast<std::size_t>(layout.mesh().size())) {}
   const TensorLayout& layout() const { return layout_; }
 
-  // True when the rank holds all of the box (offset, shape) as one block starting at `local`,
-  // for a layout whose local positions are this one's plus `shift`.
-  // Precondition: the rank is in the mesh.
-  bool holds_at(index_t rank, std::span<const index_t> offset, std::span<const index_t> shape, std::span<const index_t> local,
+  // True when the rank at mesh position `position` holds all of the box (offset, shape) as one
+  // block starting at `local`, for a layout whose local positions are this one's plus `shift`.
+  // Precondition: 0 <= position < the mesh's size.
+  bool holds_at(index_t position, std::span<const index_t> offset, std::span<const index_t> shape, std::span<const index_t> local,
                 index_t shift = 0) {
-    const Slot& slot = slot_of(rank);
+    const Slot& slot = slot_at(position);
     if (slot.tile) return detail::holds_at(*slot.tile, offset, shape, local);
     if (shape.size() != layout_.tensor_ndim() || local.size() != 1) return false;
     for (const Piece& piece : slot.pieces) {  // flat pieces: local = local[0] + (point - offset) . strides
@@ -66,15 +65,15 @@ class Holdings {
       for (std::size_t d = 0; d < shape.size() && inside; ++d)
         inside = shape[d] > 0 && offset[d] >= piece.global.offset[d] && shape[d] <= piece.global.end(d) - offset[d];
       if (!inside) continue;
-      index_t position = piece.local[0] + shift;  // within the piece: no overflow
-      for (std::size_t d = 0; d < shape.size(); ++d) position += (offset[d] - piece.global.offset[d]) * piece.strides[d];
-      return position == local[0];
+      index_t at = piece.local[0] + shift;  // within the piece: no overflow
+      for (std::size_t d = 0; d < shape.size(); ++d) at += (offset[d] - piece.global.offset[d]) * piece.strides[d];
+      return at == local[0];
     }
     return false;
   }
 
   // Precondition: the rank is in the mesh.
-  index_t held_elements(index_t rank) { return slot_of(rank).held; }
+  index_t held_elements(index_t position) { return slot_at(position).held; }
 
  private:
   struct Slot {
@@ -83,9 +82,10 @@ class Holdings {
     std::vector<Piece> pieces;  // flat layouts
     index_t held = 0;
   };
-  const Slot& slot_of(index_t rank) {
-    Slot& slot = slots_[static_cast<std::size_t>(*layout_.mesh().position_of(rank))];
+  const Slot& slot_at(index_t position) {
+    Slot& slot = slots_[static_cast<std::size_t>(position)];
     if (slot.ready) return slot;
+    index_t rank = layout_.mesh().devices()[static_cast<std::size_t>(position)];
     if (const MeshLayout* mesh = layout_.mesh_layout()) {
       slot.tile = mesh->tile(rank);
       slot.held = slot.tile->volume();
@@ -147,7 +147,8 @@ inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Ho
   for (std::size_t i : indices) {
     index_t from = list.src_rank(i), to = list.dst_rank(i);
     auto offset = list.offset(i), shape = list.shape(i);
-    if (!src.mesh().contains(from)) fail("plan: transfer from rank ", from, ", which is not in the source mesh");
+    std::optional<index_t> from_position = src.mesh().position_of(from);
+    if (!from_position) fail("plan: transfer from rank ", from, ", which is not in the source mesh");
     std::optional<index_t> position = dst_mesh.position_of(to);
     if (!position) fail("plan: transfer to rank ", to, ", which is not in the destination mesh");
     bool box = shape.size() == src.tensor_ndim();
@@ -155,9 +156,9 @@ inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Ho
       box = offset[d] >= 0 && shape[d] > 0 && shape[d] <= std::numeric_limits<index_t>::max() - offset[d];
     if (!box)
       fail("plan: transfer ", from, " -> ", to, " moves offset ", Dims(offset), " shape ", Dims(shape), ", not a non-empty box of the tensor");
-    if (!src_holdings.holds_at(from, offset, shape, list.src_local(i), shifts.src))
+    if (!src_holdings.holds_at(*from_position, offset, shape, list.src_local(i), shifts.src))
       fail("plan: source rank ", from, " does not hold ", list[i].global, " at local ", list[i].src_local);
-    if (!dst_holdings.holds_at(to, offset, shape, list.dst_local(i), shifts.dst))
+    if (!dst_holdings.holds_at(*position, offset, shape, list.dst_local(i), shifts.dst))
       fail("plan: destination rank ", to, " does not hold ", list[i].global, " at local ", list[i].dst_local);
     entries.push_back(Entry{*position, plan.partial_class(from), offset.empty() ? 0 : offset[0], i});
   }
@@ -179,7 +180,7 @@ inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Ho
   std::size_t next = 0;
   for (index_t position = 0; position < dst_mesh.size(); ++position) {
     index_t rank = dst_mesh.devices()[static_cast<std::size_t>(position)];
-    index_t held = dst_holdings.held_elements(rank), classes = 0;
+    index_t held = dst_holdings.held_elements(position), classes = 0;
     while (next < entries.size() && entries[next].position == position) {
       index_t partial = entries[next].partial, volume = 0;
       active.clear();

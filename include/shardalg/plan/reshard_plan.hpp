@@ -50,8 +50,11 @@ class ReshardPlan {
   // The transfers that fill what `dst_rank` holds (none for a rank outside the destination).
   // Time proportional to the transfers produced (times the source search), never to all ranks.
   TransferList transfers_to(index_t dst_rank) const {
-    if (src_.mesh_layout() && dst_.mesh_layout()) return mesh_transfers_to(*src_.mesh_layout(), *dst_.mesh_layout(), dst_rank);
-    return piece_transfers_to(dst_rank);
+    if (!src_.mesh_layout() || !dst_.mesh_layout()) return piece_transfers_to(dst_rank);
+    TransferList out;
+    MeshPlanning planning(*src_.mesh_layout());
+    mesh_transfers_into(out, *src_.mesh_layout(), *dst_.mesh_layout(), dst_rank, planning);
+    return out;
   }
 
   // The transfers `src_rank` sends (local copies included): found through the destination ranks
@@ -76,7 +79,24 @@ class ReshardPlan {
   // The whole plan: the union of every destination rank's part, in destination-mesh order.
   TransferList all_transfers() const {
     TransferList out;
-    for (index_t rank : dst_.mesh().devices()) out.append(transfers_to(rank), 0);
+    if (src_.mesh_layout() && dst_.mesh_layout()) {
+      const MeshLayout &src = *src_.mesh_layout(), &dst = *dst_.mesh_layout();
+      MeshPlanning planning(src);  // each source tile computed once for all destinations
+      // One holder per element and at most 4 source ranks per destination rank: index the
+      // source's runs once (cost proportional to the destinations visited anyway).
+      std::optional<SourceRuns> runs;
+      if (unreplicated_source_ && src.mesh().size() <= 4 * dst.mesh().size()) runs = SourceRuns::build(src);
+      const std::vector<index_t>& ranks = dst.mesh().devices();
+      for (std::size_t i = 0; i < ranks.size(); ++i) {
+        if (runs) runs->transfers_into(out, dst.tile(ranks[i]), ranks[i]);
+        else mesh_transfers_into(out, src, dst, ranks[i], planning);
+        // Ranks' parts are alike in size: room for all of them, with headroom for larger ones
+        // (reserved pages never written cost nothing; a reallocation copies everything).
+        if (i == 0) out.reserve(out.size() * ranks.size() * 3 / 2, out.coordinate_count() * ranks.size() * 3 / 2);
+      }
+      return out;
+    }
+    for (index_t rank : dst_.mesh().devices()) out.append(piece_transfers_to(rank), 0);
     return out;
   }
 
@@ -116,32 +136,159 @@ class ReshardPlan {
   }
 
  private:
-  // Mesh to mesh: tiles intersect per dim (separable), no pieces needed.
-  TransferList mesh_transfers_to(const MeshLayout& src, const MeshLayout& dst, index_t dst_rank) const {
-    TransferList out;
+  // The runs of a source in which every element has one holder and every rank holds one run
+  // per tensor dim (Shard placements in any order, no strided or block-cyclic splits): per
+  // tensor dim the distinct runs, sorted and disjoint, and the rank holding each combination
+  // (a dense table). A destination box then finds its sources by one binary search per dim, and
+  // each overlap is arithmetic: no holder search and no tiles per box.
+  // Example: S(0) over 4 ranks of [8, 3]: dim 0 runs [0,2) [2,4) [4,6) [6,8), dim 1 [0,3);
+  // box [3,6)x[0,3) meets runs 1 and 2 of dim 0: ranks 1 and 2.
+  class SourceRuns {
+   public:
+    // None when the source does not qualify (some rank holds several runs of a dim, or the run
+    // combinations outnumber the ranks more than 4 times).
+    static std::optional<SourceRuns> build(const MeshLayout& source) {
+      SourceRuns index;
+      std::size_t ndim = source.tensor_ndim();
+      index.runs_.resize(ndim);
+      std::vector<std::pair<index_t, Tile>> held;
+      for (index_t rank : source.mesh().devices()) {
+        Tile tile = source.tile(rank);
+        if (tile.empty()) continue;
+        for (std::size_t d = 0; d < ndim; ++d) {
+          if (tile.dim(d).runs().size() != 1) return std::nullopt;
+          index.runs_[d].push_back(tile.dim(d).runs()[0]);
+        }
+        held.emplace_back(rank, std::move(tile));
+      }
+      std::size_t combinations = 1;
+      for (std::vector<Run>& runs : index.runs_) {
+        std::sort(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.global_begin < b.global_begin; });
+        runs.erase(std::unique(runs.begin(), runs.end(), [](const Run& a, const Run& b) { return a.global_begin == b.global_begin; }), runs.end());
+        for (std::size_t i = 1; i < runs.size(); ++i)
+          if (runs[i].global_begin < runs[i - 1].global_end()) return std::nullopt;  // overlapping runs: not one holder each
+        combinations *= runs.size();
+        if (combinations > 4 * static_cast<std::size_t>(source.mesh().size()) + 16) return std::nullopt;
+      }
+      index.rank_of_.assign(combinations, -1);
+      for (const auto& [rank, tile] : held) {
+        std::size_t at = 0;
+        for (std::size_t d = 0; d < ndim; ++d) at = at * index.runs_[d].size() + index.position(d, tile.dim(d).first());
+        index.rank_of_[at] = rank;
+      }
+      return index;
+    }
+
+    // Appends the transfers filling `dst_tile` of `dst_rank`.
+    void transfers_into(TransferList& out, const Tile& dst_tile, index_t dst_rank) {
+      std::size_t ndim = runs_.size();
+      for (const Box& box : dst_tile.boxes()) {
+        first_.clear();
+        last_.clear();
+        for (std::size_t d = 0; d < ndim; ++d) {
+          const std::vector<Run>& runs = runs_[d];
+          auto from = std::partition_point(runs.begin(), runs.end(), [&](const Run& r) { return r.global_end() <= box.offset[d]; });
+          auto to = std::partition_point(from, runs.end(), [&](const Run& r) { return r.global_begin < box.end(d); });
+          if (from == to) break;
+          first_.push_back(static_cast<std::size_t>(from - runs.begin()));
+          last_.push_back(static_cast<std::size_t>(to - runs.begin()));
+        }
+        if (first_.size() != ndim) continue;  // a dim no run meets: nothing held (verification reports it)
+        dst_begin_.clear();
+        for (std::size_t d = 0; d < ndim; ++d) dst_begin_.push_back(*dst_tile.dim(d).local_of(box.offset[d]));
+        pick_.assign(first_.begin(), first_.end());
+        coordinates_.resize(4 * ndim);
+        std::span<const index_t> c(coordinates_);
+        while (true) {
+          std::size_t at = 0;
+          for (std::size_t d = 0; d < ndim; ++d) {
+            const Run& run = runs_[d][pick_[d]];
+            index_t lo = std::max(box.offset[d], run.global_begin), hi = std::min(box.end(d), run.global_end());
+            coordinates_[d] = lo;
+            coordinates_[ndim + d] = hi - lo;
+            coordinates_[2 * ndim + d] = lo - run.global_begin;
+            coordinates_[3 * ndim + d] = dst_begin_[d] + (lo - box.offset[d]);
+            at = at * runs_[d].size() + pick_[d];
+          }
+          if (index_t rank = rank_of_[at]; rank >= 0)
+            out.push_back(rank, dst_rank, c.subspan(0, ndim), c.subspan(ndim, ndim), c.subspan(2 * ndim, ndim), c.subspan(3 * ndim, ndim));
+          std::size_t d = ndim;
+          while (d > 0 && ++pick_[d - 1] == last_[d - 1]) {
+            pick_[d - 1] = first_[d - 1];
+            --d;
+          }
+          if (d == 0) break;
+        }
+      }
+    }
+
+   private:
+    std::size_t position(std::size_t d, index_t begin) const {
+      const std::vector<Run>& runs = runs_[d];
+      return static_cast<std::size_t>(
+          std::partition_point(runs.begin(), runs.end(), [&](const Run& r) { return r.global_begin < begin; }) - runs.begin());
+    }
+
+    std::vector<std::vector<Run>> runs_;  // per tensor dim
+    std::vector<index_t> rank_of_;        // per combination of runs (row-major over dims), -1: none
+    std::vector<std::size_t> first_, last_, pick_;
+    std::vector<index_t> dst_begin_, coordinates_;
+  };
+
+  // What mesh-to-mesh planning reuses across destination ranks: the source ranks' tiles, each
+  // computed on first use (by mesh position), and add_overlap's buffers, so that planning many
+  // destinations allocates nothing per transfer.
+  class MeshPlanning {
+   public:
+    explicit MeshPlanning(const MeshLayout& source) : source_(source) {}
+    const Tile& tile_of(index_t rank) {
+      auto position = static_cast<std::size_t>(*source_.mesh().position_of(rank));
+      if (tiles_.empty()) tiles_.resize(static_cast<std::size_t>(source_.mesh().size()));
+      std::optional<Tile>& tile = tiles_[position];
+      if (!tile) tile = source_.tile(rank);
+      return *tile;
+    }
+
+    struct Overlap {  // one source run inside a box along one dim
+      index_t global, length, src_local, dst_local;
+    };
+    std::vector<Overlap> overlaps;
+    std::vector<std::size_t> first, pick;  // dim d's overlaps: [first[d], first[d + 1]); the odometer
+    std::vector<index_t> coordinates;      // one transfer's offset, shape, source and destination starts
+    std::vector<index_t> dst_begin;        // the current box's local start in the destination tile
+
+   private:
+    const MeshLayout& source_;
+    std::vector<std::optional<Tile>> tiles_;
+  };
+
+  // Mesh to mesh: tiles intersect per dim (separable), no pieces needed. Appends to `out`.
+  void mesh_transfers_into(TransferList& out, const MeshLayout& src, const MeshLayout& dst, index_t dst_rank, MeshPlanning& planning) const {
     Tile dst_tile = dst.tile(dst_rank);
-    if (dst_tile.empty()) return out;
+    if (dst_tile.empty()) return;
     index_t contributors = partial_contributors();
     for (const Box& box : dst_tile.boxes()) {
+      // Where the box starts in the destination tile (it is one run of the tile per dim).
+      planning.dst_begin.clear();
+      for (std::size_t d = 0; d < box.ndim(); ++d) planning.dst_begin.push_back(*dst_tile.dim(d).local_of(box.offset[d]));
       if (unreplicated_source_) {  // every element has exactly one holder: no choice to make
-        for (index_t rank : src.ranks_holding(box)) add_overlap(out, rank, src.tile(rank), dst_rank, dst_tile, box, 1);
+        for (index_t rank : src.ranks_holding(box)) add_overlap(out, rank, planning.tile_of(rank), dst_rank, box, 1, planning);
         continue;
       }
       // Source ranks grouped by the tile they hold; each group holds identical elements.
       std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
       std::map<std::vector<index_t>, Tile> tiles;
       for (index_t rank : src.ranks_holding(box)) {
-        Tile tile = src.tile(rank);
+        const Tile& tile = planning.tile_of(rank);
         std::vector<index_t> key = tile_key(tile);
         by_tile[key].push_back(rank);
-        tiles.emplace(key, std::move(tile));
+        tiles.emplace(key, tile);
       }
       for (auto& [key, ranks] : by_tile) {
         const Tile& src_tile = tiles.at(key);
-        for (index_t sender : choose_senders(ranks, dst_rank)) add_overlap(out, sender, src_tile, dst_rank, dst_tile, box, contributors);
+        for (index_t sender : choose_senders(ranks, dst_rank)) add_overlap(out, sender, src_tile, dst_rank, box, contributors, planning);
       }
     }
-    return out;
   }
 
   // Any layouts: the destination's pieces against the pieces of the source ranks holding them.
@@ -237,24 +384,49 @@ class ReshardPlan {
     return row_major_position(dst_.mesh().shape(), *dst_.mesh().coordinate_of(dst_rank));
   }
 
-  // The part of `box` (a maximal box of the destination tile) that the source tile holds, as
-  // boxes with their local starts on both sides.
-  static void add_overlap(TransferList& out, index_t src_rank, const Tile& src_tile, index_t dst_rank, const Tile& dst_tile,
-                          const Box& box, index_t contributors) {
-    // Per dim: the source runs inside the box's range.
-    SmallVector<IndexMap, 4> parts;
-    for (std::size_t d = 0; d < box.ndim(); ++d) {
-      IndexMap part = src_tile.dim(d).restrict_to(box.offset[d], box.end(d));
-      if (part.empty()) return;
-      parts.push_back(std::move(part));
-    }
-    for (Box& piece : Tile(std::move(parts)).boxes()) {
-      Dims src_local, dst_local;
-      for (std::size_t d = 0; d < piece.ndim(); ++d) {
-        src_local.push_back(*src_tile.dim(d).local_of(piece.offset[d]));
-        dst_local.push_back(*dst_tile.dim(d).local_of(piece.offset[d]));
+  // The part of `box` (a maximal box of the destination tile, starting at scratch.dst_begin in
+  // it) that the source tile holds, as boxes with their local starts on both sides: per dim, the
+  // source runs inside the box's range (with where each starts locally in both tiles), then one
+  // transfer per combination of runs.
+  // Example: box [0,4)x[0,6), source tile {[0,2),[3,4)} x {[2,6)}: two transfers,
+  // [0,2)x[2,6) and [3,4)x[2,6).
+  static void add_overlap(TransferList& out, index_t src_rank, const Tile& src_tile, index_t dst_rank, const Box& box, index_t contributors,
+                          MeshPlanning& scratch) {
+    std::size_t ndim = box.ndim();
+    auto& overlaps = scratch.overlaps;
+    auto& first = scratch.first;
+    overlaps.clear();
+    first.assign(1, 0);
+    for (std::size_t d = 0; d < ndim; ++d) {
+      index_t begin = box.offset[d], end = box.end(d);
+      index_t dst_begin = scratch.dst_begin[d];
+      index_t local = 0;
+      for (const Run& run : src_tile.dim(d).runs()) {
+        index_t lo = std::max(begin, run.global_begin), hi = std::min(end, run.global_end());
+        if (lo < hi) overlaps.push_back({lo, hi - lo, local + (lo - run.global_begin), dst_begin + (lo - begin)});
+        local += run.length;
       }
-      out.push_back(src_rank, dst_rank, as_span(piece.offset), as_span(piece.shape), as_span(src_local), as_span(dst_local), contributors);
+      if (overlaps.size() == first.back()) return;  // nothing of the box along dim d
+      first.push_back(overlaps.size());
+    }
+    auto& c = scratch.coordinates;  // offset, shape, source start, destination start
+    c.resize(4 * ndim);
+    std::span<const index_t> all(c);
+    auto& pick = scratch.pick;  // an odometer over the dims' overlaps (one combination when each dim has one)
+    pick.assign(ndim, 0);
+    while (true) {
+      for (std::size_t d = 0; d < ndim; ++d) {
+        const auto& overlap = overlaps[first[d] + pick[d]];
+        c[d] = overlap.global;
+        c[ndim + d] = overlap.length;
+        c[2 * ndim + d] = overlap.src_local;
+        c[3 * ndim + d] = overlap.dst_local;
+      }
+      out.push_back(src_rank, dst_rank, all.subspan(0, ndim), all.subspan(ndim, ndim), all.subspan(2 * ndim, ndim), all.subspan(3 * ndim, ndim),
+                    contributors);
+      std::size_t d = ndim;
+      while (d > 0 && ++pick[d - 1] == first[d] - first[d - 1]) pick[--d] = 0;
+      if (d == 0) return;
     }
   }
 

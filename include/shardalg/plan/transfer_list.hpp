@@ -13,6 +13,8 @@
 //   list.dst_rank(0) == 0; list.volume(0) == 8; list[0].global == Box({0, 0}, {2, 4})
 #pragma once
 
+#include <algorithm>
+
 #include <cstdint>
 #include <iterator>
 #include <span>
@@ -66,10 +68,9 @@ class TransferList {
                    shape.size(), ", ", src_local.size(), " and ", dst_local.size(), " entries");
     records_.push_back(Record{src_rank, dst_rank, contributors, tensor, coords_.size(), static_cast<std::uint8_t>(shape.size()),
                               static_cast<std::uint8_t>(src_local.size()), static_cast<std::uint8_t>(dst_local.size())});
-    coords_.insert(coords_.end(), offset.begin(), offset.end());
-    coords_.insert(coords_.end(), shape.begin(), shape.end());
-    coords_.insert(coords_.end(), src_local.begin(), src_local.end());
-    coords_.insert(coords_.end(), dst_local.begin(), dst_local.end());
+    // Element by element: the lists are a few values long, too short for memmove to pay.
+    for (std::span<const index_t> part : {offset, shape, src_local, dst_local})
+      for (index_t value : part) coords_.push_back(value);
   }
   void push_back(const Transfer& t) {
     push_back(t.src_rank, t.dst_rank, as_span(t.global.offset), as_span(t.global.shape), as_span(t.src_local), as_span(t.dst_local),

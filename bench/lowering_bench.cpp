@@ -62,8 +62,8 @@ ModelReshardPlan shuffled_plan(index_t dp, index_t tp) {
   std::shuffle(devices.begin(), devices.end(), std::mt19937(7));
   MeshLayout src = MeshLayout::parse(mesh, "S(0),S(1)", ffn);
   MeshLayout dst(DeviceMesh(std::vector<std::string>{"dp", "tp"}, Dims{dp, tp}, devices), {Placement::shard(0), Placement::shard(1)}, ffn);
-  return ModelReshardPlan(ModelLayout({NamedTensorLayout{"w", "bf16", TensorLayout(src)}}),
-                          ModelLayout({NamedTensorLayout{"w", "bf16", TensorLayout(dst)}}));
+  return ModelReshardPlan(ModelLayout({NamedTensorLayout{"w", DType::bf16, TensorLayout(src)}}),
+                          ModelLayout({NamedTensorLayout{"w", DType::bf16, TensorLayout(dst)}}));
 }
 
 void BM_Relabel(benchmark::State& state) {

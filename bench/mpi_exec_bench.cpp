@@ -34,14 +34,14 @@ Setup setup(int which, index_t n, index_t scale, index_t rank) {
   std::string from = which == 0 ? "zero3 dp=" + dp : "fsdp dp=" + dp;
   std::string to = "fsdp-tp dp=" + std::to_string(n / 2) + ",tp=2";
   ModelSpec model = scale_down(model_from_zoo("llama3-8b"), scale);
-  for (ModelTensor& t : model.tensors) t.dtype = "fp32";
+  for (ModelTensor& t : model.tensors) t.dtype = DType::fp32;
   Setup s;
   s.plan = std::make_unique<ModelReshardPlan>(layout_model(model, from), layout_model(model, to));
   s.part = std::make_unique<RankPart>(*s.plan, rank);
   s.source_data = make_source_data(*s.plan, rank, 3);
   s.destination_data = make_destination_buffers(*s.plan, rank);
-  for (auto& b : s.source_data) s.sources.push_back({b.data(), b.size(), "fp32"});
-  for (auto& b : s.destination_data) s.destinations.push_back({b.data(), b.size(), "fp32"});
+  for (auto& b : s.source_data) s.sources.push_back({b.data(), b.size(), DType::fp32});
+  for (auto& b : s.destination_data) s.destinations.push_back({b.data(), b.size(), DType::fp32});
   for (const Message& m : s.part->sends()) s.bytes_moved += m.bytes;
   return s;
 }

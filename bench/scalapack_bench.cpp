@@ -87,12 +87,12 @@ struct Redistribution {
   Redistribution(MpiCommunicator& comm, index_t size, int which)
       : grid_pair(grids(which)),
         n(size),
-        plan(ModelLayout({{"a", "fp64", TensorLayout(layout_of(grid_pair.first, n))}}), ModelLayout({{"a", "fp64", TensorLayout(layout_of(grid_pair.second, n))}})),
+        plan(ModelLayout({{"a", DType::fp64, TensorLayout(layout_of(grid_pair.first, n))}}), ModelLayout({{"a", DType::fp64, TensorLayout(layout_of(grid_pair.second, n))}})),
         part(plan, comm.rank()),
         source_data(make_source_data(plan, comm.rank(), 5)),
         destination_data(make_destination_buffers(plan, comm.rank())),
-        sources{{source_data[0].data(), source_data[0].size(), "fp64"}},
-        destinations{{destination_data[0].data(), destination_data[0].size(), "fp64"}},
+        sources{{source_data[0].data(), source_data[0].size(), DType::fp64}},
+        destinations{{destination_data[0].data(), destination_data[0].size(), DType::fp64}},
         reshard(plan, part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm) {}
   const Grid& from() const { return grid_pair.first; }
   const Grid& to() const { return grid_pair.second; }

@@ -32,8 +32,7 @@ std::string mesh_dim_names(const DeviceMesh& mesh, const std::vector<index_t>& d
 
 void print_lowering(const ModelReshardPlan& plan, const PlanOptions& o) {
   auto [src, dst] = single_mesh_tensor(plan);
-  index_t element_bytes = dtype_bytes(plan.source()[0].dtype);
-  LoweredProgram lowered = lower_reshard(*src, *dst, element_bytes, cost_model_from(o.cost));
+  LoweredProgram lowered = lower_reshard(*src, *dst, element_bytes(plan.source()[0].dtype), cost_model_from(o.cost));
   bool collectives = lowered.choice == LoweringChoice::collectives;
   if (o.json) {
     nlohmann::ordered_json out;

@@ -22,6 +22,7 @@ struct LayoutOptions {
 // under recipes, or one tensor between explicit mesh layouts.
 inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
   const std::vector<std::string> mesh_flags{"--src-mesh", "--src-placements", "--src-devices", "--dst-mesh", "--dst-placements", "--dst-devices"};
+  DType dtype = parse_dtype(o.dtype);
   bool recipes = !o.src_layout.empty() || !o.dst_layout.empty() || !o.model.empty();
   if (recipes) {
     if (o.src_layout.empty() || o.dst_layout.empty()) detail::fail("recipes need both --src-layout and --dst-layout");
@@ -31,12 +32,12 @@ inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
     ModelSpec model;
     if (o.model.empty()) {
       model.name = "tensor";
-      model.tensors.push_back(ModelTensor{"tensor", parse_shape(o.shape), parse_tensor_role(o.role), o.dtype});
+      model.tensors.push_back(ModelTensor{"tensor", parse_shape(o.shape), parse_tensor_role(o.role), dtype});
     } else {
       model = select_tensors(load_model(o.model), o.tensors);
     }
     if (!o.model.empty() && cmd.count("--dtype"))
-      for (ModelTensor& t : model.tensors) t.dtype = o.dtype;
+      for (ModelTensor& t : model.tensors) t.dtype = dtype;
     model = scale_down(std::move(model), o.scale_down_factor);
     return ModelReshardPlan(layout_model(model, o.src_layout), layout_model(model, o.dst_layout));
   }
@@ -45,14 +46,13 @@ inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
   if (o.shape.empty() || o.src_mesh.empty() || o.src_placements.empty() || o.dst_placements.empty())
     detail::fail("give --shape, --src-mesh, --src-placements and --dst-placements (or --src-layout and --dst-layout)");
   Dims shape = parse_shape(o.shape);
-  dtype_bytes(o.dtype);
   MeshLayout src(DeviceMesh::parse(o.src_mesh, o.src_devices), parse_placements(o.src_placements), shape);
   std::string dst_mesh = o.dst_mesh.empty() ? o.src_mesh : o.dst_mesh;
   std::string dst_devices = o.dst_mesh.empty() && o.dst_devices.empty() ? o.src_devices : o.dst_devices;
   MeshLayout dst(DeviceMesh::parse(dst_mesh, dst_devices), parse_placements(o.dst_placements), shape);
   std::vector<NamedTensorLayout> source, destination;
-  source.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(src))});
-  destination.push_back(NamedTensorLayout{"tensor", o.dtype, TensorLayout(std::move(dst))});
+  source.push_back(NamedTensorLayout{"tensor", dtype, TensorLayout(std::move(src))});
+  destination.push_back(NamedTensorLayout{"tensor", dtype, TensorLayout(std::move(dst))});
   return ModelReshardPlan(ModelLayout(std::move(source)), ModelLayout(std::move(destination)));
 }
 

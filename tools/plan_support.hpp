@@ -45,10 +45,10 @@ inline ModelSpec read_model_file(const std::string& path) {
       shape.push_back(extent.get<index_t>());
     }
     with_overflow_context([&] { return volume(shape); }, [&] { return detail::concat(where(i), " ('", name, "')"); });
-    std::string dtype = t.value("dtype", "bf16");
+    DType dtype{};
     TensorRole role{};
     try {
-      dtype_bytes(dtype);
+      dtype = parse_dtype(t.value("dtype", "bf16"));
       role = parse_tensor_role(t.value("role", "replicated"));
     } catch (const Error& e) {
       detail::fail<ParseError>(where(i), " ('", name, "'): ", e.what());

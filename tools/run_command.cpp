@@ -83,12 +83,12 @@ int run(const CLI::App& cmd, const RunOptions& o) {
     part.emplace(*plan, comm.rank());
     if (o.lower) {
       auto [src, dst] = single_mesh_tensor(*plan);
-      lowered = lower_reshard(*src, *dst, dtype_bytes(plan->source()[0].dtype), cost_model_from(o.cost));
+      lowered = lower_reshard(*src, *dst, element_bytes(plan->source()[0].dtype), cost_model_from(o.cost));
     }
     source_data = make_source_data(*plan, comm.rank(), o.seed);
     destination_data = make_destination_buffers(*plan, comm.rank());
-    for (auto& b : source_data) sources.push_back({b.data(), b.size(), ""});
-    for (auto& b : destination_data) destinations.push_back({b.data(), b.size(), ""});
+    for (auto& b : source_data) sources.push_back({b.data(), b.size()});
+    for (auto& b : destination_data) destinations.push_back({b.data(), b.size()});
     for (std::size_t t = 0; t < plan->source().size(); ++t) sources[plan->source().buffer_of(t)].dtype = plan->source()[t].dtype;
     for (std::size_t t = 0; t < plan->destination().size(); ++t)
       destinations[plan->destination().buffer_of(t)].dtype = plan->destination()[t].dtype;

@@ -36,21 +36,37 @@ TEST_CASE("bf16 conversions round to nearest even and keep NaNs") {
 
 TEST_CASE("reductions over raw bytes: identities, every op, wrapping integers, refused dtypes") {
   float f[2]{};
-  fill_identity("fp32", ReduceOp::min, reinterpret_cast<std::byte*>(f), 2);
+  fill_identity(DType::fp32, ReduceOp::min, reinterpret_cast<std::byte*>(f), 2);
   CHECK(f[0] == INFINITY);
   float values[2] = {3.0f, -2.0f};
-  reduce_bytes("fp32", ReduceOp::min, 2, reinterpret_cast<std::byte*>(f), reinterpret_cast<const std::byte*>(values), 2);
+  reduce_bytes(DType::fp32, ReduceOp::min, 2, reinterpret_cast<std::byte*>(f), reinterpret_cast<const std::byte*>(values), 2);
   CHECK(f[1] == -2.0f);
   std::int32_t big = std::numeric_limits<std::int32_t>::max(), one = 1;
-  reduce_bytes("int32", ReduceOp::sum, 1, reinterpret_cast<std::byte*>(&big), reinterpret_cast<const std::byte*>(&one), 1);
+  reduce_bytes(DType::int32, ReduceOp::sum, 1, reinterpret_cast<std::byte*>(&big), reinterpret_cast<const std::byte*>(&one), 1);
   CHECK(big == std::numeric_limits<std::int32_t>::min());  // wraps, no undefined behaviour
   std::uint16_t half[1]{};
-  store_integer("bf16", reinterpret_cast<std::byte*>(half), 6);
+  store_integer(DType::bf16, reinterpret_cast<std::byte*>(half), 6);
   std::uint16_t three{};
-  store_integer("bf16", reinterpret_cast<std::byte*>(&three), 3);
-  reduce_bytes("bf16", ReduceOp::avg, 3, reinterpret_cast<std::byte*>(half), reinterpret_cast<const std::byte*>(&three), 1);
+  store_integer(DType::bf16, reinterpret_cast<std::byte*>(&three), 3);
+  reduce_bytes(DType::bf16, ReduceOp::avg, 3, reinterpret_cast<std::byte*>(half), reinterpret_cast<const std::byte*>(&three), 1);
   CHECK(detail::bf16_to_float(half[0]) == 7.0f);  // 6 + 3/3
   std::byte raw[1]{};
-  SHARDALG_CHECK_THROWS_CONTAINING(reduce_bytes("fp8", ReduceOp::sum, 1, raw, raw, 1), Error, "reductions of dtype 'fp8' are not supported");
-  SHARDALG_CHECK_THROWS_CONTAINING(fill_identity("fp12", ReduceOp::sum, raw, 1), Error, "unknown dtype 'fp12'");
+  SHARDALG_CHECK_THROWS_CONTAINING(reduce_bytes(DType::fp8, ReduceOp::sum, 1, raw, raw, 1), Error, "reductions of dtype 'fp8' are not supported");
+  SHARDALG_CHECK_THROWS_CONTAINING(parse_dtype("fp12"), Error, "unknown dtype 'fp12'");
+}
+
+TEST_CASE("DType: one table of names, sizes and kinds; text parsed once") {
+  for (DType d : {DType::fp64, DType::int64, DType::fp32, DType::int32, DType::bf16, DType::fp16, DType::fp8, DType::int8, DType::bytes})
+    CHECK(parse_dtype(to_string(d)) == d);  // names round-trip
+  CHECK(element_bytes(DType::fp64) == 8);
+  CHECK(element_bytes(DType::int32) == 4);
+  CHECK(element_bytes(DType::bf16) == 2);
+  CHECK(element_bytes(DType::fp8) == 1);
+  static_assert(element_bytes(DType::fp16) == 2 && to_string(DType::int8) == "int8", "the table is usable at compile time");
+  CHECK_FALSE(has_arithmetic(DType::bytes));
+  CHECK(is_integer(DType::int8));
+  CHECK_FALSE(is_integer(DType::bf16));
+  SHARDALG_CHECK_THROWS_CONTAINING(arithmetic_dtype(DType::fp8), Error, "reductions of dtype 'fp8' are not supported");
+  SHARDALG_CHECK_THROWS_CONTAINING(parse_dtype("FP32"), Error, "unknown dtype 'FP32' (fp64, int64, fp32");
+  CHECK(detail::concat(DType::bf16) == "bf16");
 }

@@ -12,7 +12,7 @@ namespace shardalg::testing {
 
 // A small model with every role, experts included (8 experts: EP sizes 1, 2, 4, 8 divide them),
 // and a 0-d tensor (a learned scalar).
-inline ModelSpec small_model(const std::string& dtype) {
+inline ModelSpec small_model(DType dtype) {
   ModelSpec m{"small",
               {{"embed", Dims{37, 12}, TensorRole::vocab_parallel},
                {"q", Dims{24, 12}, TensorRole::column_parallel},
@@ -28,7 +28,7 @@ inline ModelSpec small_model(const std::string& dtype) {
 }
 
 // A plan of one tensor "t" between two mesh layouts.
-inline ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
+inline ModelReshardPlan one_tensor(const MeshLayout& src, const MeshLayout& dst, DType dtype) {
   std::vector<NamedTensorLayout> s{{"t", dtype, TensorLayout(src)}}, d{{"t", dtype, TensorLayout(dst)}};
   return ModelReshardPlan(ModelLayout(std::move(s)), ModelLayout(std::move(d)));
 }
@@ -45,8 +45,8 @@ inline Buffers buffers_for(const ModelReshardPlan& plan, index_t rank, std::uint
   Buffers b;
   b.source_data = make_source_data(plan, rank, seed);
   b.destination_data = make_destination_buffers(plan, rank);
-  for (auto& d : b.source_data) b.sources.push_back({d.data(), d.size(), ""});
-  for (auto& d : b.destination_data) b.destinations.push_back({d.data(), d.size(), ""});
+  for (auto& d : b.source_data) b.sources.push_back({d.data(), d.size()});
+  for (auto& d : b.destination_data) b.destinations.push_back({d.data(), d.size()});
   for (std::size_t t = 0; t < plan.source().size(); ++t) b.sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
   for (std::size_t t = 0; t < plan.destination().size(); ++t) b.destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
   return b;

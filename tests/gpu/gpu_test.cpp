@@ -142,11 +142,11 @@ TEST_CASE("reduction and fill kernels: every dtype and op equal exec/element_ops
   std::mt19937_64 random(2);
   const std::size_t bytes = 1 << 18;
   DeviceBuffer src(bytes, nullptr), dst(bytes, nullptr);
-  for (const char* dtype : {"fp32", "fp64", "int32", "int64", "int8", "bf16", "fp16"})
+  for (DType dtype : {DType::fp32, DType::fp64, DType::int32, DType::int64, DType::int8, DType::bf16, DType::fp16})
     for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max, ReduceOp::product}) {
       CAPTURE(dtype);
       CAPTURE(static_cast<int>(op));
-      index_t element = dtype_bytes(dtype);
+      index_t element = element_bytes(dtype);
       RandomBoxes boxes(random, src.data(), dst.data(), bytes, element);
       // Values small integers, so that every op is exact in every type.
       for (std::size_t at = 0; at + static_cast<std::size_t>(element) <= bytes; at += static_cast<std::size_t>(element)) {
@@ -157,7 +157,7 @@ TEST_CASE("reduction and fill kernels: every dtype and op equal exec/element_ops
       check(cudaMemcpy(dst.data(), boxes.dst.data(), bytes, cudaMemcpyHostToDevice), "cudaMemcpy");
       DeviceBuffer d = descriptors_of(boxes.device);
       auto count = static_cast<std::int64_t>(boxes.device.copies().size());
-      check(cuda::launch_reductions(as_copies(d), count, boxes.device.units(), device_dtype(dtype), op, 2, nullptr), "launch");
+      check(cuda::launch_reductions(as_copies(d), count, boxes.device.units(), dtype, op, 2, nullptr), "launch");
       check(cudaDeviceSynchronize(), "reduction kernel");
       for (const BoxCopy& c : boxes.host.copies())
         for (std::int64_t unit = 0; unit < units_of(c); ++unit) {
@@ -165,7 +165,7 @@ TEST_CASE("reduction and fill kernels: every dtype and op equal exec/element_ops
           reduce_bytes(dtype, op, 2, span.dst, span.src, span.bytes / element);
         }
       CHECK(download(dst, bytes) == boxes.dst);
-      check(cuda::launch_fill_identity(as_copies(d), count, boxes.device.units(), device_dtype(dtype), op, nullptr), "launch");
+      check(cuda::launch_fill_identity(as_copies(d), count, boxes.device.units(), dtype, op, nullptr), "launch");
       check(cudaDeviceSynchronize(), "fill kernel");
       for (const BoxCopy& c : boxes.host.copies())
         for (std::int64_t unit = 0; unit < units_of(c); ++unit) {
@@ -178,9 +178,9 @@ TEST_CASE("reduction and fill kernels: every dtype and op equal exec/element_ops
 
 TEST_CASE("execute_nccl on a one-rank communicator: local reshards of every kind, rounds, reductions") {
   NcclCommunicator comm = NcclCommunicator::single();
-  for (auto [from, to, dtype] : {std::tuple{"fsdp dp=1", "zero3 dp=1", "fp32"}, std::tuple{"fsdp-tp dp=1,tp=1", "zero2 dp=1", "bf16"},
-                                 std::tuple{"zero1 dp=1", "megatron-distopt dp=1,tp=1,bucket=64", "fp16"},
-                                 std::tuple{"replicated ranks=1", "fsdp dp=1", "int64"}}) {
+  for (auto [from, to, dtype] : {std::tuple{"fsdp dp=1", "zero3 dp=1", DType::fp32}, std::tuple{"fsdp-tp dp=1,tp=1", "zero2 dp=1", DType::bf16},
+                                 std::tuple{"zero1 dp=1", "megatron-distopt dp=1,tp=1,bucket=64", DType::fp16},
+                                 std::tuple{"replicated ranks=1", "fsdp dp=1", DType::int64}}) {
     CAPTURE(from);
     ModelSpec model = small_model(dtype);
     ModelReshardPlan plan(layout_model(model, from), layout_model(model, to));
@@ -193,18 +193,18 @@ TEST_CASE("execute_nccl on a one-rank communicator: local reshards of every kind
   for (const char* op : {"sum", "avg", "max", "min", "product"}) {
     MeshLayout src(DeviceMesh::parse("a=1"), parse_placements(std::string("P(") + op + ")"), Dims{9, 5});
     MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{9, 5});
-    DataCheck result = run_on_gpu(comm, one_tensor(src, dst, "fp32"), 0);
+    DataCheck result = run_on_gpu(comm, one_tensor(src, dst, DType::fp32), 0);
     CHECK(result.mismatches == 0);
   }
 }
 
 TEST_CASE("PreparedNcclReshard: prepared once, run three times on refilled sources; Partial restarts from the identity") {
   NcclCommunicator comm = NcclCommunicator::single();
-  ModelSpec model = small_model("bf16");
+  ModelSpec model = small_model(DType::bf16);
   ModelReshardPlan flat(layout_model(model, "fsdp-tp dp=1,tp=1"), layout_model(model, "zero2 dp=1"));
   MeshLayout src(DeviceMesh::parse("a=1"), parse_placements("P(sum)"), Dims{9, 5});
   MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{9, 5});
-  ModelReshardPlan partial = one_tensor(src, dst, "fp32");
+  ModelReshardPlan partial = one_tensor(src, dst, DType::fp32);
   for (const ModelReshardPlan* plan : {&flat, &partial})
     for (index_t limit : {index_t{0}, index_t{4096}})
       for (const DataCheck& result : run_prepared_on_gpu(comm, *plan, limit)) {
@@ -215,13 +215,13 @@ TEST_CASE("PreparedNcclReshard: prepared once, run three times on refilled sourc
 
 TEST_CASE("execute_nccl: a wrong buffer is named before anything moves") {
   NcclCommunicator comm = NcclCommunicator::single();
-  ModelSpec model = small_model("fp32");
+  ModelSpec model = small_model(DType::fp32);
   ModelReshardPlan plan(layout_model(model, "fsdp dp=1"), layout_model(model, "zero3 dp=1"));
   std::vector<std::vector<std::byte>> source_data = make_source_data(plan, 0, 3), destination_data = make_destination_buffers(plan, 0);
   std::vector<SourceBuffer> sources;
   std::vector<DestinationBuffer> destinations;
-  for (auto& d : source_data) sources.push_back({d.data(), d.size() - 4, "fp32"});
-  for (auto& d : destination_data) destinations.push_back({d.data(), d.size(), "fp32"});
+  for (auto& d : source_data) sources.push_back({d.data(), d.size() - 4, DType::fp32});
+  for (auto& d : destination_data) destinations.push_back({d.data(), d.size(), DType::fp32});
   RankPart part(plan, 0);
   CHECK_THROWS_WITH(execute_nccl(plan, part, sources, destinations, comm), doctest::Contains("rank 0 source buffer 0"));
 }
@@ -251,7 +251,7 @@ TEST_CASE("NcclCollectiveProgram on one rank: every step kind equals the host re
     std::memcpy(tile.data(), sources.at(0).data(), tile.size());
     DeviceBuffer device = upload(tile);
     NcclCollectiveProgram run(program, world);
-    DeviceTile out = run.run(device.data(), tile.size(), "fp32", nullptr);
+    DeviceTile out = run.run(device.data(), tile.size(), DType::fp32, nullptr);
     std::vector<std::byte> result = download(out.buffer, out.bytes);
     REQUIRE(result.size() == expected.at(0).size() * sizeof(float));
     CHECK(std::memcmp(result.data(), expected.at(0).data(), result.size()) == 0);

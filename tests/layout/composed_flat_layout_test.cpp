@@ -62,7 +62,7 @@ TEST_CASE("a tensor without elements in some group is refused at construction, n
       ComposedFlatLayout({{"empty", MeshLayout(mesh, parse_placements("R,R"), Dims{0, 2})}}, "dp", FlatSchemeOptions{}), Error,
       "tensor 'empty' of shape [0, 2]");
   // Through a recipe: the error comes from layout_model, before any plan.
-  ModelSpec model{"m", {ModelTensor{"e", Dims{8, 4, 6}, TensorRole::expert_w1, "bf16"}}};
+  ModelSpec model{"m", {ModelTensor{"e", Dims{8, 4, 6}, TensorRole::expert_w1, DType::bf16}}};
   SHARDALG_CHECK_THROWS_CONTAINING(layout_model(model, "megatron-distopt dp=2,tp=12"), Error, "tensor 'e' of shape [8, 4, 6]");
   CHECK(layout_model(model, "megatron-distopt dp=2,tp=4").size() == 1);
 }

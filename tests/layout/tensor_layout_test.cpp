@@ -86,9 +86,9 @@ TEST_CASE("flat layouts refuse Partial placements") {
 TEST_CASE("a model layout's ranks: every tensor's mesh devices, merged and ascending") {
   MeshLayout on_four = MeshLayout::parse("dp=4", "S(0)", Dims{8});
   MeshLayout on_three = MeshLayout::parse("dp=3", "R", Dims{5}, "6,2,9");
-  ModelLayout model({{"a", "fp32", TensorLayout(on_four)}, {"b", "fp32", TensorLayout(on_three)}, {"c", "bf16", TensorLayout(on_four)}});
+  ModelLayout model({{"a", DType::fp32, TensorLayout(on_four)}, {"b", DType::fp32, TensorLayout(on_three)}, {"c", DType::bf16, TensorLayout(on_four)}});
   CHECK(model.ranks() == std::vector<index_t>{0, 1, 2, 3, 6, 9});
   CHECK(model.buffer_count() == 3);
-  SHARDALG_CHECK_THROWS_CONTAINING(ModelLayout({{"a", "fp32", TensorLayout(on_four)}, {"a", "fp32", TensorLayout(on_three)}}), Error,
+  SHARDALG_CHECK_THROWS_CONTAINING(ModelLayout({{"a", DType::fp32, TensorLayout(on_four)}, {"a", DType::fp32, TensorLayout(on_three)}}), Error,
                                    "tensor 'a' is listed twice");
 }

@@ -5,14 +5,14 @@
 using namespace shardalg;
 
 namespace {
-ModelReshardPlan one_tensor_plan(const MeshLayout& src, const MeshLayout& dst, const std::string& dtype) {
+ModelReshardPlan one_tensor_plan(const MeshLayout& src, const MeshLayout& dst, DType dtype) {
   return ModelReshardPlan(ModelLayout({NamedTensorLayout{"t", dtype, TensorLayout(src)}}),
                           ModelLayout({NamedTensorLayout{"t", dtype, TensorLayout(dst)}}));
 }
 }  // namespace
 
 TEST_CASE("volume matrix of S(0) -> R on 2 ranks") {
-  auto plan = one_tensor_plan(MeshLayout::parse("dp=2", "S(0)", Dims{8}), MeshLayout::parse("dp=2", "R", Dims{8}), "fp32");
+  auto plan = one_tensor_plan(MeshLayout::parse("dp=2", "S(0)", Dims{8}), MeshLayout::parse("dp=2", "R", Dims{8}), DType::fp32);
   CommunicationVolume v(plan, plan.all_transfers());
   CHECK(v.ranks() == 2);
   CHECK(v.bytes().coeff(0, 1) == 16);
@@ -33,7 +33,7 @@ TEST_CASE("volume matrix of S(0) -> R on 2 ranks") {
 
 TEST_CASE("volume matrix sums agree with the plan's transfers, and maxima bound the lower bound") {
   auto plan = one_tensor_plan(MeshLayout::parse("dp=4,tp=2", "S(0),S(1)", Dims{12, 6}),
-                              MeshLayout::parse("dp=8", "S(1)", Dims{12, 6}, "[8]<=[8]"), "bf16");
+                              MeshLayout::parse("dp=8", "S(1)", Dims{12, 6}, "[8]<=[8]"), DType::bf16);
   TransferList transfers = plan.all_transfers();
   CommunicationVolume v(plan, transfers);
   double moved = 0;
@@ -87,7 +87,7 @@ TEST_CASE("byte counts past int64's range add up in double instead of failing") 
 
 TEST_CASE("ranks that no transfer touches still count (a tensor smaller than the mesh)") {
   // One element on 4 ranks: only rank 0 holds it before and after; ranks 1-3 hold nothing.
-  auto plan = one_tensor_plan(MeshLayout::parse("dp=4", "S(0)", Dims{1}), MeshLayout::parse("dp=2,tp=2", "S(0),S(0)", Dims{1}), "fp32");
+  auto plan = one_tensor_plan(MeshLayout::parse("dp=4", "S(0)", Dims{1}), MeshLayout::parse("dp=2,tp=2", "S(0),S(0)", Dims{1}), DType::fp32);
   CommunicationVolume v(plan, plan.all_transfers());
   CHECK(v.ranks() == 4);
   CHECK(v.moved_bytes() == 0);

@@ -69,7 +69,7 @@ TEST_CASE("model plans name the tensor that does not match") {
   SHARDALG_CHECK_THROWS_CONTAINING(ModelReshardPlan(layout_model(model, "fsdp dp=2"), layout_model(other, "fsdp dp=2")), Error,
                                    "tensor 'o': reshard: source shape [4, 8] and destination shape [4, 9] differ");
   other = model;
-  other.tensors[3].dtype = "fp32";
+  other.tensors[3].dtype = DType::fp32;
   SHARDALG_CHECK_THROWS_CONTAINING(ModelReshardPlan(layout_model(model, "fsdp dp=2"), layout_model(other, "fsdp dp=2")), Error,
                                    "tensor 'norm' is bf16 in the source and fp32 in the destination");
   other = model;
@@ -134,9 +134,9 @@ TEST_CASE("0-d tensors (a learned scalar) move between every pair of recipes") {
   // Once dropped twice over: a replicated mesh source offered a 0-d box with no coordinates,
   // which grouping by coordinates skipped (no transfer into a flat destination), and a rank
   // outside a mesh "held" the scalar (a 0-d tile had no empty dim to say otherwise).
-  ModelSpec model{"scalars", {{"temperature", Dims{}, TensorRole::replicated, "fp32"},
-                              {"bias", Dims{6}, TensorRole::row_parallel, "fp32"},
-                              {"scale", Dims{}, TensorRole::column_parallel, "fp32"}}};
+  ModelSpec model{"scalars", {{"temperature", Dims{}, TensorRole::replicated, DType::fp32},
+                              {"bias", Dims{6}, TensorRole::row_parallel, DType::fp32},
+                              {"scale", Dims{}, TensorRole::column_parallel, DType::fp32}}};
   std::vector<const char*> recipes{"replicated ranks=2", "fsdp dp=1", "fsdp dp=4", "fsdp-tp dp=2,tp=2", "zero1 dp=3",
                                    "zero2 dp=2,tp=2", "zero3 dp=2", "megatron-distopt dp=2,tp=1"};
   for (const char* from : recipes)

@@ -7,8 +7,8 @@ using namespace shardalg;
 
 namespace {
 ModelReshardPlan one_tensor_plan(const MeshLayout& src, const MeshLayout& dst) {
-  return ModelReshardPlan(ModelLayout({NamedTensorLayout{"t", "fp32", TensorLayout(src)}}),
-                          ModelLayout({NamedTensorLayout{"t", "fp32", TensorLayout(dst)}}));
+  return ModelReshardPlan(ModelLayout({NamedTensorLayout{"t", DType::fp32, TensorLayout(src)}}),
+                          ModelLayout({NamedTensorLayout{"t", DType::fp32, TensorLayout(dst)}}));
 }
 
 // Bytes the direct plan moves between distinct ranks when role r of `dst` is process perm(r).

@@ -110,7 +110,7 @@ TEST_CASE("properties of the engine") {
   SHARDALG_PROPERTY("whole-model reshards between random recipes deliver every element", [] {
     ModelSpec model{"random", {}};
     int count = *rc::gen::inRange(1, 5);
-    std::string dtype = *rc::gen::element<std::string>("fp32", "bf16", "int64", "bytes");
+    DType dtype = *rc::gen::element(DType::fp32, DType::bf16, DType::int64, DType::bytes);
     for (int i = 0; i < count; ++i) {
       TensorRole role = *rc::gen::element(TensorRole::column_parallel, TensorRole::row_parallel, TensorRole::replicated,
                                           TensorRole::expert_w1, TensorRole::expert_w2);
@@ -155,7 +155,7 @@ TEST_CASE("properties of the engine") {
       Placement p = *gen_placement(shape.size());
       destinations.push_back(p.is_partial() ? Placement::replicate() : p);
     }
-    std::string dtype = *rc::gen::element<std::string>("fp32", "int64");
+    DType dtype = *rc::gen::element(DType::fp32, DType::int64);
     ModelReshardPlan plan = one_tensor(MeshLayout(from, sources, shape), MeshLayout(to, destinations, shape), dtype);
     RC_ASSERT(mismatches_after_running(plan) == 0);
   });

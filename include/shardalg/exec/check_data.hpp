@@ -32,7 +32,7 @@ inline std::uint64_t element_hash(std::uint64_t seed, std::size_t tensor, index_
 
 // Writes the value of one element of `tensor` (of `dtype`, `size` bytes) for a contributor class
 // (or the only value of a tensor without Partial sources) at `out`.
-inline void write_value(const ReshardPlan& plan, std::string_view dtype, index_t size, std::uint64_t seed, std::size_t tensor, index_t global,
+inline void write_value(const ReshardPlan& plan, DType dtype, index_t size, std::uint64_t seed, std::size_t tensor, index_t global,
                         index_t partial_class, std::byte* out) {
   std::uint64_t h = element_hash(seed, tensor, global, partial_class);
   if (!plan.reduce_op()) {
@@ -54,7 +54,7 @@ inline std::vector<std::vector<std::byte>> make_source_data(const ModelReshardPl
   for (std::size_t t = 0; t < src.size(); ++t) {
     const TensorLayout& layout = src[t].layout;
     if (!layout.mesh().contains(rank)) continue;
-    index_t size = dtype_bytes(src[t].dtype);
+    index_t size = element_bytes(src[t].dtype);
     std::vector<std::byte>& buffer = buffers[src.buffer_of(t)];
     buffer.resize(static_cast<std::size_t>(checked_mul(layout.buffer_elements(rank), size)));
     index_t partial_class = plan.tensor_plan(t).partial_class(rank);
@@ -71,7 +71,7 @@ inline std::vector<std::vector<std::byte>> make_destination_buffers(const ModelR
   std::vector<std::vector<std::byte>> buffers(dst.buffer_count());
   for (std::size_t t = 0; t < dst.size(); ++t)
     if (dst[t].layout.mesh().contains(rank))
-      buffers[dst.buffer_of(t)].resize(static_cast<std::size_t>(checked_mul(dst[t].layout.buffer_elements(rank), dtype_bytes(dst[t].dtype))));
+      buffers[dst.buffer_of(t)].resize(static_cast<std::size_t>(checked_mul(dst[t].layout.buffer_elements(rank), element_bytes(dst[t].dtype))));
   return buffers;
 }
 
@@ -90,8 +90,8 @@ inline DataCheck check_destination_data(const ModelReshardPlan& plan, index_t ra
     std::size_t d = plan.destination_index(t);
     const TensorLayout& layout = dst[d].layout;
     if (!layout.mesh().contains(rank)) continue;
-    const std::string& dtype = dst[d].dtype;
-    index_t size = dtype_bytes(dtype);
+    DType dtype = dst[d].dtype;
+    index_t size = element_bytes(dtype);
     const std::vector<std::byte>& buffer = buffers.at(dst.buffer_of(d));
     std::vector<std::byte> expected(static_cast<std::size_t>(size)), value(static_cast<std::size_t>(size));
     detail::for_each_held(layout, rank, [&](index_t at, index_t global) {

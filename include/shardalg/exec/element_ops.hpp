@@ -1,11 +1,11 @@
-// Reductions over raw bytes of a named dtype: what an executor does with Partial sources, where
-// the element type is known only at run time. bf16 and fp16 are reduced in float and rounded back
+// Reductions over raw bytes of a DType: what an executor does with Partial sources, where the
+// element type is known only at run time. bf16 and fp16 are reduced in float and rounded back
 // to nearest even; fp8 and raw bytes have no arithmetic and are refused.
 //
 // Example: two fp32 partial sums 1.5 and 2.0 arriving at one element:
-//   fill_identity("fp32", ReduceOp::sum, target, 1);            // target = 0
-//   reduce_bytes("fp32", ReduceOp::sum, 2, target, one_point_five, 1);
-//   reduce_bytes("fp32", ReduceOp::sum, 2, target, two, 1);      // target = 3.5
+//   fill_identity(DType::fp32, ReduceOp::sum, target, 1);            // target = 0
+//   reduce_bytes(DType::fp32, ReduceOp::sum, 2, target, one_point_five, 1);
+//   reduce_bytes(DType::fp32, ReduceOp::sum, 2, target, two, 1);      // target = 3.5
 #pragma once
 
 #include <bit>
@@ -17,7 +17,7 @@
 #include <type_traits>
 
 #include "shardalg/core/checked.hpp"
-#include "shardalg/exec/device_dtype.hpp"
+#include "shardalg/core/dtype.hpp"
 #include "shardalg/exec/reduce_arithmetic.hpp"
 #include "shardalg/placement/reduce_op.hpp"
 
@@ -65,15 +65,17 @@ inline std::uint16_t float_to_fp16(float value) {
 struct Bf16 {};
 struct Fp16 {};
 template <class F>
-void with_arithmetic(std::string_view dtype, F&& f) {
-  switch (device_dtype(dtype)) {  // an error naming a dtype without arithmetic
-    case DeviceDtype::fp32: return f(float{});
-    case DeviceDtype::fp64: return f(double{});
-    case DeviceDtype::int32: return f(std::int32_t{});
-    case DeviceDtype::int64: return f(std::int64_t{});
-    case DeviceDtype::int8: return f(std::int8_t{});
-    case DeviceDtype::bf16: return f(Bf16{});
-    case DeviceDtype::fp16: return f(Fp16{});
+void with_arithmetic(DType dtype, F&& f) {
+  switch (arithmetic_dtype(dtype)) {  // an error naming a dtype without arithmetic
+    case DType::fp32: return f(float{});
+    case DType::fp64: return f(double{});
+    case DType::int32: return f(std::int32_t{});
+    case DType::int64: return f(std::int64_t{});
+    case DType::int8: return f(std::int8_t{});
+    case DType::bf16: return f(Bf16{});
+    case DType::fp16: return f(Fp16{});
+    case DType::fp8:
+    case DType::bytes: break;  // refused by arithmetic_dtype
   }
 }
 
@@ -95,7 +97,7 @@ void store_float(std::byte* p, float value) {
 }  // namespace detail
 
 // Sets `count` elements at `target` to the identity of `op` (0, 1, +inf or -inf / the extremes).
-inline void fill_identity(std::string_view dtype, ReduceOp op, std::byte* target, index_t count) {
+inline void fill_identity(DType dtype, ReduceOp op, std::byte* target, index_t count) {
   detail::with_arithmetic(dtype, [&](auto tag) {
     using Tag = decltype(tag);
     for (index_t i = 0; i < count; ++i) {
@@ -110,7 +112,7 @@ inline void fill_identity(std::string_view dtype, ReduceOp op, std::byte* target
 }
 
 // Stores the integer `value` as one element of `dtype` at `target` (rounded for 2-byte floats).
-inline void store_integer(std::string_view dtype, std::byte* target, std::int64_t value) {
+inline void store_integer(DType dtype, std::byte* target, std::int64_t value) {
   detail::with_arithmetic(dtype, [&](auto tag) {
     using Tag = decltype(tag);
     if constexpr (std::is_same_v<Tag, detail::Bf16> || std::is_same_v<Tag, detail::Fp16>) {
@@ -123,7 +125,7 @@ inline void store_integer(std::string_view dtype, std::byte* target, std::int64_
 }
 
 // target[i] = target[i] (op) values[i] for `count` elements; `contributors` divides for avg.
-inline void reduce_bytes(std::string_view dtype, ReduceOp op, index_t contributors, std::byte* target, const std::byte* values,
+inline void reduce_bytes(DType dtype, ReduceOp op, index_t contributors, std::byte* target, const std::byte* values,
                          index_t count) {
   detail::with_arithmetic(dtype, [&](auto tag) {
     using Tag = decltype(tag);

@@ -54,12 +54,13 @@
 namespace shardalg {
 
 // One of a rank's buffers (ModelLayout::buffer_of: a tile, or a partition shared by the tensors of
-// a flat layout) as raw memory, with the element type it holds.
+// a flat layout) as raw memory, with the element type it holds (raw bytes unless stated; the
+// checks compare it with the plan's).
 template <class Byte>
 struct BasicBuffer {
   Byte* data = nullptr;
   std::size_t bytes = 0;
-  std::string dtype;
+  DType dtype = DType::bytes;
 };
 using SourceBuffer = BasicBuffer<const std::byte>;
 using DestinationBuffer = BasicBuffer<std::byte>;
@@ -140,7 +141,7 @@ void check_buffers(const ModelLayout& layout, index_t rank, std::span<const Basi
     std::size_t b = layout.buffer_of(t);
     const TensorLayout& tl = layout[t].layout;
     index_t elements = tl.mesh().contains(rank) ? tl.buffer_elements(rank) : 0;
-    index_t expected = checked_mul(elements, dtype_bytes(layout[t].dtype));
+    index_t expected = checked_mul(elements, element_bytes(layout[t].dtype));
     const BasicBuffer<Byte>& buffer = buffers[b];
     if (static_cast<index_t>(buffer.bytes) != expected)
       fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') has ", buffer.bytes, " bytes; the plan needs ",
@@ -304,7 +305,7 @@ class PreparedReshard {
     const ModelLayout& dst = plan_.destination();
     // Reductions start from the identity in every destination element of a Partial plan.
     for (const BoxRows& box : part_.identity_boxes()) {
-      std::string_view dtype = dst[plan_.destination_index(box.tensor)].dtype;
+      DType dtype = dst[plan_.destination_index(box.tensor)].dtype;
       RowCursor row(box, 0);
       for (index_t r = 0; r < box.rows(); ++r, row.next())
         fill_identity(dtype, *plan_.tensor_plan(box.tensor).reduce_op(), destinations_[box.buffer].data + row.offset(),

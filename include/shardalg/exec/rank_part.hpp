@@ -205,7 +205,7 @@ class RankPart {
       const TensorLayout& layout = dst[d].layout;
       if (!tensor_plan.reduce_op() || !layout.mesh().contains(rank)) continue;
       const TensorLayout::Addressing& address = addressing(addresses, layout);
-      index_t element = dtype_bytes(dst[d].dtype);
+      index_t element = element_bytes(dst[d].dtype);
       for (const Piece& held : layout.pieces(rank)) {
         BoxRows box;
         box.tensor = t;
@@ -259,7 +259,7 @@ class RankPart {
                   bool source_side) const {
     const TensorLayout& tl = layout[tensor].layout;
     const TensorLayout::Addressing& address = addressing(addresses, tl);
-    index_t element = dtype_bytes(layout[tensor].dtype);
+    index_t element = element_bytes(layout[tensor].dtype);
     auto shape = list.shape(i);
     Dims local(source_side ? list.src_local(i) : list.dst_local(i));
     BoxRows box;

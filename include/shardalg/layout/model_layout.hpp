@@ -16,18 +16,17 @@ namespace shardalg {
 
 struct NamedTensorLayout {
   std::string name;
-  std::string dtype;
+  DType dtype;
   TensorLayout layout;
 };
 
 class ModelLayout {
  public:
-  // Errors: no tensors, a repeated name, an unknown dtype.
+  // Errors: no tensors, a repeated name.
   explicit ModelLayout(std::vector<NamedTensorLayout> tensors) : tensors_(std::move(tensors)) {
     if (tensors_.empty()) detail::fail("model layout: no tensors");
     std::unordered_map<const void*, std::size_t> buffer_by_owner;
     for (std::size_t t = 0; t < tensors_.size(); ++t) {
-      dtype_bytes(tensors_[t].dtype);
       if (!by_name_.emplace(tensors_[t].name, t).second) detail::fail("model layout: tensor '", tensors_[t].name, "' is listed twice");
       auto [it, added] = buffer_by_owner.emplace(tensors_[t].layout.buffer_owner(), buffer_by_owner.size());
       buffer_of_.push_back(it->second);

@@ -42,7 +42,7 @@ struct ModelTensor {
   std::string name;
   Dims shape;
   TensorRole role;
-  std::string dtype = "bf16";
+  DType dtype = DType::bf16;
 };
 
 // The role named by its to_string form; Error listing the roles otherwise.

@@ -22,13 +22,13 @@ class CommunicationVolume {
   // Bytes per (source rank, destination rank) of a model plan's transfers (each tensor at its
   // dtype's size); the plan supplies the receive lower bounds.
   CommunicationVolume(const ModelReshardPlan& plan, const TransferList& transfers) {
-    std::vector<index_t> element_bytes;
-    for (std::size_t t = 0; t < plan.source().size(); ++t) element_bytes.push_back(dtype_bytes(plan.source()[t].dtype));
+    std::vector<index_t> sizes;
+    for (std::size_t t = 0; t < plan.source().size(); ++t) sizes.push_back(element_bytes(plan.source()[t].dtype));
     // Every rank of the layouts counts, also one that no transfer touches (it holds nothing).
     index_t ranks = 0;
     for (const ModelLayout* layout : {&plan.source(), &plan.destination()})
       if (!layout->ranks().empty()) ranks = std::max(ranks, layout->ranks().back() + 1);
-    build(transfers, element_bytes, ranks);
+    build(transfers, sizes, ranks);
     lower_bound_.assign(static_cast<std::size_t>(ranks_), 0.0);
     for (index_t rank : plan.destination().ranks()) lower_bound_[static_cast<std::size_t>(rank)] = static_cast<double>(plan.lower_bound_bytes(rank));
   }

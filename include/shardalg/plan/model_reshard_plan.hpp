@@ -72,7 +72,7 @@ class ModelReshardPlan {
   index_t lower_bound_bytes(index_t rank) const {
     index_t total = 0;
     for (std::size_t t = 0; t < plans_.size(); ++t)
-      total = checked_add(total, checked_mul(plans_[t].lower_bound_elements(rank), dtype_bytes(src_[t].dtype)));
+      total = checked_add(total, checked_mul(plans_[t].lower_bound_elements(rank), element_bytes(src_[t].dtype)));
     return total;
   }
 

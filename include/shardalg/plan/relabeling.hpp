@@ -133,11 +133,11 @@ inline Relabeling relabel_destination(const ModelReshardPlan& plan, index_t exac
   for (std::size_t t = 0; t < plan.size(); ++t) {
     const TensorLayout& src = plan.source()[t].layout;
     const TensorLayout& dst = plan.destination()[plan.destination_index(t)].layout;
-    auto element_bytes = static_cast<double>(dtype_bytes(plan.source()[t].dtype));
+    auto bytes_per_element = static_cast<double>(element_bytes(plan.source()[t].dtype));
     std::map<index_t, std::vector<Piece>> src_pieces;  // per source rank, looked up once
     for (std::size_t r = 0; r < n; ++r) {
       for (const Piece& piece : dst.pieces(result.roles[r])) {
-        needed[r] += element_bytes * static_cast<double>(piece.global.volume());
+        needed[r] += bytes_per_element * static_cast<double>(piece.global.volume());
         for (index_t holder : src.ranks_holding(piece.global)) {
           auto p = index_of(holder);
           if (!p) continue;
@@ -145,7 +145,7 @@ inline Relabeling relabel_destination(const ModelReshardPlan& plan, index_t exac
           if (it == src_pieces.end()) it = src_pieces.emplace(holder, src.pieces(holder)).first;
           double overlap = 0;
           for (const Piece& held : it->second) overlap += static_cast<double>(intersect(held.global, piece.global).volume());
-          if (overlap > 0) kept[r][*p] += element_bytes * overlap;
+          if (overlap > 0) kept[r][*p] += bytes_per_element * overlap;
         }
       }
     }

@@ -71,12 +71,12 @@ void check_reshard(MpiCommunicator& comm, C& transport, const ModelReshardPlan& 
 }
 
 template <class C>
-void check_recipes(MpiCommunicator& comm, C& transport, const std::string& label, const std::string& from, const std::string& to, const std::string& dtype = "fp32",
+void check_recipes(MpiCommunicator& comm, C& transport, const std::string& label, const std::string& from, const std::string& to, DType dtype = DType::fp32,
                    index_t memory_limit = 0, bool staged = false) {
   ModelSpec model = small_model(dtype);
   ModelReshardPlan plan(layout_model(model, from), layout_model(model, to));
   check_reshard(comm, transport, plan,
-                label + "\"" + from + "\" -> \"" + to + "\" " + dtype + (memory_limit ? " limit " + std::to_string(memory_limit) : "") +
+                label + "\"" + from + "\" -> \"" + to + "\" " + std::string(to_string(dtype)) + (memory_limit ? " limit " + std::to_string(memory_limit) : "") +
                     (staged ? " staged" : ""),
                 memory_limit, staged);
 }
@@ -116,9 +116,9 @@ void check_every_layout_kind(MpiCommunicator& comm, C& transport, const std::str
   // ZeRO DP change (elastic), ZeRO-1/2 to Megatron, mesh <-> flat, consolidation.
   check_recipes(comm, transport, label, "zero3 dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)));
   check_recipes(comm, transport, label, "zero1 dp=" + N, "megatron-distopt dp=" + std::to_string(half) + ",tp=1,bucket=64");
-  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero2 dp=" + N, "bf16");
-  check_recipes(comm, transport, label, "zero3 dp=" + N, "replicated ranks=1", "fp16");
-  check_recipes(comm, transport, label, "replicated ranks=" + N, "zero3 dp=" + N, "int64");
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero2 dp=" + N, DType::bf16);
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "replicated ranks=1", DType::fp16);
+  check_recipes(comm, transport, label, "replicated ranks=" + N, "zero3 dp=" + N, DType::int64);
   // EP size change (experts FSDP, then ZeRO-3 over the expert-replica group).
   for (index_t ep : {index_t{8}, index_t{4}, index_t{2}, index_t{1}})
     if (n % ep == 0 && ep <= n) {
@@ -127,35 +127,35 @@ void check_every_layout_kind(MpiCommunicator& comm, C& transport, const std::str
       break;
     }
   // Memory limits: messages cut into pieces over rounds (odd limits included), element types.
-  check_recipes(comm, transport, label, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 8 * 2 * n);
-  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000);
-  check_recipes(comm, transport, label, "fsdp dp=" + N, "fsdp dp=1", "bytes");
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), DType::fp32, 8 * 2 * n);
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), DType::bf16, 1000);
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "fsdp dp=1", DType::bytes);
   // Non-contiguous messages packed into staging instead of moved in place as derived datatypes.
-  check_recipes(comm, transport, label, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), "fp32", 0, true);
-  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), "bf16", 1000, true);
+  check_recipes(comm, transport, label, "zero3 dp=" + N, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half), DType::fp32, 0, true);
+  check_recipes(comm, transport, label, "fsdp dp=" + N, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)), DType::bf16, 1000, true);
   // Partial reductions: every op, over one and two mesh dims.
-  for (auto [op, dtype] : {std::pair{"sum", "fp32"}, std::pair{"avg", "bf16"}, std::pair{"max", "int64"}, std::pair{"min", "fp16"},
-                           std::pair{"product", "fp64"}}) {
+  for (auto [op, dtype] : {std::pair{"sum", DType::fp32}, std::pair{"avg", DType::bf16}, std::pair{"max", DType::int64}, std::pair{"min", DType::fp16},
+                           std::pair{"product", DType::fp64}}) {
     MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + op + ")"), Dims{9, 5});
     MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
-    check_reshard(comm, transport, one_tensor(src, dst, dtype), label + "P(" + op + ") -> S(0) " + dtype);
+    check_reshard(comm, transport, one_tensor(src, dst, dtype), label + "P(" + op + ") -> S(0) " + std::string(to_string(dtype)));
   }
   if (n % 2 == 0) {
     MeshLayout src(DeviceMesh::parse("a=2,b=" + std::to_string(n / 2)), parse_placements("P(sum),S(1)"), Dims{6, 7});
     MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("R"), Dims{6, 7});
-    check_reshard(comm, transport, one_tensor(src, dst, "fp32"), label + "P(sum),S(1) -> R");
+    check_reshard(comm, transport, one_tensor(src, dst, DType::fp32), label + "P(sum),S(1) -> R");
   }
 
   // Prepared once, run repeatedly: a flat layout to a mesh, rounds, and a Partial reduction.
   {
-    ModelSpec model = small_model("fp32");
+    ModelSpec model = small_model(DType::fp32);
     check_prepared(comm, transport, ModelReshardPlan(layout_model(model, "zero3 dp=" + N), layout_model(model, "fsdp-tp dp=" + std::to_string(half) + ",tp=" + std::to_string(n / half))),
                    label + "zero3 -> fsdp-tp");
     check_prepared(comm, transport, ModelReshardPlan(layout_model(model, "fsdp dp=" + N), layout_model(model, "zero3 dp=" + std::to_string(std::max<index_t>(1, n - 1)))),
                    label + "fsdp -> zero3 limit 1000", 1000);
     MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements("P(sum)"), Dims{9, 5});
     MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
-    check_prepared(comm, transport, one_tensor(src, dst, "fp32"), label + "P(sum) -> S(0)");
+    check_prepared(comm, transport, one_tensor(src, dst, DType::fp32), label + "P(sum) -> S(0)");
   }
 }
 
@@ -178,7 +178,7 @@ int main(int argc, char** argv) {
     {
       MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{64 * n, 64});
       MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{64 * n, 64});
-      ModelReshardPlan plan = one_tensor(src, dst, "fp32");
+      ModelReshardPlan plan = one_tensor(src, dst, DType::fp32);
       MpiSharedMemoryCommunicator small(MPI_COMM_WORLD, std::max<index_t>(4096, 128 * n));
       expect_on_every_rank(comm, "shared memory: a segment smaller than the messages cuts them into rounds", [&] {
         RankPart part(plan, comm.rank());
@@ -267,7 +267,7 @@ int main(int argc, char** argv) {
     }
     // A rank with a wrong buffer fails naming it; the others fail naming that rank; nothing moves.
     {
-      ModelSpec model = small_model("fp32");
+      ModelSpec model = small_model(DType::fp32);
       ModelReshardPlan plan(layout_model(model, "fsdp dp=" + N), layout_model(model, "zero3 dp=" + N));
       RankPart part(plan, comm.rank());
       testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
@@ -283,7 +283,7 @@ int main(int argc, char** argv) {
       DataCheck after = check_destination_data(plan, comm.rank(), b.destination_data, 7);
       bool untouched = after.mismatches == after.elements;
       expect(comm, named && untouched, "bad buffer on the last rank is reported before anything moves");
-      b.sources[0].dtype = "bf16";
+      b.sources[0].dtype = DType::bf16;
       message.clear();
       try {
         execute(plan, part, std::span<const SourceBuffer>(b.sources), std::span<const DestinationBuffer>(b.destinations), comm);
@@ -316,7 +316,7 @@ int main(int argc, char** argv) {
     if (n >= 2) {
       MeshLayout src(DeviceMesh::parse("a=2"), parse_placements("S(0)"), Dims{8});
       MeshLayout dst(DeviceMesh::parse("a=1"), parse_placements("R"), Dims{8});
-      ModelReshardPlan plan = one_tensor(src, dst, "fp32");
+      ModelReshardPlan plan = one_tensor(src, dst, DType::fp32);
       RankPart part(plan, comm.rank());
       testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
       MpiCommunicator lonely;
@@ -347,7 +347,7 @@ int main(int argc, char** argv) {
     if (n >= 2) {
       MeshLayout src(DeviceMesh::parse("a=" + std::to_string(n - 1)), parse_placements("S(0)"), Dims{8});
       MeshLayout dst(DeviceMesh::parse("a=" + std::to_string(n - 1)), parse_placements("R"), Dims{8});
-      ModelReshardPlan plan = one_tensor(src, dst, "fp32");
+      ModelReshardPlan plan = one_tensor(src, dst, DType::fp32);
       RankPart part(plan, comm.rank());
       testing::Buffers b = testing::buffers_for(plan, comm.rank(), 7);
       MpiCommunicator agreeing;

@@ -36,7 +36,7 @@ std::vector<std::byte> bytes_of(const std::vector<T>& values) {
 
 // Lowers src -> dst, runs the program with MPI and compares this rank's tile with the plan's.
 template <class T>
-void check_case(const std::string& mesh, const std::string& src_text, const std::string& dst_text, const Dims& shape, const char* dtype) {
+void check_case(const std::string& mesh, const std::string& src_text, const std::string& dst_text, const Dims& shape, DType dtype) {
   MeshLayout src = MeshLayout::parse(mesh, src_text, shape), dst = MeshLayout::parse(mesh, dst_text, shape);
   auto program = search_collectives(src, dst, static_cast<index_t>(sizeof(T)));
   bool ok = program.has_value();
@@ -61,7 +61,7 @@ int late_rank_case() {
   std::vector<std::byte> source(static_cast<std::size_t>(src.tile(rank).volume() * 4));
   if (rank == world - 1) std::this_thread::sleep_for(std::chrono::seconds(20));
   try {
-    runner.run(source, "fp32");
+    runner.run(source, DType::fp32);
   } catch (const Error& e) {
     std::cout << "rank " << rank << ": " << e.what() << std::endl;
     MPI_Abort(MPI_COMM_WORLD, 3);
@@ -80,27 +80,27 @@ int main(int argc, char** argv) {
       for (auto [s, d] : std::vector<std::pair<const char*, const char*>>{{"S(0),S(0),S(0)", "S(1),S(1),S(1)"}, {"S(0),S(1),S(0)", "S(1),S(0),S(0)"},
                                                                          {"S(0),S(1),S(2)", "S(2),S(1),S(0)"}, {"S(1),S(0),S(0)", "R,S(0),S(0)"},
                                                                          {"S(1),R,S(0)", "R,S(0),S(0)"}, {"S(0),S(0),S(1)", "S(0),S(1),S(2)"}}) {
-        check_case<float>("a=2,b=2,c=2", s, d, Dims{8, 8, 8}, "fp32");
-        check_case<std::int64_t>("a=2,b=2,c=2", s, d, Dims{7, 5, 3}, "int64");
+        check_case<float>("a=2,b=2,c=2", s, d, Dims{8, 8, 8}, DType::fp32);
+        check_case<std::int64_t>("a=2,b=2,c=2", s, d, Dims{7, 5, 3}, DType::int64);
       }
-      check_case<std::int64_t>("a=2,b=2,c=2", "P,S(0),P", "S(1),S(0),R", Dims{8, 6}, "int64");
-      check_case<std::int64_t>("a=2,b=2,c=2", "P(max),P(max),P(max)", "R,R,R", Dims{5, 3}, "int64");
+      check_case<std::int64_t>("a=2,b=2,c=2", "P,S(0),P", "S(1),S(0),R", Dims{8, 6}, DType::int64);
+      check_case<std::int64_t>("a=2,b=2,c=2", "P(max),P(max),P(max)", "R,R,R", Dims{5, 3}, DType::int64);
     } else if (world == 4) {
-      check_case<float>("dp=2,tp=2", "_S(0,2),S(0)", "R,S(1)", Dims{8, 4}, "fp32");
-      check_case<std::int64_t>("dp=2,tp=2", "P,P", "S(0),S(1)", Dims{6, 5}, "int64");
-      check_case<std::int64_t>("dp=2,tp=2", "P(min),S(1)", "S(1),R", Dims{5, 3}, "int64");
-      check_case<double>("dp=4", "S(0)", "S(1)", Dims{9, 7}, "fp64");
-      check_case<std::int32_t>("dp=4", "P", "S(1)", Dims{3, 10}, "int32");
+      check_case<float>("dp=2,tp=2", "_S(0,2),S(0)", "R,S(1)", Dims{8, 4}, DType::fp32);
+      check_case<std::int64_t>("dp=2,tp=2", "P,P", "S(0),S(1)", Dims{6, 5}, DType::int64);
+      check_case<std::int64_t>("dp=2,tp=2", "P(min),S(1)", "S(1),R", Dims{5, 3}, DType::int64);
+      check_case<double>("dp=4", "S(0)", "S(1)", Dims{9, 7}, DType::fp64);
+      check_case<std::int32_t>("dp=4", "P", "S(1)", Dims{3, 10}, DType::int32);
     } else if (world == 3) {
-      check_case<std::int64_t>("dp=3", "P", "S(0)", Dims{7, 4}, "int64");
-      check_case<float>("dp=3", "S(0)", "S(1)", Dims{7, 4}, "fp32");
-      check_case<float>("a=3,b=1", "S(1),P", "S(0),R", Dims{4, 5}, "fp32");
+      check_case<std::int64_t>("dp=3", "P", "S(0)", Dims{7, 4}, DType::int64);
+      check_case<float>("dp=3", "S(0)", "S(1)", Dims{7, 4}, DType::fp32);
+      check_case<float>("a=3,b=1", "S(1),P", "S(0),R", Dims{4, 5}, DType::fp32);
     } else if (world == 2) {
-      check_case<std::int64_t>("dp=2", "P", "R", Dims{5}, "int64");
-      check_case<float>("dp=2", "S(0)", "S(1)", Dims{3, 3}, "fp32");
+      check_case<std::int64_t>("dp=2", "P", "R", Dims{5}, DType::int64);
+      check_case<float>("dp=2", "S(0)", "S(1)", Dims{3, 3}, DType::fp32);
     } else {
-      check_case<std::int64_t>("dp=1", "P", "R", Dims{4}, "int64");
-      check_case<float>("dp=1", "S(0)", "S(1)", Dims{3, 3}, "fp32");
+      check_case<std::int64_t>("dp=1", "P", "R", Dims{4}, DType::int64);
+      check_case<float>("dp=1", "S(0)", "S(1)", Dims{3, 3}, DType::fp32);
     }
 
     // A rank whose buffer has the wrong size fails before anything moves; the others name it.
@@ -112,7 +112,7 @@ int main(int argc, char** argv) {
       std::vector<std::byte> source(static_cast<std::size_t>(src.tile(rank).volume() * 4 + (rank == 0 ? 4 : 0)));
       std::string message;
       try {
-        runner.run(source, "fp32");
+        runner.run(source, DType::fp32);
       } catch (const Error& e) {
         message = e.what();
       }

@@ -28,9 +28,9 @@ void run_launch_on_host(const LaunchList& list, std::size_t i) {
         continue;
       }
       UnitSpan span = unit_span(c, unit);
-      index_t count = span.bytes / dtype_bytes(to_string(l.dtype));
-      if (l.kind == LaunchList::Kind::fill) fill_identity(to_string(l.dtype), l.op, span.dst, count);
-      else reduce_bytes(to_string(l.dtype), l.op, l.contributors, span.dst, span.src, count);
+      index_t count = span.bytes / element_bytes(l.dtype);
+      if (l.kind == LaunchList::Kind::fill) fill_identity(l.dtype, l.op, span.dst, count);
+      else reduce_bytes(l.dtype, l.op, l.contributors, span.dst, span.src, count);
     }
   }
 }
@@ -104,7 +104,7 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
   return mismatches;
 }
 
-index_t run_recipes(index_t world, const std::string& from, const std::string& to, const std::string& dtype, index_t memory_limit = 0) {
+index_t run_recipes(index_t world, const std::string& from, const std::string& to, DType dtype, index_t memory_limit = 0) {
   ModelSpec model = small_model(dtype);
   return run_schedules(ModelReshardPlan(layout_model(model, from), layout_model(model, to)), world, memory_limit);
 }
@@ -162,17 +162,17 @@ TEST_CASE("device schedule: every layout kind, world sizes 1-8, memory limits, e
     CAPTURE(n);
     std::string N = std::to_string(n), half = std::to_string(std::max<index_t>(1, n / 2)), rest = std::to_string(n / std::max<index_t>(1, n / 2));
     std::string fewer = std::to_string(std::max<index_t>(1, n - 1));
-    CHECK(run_recipes(n, "fsdp dp=" + N, "fsdp-tp dp=" + half + ",tp=" + rest, "fp32") == 0);
-    CHECK(run_recipes(n, "fsdp-tp dp=1,tp=" + N, "fsdp dp=" + fewer, "fp32") == 0);
-    CHECK(run_recipes(n, "zero3 dp=" + N, "zero3 dp=" + fewer, "fp32") == 0);
-    CHECK(run_recipes(n, "zero1 dp=" + N, "megatron-distopt dp=" + half + ",tp=1,bucket=64", "fp32") == 0);
-    CHECK(run_recipes(n, "fsdp dp=" + N, "zero2 dp=" + N, "bf16") == 0);
-    CHECK(run_recipes(n, "zero3 dp=" + N, "replicated ranks=1", "fp16") == 0);
-    CHECK(run_recipes(n, "replicated ranks=" + N, "zero3 dp=" + N, "int64") == 0);
-    CHECK(run_recipes(n, "zero3 dp=" + N, "fsdp-tp dp=" + half + ",tp=" + rest, "fp32", 8 * 2 * n) == 0);
-    CHECK(run_recipes(n, "fsdp dp=" + N, "zero3 dp=" + fewer, "bf16", 1000) == 0);
-    CHECK(run_recipes(n, "fsdp dp=" + N, "fsdp dp=1", "bytes", 104) == 0);
-    if (8 % n == 0) CHECK(run_recipes(n, "ep ep=" + N + ",dp=" + N, "ep ep=" + half + ",dp=" + N + ",experts=zero3", "fp32", 4096) == 0);
+    CHECK(run_recipes(n, "fsdp dp=" + N, "fsdp-tp dp=" + half + ",tp=" + rest, DType::fp32) == 0);
+    CHECK(run_recipes(n, "fsdp-tp dp=1,tp=" + N, "fsdp dp=" + fewer, DType::fp32) == 0);
+    CHECK(run_recipes(n, "zero3 dp=" + N, "zero3 dp=" + fewer, DType::fp32) == 0);
+    CHECK(run_recipes(n, "zero1 dp=" + N, "megatron-distopt dp=" + half + ",tp=1,bucket=64", DType::fp32) == 0);
+    CHECK(run_recipes(n, "fsdp dp=" + N, "zero2 dp=" + N, DType::bf16) == 0);
+    CHECK(run_recipes(n, "zero3 dp=" + N, "replicated ranks=1", DType::fp16) == 0);
+    CHECK(run_recipes(n, "replicated ranks=" + N, "zero3 dp=" + N, DType::int64) == 0);
+    CHECK(run_recipes(n, "zero3 dp=" + N, "fsdp-tp dp=" + half + ",tp=" + rest, DType::fp32, 8 * 2 * n) == 0);
+    CHECK(run_recipes(n, "fsdp dp=" + N, "zero3 dp=" + fewer, DType::bf16, 1000) == 0);
+    CHECK(run_recipes(n, "fsdp dp=" + N, "fsdp dp=1", DType::bytes, 104) == 0);
+    if (8 % n == 0) CHECK(run_recipes(n, "ep ep=" + N + ",dp=" + N, "ep ep=" + half + ",dp=" + N + ",experts=zero3", DType::fp32, 4096) == 0);
   }
 }
 
@@ -180,9 +180,10 @@ TEST_CASE("device schedule: Partial reductions of every op, staged and local") {
   for (index_t n : {1, 2, 3, 4}) {
     std::string N = std::to_string(n);
     struct Case {
-      const char *op, *dtype;
+      const char* op;
+      DType dtype;
     };
-    for (Case c : {Case{"sum", "fp32"}, Case{"avg", "bf16"}, Case{"max", "int64"}, Case{"min", "fp16"}, Case{"product", "fp64"}}) {
+    for (Case c : {Case{"sum", DType::fp32}, Case{"avg", DType::bf16}, Case{"max", DType::int64}, Case{"min", DType::fp16}, Case{"product", DType::fp64}}) {
       CAPTURE(c.op);
       MeshLayout src(DeviceMesh::parse("a=" + N), parse_placements(std::string("P(") + c.op + ")"), Dims{9, 5});
       MeshLayout dst(DeviceMesh::parse("a=" + N), parse_placements("S(0)"), Dims{9, 5});
@@ -192,11 +193,11 @@ TEST_CASE("device schedule: Partial reductions of every op, staged and local") {
   }
   MeshLayout src(DeviceMesh::parse("a=2,b=2"), parse_placements("P(sum),S(1)"), Dims{6, 7});
   MeshLayout dst(DeviceMesh::parse("a=4"), parse_placements("R"), Dims{6, 7});
-  CHECK(run_schedules(one_tensor(src, dst, "fp32"), 4, 0) == 0);
+  CHECK(run_schedules(one_tensor(src, dst, DType::fp32), 4, 0) == 0);
 }
 
 TEST_CASE("device schedule: a Partial plan of a dtype without arithmetic is refused, naming it") {
   MeshLayout src(DeviceMesh::parse("a=2"), parse_placements("P(sum)"), Dims{4});
   MeshLayout dst(DeviceMesh::parse("a=2"), parse_placements("S(0)"), Dims{4});
-  SHARDALG_CHECK_THROWS_CONTAINING(run_schedules(one_tensor(src, dst, "bytes"), 2, 0), Error, "reductions of dtype 'bytes' are not supported");
+  SHARDALG_CHECK_THROWS_CONTAINING(run_schedules(one_tensor(src, dst, DType::bytes), 2, 0), Error, "reductions of dtype 'bytes' are not supported");
 }

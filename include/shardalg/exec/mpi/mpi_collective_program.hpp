@@ -77,10 +77,10 @@ class MpiCollectiveProgram {
 
   // This rank's tile of the program's first state (elements of `dtype`) in, its tile of the last
   // state out (empty outside the mesh). Collective over the communicator.
-  // Errors, before any data moves: a source of the wrong size, an unknown dtype or a source mixing
-  // Partial ops on any rank (that rank names its problem, the others name that rank); then MPI
+  // Errors, before any data moves: a source of the wrong size, a dtype without arithmetic for a
+  // Partial source, or a source mixing Partial ops on any rank (that rank names its problem, the others name that rank); then MPI
   // errors naming the call.
-  std::vector<std::byte> run(std::span<const std::byte> source, std::string_view dtype) {
+  std::vector<std::byte> run(std::span<const std::byte> source, DType dtype) {
     const MeshLayout& first = program_.states.front();
     bool inside = first.mesh().contains(rank_);
     index_t element = 0;
@@ -88,7 +88,7 @@ class MpiCollectiveProgram {
     check_on_every_rank(
         rank_, "MPI collective program",
         [&] {
-          element = dtype_bytes(dtype);
+          element = element_bytes(dtype);
           op = source_reduce_op(first.placements(), "MPI collective program").value_or(ReduceOp::sum);
           index_t expected = inside ? first.tile(rank_).volume() * element : 0;
           if (static_cast<index_t>(source.size()) != expected)
@@ -112,7 +112,7 @@ class MpiCollectiveProgram {
     MpiCollectiveProgram& self;
     const Group& group;
     std::span<const std::byte> buffer;  // the tile before the step
-    std::string_view dtype;
+    DType dtype;
     index_t element;
     ReduceOp op;
 
@@ -162,14 +162,14 @@ class MpiCollectiveProgram {
     }
   };
 
-  std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, std::string_view dtype, index_t element, ReduceOp op) {
+  std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, DType dtype, index_t element, ReduceOp op) {
     const Group& group = groups_.at(program_.steps[i].mesh_dims);
     Transport transport{*this, group, buffer, dtype, element, op};
     return run_collective_step(describe_collective_step(program_, i, group.members, rank_, element), transport, "MPI collective program");
   }
 
   // Member j's piece goes to j; the pieces for this rank (all `bytes` long) are reduced.
-  std::vector<std::byte> reduce(const std::vector<std::vector<std::byte>>& pieces, index_t bytes, std::string_view dtype, index_t element, ReduceOp op,
+  std::vector<std::byte> reduce(const std::vector<std::vector<std::byte>>& pieces, index_t bytes, DType dtype, index_t element, ReduceOp op,
                                 const Group& group, const CollectiveStep& step) {
     std::vector<int> receive_counts(group.members.size(), count_of(bytes, step));
     auto [received, offsets] = all_to_all(pieces, receive_counts, group, step);

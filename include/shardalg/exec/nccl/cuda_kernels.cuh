@@ -43,15 +43,15 @@ __global__ void copy_boxes(const BoxCopy* copies, std::int64_t count, std::int64
   for_each_unit(copies, count, units, [](const BoxCopy& c, std::int64_t unit, int lane) { copy_unit(c, unit, lane, warp); });
 }
 
-// How elements of each device dtype are stored (S) and computed (C).
-template <DeviceDtype D> struct Element;
-template <> struct Element<DeviceDtype::fp32> { using S = float; using C = float; };
-template <> struct Element<DeviceDtype::fp64> { using S = double; using C = double; };
-template <> struct Element<DeviceDtype::int32> { using S = std::int32_t; using C = std::int32_t; };
-template <> struct Element<DeviceDtype::int64> { using S = std::int64_t; using C = std::int64_t; };
-template <> struct Element<DeviceDtype::int8> { using S = std::int8_t; using C = std::int8_t; };
-template <> struct Element<DeviceDtype::bf16> { using S = __nv_bfloat16; using C = float; };
-template <> struct Element<DeviceDtype::fp16> { using S = __half; using C = float; };
+// How elements of each dtype with arithmetic are stored (S) and computed (C).
+template <DType D> struct Element;
+template <> struct Element<DType::fp32> { using S = float; using C = float; };
+template <> struct Element<DType::fp64> { using S = double; using C = double; };
+template <> struct Element<DType::int32> { using S = std::int32_t; using C = std::int32_t; };
+template <> struct Element<DType::int64> { using S = std::int64_t; using C = std::int64_t; };
+template <> struct Element<DType::int8> { using S = std::int8_t; using C = std::int8_t; };
+template <> struct Element<DType::bf16> { using S = __nv_bfloat16; using C = float; };
+template <> struct Element<DType::fp16> { using S = __half; using C = float; };
 
 template <class C, class S>
 __device__ C load(const S& s) {
@@ -66,7 +66,7 @@ __device__ S store(C value) {
   else return value;
 }
 
-template <DeviceDtype D>
+template <DType D>
 __global__ void reduce_boxes(const BoxCopy* copies, std::int64_t count, std::int64_t units, ReduceOp op, std::int64_t contributors) {
   using S = typename Element<D>::S;
   using C = typename Element<D>::C;
@@ -79,7 +79,7 @@ __global__ void reduce_boxes(const BoxCopy* copies, std::int64_t count, std::int
   });
 }
 
-template <DeviceDtype D>
+template <DType D>
 __global__ void fill_boxes(const BoxCopy* copies, std::int64_t count, std::int64_t units, ReduceOp op) {
   using S = typename Element<D>::S;
   using C = typename Element<D>::C;
@@ -91,17 +91,19 @@ __global__ void fill_boxes(const BoxCopy* copies, std::int64_t count, std::int64
   });
 }
 
-// Calls f(std::integral_constant<DeviceDtype, d>{}) for the run-time dtype d.
+// Calls f(std::integral_constant<DType, d>{}) for the run-time dtype d.
 template <class F>
-cudaError_t with_dtype(DeviceDtype dtype, F f) {
+cudaError_t with_dtype(DType dtype, F f) {
   switch (dtype) {
-    case DeviceDtype::fp32: return f(std::integral_constant<DeviceDtype, DeviceDtype::fp32>{});
-    case DeviceDtype::fp64: return f(std::integral_constant<DeviceDtype, DeviceDtype::fp64>{});
-    case DeviceDtype::int32: return f(std::integral_constant<DeviceDtype, DeviceDtype::int32>{});
-    case DeviceDtype::int64: return f(std::integral_constant<DeviceDtype, DeviceDtype::int64>{});
-    case DeviceDtype::int8: return f(std::integral_constant<DeviceDtype, DeviceDtype::int8>{});
-    case DeviceDtype::bf16: return f(std::integral_constant<DeviceDtype, DeviceDtype::bf16>{});
-    case DeviceDtype::fp16: return f(std::integral_constant<DeviceDtype, DeviceDtype::fp16>{});
+    case DType::fp32: return f(std::integral_constant<DType, DType::fp32>{});
+    case DType::fp64: return f(std::integral_constant<DType, DType::fp64>{});
+    case DType::int32: return f(std::integral_constant<DType, DType::int32>{});
+    case DType::int64: return f(std::integral_constant<DType, DType::int64>{});
+    case DType::int8: return f(std::integral_constant<DType, DType::int8>{});
+    case DType::bf16: return f(std::integral_constant<DType, DType::bf16>{});
+    case DType::fp16: return f(std::integral_constant<DType, DType::fp16>{});
+    case DType::fp8:
+    case DType::bytes: break;  // no arithmetic: refused on the host before any launch
   }
   return cudaErrorInvalidValue;
 }
@@ -114,7 +116,7 @@ cudaError_t launch_copies(const BoxCopy* copies, std::int64_t count, std::int64_
   return cudaGetLastError();
 }
 
-cudaError_t launch_reductions(const BoxCopy* copies, std::int64_t count, std::int64_t units, DeviceDtype dtype, ReduceOp op,
+cudaError_t launch_reductions(const BoxCopy* copies, std::int64_t count, std::int64_t units, DType dtype, ReduceOp op,
                               std::int64_t contributors, cudaStream_t stream) {
   if (units == 0) return cudaSuccess;
   return kernels::with_dtype(dtype, [&](auto d) {
@@ -124,7 +126,7 @@ cudaError_t launch_reductions(const BoxCopy* copies, std::int64_t count, std::in
   });
 }
 
-cudaError_t launch_fill_identity(const BoxCopy* copies, std::int64_t count, std::int64_t units, DeviceDtype dtype, ReduceOp op,
+cudaError_t launch_fill_identity(const BoxCopy* copies, std::int64_t count, std::int64_t units, DType dtype, ReduceOp op,
                                  cudaStream_t stream) {
   if (units == 0) return cudaSuccess;
   return kernels::with_dtype(dtype, [&](auto d) {

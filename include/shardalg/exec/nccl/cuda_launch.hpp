@@ -12,7 +12,7 @@
 #include <cstdint>
 
 #include "shardalg/exec/nccl/box_copy.hpp"
-#include "shardalg/exec/device_dtype.hpp"
+#include "shardalg/core/dtype.hpp"
 #include "shardalg/placement/reduce_op.hpp"
 
 namespace shardalg {
@@ -23,11 +23,11 @@ namespace cuda {
 cudaError_t launch_copies(const BoxCopy* copies, std::int64_t count, std::int64_t units, cudaStream_t stream);
 
 // dst = dst (op) src element-wise (avg: dst + src / contributors).
-cudaError_t launch_reductions(const BoxCopy* copies, std::int64_t count, std::int64_t units, DeviceDtype dtype, ReduceOp op,
+cudaError_t launch_reductions(const BoxCopy* copies, std::int64_t count, std::int64_t units, DType dtype, ReduceOp op,
                               std::int64_t contributors, cudaStream_t stream);
 
 // dst = the identity of op (0, 1, +inf / the largest, -inf / the lowest); src is not read.
-cudaError_t launch_fill_identity(const BoxCopy* copies, std::int64_t count, std::int64_t units, DeviceDtype dtype, ReduceOp op,
+cudaError_t launch_fill_identity(const BoxCopy* copies, std::int64_t count, std::int64_t units, DType dtype, ReduceOp op,
                                  cudaStream_t stream);
 
 }  // namespace cuda

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "shardalg/exec/nccl/copy_batch.hpp"
-#include "shardalg/exec/device_dtype.hpp"
+#include "shardalg/core/dtype.hpp"
 #include "shardalg/exec/engine.hpp"
 
 namespace shardalg {
@@ -34,13 +34,13 @@ class LaunchList {
     Kind kind;
     std::size_t first, count;  // descriptors [first, first + count)
     index_t units;
-    DeviceDtype dtype;
+    DType dtype;
     ReduceOp op;
     index_t contributors;
   };
 
   // Appends `batch` as one launch and returns its index; none when the batch is empty.
-  std::optional<std::size_t> add(const CopyBatch& batch, Kind kind, DeviceDtype dtype = DeviceDtype::fp32, ReduceOp op = ReduceOp::sum,
+  std::optional<std::size_t> add(const CopyBatch& batch, Kind kind, DType dtype = DType::fp32, ReduceOp op = ReduceOp::sum,
                                  index_t contributors = 1) {
     if (batch.empty()) return std::nullopt;
     launches_.push_back(Launch{kind, descriptors_.size(), batch.copies().size(), batch.units(), dtype, op, contributors});
@@ -81,12 +81,12 @@ namespace detail {
 // Copies, and reductions grouped by what their kernel needs.
 struct UnpackBatches {
   CopyBatch copies;
-  std::map<std::tuple<DeviceDtype, ReduceOp, index_t>, CopyBatch> reductions;
+  std::map<std::tuple<DType, ReduceOp, index_t>, CopyBatch> reductions;
 
   CopyBatch& for_box(const ModelReshardPlan& plan, const BoxRows& box) {
     const ReshardPlan& tensor_plan = plan.tensor_plan(box.tensor);
     if (!tensor_plan.reduce_op()) return copies;
-    return reductions[{device_dtype(plan.source()[box.tensor].dtype), *tensor_plan.reduce_op(), box.contributors}];
+    return reductions[{arithmetic_dtype(plan.source()[box.tensor].dtype), *tensor_plan.reduce_op(), box.contributors}];
   }
   std::vector<std::size_t> add_to(LaunchList& list) const {
     std::vector<std::size_t> launches;
@@ -131,9 +131,9 @@ inline DeviceSchedule make_device_schedule(const ModelReshardPlan& plan, const R
   const ModelLayout& dst = plan.destination();
   DeviceSchedule schedule;
   LaunchList& list = schedule.launches;
-  std::map<std::pair<DeviceDtype, ReduceOp>, CopyBatch> fills;
+  std::map<std::pair<DType, ReduceOp>, CopyBatch> fills;
   for (const BoxRows& box : part.identity_boxes()) {
-    DeviceDtype dtype = device_dtype(dst[plan.destination_index(box.tensor)].dtype);
+    DType dtype = arithmetic_dtype(dst[plan.destination_index(box.tensor)].dtype);
     std::byte* at = destinations[box.buffer].data + box.base;
     fills[{dtype, *plan.tensor_plan(box.tensor).reduce_op()}].add(nullptr, at, box.row_shape, box.row_strides, box.row_strides, box.row_bytes);
   }

@@ -41,26 +41,29 @@ struct DeviceTile {
 
 namespace detail {
 
-inline ncclDataType_t nccl_dtype(std::string_view dtype) {
-  if (dtype == "fp32") return ncclFloat32;
-  if (dtype == "fp64") return ncclFloat64;
-  if (dtype == "fp16") return ncclFloat16;
-  if (dtype == "bf16") return ncclBfloat16;
-  if (dtype == "int32") return ncclInt32;
-  if (dtype == "int64") return ncclInt64;
-  if (dtype == "int8") return ncclInt8;
-  dtype_bytes(dtype);  // names an unknown dtype
+inline ncclDataType_t nccl_dtype(DType dtype) {
+  switch (dtype) {
+    case DType::fp32: return ncclFloat32;
+    case DType::fp64: return ncclFloat64;
+    case DType::fp16: return ncclFloat16;
+    case DType::bf16: return ncclBfloat16;
+    case DType::int32: return ncclInt32;
+    case DType::int64: return ncclInt64;
+    case DType::int8: return ncclInt8;
+    case DType::fp8:
+    case DType::bytes: break;
+  }
   fail("NCCL reductions of dtype '", dtype, "' are not supported (no arithmetic on it)");
 }
 
-inline ncclRedOp_t nccl_op(ReduceOp op, std::string_view dtype) {
+inline ncclRedOp_t nccl_op(ReduceOp op, DType dtype) {
   switch (op) {
     case ReduceOp::sum: return ncclSum;
     case ReduceOp::product: return ncclProd;
     case ReduceOp::min: return ncclMin;
     case ReduceOp::max: return ncclMax;
     case ReduceOp::avg:
-      if (dtype.starts_with("int"))
+      if (is_integer(dtype))
         fail("NCCL collective program: avg of integer dtype '", dtype, "' is not supported (NCCL rounds the mean); use the point-to-point executor");
       return ncclAvg;
   }
@@ -109,8 +112,8 @@ class NcclCollectiveProgram {
   // last state out, queued on `stream` and waited for (bounded). Collective over the world.
   // Errors, before any data moves: a source of the wrong size on any rank (that rank names its
   // buffer, the others name that rank); unsupported reductions; CUDA / NCCL errors; timeouts.
-  DeviceTile run(const std::byte* source, std::size_t bytes, std::string_view dtype, cudaStream_t stream) {
-    index_t rank = world_.rank(), element = dtype_bytes(dtype);
+  DeviceTile run(const std::byte* source, std::size_t bytes, DType dtype, cudaStream_t stream) {
+    index_t rank = world_.rank(), element = element_bytes(dtype);
     const MeshLayout& first = program_.states.front();
     bool inside = first.mesh().contains(rank);
     index_t expected = inside ? first.tile(rank).volume() * element : 0;
@@ -162,7 +165,7 @@ class NcclCollectiveProgram {
     NcclCollectiveProgram& self;
     NcclCommunicator& comm;
     const DeviceTile& in;
-    std::string_view dtype;
+    DType dtype;
     index_t element;
     ReduceOp op;
     cudaStream_t stream;
@@ -242,7 +245,7 @@ class NcclCollectiveProgram {
     }
   };
 
-  DeviceTile run_step(std::size_t i, DeviceTile in, std::string_view dtype, index_t element, ReduceOp op, cudaStream_t stream) {
+  DeviceTile run_step(std::size_t i, DeviceTile in, DType dtype, index_t element, ReduceOp op, cudaStream_t stream) {
     Group& group = groups_.at(program_.steps[i].mesh_dims);
     Transport transport{*this, *group.comm, in, dtype, element, op, stream};
     return run_collective_step(describe_collective_step(program_, i, group.members, world_.rank(), element), transport, "NCCL collective program");

@@ -109,7 +109,7 @@ class PreparedNcclReshard {
           if (comm.rank() != rank_) detail::fail("execute_nccl: the communicator's rank ", comm.rank(), " is not the part's rank ", rank_);
           detail::check_part(plan, part, sources, destinations, options_.memory_limit);
           for (std::size_t t = 0; t < plan.size(); ++t)
-            if (plan.tensor_plan(t).reduce_op()) device_dtype(plan.source()[t].dtype);
+            if (plan.tensor_plan(t).reduce_op()) arithmetic_dtype(plan.source()[t].dtype);
           side_.emplace(rank_);
         },
         [&](std::span<index_t> values) { comm.all_max(values, stream, options_.timeout_seconds); });

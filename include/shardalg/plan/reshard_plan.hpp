@@ -52,7 +52,7 @@ class ReshardPlan {
   TransferList transfers_to(index_t dst_rank) const {
     if (!src_.mesh_layout() || !dst_.mesh_layout()) return piece_transfers_to(dst_rank);
     TransferList out;
-    MeshPlanning planning(*src_.mesh_layout());
+    MeshPlanning planning(*src_.mesh_layout(), MeshPlanning::Tiles::computed_each_time);  // one rank: no per-mesh cache
     mesh_transfers_into(out, *src_.mesh_layout(), *dst_.mesh_layout(), dst_rank, planning);
     return out;
   }
@@ -81,7 +81,7 @@ class ReshardPlan {
     TransferList out;
     if (src_.mesh_layout() && dst_.mesh_layout()) {
       const MeshLayout &src = *src_.mesh_layout(), &dst = *dst_.mesh_layout();
-      MeshPlanning planning(src);  // each source tile computed once for all destinations
+      MeshPlanning planning(src, MeshPlanning::Tiles::cached);  // each source tile computed once for all destinations
       // One holder per element and at most 4 source ranks per destination rank: index the
       // source's runs once (cost proportional to the destinations visited anyway).
       std::optional<SourceRuns> runs;
@@ -235,13 +235,17 @@ class ReshardPlan {
     std::vector<index_t> dst_begin_, coordinates_;
   };
 
-  // What mesh-to-mesh planning reuses across destination ranks: the source ranks' tiles, each
-  // computed on first use (by mesh position), and add_overlap's buffers, so that planning many
-  // destinations allocates nothing per transfer.
+  // What mesh-to-mesh planning reuses: add_overlap's buffers, so that planning many boxes
+  // allocates nothing per transfer, and for the whole plan the source ranks' tiles, each computed
+  // on first use (by mesh position). One rank's plan caches no tiles: its cost stays proportional
+  // to its output, not to the source mesh.
   class MeshPlanning {
    public:
-    explicit MeshPlanning(const MeshLayout& source) : source_(source) {}
+    enum class Tiles { cached, computed_each_time };
+    MeshPlanning(const MeshLayout& source, Tiles tiles) : source_(source), cache_(tiles == Tiles::cached) {}
+    // Valid until the next call when tiles are computed each time.
     const Tile& tile_of(index_t rank) {
+      if (!cache_) return last_ = source_.tile(rank);
       auto position = static_cast<std::size_t>(*source_.mesh().position_of(rank));
       if (tiles_.empty()) tiles_.resize(static_cast<std::size_t>(source_.mesh().size()));
       std::optional<Tile>& tile = tiles_[position];
@@ -259,7 +263,9 @@ class ReshardPlan {
 
    private:
     const MeshLayout& source_;
+    bool cache_;
     std::vector<std::optional<Tile>> tiles_;
+    Tile last_;
   };
 
   // Mesh to mesh: tiles intersect per dim (separable), no pieces needed. Appends to `out`.

@@ -8,6 +8,7 @@
 #include <map>
 
 #include "cli_support.hpp"
+#include "shardalg/exec/check_data.hpp"
 
 namespace shardalg::cli {
 
@@ -112,36 +113,36 @@ inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const
   return out;
 }
 
-// Runs the whole plan in the host simulator on numbered data (every element of every tensor a
-// distinct value) and compares every destination buffer with the destination layout's own
-// scatter of the same data. Returns the number of mismatching elements; prints one line.
+// Runs the whole plan in the host simulator over raw bytes of each tensor's dtype, on
+// exec/check_data.hpp's values (every element's own; with Partial sources each contributor
+// class's, reduced exactly in any order), and checks every element every destination rank holds,
+// as `shardalg run` does across processes. Returns the number of mismatches; prints one line.
 inline index_t simulate_and_check(const ModelReshardPlan& plan, const TransferList& transfers) {
   constexpr index_t limit = index_t{1} << 27;
+  constexpr std::uint64_t seed = 1;
   index_t elements = 0;
   for (const auto& t : plan.source().tensors()) elements = checked_add(elements, volume(t.layout.global_shape()));
   if (elements > limit)
     detail::fail("--simulate: the model has ", elements, " elements, more than the simulator's ", limit, "; use --scale-down");
-  for (std::size_t t = 0; t < plan.size(); ++t)
-    if (plan.tensor_plan(t).reduce_op())
-      detail::fail("--simulate needs sources without Partial placements (it scatters whole tensors); tensor '", plan.source()[t].name,
-                   "' is partial");
-  std::vector<std::vector<std::int64_t>> globals;
-  std::int64_t next = 1;
-  for (const auto& t : plan.source().tensors()) {
-    std::vector<std::int64_t> values(static_cast<std::size_t>(volume(t.layout.global_shape())));
-    for (auto& v : values) v = next++;
-    globals.push_back(std::move(values));
+  const ModelLayout &src = plan.source(), &dst = plan.destination();
+  ModelBuffers<std::byte> sources(src.buffer_count());
+  for (index_t rank : src.ranks()) {
+    std::vector<std::vector<std::byte>> data = make_source_data(plan, rank, seed);
+    for (std::size_t t = 0; t < src.size(); ++t)
+      if (src[t].layout.mesh().contains(rank)) sources[src.buffer_of(t)].try_emplace(rank, data[src.buffer_of(t)]);
   }
-  std::vector<std::vector<std::int64_t>> ordered(plan.destination().size());  // destination order
-  for (std::size_t t = 0; t < plan.size(); ++t) ordered[plan.destination_index(t)] = globals[t];
-  auto out = simulate_model(plan, transfers, scatter_model(plan.source(), globals));
-  auto expected = scatter_model(plan.destination(), ordered);
-  index_t mismatches = 0;
-  for (std::size_t b = 0; b < expected.size(); ++b)
-    for (const auto& [rank, values] : expected[b])
-      for (std::size_t i = 0; i < values.size(); ++i) mismatches += out[b].at(rank)[i] != values[i];
-  std::cout << "simulated: " << elements << " elements in " << plan.size() << " tensors, " << mismatches << " mismatches\n";
-  return mismatches;
+  ModelBuffers<std::byte> out = simulate_model(plan, transfers, sources);
+  DataCheck total;
+  for (index_t rank : dst.ranks()) {
+    std::vector<std::vector<std::byte>> held(dst.buffer_count());
+    for (std::size_t b = 0; b < held.size(); ++b)
+      if (auto it = out[b].find(rank); it != out[b].end()) held[b] = std::move(it->second);
+    DataCheck check = check_destination_data(plan, rank, held, seed);
+    total.elements += check.elements;
+    total.mismatches += check.mismatches;
+  }
+  std::cout << "simulated: " << elements << " elements in " << plan.size() << " tensors, " << total.mismatches << " mismatches\n";
+  return total.mismatches;
 }
 
 }  // namespace shardalg::cli

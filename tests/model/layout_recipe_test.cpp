@@ -59,6 +59,27 @@ TEST_CASE("flat recipes share one partition per rank; ep puts experts on their o
   CHECK(w2.tile(1).dim(0).runs()[0].global_begin == 4);  // EP rank 1 of 4: experts [4, 8)
 }
 
+TEST_CASE("flat recipes keep one partition per dtype, as the frameworks' flat buffers do") {
+  ModelSpec mixed{"mixed",
+                  {{"embed", Dims{10, 4}, TensorRole::vocab_parallel, DType::fp32},
+                   {"q", Dims{8, 4}, TensorRole::column_parallel, DType::bf16},
+                   {"o", Dims{4, 8}, TensorRole::row_parallel, DType::bf16},
+                   {"norm", Dims{4}, TensorRole::replicated, DType::fp32}}};
+  for (const char* recipe : {"zero1 dp=2", "zero3 dp=2,tp=2", "megatron-distopt dp=2,tp=2"}) {
+    CAPTURE(recipe);
+    ModelLayout layout = layout_model(mixed, recipe);
+    CHECK(layout.buffer_count() == 2);
+    CHECK(layout.buffer_of(0) == layout.buffer_of(3));  // fp32: embed and norm
+    CHECK(layout.buffer_of(1) == layout.buffer_of(2));  // bf16: q and o
+    CHECK(layout.buffer_of(0) != layout.buffer_of(1));
+  }
+  // Built by hand, one flat partition of two dtypes is refused: no executor can fill it.
+  ModelLayout zero3 = layout_model(ModelSpec{"one", {{"a", Dims{4}, TensorRole::replicated}, {"b", Dims{4}, TensorRole::replicated}}}, "zero3 dp=2");
+  std::vector<NamedTensorLayout> tensors = zero3.tensors();
+  tensors[1].dtype = DType::fp32;
+  SHARDALG_CHECK_THROWS_CONTAINING(ModelLayout(tensors), Error, "tensors 'a' (bf16) and 'b' (fp32) share a flat partition; a partition holds one dtype");
+}
+
 TEST_CASE("scale_down divides every dimension, rounding up") {
   ModelSpec small = scale_down(model_from_zoo("llama3-8b"), 16);
   CHECK(small.tensors[0].shape == Dims{8016, 256});

@@ -22,13 +22,20 @@ struct NamedTensorLayout {
 
 class ModelLayout {
  public:
-  // Errors: no tensors, a repeated name.
+  // Errors: no tensors, a repeated name, tensors of different dtypes in one buffer (a flat
+  // partition holds one dtype, as the frameworks' flat buffers do).
   explicit ModelLayout(std::vector<NamedTensorLayout> tensors) : tensors_(std::move(tensors)) {
     if (tensors_.empty()) detail::fail("model layout: no tensors");
     std::unordered_map<const void*, std::size_t> buffer_by_owner;
+    std::vector<std::size_t> first_of_buffer;
     for (std::size_t t = 0; t < tensors_.size(); ++t) {
       if (!by_name_.emplace(tensors_[t].name, t).second) detail::fail("model layout: tensor '", tensors_[t].name, "' is listed twice");
       auto [it, added] = buffer_by_owner.emplace(tensors_[t].layout.buffer_owner(), buffer_by_owner.size());
+      if (added) first_of_buffer.push_back(t);
+      const NamedTensorLayout& first = tensors_[first_of_buffer[it->second]];
+      if (first.dtype != tensors_[t].dtype)
+        detail::fail("model layout: tensors '", first.name, "' (", first.dtype, ") and '", tensors_[t].name, "' (", tensors_[t].dtype,
+                     ") share a flat partition; a partition holds one dtype");
       buffer_of_.push_back(it->second);
     }
     buffer_count_ = buffer_by_owner.size();

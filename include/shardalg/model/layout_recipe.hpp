@@ -15,8 +15,10 @@
 //
 // TP by role: column_parallel and vocab_parallel split dim 0, row_parallel dim 1, stacked experts
 // their intermediate dim (w1, w3: dim 1; w2: dim 2); replicated and router tensors are whole.
+// Flat schemes (zero1/2/3, megatron-distopt) keep one flat partition per dtype.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <map>
 #include <memory>
@@ -144,6 +146,29 @@ inline FlatSchemeOptions flat_options(const LayoutRecipe& recipe, std::string_vi
   return options;
 }
 
+// Flattens `tensors` (indices into model.tensors, each laid out by `place` before flattening
+// over `flat_dim`) into one flat layout per dtype, in the order dtypes first appear: the
+// frameworks keep one flat buffer per dtype (Megatron one per (param, grad) dtype; DeepSpeed
+// flattens a parameter group with torch.cat). Appends to `out`.
+template <class Place>
+void flat_layouts(const ModelSpec& model, const std::vector<std::size_t>& tensors, std::string_view flat_dim, const FlatSchemeOptions& options,
+                  Place&& place, std::map<std::size_t, NamedTensorLayout>& out) {
+  std::vector<DType> dtypes;
+  for (std::size_t t : tensors)
+    if (std::find(dtypes.begin(), dtypes.end(), model.tensors[t].dtype) == dtypes.end()) dtypes.push_back(model.tensors[t].dtype);
+  for (DType dtype : dtypes) {
+    std::vector<std::size_t> group;
+    std::vector<NamedMeshLayout> placed;
+    for (std::size_t t : tensors)
+      if (model.tensors[t].dtype == dtype) {
+        group.push_back(t);
+        placed.push_back(NamedMeshLayout{model.tensors[t].name, place(model.tensors[t])});
+      }
+    auto flat = std::make_shared<const ComposedFlatLayout>(std::move(placed), std::string(flat_dim), options);
+    for (std::size_t k = 0; k < group.size(); ++k) out.emplace(group[k], NamedTensorLayout{model.tensors[group[k]].name, dtype, TensorLayout(flat, k)});
+  }
+}
+
 // Lays out `tensors` (indices into model.tensors) with a dense recipe kind over dp x tp; appends
 // to `out` in model order.
 inline void dense_layouts(const ModelSpec& model, const std::vector<std::size_t>& tensors, const LayoutRecipe& recipe,
@@ -160,11 +185,7 @@ inline void dense_layouts(const ModelSpec& model, const std::vector<std::size_t>
       out.emplace(t, NamedTensorLayout{model.tensors[t].name, model.tensors[t].dtype, fsdp_tp_layout(mesh, model.tensors[t])});
     return;
   }
-  std::vector<NamedMeshLayout> placed;
-  for (std::size_t t : tensors) placed.push_back(NamedMeshLayout{model.tensors[t].name, tp_layout(mesh, model.tensors[t])});
-  auto flat = std::make_shared<const ComposedFlatLayout>(std::move(placed), "dp", flat_options(recipe, kind));
-  for (std::size_t k = 0; k < tensors.size(); ++k)
-    out.emplace(tensors[k], NamedTensorLayout{model.tensors[tensors[k]].name, model.tensors[tensors[k]].dtype, TensorLayout(flat, k)});
+  flat_layouts(model, tensors, "dp", flat_options(recipe, kind), [&](const ModelTensor& t) { return tp_layout(mesh, t); }, out);
 }
 
 }  // namespace detail
@@ -212,11 +233,8 @@ inline ModelLayout layout_model(const ModelSpec& model, std::string_view recipe_
         layouts.emplace(t, NamedTensorLayout{model.tensors[t].name, model.tensors[t].dtype, torchtitan_expert_layout(sparse, model.tensors[t].shape)});
     } else if (!experts.empty()) {
       DeviceMesh sparse({"edp", "ep"}, Dims{dp / ep, ep});
-      std::vector<NamedMeshLayout> placed;
-      for (std::size_t t : experts) placed.push_back(NamedMeshLayout{model.tensors[t].name, expert_parallel_layout(sparse, "ep", model.tensors[t].shape)});
-      auto flat = std::make_shared<const ComposedFlatLayout>(std::move(placed), "edp", detail::flat_options(recipe, expert_kind));
-      for (std::size_t k = 0; k < experts.size(); ++k)
-        layouts.emplace(experts[k], NamedTensorLayout{model.tensors[experts[k]].name, model.tensors[experts[k]].dtype, TensorLayout(flat, k)});
+      detail::flat_layouts(model, experts, "edp", detail::flat_options(recipe, expert_kind),
+                           [&](const ModelTensor& t) { return expert_parallel_layout(sparse, "ep", t.shape); }, layouts);
     }
   }
   std::vector<NamedTensorLayout> ordered;

@@ -1,10 +1,17 @@
 // The host simulator: runs a reshard plan over in-memory buffers of all ranks in one process.
 // The reference executor: the MPI and NCCL backends must produce the same bytes.
+//
+// Buffers hold elements of any type T (numbers that stand for elements, in tests), or raw bytes:
+// over std::byte buffers each tensor's elements are element_bytes(its dtype) wide, copies move
+// bytes exactly and Partial sources reduce with exec/element_ops.hpp's arithmetic, as the
+// executors do (bf16 and fp16 included).
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <limits>
 #include <map>
+#include <type_traits>
 #include <vector>
 
 #include "shardalg/exec/element_ops.hpp"
@@ -53,13 +60,14 @@ void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
   }
 }
 
+// `width`: the size of one element in units of T (a dtype's bytes for std::byte buffers).
 template <class T>
-void check_buffer(const RankBuffers<T>& buffers, const TensorLayout& layout, index_t rank, std::string_view what) {
-  index_t expected = layout.buffer_elements(rank);
+void check_buffer(const RankBuffers<T>& buffers, const TensorLayout& layout, index_t rank, std::string_view what, index_t width = 1) {
+  index_t expected = checked_mul(layout.buffer_elements(rank), width);
   auto it = buffers.find(rank);
   index_t got = it == buffers.end() ? 0 : static_cast<index_t>(it->second.size());
   if (it == buffers.end() || got != expected)
-    fail(what, " rank ", rank, " needs a buffer of ", expected, " elements, got ", got);
+    fail(what, " rank ", rank, " needs a buffer of ", expected, std::is_same_v<T, std::byte> ? " bytes" : " elements", ", got ", got);
 }
 
 }  // namespace detail
@@ -107,18 +115,22 @@ std::vector<T> gather_from_ranks(const TensorLayout& layout, const RankBuffers<T
 namespace detail {
 
 // Runs transfers of one tensor's plan between two ranks' buffers, after checking every buffer
-// against the layouts (construction fails before anything is written).
+// against the layouts (construction fails before anything is written). `dtype`: the tensor's
+// element type, used by std::byte buffers only.
 template <class T>
 class TransferRunner {
+  static constexpr bool raw = std::is_same_v<T, std::byte>;
+
  public:
-  TransferRunner(const ReshardPlan& plan, const RankBuffers<T>& sources, RankBuffers<T>& destinations)
-      : plan_(plan), sources_(sources), destinations_(destinations) {
+  TransferRunner(const ReshardPlan& plan, const RankBuffers<T>& sources, RankBuffers<T>& destinations, DType dtype = DType::bytes)
+      : plan_(plan), sources_(sources), destinations_(destinations), dtype_(dtype), width_(raw ? element_bytes(dtype) : 1) {
+    if (raw && plan.reduce_op()) arithmetic_dtype(dtype);  // a Partial source of fp8 or raw bytes: refused before anything runs
     for (index_t rank : plan.source().mesh().devices()) {
-      check_buffer(sources, plan.source(), rank, "simulate: source");
+      check_buffer(sources, plan.source(), rank, "simulate: source", width_);
       src_address_.emplace(rank, plan.source().addressing(rank));
     }
     for (index_t rank : plan.destination().mesh().devices()) {
-      check_buffer(destinations, plan.destination(), rank, "simulate: destination");
+      check_buffer(destinations, plan.destination(), rank, "simulate: destination", width_);
       dst_address_.emplace(rank, plan.destination().addressing(rank));
     }
   }
@@ -126,9 +138,15 @@ class TransferRunner {
   // Reductions start from the op's identity in every element the destination holds.
   void start() {
     if (!plan_.reduce_op()) return;
-    T initial = identity_value<T>(*plan_.reduce_op());
-    for (index_t rank : plan_.destination().mesh().devices())
-      for_each_held(plan_.destination(), rank, [&](index_t at, index_t) { destinations_[rank][static_cast<std::size_t>(at)] = initial; });
+    for (index_t rank : plan_.destination().mesh().devices()) {
+      T* buffer = destinations_[rank].data();
+      if constexpr (raw) {
+        for_each_held(plan_.destination(), rank, [&](index_t at, index_t) { fill_identity(dtype_, *plan_.reduce_op(), buffer + at * width_, 1); });
+      } else {
+        T initial = identity_value<T>(*plan_.reduce_op());
+        for_each_held(plan_.destination(), rank, [&](index_t at, index_t) { buffer[at] = initial; });
+      }
+    }
   }
 
   void run(const Transfer& t) {
@@ -143,10 +161,12 @@ class TransferRunner {
     index_t sbase = sa.base(t.src_local), dbase = da.base(t.dst_local);
     for (index_t r = 0; r < volume(row_shape); ++r) {  // one innermost row at a time (stride 1 on both sides)
       Dims delta = row_major_coordinate(row_shape, r);
-      auto sbegin = from.begin() + (sbase + dot(delta, sa.strides));
-      auto dbegin = to.begin() + (dbase + dot(delta, da.strides));
+      const T* sbegin = from.data() + (sbase + dot(delta, sa.strides)) * width_;
+      T* dbegin = to.data() + (dbase + dot(delta, da.strides)) * width_;
       if (!plan_.reduce_op()) {
-        std::copy_n(sbegin, row_length, dbegin);
+        std::copy_n(sbegin, row_length * width_, dbegin);
+      } else if constexpr (raw) {
+        reduce_bytes(dtype_, *plan_.reduce_op(), t.contributors, dbegin, sbegin, row_length);
       } else {
         for (index_t i = 0; i < row_length; ++i) dbegin[i] = reduce_value(dbegin[i], sbegin[i], *plan_.reduce_op(), t.contributors);
       }
@@ -157,6 +177,8 @@ class TransferRunner {
   const ReshardPlan& plan_;
   const RankBuffers<T>& sources_;
   RankBuffers<T>& destinations_;
+  DType dtype_;
+  index_t width_;  // units of T per element
   std::map<index_t, TensorLayout::Addressing> src_address_, dst_address_;
 };
 
@@ -220,6 +242,7 @@ std::vector<std::vector<T>> gather_model(const ModelLayout& layout, const ModelB
 
 // Verifies the whole plan and checks every buffer of every tensor, then runs it. Returns the
 // destination model's buffers (zero-filled where nothing is written). Nothing runs after an error.
+// Over std::byte buffers, each tensor at its dtype (see the top of this header).
 template <class T>
 ModelBuffers<T> simulate_model(const ModelReshardPlan& plan, const TransferList& transfers, const ModelBuffers<T>& sources) {
   verify_plan(plan, transfers);
@@ -227,14 +250,15 @@ ModelBuffers<T> simulate_model(const ModelReshardPlan& plan, const TransferList&
   const ModelLayout& dst = plan.destination();
   if (sources.size() != src.buffer_count()) detail::fail("simulate: ", sources.size(), " source buffers given for ", src.buffer_count());
   ModelBuffers<T> out(dst.buffer_count());
+  auto width = [](DType dtype) { return std::is_same_v<T, std::byte> ? element_bytes(dtype) : 1; };
   for (std::size_t t = 0; t < dst.size(); ++t)  // tensors of a flat layout share each rank's buffer: zero it once
     for (index_t rank : dst[t].layout.mesh().devices())
       if (std::vector<T>& buffer = out[dst.buffer_of(t)][rank]; buffer.empty())
-        buffer.assign(static_cast<std::size_t>(dst[t].layout.buffer_elements(rank)), T{});
+        buffer.assign(static_cast<std::size_t>(checked_mul(dst[t].layout.buffer_elements(rank), width(dst[t].dtype))), T{});
   std::vector<detail::TransferRunner<T>> runners;
   for (std::size_t t = 0; t < plan.size(); ++t) {
     try {
-      runners.emplace_back(plan.tensor_plan(t), sources[src.buffer_of(t)], out[dst.buffer_of(plan.destination_index(t))]);
+      runners.emplace_back(plan.tensor_plan(t), sources[src.buffer_of(t)], out[dst.buffer_of(plan.destination_index(t))], src[t].dtype);
     } catch (const Error& e) {
       detail::fail("tensor '", src[t].name, "': ", e.what());
     }

@@ -61,8 +61,7 @@ FlatLayout build_layout(const CLI::App& cmd, const PartitionOptions& o) {
 std::string format_boxes(const std::vector<Box>& boxes) {
   std::string out;
   for (const Box& box : boxes) {
-    out += out.empty() ? "" : " ";
-    for (std::size_t d = 0; d < box.ndim(); ++d) out += detail::concat(d ? "x" : "", '[', box.offset[d], ',', box.end(d), ')');
+    out += (out.empty() ? "" : " ") + format_box(box);
   }
   return out;
 }

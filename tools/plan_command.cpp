@@ -108,9 +108,7 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
   for (const Transfer& t : transfers) {
     std::cout << (t.src_rank == t.dst_rank ? "local " : "send  ") << t.src_rank << " -> " << t.dst_rank;
     if (!one) std::cout << "  " << plan.source()[static_cast<std::size_t>(t.tensor)].name;
-    std::cout << "  global ";
-    for (std::size_t d = 0; d < t.global.ndim(); ++d) std::cout << (d ? "x" : "") << '[' << t.global.offset[d] << ',' << t.global.end(d) << ')';
-    std::cout << "  src at " << t.src_local << "  dst at " << t.dst_local << (t.contributors > 1 ? "  (reduce)" : "") << "\n";
+    std::cout << "  global " << format_box(t.global) << "  src at " << t.src_local << "  dst at " << t.dst_local << (t.contributors > 1 ? "  (reduce)" : "") << "\n";
   }
 }
 

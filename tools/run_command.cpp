@@ -43,125 +43,142 @@ struct MpiSession {
   }
 };
 
-int run(const CLI::App& cmd, const RunOptions& o) {
-  MpiSession session;
-  MpiCommunicator comm;
-  std::string failure;
-  // On this rank: preparing the reshard (checks and agreement, or the collective program's
-  // sub-communicators), and one run of it, the mean over --repeat runs. Not planning, data
-  // generation or checking.
-  double prepare_seconds = 0, seconds = 0;
-  DataCheck check;
-  ExecuteStats stats;
-  // Bounds every wait; the default until --timeout is known to be valid (an invalid one is
-  // reported like any bad option, after the first agreement).
-  double timeout = ExecuteOptions{}.timeout_seconds;
-  // Each stage ends with all ranks agreeing that none failed, so no rank waits in a collective
-  // the failing one never reaches.
-  auto agreed = [&] { return comm.all_max(failure.empty() ? 0 : 1, timeout) == 0; };
+// 1. Validate: the options, the plan, the world size, the lowering, and this rank's data and
+// buffers. Throws Error; every rank then agrees on failure before anything collective.
+struct RunSetup {
   std::optional<ModelReshardPlan> plan;
   std::optional<RankPart> part;
   std::optional<LoweredProgram> lowered;
   std::vector<std::vector<std::byte>> source_data, destination_data;
   std::vector<SourceBuffer> sources;
   std::vector<DestinationBuffer> destinations;
-  failure = failure_of([&] {
-    if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
-    if (o.transport != "mpi" && o.transport != "shared-memory") detail::fail("--transport '", o.transport, "' must be mpi or shared-memory");
-    if (cmd.count("--shared-memory-capacity") > 0 && o.transport != "shared-memory")
-      detail::fail("--shared-memory-capacity applies only to --transport shared-memory");
-    try {
-      timeout = checked_timeout(o.timeout);
-    } catch (const Error& e) {
-      detail::fail("--timeout: ", e.what());
-    }
-    plan.emplace(plan_from(cmd, o));
-    for (const ModelLayout* layout : {&plan->source(), &plan->destination()})
-      if (!layout->ranks().empty() && layout->ranks().back() >= comm.size())
-        detail::fail("the layouts use rank ", layout->ranks().back(), " but only ", comm.size(), " processes run; start ",
-                     layout->ranks().back() + 1, " or more (mpirun -np N)");
-    part.emplace(*plan, comm.rank());
-    if (o.lower) {
-      auto [src, dst] = single_mesh_tensor(*plan);
-      lowered = lower_reshard(*src, *dst, element_bytes(plan->source()[0].dtype), cost_model_from(o.cost));
-    }
-    source_data = make_source_data(*plan, comm.rank(), o.seed);
-    destination_data = make_destination_buffers(*plan, comm.rank());
-    for (auto& b : source_data) sources.push_back({b.data(), b.size()});
-    for (auto& b : destination_data) destinations.push_back({b.data(), b.size()});
-    for (std::size_t t = 0; t < plan->source().size(); ++t) sources[plan->source().buffer_of(t)].dtype = plan->source()[t].dtype;
-    for (std::size_t t = 0; t < plan->destination().size(); ++t)
-      destinations[plan->destination().buffer_of(t)].dtype = plan->destination()[t].dtype;
-  });
-  if (agreed()) {
-    failure = failure_of([&] {
-      ExecuteOptions options;
-      options.memory_limit = o.memory_limit;
-      options.timeout_seconds = timeout;
-      auto start = std::chrono::steady_clock::now();
-      auto lap = [&start] {
-        auto now = std::chrono::steady_clock::now();
-        double elapsed = std::chrono::duration<double>(now - start).count();
-        start = now;
-        return elapsed;
-      };
-      std::optional<MpiCollectiveProgram> program;
-      std::optional<MpiSharedMemoryCommunicator> shared;
-      std::optional<PreparedReshard<MpiCommunicator>> reshard;
-      std::optional<PreparedReshard<MpiSharedMemoryCommunicator>> shared_reshard;
-      if (lowered && lowered->choice == LoweringChoice::collectives) {
-        program.emplace(*lowered->collectives, comm.comm(), timeout);
-        if (comm.rank() == 0) stats.bytes_sent = std::llround(lowered->collectives->bytes);  // the program's total, all groups
-      } else if (o.transport == "shared-memory") {
-        shared.emplace(comm.comm(), o.shared_memory_capacity);
-        shared_reshard.emplace(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), *shared, options);
-      } else {
-        reshard.emplace(*plan, *part, std::span<const SourceBuffer>(sources), std::span<const DestinationBuffer>(destinations), comm, options);
-      }
-      prepare_seconds = lap();
-      for (index_t r = 0; r < o.repeat; ++r) {
-        if (reshard || shared_reshard) {
-          stats = reshard ? reshard->run() : shared_reshard->run();
-          continue;
-        }
-        std::span<const std::byte> source;
-        if (!source_data.empty()) source = source_data[0];
-        std::vector<std::byte> result = program->run(source, plan->source()[0].dtype);
-        if (!destination_data.empty()) {
-          if (result.size() != destination_data[0].size())
-            detail::fail("the collective program left ", result.size(), " bytes on rank ", comm.rank(), ", its buffer has ", destination_data[0].size());
-          std::copy(result.begin(), result.end(), destination_data[0].begin());
-        }
-      }
-      seconds = lap() / static_cast<double>(o.repeat);
-      check = check_destination_data(*plan, comm.rank(), destination_data, o.seed);
-    });
+  double timeout = ExecuteOptions{}.timeout_seconds;  // bounds every wait; the default until --timeout is valid
+
+  bool collectives() const { return lowered && lowered->choice == LoweringChoice::collectives; }
+};
+
+void validate(const CLI::App& cmd, const RunOptions& o, const MpiCommunicator& comm, RunSetup& s) {
+  if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
+  if (o.transport != "mpi" && o.transport != "shared-memory") detail::fail("--transport '", o.transport, "' must be mpi or shared-memory");
+  if (cmd.count("--shared-memory-capacity") > 0 && o.transport != "shared-memory")
+    detail::fail("--shared-memory-capacity applies only to --transport shared-memory");
+  try {
+    s.timeout = checked_timeout(o.timeout);
+  } catch (const Error& e) {
+    detail::fail("--timeout: ", e.what());
   }
-  // Every rank reaches this point (errors are agreed inside execute, or the same on every rank
-  // for bad options), so the summary collectives cannot hang.
+  const ModelReshardPlan& plan = s.plan.emplace(plan_from(cmd, o));
+  for (const ModelLayout* layout : {&plan.source(), &plan.destination()})
+    if (!layout->ranks().empty() && layout->ranks().back() >= comm.size())
+      detail::fail("the layouts use rank ", layout->ranks().back(), " but only ", comm.size(), " processes run; start ", layout->ranks().back() + 1,
+                   " or more (mpirun -np N)");
+  s.part.emplace(plan, comm.rank());
+  if (o.lower) {
+    auto [src, dst] = single_mesh_tensor(plan);
+    s.lowered = lower_reshard(*src, *dst, element_bytes(plan.source()[0].dtype), cost_model_from(o.cost));
+  }
+  s.source_data = make_source_data(plan, comm.rank(), o.seed);
+  s.destination_data = make_destination_buffers(plan, comm.rank());
+  for (auto& b : s.source_data) s.sources.push_back({b.data(), b.size()});
+  for (auto& b : s.destination_data) s.destinations.push_back({b.data(), b.size()});
+  for (std::size_t t = 0; t < plan.source().size(); ++t) s.sources[plan.source().buffer_of(t)].dtype = plan.source()[t].dtype;
+  for (std::size_t t = 0; t < plan.destination().size(); ++t) s.destinations[plan.destination().buffer_of(t)].dtype = plan.destination()[t].dtype;
+}
+
+// 2. Prepare (collective over every rank): the lowered program's sub-communicators, or the
+// engine's checks and agreement over MPI messages or shared memory.
+class PreparedRun {
+ public:
+  PreparedRun(const RunOptions& o, RunSetup& s, MpiCommunicator& comm) : setup_(s), rank_(comm.rank()) {
+    ExecuteOptions options;
+    options.memory_limit = o.memory_limit;
+    options.timeout_seconds = s.timeout;
+    std::span<const SourceBuffer> sources(s.sources);
+    std::span<const DestinationBuffer> destinations(s.destinations);
+    if (s.collectives()) {
+      program_.emplace(*s.lowered->collectives, comm.comm(), s.timeout);
+    } else if (o.transport == "shared-memory") {
+      shared_.emplace(comm.comm(), o.shared_memory_capacity);
+      shared_reshard_.emplace(*s.plan, *s.part, sources, destinations, *shared_, options);
+    } else {
+      reshard_.emplace(*s.plan, *s.part, sources, destinations, comm, options);
+    }
+  }
+
+  // 3. Execute: one run, the destination buffers filled. Collective.
+  ExecuteStats run() {
+    if (reshard_) return reshard_->run();
+    if (shared_reshard_) return shared_reshard_->run();
+    std::span<const std::byte> source;
+    if (!setup_.source_data.empty()) source = setup_.source_data[0];
+    std::vector<std::byte> result = program_->run(source, setup_.plan->source()[0].dtype);
+    if (!setup_.destination_data.empty()) {
+      if (result.size() != setup_.destination_data[0].size())
+        detail::fail("the collective program left ", result.size(), " bytes on rank ", rank_, ", its buffer has ", setup_.destination_data[0].size());
+      std::copy(result.begin(), result.end(), setup_.destination_data[0].begin());
+    }
+    ExecuteStats stats;
+    if (rank_ == 0) stats.bytes_sent = std::llround(setup_.lowered->collectives->bytes);  // the program's total, all groups
+    return stats;
+  }
+
+ private:
+  RunSetup& setup_;
+  index_t rank_;
+  std::optional<MpiCollectiveProgram> program_;
+  std::optional<MpiSharedMemoryCommunicator> shared_;
+  std::optional<PreparedReshard<MpiCommunicator>> reshard_;
+  std::optional<PreparedReshard<MpiSharedMemoryCommunicator>> shared_reshard_;
+};
+
+// What this rank measured: preparing, one run (the mean over --repeat runs; not planning, data
+// generation or checking), the engine's figures and the check of every destination element.
+struct RunResult {
+  double prepare_seconds = 0, seconds = 0;
+  ExecuteStats stats;
+  DataCheck check;
+};
+
+RunResult prepare_and_execute(const RunOptions& o, RunSetup& s, MpiCommunicator& comm) {
+  using clock = std::chrono::steady_clock;
+  RunResult result;
+  auto start = clock::now();
+  PreparedRun prepared(o, s, comm);
+  result.prepare_seconds = std::chrono::duration<double>(clock::now() - start).count();
+  start = clock::now();
+  for (index_t r = 0; r < o.repeat; ++r) result.stats = prepared.run();
+  result.seconds = std::chrono::duration<double>(clock::now() - start).count() / static_cast<double>(o.repeat);
+  result.check = check_destination_data(*s.plan, comm.rank(), s.destination_data, o.seed);
+  return result;
+}
+
+// 4. Report: one error line from the lowest failing rank (exit 2), or the totals over every rank
+// printed by rank 0 (exit 1 on mismatches). Every rank reaches it (errors are agreed inside the
+// executors, or the same on every rank for bad options), so its collectives cannot hang.
+int report(const RunOptions& o, MpiCommunicator& comm, const RunSetup& s, const RunResult& r, const std::string& failure) {
+  double timeout = s.timeout;
   index_t first_failed = -comm.all_max(failure.empty() ? -comm.size() : -comm.rank(), timeout);
-  if (first_failed < comm.size()) {  // one line, from the lowest failing rank
+  if (first_failed < comm.size()) {
     if (first_failed == comm.rank())  // one write, as in shardalg.cpp's fail_with
       std::cerr << detail::concat("error (rank ", comm.rank(), "): ", failure, "\n") << std::flush;
     comm.all_max(0, timeout);  // a barrier: the launcher drops output once a process exits non-zero
     return 2;
   }
-  index_t elements = comm.all_sum(check.elements, timeout), mismatches = comm.all_sum(check.mismatches, timeout);
-  index_t sent = comm.all_sum(stats.bytes_sent, timeout), local = comm.all_sum(stats.bytes_local, timeout);
-  index_t peak = comm.all_max(stats.peak_staging, timeout), rounds = comm.all_max(stats.rounds, timeout);
-  double slowest[2] = {0, 0}, mine[2] = {prepare_seconds, seconds};
+  index_t elements = comm.all_sum(r.check.elements, timeout), mismatches = comm.all_sum(r.check.mismatches, timeout);
+  index_t sent = comm.all_sum(r.stats.bytes_sent, timeout), local = comm.all_sum(r.stats.bytes_local, timeout);
+  index_t peak = comm.all_max(r.stats.peak_staging, timeout), rounds = comm.all_max(r.stats.rounds, timeout);
+  double slowest[2] = {0, 0}, mine[2] = {r.prepare_seconds, r.seconds};
   MPI_Allreduce(mine, slowest, 2, MPI_DOUBLE, MPI_MAX, comm.comm());
   if (comm.rank() == 0) {
-    if (lowered)
+    if (s.lowered)
       std::cout << "program                    "
-                << (lowered->choice == LoweringChoice::collectives ? detail::concat("collectives (", lowered->collectives->collectives(), " collective(s) on mesh-dim groups)")
-                                                                    : "point-to-point (" + lowered->reason + ")")
+                << (s.collectives() ? detail::concat("collectives (", s.lowered->collectives->collectives(), " collective(s) on mesh-dim groups)")
+                                    : "point-to-point (" + s.lowered->reason + ")")
                 << "\n";
     std::cout << "processes                  " << comm.size() << "\n";
-    if (!(lowered && lowered->choice == LoweringChoice::collectives))
-      std::cout << "transport                  " << (o.transport == "mpi" ? "MPI messages" : "shared memory") << "\n";
+    if (!s.collectives()) std::cout << "transport                  " << (o.transport == "mpi" ? "MPI messages" : "shared memory") << "\n";
     std::cout << "bytes sent between ranks   " << sent << "\n";
-    if (!(lowered && lowered->choice == LoweringChoice::collectives))  // the engine's own figures
+    if (!s.collectives())  // the engine's own figures
       std::cout << "bytes copied locally       " << local << "\n"
                 << "rounds                     " << rounds << "\n"
                 << "peak staging on a rank     " << peak << " bytes\n";
@@ -172,6 +189,18 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   std::cout << std::flush;
   comm.all_max(0, timeout);  // a barrier, as for errors: rank 0's summary is out before anyone exits
   return mismatches == 0 ? 0 : 1;
+}
+
+// Validate, prepare, execute, report; each stage ends with every rank agreeing that none failed,
+// so no rank waits in a collective that a failed one never reaches.
+int run(const CLI::App& cmd, const RunOptions& o) {
+  MpiSession session;
+  MpiCommunicator comm;
+  RunSetup setup;
+  RunResult result;
+  std::string failure = failure_of([&] { validate(cmd, o, comm, setup); });
+  if (comm.all_max(failure.empty() ? 0 : 1, setup.timeout) == 0) failure = failure_of([&] { result = prepare_and_execute(o, setup, comm); });
+  return report(o, comm, setup, result, failure);
 }
 
 }  // namespace

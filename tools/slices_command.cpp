@@ -40,13 +40,6 @@ std::vector<const RankSlice*> by_rank(const SliceMap& map) {
   return slices;
 }
 
-std::string format_box(const Box& box) {
-  std::string out;
-  for (std::size_t d = 0; d < box.ndim(); ++d)
-    out += detail::concat(d ? " x " : "", '[', box.offset[d], ',', box.end(d), ')');
-  return out;
-}
-
 void print_table(const MeshLayout& layout, const SliceMap& map) {
   const DeviceMesh& mesh = layout.mesh();
   std::cout << "mesh        " << mesh.to_string() << "\n"

@@ -46,3 +46,9 @@ TEST_CASE("next_coordinate walks a shape row-major, keeping the strided offset, 
   rows.for_each_row([&](int* row) { visited.push_back(row - data.data()); });
   CHECK(visited == std::vector<std::ptrdiff_t>{0, 1, 2, 10, 11, 12});
 }
+
+TEST_CASE("format_box: half-open intervals per dim, the one form the CLI prints") {
+  CHECK(format_box(Box(Dims{0, 4}, Dims{2, 2})) == "[0,2)x[4,6)");
+  CHECK(format_box(Box(Dims{7}, Dims{1})) == "[7,8)");
+  CHECK(format_box(Box(Dims{}, Dims{})) == "[]");  // a 0-d box: the one element of a scalar
+}

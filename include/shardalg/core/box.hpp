@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <ostream>
+#include <string>
 
 #include "shardalg/core/dims.hpp"
 
@@ -59,6 +60,15 @@ constexpr Box intersect(const Box& a, const Box& b) {
     shape.push_back(std::max<index_t>(0, hi - lo));
   }
   return Box(offset, shape);
+}
+
+// The box as half-open intervals per dim, the form the CLI prints: offset [0, 4], shape [2, 2]
+// -> "[0,2)x[4,6)"; a 0-d box (one element) -> "[]".
+inline std::string format_box(const Box& box) {
+  if (box.ndim() == 0) return "[]";
+  std::string out;
+  for (std::size_t d = 0; d < box.ndim(); ++d) out += detail::concat(d ? "x" : "", '[', box.offset[d], ',', box.end(d), ')');
+  return out;
 }
 
 inline std::ostream& operator<<(std::ostream& out, const Box& box) {

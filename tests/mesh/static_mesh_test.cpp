@@ -21,3 +21,33 @@ TEST_CASE("a static mesh converts to the same run-time mesh") {
     CHECK(*mesh.coordinate_of(rank) == Dims(coord));
   }
 }
+
+// Slicing and flattening are computed on types (Boost.Hana over the dim list).
+using Mesh3 = StaticMesh<StaticDim<"dp", 2>, StaticDim<"cp", 3>, StaticDim<"tp", 4>>;
+static_assert(std::is_same_v<Mesh3::slice<"dp", "tp">, StaticMesh<StaticDim<"dp", 2>, StaticDim<"tp", 4>>>);
+static_assert(std::is_same_v<Mesh3::slice<"cp">, StaticMesh<StaticDim<"cp", 3>>>);
+static_assert(std::is_same_v<Mesh3::flatten<"dp_cp", "dp", "cp">, StaticMesh<StaticDim<"dp_cp", 6>, StaticDim<"tp", 4>>>);
+static_assert(std::is_same_v<Mesh3::flatten<"cp_tp", "cp", "tp">, StaticMesh<StaticDim<"dp", 2>, StaticDim<"cp_tp", 12>>>);
+static_assert(std::is_same_v<Mesh3::flatten<"all", "dp", "cp", "tp">, StaticMesh<StaticDim<"all", 24>>>);
+
+TEST_CASE("static slices and flattens agree with DeviceMesh's") {
+  DeviceMesh mesh = Mesh3::to_runtime();
+  // Flattening adjacent dims keeps the row-major ranks: the very same run-time mesh.
+  CHECK(Mesh3::flatten<"dp_cp", "dp", "cp">::to_runtime() == mesh.flatten({"dp", "cp"}));
+  CHECK(Mesh3::flatten<"cp_tp", "cp", "tp">::to_runtime() == mesh.flatten({"cp", "tp"}));
+  // A slice has the names and sizes of the run-time slice through any rank.
+  for (index_t rank : {0, 5, 23}) {
+    DeviceMesh sliced = mesh.slice({"dp", "tp"}, rank);
+    CHECK(sliced.names() == Mesh3::slice<"dp", "tp">::to_runtime().names());
+    CHECK(sliced.shape() == Mesh3::slice<"dp", "tp">::to_runtime().shape());
+  }
+  // A static layout composed on a flattened mesh answers like the run-time layout on it.
+  namespace hana = boost::hana;
+  auto layout = make_static_layout(Mesh3::flatten<"dp_cp", "dp", "cp">{}, hana::make_tuple(shard_c<0>, shard_c<1>), hana::make_tuple(int_c<13>, int_c<9>));
+  MeshLayout runtime(mesh.flatten({"dp", "cp"}), parse_placements("S(0),S(1)"), Dims{13, 9});
+  for (index_t rank = 0; rank < 24; ++rank) {
+    auto coord = Mesh3::flatten<"dp_cp", "dp", "cp">::coordinate_of(rank);
+    CHECK(Dims(layout.local_shape(coord)) == runtime.shard_info(rank).local_shape);
+    CHECK(Dims(layout.global_offset(coord)) == runtime.shard_info(rank).global_offset);
+  }
+}

@@ -59,16 +59,41 @@ constexpr ShardInfo shard_info_of(const Tile& tile, const Dims& global_shape) {
   return info;
 }
 
-// Checks placements against a mesh rank and a tensor rank; Error naming the bad value.
-inline void validate_placements(std::span<const Placement> placements, std::size_t mesh_ndim, const Dims& global_shape,
-                                std::string_view mesh_text) {
-  if (placements.size() != mesh_ndim)
-    detail::fail(placements.size(), " placements (", format_placements(placements), ") for mesh ", mesh_text, " of ",
-                 mesh_ndim, " dims; give one placement per mesh dim");
-  for (const Placement& p : placements)
-    if (p.splits_tensor() && p.dim() >= static_cast<index_t>(global_shape.size()))
-      detail::fail("placement ", to_string(p), " shards dim ", p.dim(), " of a ", global_shape.size(), "-d shape ",
-                   global_shape);
+// What is wrong with placements on a mesh of `mesh_shape` for a tensor of `tensor_ndim` dims,
+// the first problem found: the one rule MeshLayout (run time, errors naming the values) and
+// StaticLayout (compile time, static_asserts) both check.
+// Example: (S(2)) on mesh [4] for a 2-d tensor -> {shard_dim, 0}; (BlockCyclic(0, 8, src=3)) on
+// mesh [2] -> {block_cyclic_source, 0}.
+enum class PlacementProblem : std::uint8_t { none, count, shard_dim, block_cyclic_source };
+struct PlacementCheck {
+  PlacementProblem problem = PlacementProblem::none;
+  std::size_t mesh_dim = 0;  // the placement at fault
+};
+constexpr PlacementCheck check_placements(std::span<const Placement> placements, std::span<const index_t> mesh_shape, std::size_t tensor_ndim) {
+  if (placements.size() != mesh_shape.size()) return {PlacementProblem::count, 0};
+  for (std::size_t m = 0; m < placements.size(); ++m) {
+    const Placement& p = placements[m];
+    if (p.splits_tensor() && p.dim() >= static_cast<index_t>(tensor_ndim)) return {PlacementProblem::shard_dim, m};
+    if (p.is_block_cyclic() && p.source_coordinate() >= mesh_shape[m]) return {PlacementProblem::block_cyclic_source, m};
+  }
+  return {};
+}
+
+// Checks placements against a mesh and a tensor shape; Error naming the bad value.
+inline void validate_placements(std::span<const Placement> placements, const DeviceMesh& mesh, const Dims& global_shape) {
+  PlacementCheck check = check_placements(placements, as_span(mesh.shape()), global_shape.size());
+  Placement p = placements.empty() ? Placement::replicate() : placements[check.mesh_dim];
+  switch (check.problem) {
+    case PlacementProblem::none: break;
+    case PlacementProblem::count:
+      detail::fail(placements.size(), " placements (", format_placements(placements), ") for mesh ", mesh.to_string(), " of ", mesh.ndim(),
+                   " dims; give one placement per mesh dim");
+    case PlacementProblem::shard_dim:
+      detail::fail("placement ", to_string(p), " shards dim ", p.dim(), " of a ", global_shape.size(), "-d shape ", global_shape);
+    case PlacementProblem::block_cyclic_source:
+      detail::fail("placement ", to_string(p), " starts at coordinate ", p.source_coordinate(), " but mesh dim ", check.mesh_dim, " (",
+                   mesh.name(check.mesh_dim), ") has size ", mesh.size(check.mesh_dim));
+  }
   for (index_t extent : global_shape)
     if (extent < 0) detail::fail("shape ", global_shape, " has a negative extent ", extent);
   volume(global_shape);  // overflow check: element counts must fit in int64
@@ -80,11 +105,7 @@ class MeshLayout {
   // Errors: placement count != mesh dims, shard dim >= tensor rank, negative extents, overflow.
   MeshLayout(DeviceMesh mesh, std::vector<Placement> placements, Dims global_shape)
       : mesh_(std::move(mesh)), placements_(std::move(placements)), global_shape_(std::move(global_shape)) {
-    validate_placements(placements_, mesh_.ndim(), global_shape_, mesh_.to_string());
-    for (std::size_t m = 0; m < placements_.size(); ++m)
-      if (placements_[m].is_block_cyclic() && placements_[m].source_coordinate() >= mesh_.size(m))
-        detail::fail("placement ", shardalg::to_string(placements_[m]), " starts at coordinate ", placements_[m].source_coordinate(),
-                     " but mesh dim ", m, " (", mesh_.names()[m], ") has size ", mesh_.size(m));
+    validate_placements(placements_, mesh_, global_shape_);
     search_order_ = default_shard_order(placements_);
   }
 

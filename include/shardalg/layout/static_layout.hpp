@@ -47,9 +47,12 @@ class StaticLayout<StaticMesh<MeshDims...>, boost::hana::tuple<Ps...>, boost::ha
   static constexpr bool is_static = (detail::is_static_extent<Extents>::value && ...);
 
   static_assert((StaticPlacement<Ps> && ...), "shardalg: placements must be static placement types (shard_c<d>, ...)");
-  static_assert(sizeof...(Ps) == Mesh::ndim, "shardalg: the number of placements must equal the mesh's number of dims");
-  static_assert(((!Ps::value.splits_tensor() || Ps::value.dim() < static_cast<index_t>(sizeof...(Extents))) && ...),
-                "shardalg: a Shard/StridedShard dim must be less than the tensor rank");
+  // MeshLayout's own rule (check_placements), evaluated at compile time.
+  static constexpr PlacementCheck check = check_placements(placements, Mesh::shape, tensor_ndim);
+  static_assert(check.problem != PlacementProblem::count, "shardalg: the number of placements must equal the mesh's number of dims");
+  static_assert(check.problem != PlacementProblem::shard_dim, "shardalg: a Shard/StridedShard dim must be less than the tensor rank");
+  static_assert(check.problem != PlacementProblem::block_cyclic_source,
+                "shardalg: a BlockCyclic source coordinate must be less than its mesh dim's size");
   static_assert(((detail::is_static_extent<Extents>::value || std::is_convertible_v<Extents, index_t>) && ...),
                 "shardalg: extents must be int_c<N> or integers");
 

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ libboost-dev libeigen3-dev doctest-dev libbenchmark-dev librapidcheck-dev
-          libopenmpi-dev openmpi-bin libscalapack-openmpi-dev libcli11-dev nlohmann-json3-dev)
+          libopenmpi-dev openmpi-bin libscalapack-openmpi-dev libcli11-dev nlohmann-json3-dev python3 pkg-config)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

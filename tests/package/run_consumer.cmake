@@ -14,6 +14,16 @@ if(MODE STREQUAL "find_package")
   run(${CMAKE_COMMAND} --install ${WORK_DIR}/lib)
   run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/consumer -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix
       -DSHARDALG_CONSUMER_MODE=find_package)
+  # By hand, as a build without CMake would: the flags from the installed pkg-config file.
+  find_program(PKG_CONFIG pkg-config REQUIRED)
+  set(ENV{PKG_CONFIG_PATH} ${WORK_DIR}/prefix/share/pkgconfig)
+  execute_process(COMMAND ${PKG_CONFIG} --cflags shardalg OUTPUT_VARIABLE cflags OUTPUT_STRIP_TRAILING_WHITESPACE RESULT_VARIABLE result)
+  if(NOT result EQUAL 0 OR NOT cflags MATCHES "eigen3")
+    message(FATAL_ERROR "pkg-config --cflags shardalg failed or lacks Eigen's include dir: '${cflags}'")
+  endif()
+  separate_arguments(cflags UNIX_COMMAND "${cflags}")
+  run(${CXX} ${cflags} ${consumer}/main.cpp -o ${WORK_DIR}/by_hand)
+  run(${WORK_DIR}/by_hand)
 else()
   run(${CMAKE_COMMAND} -S ${consumer} -B ${WORK_DIR}/consumer -DSHARDALG_SOURCE_DIR=${SOURCE_DIR}
       -DSHARDALG_CONSUMER_MODE=add_subdirectory)

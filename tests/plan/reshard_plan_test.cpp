@@ -161,3 +161,18 @@ TEST_CASE("all_transfers' indexed path (one holder per element, one run per dim)
   for (const Transfer& t : all) moved += t.global.volume();
   CHECK(moved == 26);
 }
+
+TEST_CASE("TransferList records: 32 bytes, values that do not fit are refused by name") {
+  TransferList list;
+  Dims offset{0}, shape{4}, local{0};
+  list.push_back(16777215, 3, as_span(offset), as_span(shape), as_span(local), as_span(local), 2, 7);
+  CHECK(list.src_rank(0) == 16777215);
+  CHECK(list.contributors(0) == 2);
+  CHECK(list.tensor(0) == 7);
+  SHARDALG_CHECK_THROWS_CONTAINING(list.push_back(index_t{1} << 40, 0, as_span(offset), as_span(shape), as_span(local), as_span(local)), Error,
+                                   "source rank 1099511627776 does not fit a transfer record");
+  TransferList more;
+  SHARDALG_CHECK_THROWS_CONTAINING(more.append(list, index_t{1} << 33), Error, "tensor index 8589934592 does not fit");
+  CHECK(more.empty());
+  CHECK(more.coordinate_count() == 0);  // refused before anything changed
+}

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <iterator>
+#include <limits>
 #include <span>
 #include <vector>
 
@@ -66,7 +67,8 @@ class TransferList {
     if (offset.size() != shape.size() || shape.size() > 255 || src_local.size() > 255 || dst_local.size() > 255)
       detail::fail("TransferList: transfer ", src_rank, " -> ", dst_rank, " has coordinate lists of ", offset.size(), ", ",
                    shape.size(), ", ", src_local.size(), " and ", dst_local.size(), " entries");
-    records_.push_back(Record{src_rank, dst_rank, contributors, tensor, coords_.size(), static_cast<std::uint8_t>(shape.size()),
+    records_.push_back(Record{narrow(src_rank, "source rank"), narrow(dst_rank, "destination rank"), narrow(contributors, "contributor count"),
+                              narrow(tensor, "tensor index"), coords_.size(), static_cast<std::uint8_t>(shape.size()),
                               static_cast<std::uint8_t>(src_local.size()), static_cast<std::uint8_t>(dst_local.size())});
     // Element by element: the lists are a few values long, too short for memmove to pay.
     for (std::span<const index_t> part : {offset, shape, src_local, dst_local})
@@ -88,11 +90,12 @@ class TransferList {
   // source and destination starts shifted (partition positions of a tensor whose window starts
   // elsewhere than the planned one's). Precondition for a non-zero shift: that side is non-empty.
   void append(const TransferList& part, index_t tensor, index_t src_shift = 0, index_t dst_shift = 0) {
+    std::int32_t tag = narrow(tensor, "tensor index");  // before anything changes
     std::size_t base = coords_.size();
     coords_.insert(coords_.end(), part.coords_.begin(), part.coords_.end());
     for (Record r : part.records_) {
       r.coords += base;
-      r.tensor = tensor;
+      r.tensor = tag;
       if (src_shift != 0) coords_[r.coords + 2u * r.ndim] += src_shift;
       if (dst_shift != 0) coords_[r.coords + 2u * r.ndim + r.src_width] += dst_shift;
       records_.push_back(r);
@@ -168,15 +171,24 @@ class TransferList {
   }
 
  private:
+  // 32 bytes: ranks are below rank_limit, contributors at most a mesh's ranks, and tensors few
+  // (a 405B global plan holds 11 M records, so every byte here is 11 MB).
   struct Record {
-    index_t src_rank;
-    index_t dst_rank;
-    index_t contributors;
-    index_t tensor;
+    std::int32_t src_rank;
+    std::int32_t dst_rank;
+    std::int32_t contributors;
+    std::int32_t tensor;
     std::size_t coords;  // where this transfer's coordinates start in coords_
     std::uint8_t ndim, src_width, dst_width;
     std::size_t width() const { return 2u * ndim + src_width + dst_width; }
   };
+  static_assert(sizeof(Record) == 32, "TransferList records are 32 bytes");
+  // `value` as a record field; Error naming it when it does not fit.
+  static std::int32_t narrow(index_t value, const char* what) {
+    if (value < std::numeric_limits<std::int32_t>::min() || value > std::numeric_limits<std::int32_t>::max())
+      detail::fail("TransferList: ", what, " ", value, " does not fit a transfer record (32 bits)");
+    return static_cast<std::int32_t>(value);
+  }
   std::span<const index_t> field(std::size_t i, std::size_t at, std::size_t length) const {
     return {coords_.data() + records_[i].coords + at, length};
   }

@@ -88,6 +88,8 @@ class ModelReshardPlan {
       transfers += it->second.size();
       coordinates += it->second.coordinate_count();
     }
+    // One tensor: its part is the answer (tensor 0, no shift), without a copy.
+    if (plans_.size() == 1) return std::move(parts.begin()->second);
     TransferList out;
     out.reserve(transfers, coordinates);
     for (std::size_t t = 0; t < plans_.size(); ++t) {

@@ -154,7 +154,8 @@ void add_plan_command(CLI::App& app) {
   cmd->add_option("--rank", o->rank, "Only this rank's receives and sends, planned without the rest");
   cmd->add_flag("--json", o->json, "Print the transfers as JSON");
   cmd->add_flag("--summary", o->summary, "Print bytes moved and kept, messages, per-rank maxima, the lower bound and plan time");
-  auto* simulate = cmd->add_flag("--simulate", o->simulate, "Run the plan in the host simulator on numbered data and check every element");
+  auto* simulate = cmd->add_flag("--simulate", o->simulate,
+                                 "Run the plan in the host simulator at each tensor's dtype (Partial sources too) and check every element");
   auto* lower = cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard to collectives (or say why point-to-point is better)");
   auto* relabel = cmd->add_flag("--relabel", o->relabel, "The destination rank relabeling that moves the fewest bytes");
   cmd->add_option("--relabel-exact-limit", o->relabel_exact_limit, "Largest world solved exactly; greedy above")

@@ -45,6 +45,14 @@ TEST_CASE("next_coordinate walks a shape row-major, keeping the strided offset, 
   std::vector<std::ptrdiff_t> visited;
   rows.for_each_row([&](int* row) { visited.push_back(row - data.data()); });
   CHECK(visited == std::vector<std::ptrdiff_t>{0, 1, 2, 10, 11, 12});
+  // Without an offset: the same coordinates, in the same order, as row_major_coordinate.
+  Dims walked{0, 0};
+  index_t position = 0;
+  do CHECK(walked == row_major_coordinate(shape, position++));
+  while (next_coordinate(walked, shape));
+  CHECK(position == 6);
+  CHECK(walked == Dims{0, 0});
+  CHECK_FALSE(next_coordinate(none, Dims{}));
 }
 
 TEST_CASE("format_box: half-open intervals per dim, the one form the CLI prints") {

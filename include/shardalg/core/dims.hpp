@@ -65,6 +65,15 @@ constexpr bool next_coordinate(Dims& coordinate, const Dims& shape, const Dims& 
   return false;
 }
 
+// The same walk without an offset: [0, 2] of shape [2, 3] -> [1, 0]; false after the last.
+constexpr bool next_coordinate(Dims& coordinate, const Dims& shape) {
+  for (std::size_t d = coordinate.size(); d-- > 0;) {
+    if (++coordinate[d] < shape[d]) return true;
+    coordinate[d] = 0;
+  }
+  return false;
+}
+
 // Sum of a[i] * b[i] (a position from coordinates and strides), overflow-checked.
 constexpr index_t dot(const Dims& a, const Dims& b) {
   index_t total = 0;

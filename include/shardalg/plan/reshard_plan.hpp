@@ -183,42 +183,38 @@ class ReshardPlan {
     void transfers_into(TransferList& out, const Tile& dst_tile, index_t dst_rank) {
       std::size_t ndim = runs_.size();
       for (const Box& box : dst_tile.boxes()) {
+        // Per dim, the runs meeting the box: [first_[d], first_[d] + count_[d]).
         first_.clear();
-        last_.clear();
+        count_.clear();
         for (std::size_t d = 0; d < ndim; ++d) {
           const std::vector<Run>& runs = runs_[d];
           auto from = std::partition_point(runs.begin(), runs.end(), [&](const Run& r) { return r.global_end() <= box.offset[d]; });
           auto to = std::partition_point(from, runs.end(), [&](const Run& r) { return r.global_begin < box.end(d); });
           if (from == to) break;
           first_.push_back(static_cast<std::size_t>(from - runs.begin()));
-          last_.push_back(static_cast<std::size_t>(to - runs.begin()));
+          count_.push_back(to - from);
         }
         if (first_.size() != ndim) continue;  // a dim no run meets: nothing held (verification reports it)
         dst_begin_.clear();
         for (std::size_t d = 0; d < ndim; ++d) dst_begin_.push_back(*dst_tile.dim(d).local_of(box.offset[d]));
-        pick_.assign(first_.begin(), first_.end());
+        Dims pick(ndim, 0);  // which run of each dim
         coordinates_.resize(4 * ndim);
         std::span<const index_t> c(coordinates_);
-        while (true) {
+        do {
           std::size_t at = 0;
           for (std::size_t d = 0; d < ndim; ++d) {
-            const Run& run = runs_[d][pick_[d]];
+            std::size_t run_index = first_[d] + static_cast<std::size_t>(pick[d]);
+            const Run& run = runs_[d][run_index];
             index_t lo = std::max(box.offset[d], run.global_begin), hi = std::min(box.end(d), run.global_end());
             coordinates_[d] = lo;
             coordinates_[ndim + d] = hi - lo;
             coordinates_[2 * ndim + d] = lo - run.global_begin;
             coordinates_[3 * ndim + d] = dst_begin_[d] + (lo - box.offset[d]);
-            at = at * runs_[d].size() + pick_[d];
+            at = at * runs_[d].size() + run_index;
           }
           if (index_t rank = rank_of_[at]; rank >= 0)
             out.push_back(rank, dst_rank, c.subspan(0, ndim), c.subspan(ndim, ndim), c.subspan(2 * ndim, ndim), c.subspan(3 * ndim, ndim));
-          std::size_t d = ndim;
-          while (d > 0 && ++pick_[d - 1] == last_[d - 1]) {
-            pick_[d - 1] = first_[d - 1];
-            --d;
-          }
-          if (d == 0) break;
-        }
+        } while (next_coordinate(pick, count_));
       }
     }
 
@@ -231,7 +227,8 @@ class ReshardPlan {
 
     std::vector<std::vector<Run>> runs_;  // per tensor dim
     std::vector<index_t> rank_of_;        // per combination of runs (row-major over dims), -1: none
-    std::vector<std::size_t> first_, last_, pick_;
+    std::vector<std::size_t> first_;
+    Dims count_;
     std::vector<index_t> dst_begin_, coordinates_;
   };
 
@@ -257,7 +254,7 @@ class ReshardPlan {
       index_t global, length, src_local, dst_local;
     };
     std::vector<Overlap> overlaps;
-    std::vector<std::size_t> first, pick;  // dim d's overlaps: [first[d], first[d + 1]); the odometer
+    std::vector<std::size_t> first;        // dim d's overlaps: [first[d], first[d + 1])
     std::vector<index_t> coordinates;      // one transfer's offset, shape, source and destination starts
     std::vector<index_t> dst_begin;        // the current box's local start in the destination tile
 
@@ -418,11 +415,11 @@ class ReshardPlan {
     auto& c = scratch.coordinates;  // offset, shape, source start, destination start
     c.resize(4 * ndim);
     std::span<const index_t> all(c);
-    auto& pick = scratch.pick;  // an odometer over the dims' overlaps (one combination when each dim has one)
-    pick.assign(ndim, 0);
-    while (true) {
+    Dims count(ndim, 0), pick(ndim, 0);  // which overlap of each dim
+    for (std::size_t d = 0; d < ndim; ++d) count[d] = static_cast<index_t>(first[d + 1] - first[d]);
+    do {
       for (std::size_t d = 0; d < ndim; ++d) {
-        const auto& overlap = overlaps[first[d] + pick[d]];
+        const auto& overlap = overlaps[first[d] + static_cast<std::size_t>(pick[d])];
         c[d] = overlap.global;
         c[ndim + d] = overlap.length;
         c[2 * ndim + d] = overlap.src_local;
@@ -430,10 +427,7 @@ class ReshardPlan {
       }
       out.push_back(src_rank, dst_rank, all.subspan(0, ndim), all.subspan(ndim, ndim), all.subspan(2 * ndim, ndim), all.subspan(3 * ndim, ndim),
                     contributors);
-      std::size_t d = ndim;
-      while (d > 0 && ++pick[d - 1] == first[d] - first[d - 1]) pick[--d] = 0;
-      if (d == 0) return;
-    }
+    } while (next_coordinate(pick, count));
   }
 
   TensorLayout src_;

@@ -48,7 +48,7 @@ TEST_CASE("describe_collective_step: what each member sends and receives") {
   // S(0) -> R on a=2 over [4, 3]: an all-gather of two [2, 3] halves along dim 0.
   CollectiveProgram gather = search_collectives(MeshLayout::parse("a=2", "S(0)", Dims{4, 3}), MeshLayout::parse("a=2", "R", Dims{4, 3}), 4).value();
   REQUIRE(gather.steps.size() == 1);
-  CollectiveStep step = describe_collective_step(gather, 0, {0, 1}, 1, 4);
+  CollectiveStep step = describe_collective_step(gather, 0, {0, 1}, group_tiles(gather, 0, {0, 1}), 1, 4);
   CHECK(step.kind == CollectiveKind::all_gather);
   CHECK(step.me == 1);
   CHECK(step.shape == Dims{2, 3, 4});
@@ -58,7 +58,7 @@ TEST_CASE("describe_collective_step: what each member sends and receives") {
   // P -> S(1) on a=2 over [2, 5]: a reduce-scatter; rank 0 sends columns [0,3) to itself, [3,5) to rank 1.
   CollectiveProgram scatter = search_collectives(MeshLayout::parse("a=2", "P", Dims{2, 5}), MeshLayout::parse("a=2", "S(1)", Dims{2, 5}), 4).value();
   REQUIRE(scatter.steps.size() == 1);
-  CollectiveStep rs = describe_collective_step(scatter, 0, {0, 1}, 0, 4);
+  CollectiveStep rs = describe_collective_step(scatter, 0, {0, 1}, group_tiles(scatter, 0, {0, 1}), 0, 4);
   CHECK(rs.kind == CollectiveKind::reduce_scatter);
   REQUIRE(rs.sends.size() == 2);
   CHECK((rs.sends[0].dim == 1 && rs.sends[0].begin == 0 && rs.sends[0].count == 3));

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <concepts>
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string_view>
@@ -69,6 +70,12 @@ std::vector<T> concat_along(const std::vector<std::span<const T>>& parts, const 
   return out;
 }
 
+// The members' tiles before and after one step, in group order: computed once per group and
+// shared by every member's view of the step.
+struct GroupTiles {
+  std::vector<Tile> before, after;
+};
+
 // Step `index` of a lowered program seen from one member of the step's group: what it sends to
 // each member and how the parts it receives join. Sizes are in units of `element` bytes, which
 // appear as an extra innermost dim of every shape (byte-level slicing for any dtype).
@@ -77,7 +84,7 @@ struct CollectiveStep {
   std::size_t index = 0;              // the step's position in the program
   std::vector<index_t> members;       // the group, flattened order
   std::size_t me = 0;                 // this rank's position among the members
-  std::vector<Tile> before, after;    // the members' tiles around the step, in group order
+  std::shared_ptr<const GroupTiles> tiles;  // the members' tiles around the step
   Dims shape;                         // this rank's tile before the step (element bytes innermost)
   std::vector<SliceAlong> sends;      // local: the slice kept; all_to_all, reduce_scatter: member j's
   std::vector<Dims> receives;         // all_gather, all_to_all: the shape of member j's part
@@ -104,41 +111,49 @@ inline index_t local_begin(const Tile& whole, const Tile& part, std::size_t d) {
 
 }  // namespace detail
 
+// The tiles of `members` (a group of step i) before and after the step.
+inline std::shared_ptr<const GroupTiles> group_tiles(const CollectiveProgram& program, std::size_t i, const std::vector<index_t>& members) {
+  auto tiles = std::make_shared<GroupTiles>();
+  for (index_t member : members) {
+    tiles->before.push_back(program.states[i].tile(member));
+    tiles->after.push_back(program.states[i + 1].tile(member));
+  }
+  return tiles;
+}
+
 // Step i of `program` for `rank`, a member of the step's group `members` (flattened order, as
-// DeviceMesh::flattened_groups lists them), elements of `element` bytes.
+// DeviceMesh::flattened_groups lists them, with their `tiles`), elements of `element` bytes.
 // Example: S(0) -> R on mesh a=2 over shape [4, 3], rank 1: an all_gather whose receives are
 // [2, 3, element] from ranks 0 and 1, joined along dim 0; out_bytes 12 * element.
-inline CollectiveStep describe_collective_step(const CollectiveProgram& program, std::size_t i, std::vector<index_t> members, index_t rank,
-                                               index_t element) {
+inline CollectiveStep describe_collective_step(const CollectiveProgram& program, std::size_t i, std::vector<index_t> members,
+                                               std::shared_ptr<const GroupTiles> tiles, index_t rank, index_t element) {
   CollectiveStep step;
   const LoweredStep& lowered = program.steps[i];
   step.kind = lowered.kind;
   step.index = i;
   step.me = static_cast<std::size_t>(std::find(members.begin(), members.end(), rank) - members.begin());
-  for (index_t member : members) {
-    step.before.push_back(program.states[i].tile(member));
-    step.after.push_back(program.states[i + 1].tile(member));
-  }
   step.members = std::move(members);
-  const Tile &mine_before = step.before[step.me], &mine_after = step.after[step.me];
+  step.tiles = std::move(tiles);
+  const std::vector<Tile>&before = step.tiles->before, &after = step.tiles->after;
+  const Tile &mine_before = before[step.me], &mine_after = after[step.me];
   step.shape = detail::byte_shape(mine_before, element);
   step.out_bytes = mine_after.volume() * element;
   auto d = static_cast<std::size_t>(std::max<index_t>(0, lowered.tensor_dim));
   step.join_dim = d;
   // The chunk of this rank's tile along `dim` that member j holds after the step.
   auto chunk_for = [&](std::size_t j, std::size_t dim) {
-    return SliceAlong{dim, detail::local_begin(mine_before, step.after[j], dim), step.after[j].dim(dim).size()};
+    return SliceAlong{dim, detail::local_begin(mine_before, after[j], dim), after[j].dim(dim).size()};
   };
   switch (lowered.kind) {
     case CollectiveKind::local: step.sends.push_back(chunk_for(step.me, d)); break;
     case CollectiveKind::all_gather:
-      for (const Tile& t : step.before) step.receives.push_back(detail::byte_shape(t, element));
+      for (const Tile& t : before) step.receives.push_back(detail::byte_shape(t, element));
       break;
     case CollectiveKind::all_to_all: {
       auto e = static_cast<std::size_t>(lowered.split_dim);
       for (std::size_t j = 0; j < step.members.size(); ++j) {
         step.sends.push_back(chunk_for(j, e));
-        step.receives.push_back(detail::byte_shape(step.before[j], element));
+        step.receives.push_back(detail::byte_shape(before[j], element));
         step.receives.back()[e] = mine_after.dim(e).size();
       }
       break;

@@ -3,6 +3,7 @@
 // same steps on sub-communicators). Tests compare its result with the direct plan's.
 #pragma once
 
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -68,10 +69,11 @@ RankBuffers<T> run_collective_program(const CollectiveProgram& program, const Ra
   for (std::size_t i = 0; i < program.steps.size(); ++i) {
     RankBuffers<T> next;
     for (const std::vector<index_t>& group : program.states[i].mesh().flattened_groups(program.steps[i].mesh_dims)) {
+      std::shared_ptr<const GroupTiles> tiles = group_tiles(program, i, group);  // once for all members
       std::vector<CollectiveStep> views;
       std::vector<std::span<const T>> parts;
       for (index_t rank : group) {
-        views.push_back(describe_collective_step(program, i, group, rank, 1));
+        views.push_back(describe_collective_step(program, i, group, tiles, rank, 1));
         parts.emplace_back(buffers.at(rank));
       }
       for (std::size_t k = 0; k < group.size(); ++k) {

@@ -165,7 +165,8 @@ class MpiCollectiveProgram {
   std::vector<std::byte> run_step(std::size_t i, std::span<const std::byte> buffer, DType dtype, index_t element, ReduceOp op) {
     const Group& group = groups_.at(program_.steps[i].mesh_dims);
     Transport transport{*this, group, buffer, dtype, element, op};
-    return run_collective_step(describe_collective_step(program_, i, group.members, rank_, element), transport, "MPI collective program");
+    return run_collective_step(describe_collective_step(program_, i, group.members, group_tiles(program_, i, group.members), rank_, element),
+                               transport, "MPI collective program");
   }
 
   // Member j's piece goes to j; the pieces for this rank (all `bytes` long) are reduced.

@@ -192,8 +192,8 @@ class NcclCollectiveProgram {
       DeviceTile out = output(step, static_cast<std::size_t>(step.out_bytes));
       auto e = step.sends.front().dim;
       index_t slot = 0;  // the largest chunk any member sends any member: equal on every member
-      for (const Tile& from : step.before)
-        for (const Tile& to : step.after) slot = std::max(slot, from.volume() / std::max<index_t>(1, from.dim(e).size()) * to.dim(e).size() * element);
+      for (const Tile& from : step.tiles->before)
+        for (const Tile& to : step.tiles->after) slot = std::max(slot, from.volume() / std::max<index_t>(1, from.dim(e).size()) * to.dim(e).size() * element);
       DeviceBuffer send = chunks(step, slot), received(static_cast<std::size_t>(slot) * step.members.size(), stream, rank());
       self.check(ncclAlltoAll(send.data(), received.data(), static_cast<std::size_t>(slot), ncclUint8, comm.get(), stream), "ncclAlltoAll", comm, step.index);
       join(step, received, slot, out);
@@ -201,7 +201,7 @@ class NcclCollectiveProgram {
     }
     DeviceTile reduce_scatter(const CollectiveStep& step) const {
       index_t slot = 0;
-      for (const Tile& t : step.after) slot = std::max(slot, t.volume() * element);
+      for (const Tile& t : step.tiles->after) slot = std::max(slot, t.volume() * element);
       DeviceBuffer send = chunks(step, slot);
       DeviceTile out = output(step, static_cast<std::size_t>(slot));  // NCCL writes a whole slot
       self.check(ncclReduceScatter(send.data(), out.buffer.data(), static_cast<std::size_t>(slot / element), detail::nccl_dtype(dtype),
@@ -248,7 +248,8 @@ class NcclCollectiveProgram {
   DeviceTile run_step(std::size_t i, DeviceTile in, DType dtype, index_t element, ReduceOp op, cudaStream_t stream) {
     Group& group = groups_.at(program_.steps[i].mesh_dims);
     Transport transport{*this, *group.comm, in, dtype, element, op, stream};
-    return run_collective_step(describe_collective_step(program_, i, group.members, world_.rank(), element), transport, "NCCL collective program");
+    return run_collective_step(describe_collective_step(program_, i, group.members, group_tiles(program_, i, group.members), world_.rank(), element),
+                               transport, "NCCL collective program");
   }
 
   CollectiveProgram program_;

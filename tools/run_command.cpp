@@ -199,7 +199,8 @@ int run(const CLI::App& cmd, const RunOptions& o) {
   RunSetup setup;
   RunResult result;
   std::string failure = failure_of([&] { validate(cmd, o, comm, setup); });
-  if (comm.all_max(failure.empty() ? 0 : 1, setup.timeout) == 0) failure = failure_of([&] { result = prepare_and_execute(o, setup, comm); });
+  if (comm.all_max(failure_vote(failure, comm.rank()), setup.timeout) < 0)
+    failure = failure_of([&] { result = prepare_and_execute(o, setup, comm); });
   return report(o, comm, setup, result, failure);
 }
 

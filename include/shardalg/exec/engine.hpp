@@ -77,7 +77,8 @@ struct ExecuteOptions {
   index_t memory_limit = 0;
   double timeout_seconds = 300;
   int tag = 0x5a17;
-  // Called after each round's unpacked part of a message: (bytes received so far, bytes to receive in all).
+  // Called after each round's unpacked part of a message: (bytes received so far, bytes to
+  // receive in all).
   std::function<void(index_t, index_t)> progress;
   // Staging to reuse (none: allocated for this call and freed when it returns).
   StagingArena* arena = nullptr;
@@ -211,11 +212,11 @@ class Agreement {
     return Agreement(proposal);
   }
 
-  // The bytes of each message moved per round: the longest message anywhere, at most max_round_bytes, and at most
-  // the smallest memory limit over the most peers any rank has (staging for its sends and
-  // receives) and the smallest staging limit over the most send peers any rank has (the
-  // communicator stages only sends); rounded down to a multiple of 8. Error when a limit leaves
-  // less than 8 bytes per message.
+  // The bytes of each message moved per round: the longest message anywhere, at most
+  // max_round_bytes, and at most the smallest memory limit over the most peers any rank has
+  // (staging for its sends and receives) and the smallest staging limit over the most send peers
+  // any rank has (the communicator stages only sends); rounded down to a multiple of 8. Error
+  // when a limit leaves less than 8 bytes per message.
   index_t round_bytes() const {
     index_t bytes = std::min(max_round_bytes, round_up_8(std::max<index_t>(8, maxima_[2])));
     auto within = [&](index_t negated_limit, index_t peers, const char* what) {

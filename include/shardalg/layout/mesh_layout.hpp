@@ -82,17 +82,20 @@ constexpr PlacementCheck check_placements(std::span<const Placement> placements,
 // Checks placements against a mesh and a tensor shape; Error naming the bad value.
 inline void validate_placements(std::span<const Placement> placements, const DeviceMesh& mesh, const Dims& global_shape) {
   PlacementCheck check = check_placements(placements, as_span(mesh.shape()), global_shape.size());
-  Placement p = placements.empty() ? Placement::replicate() : placements[check.mesh_dim];
   switch (check.problem) {
     case PlacementProblem::none: break;
     case PlacementProblem::count:
       detail::fail(placements.size(), " placements (", format_placements(placements), ") for mesh ", mesh.to_string(), " of ", mesh.ndim(),
                    " dims; give one placement per mesh dim");
-    case PlacementProblem::shard_dim:
+    case PlacementProblem::shard_dim: {
+      const Placement& p = placements[check.mesh_dim];
       detail::fail("placement ", to_string(p), " shards dim ", p.dim(), " of a ", global_shape.size(), "-d shape ", global_shape);
-    case PlacementProblem::block_cyclic_source:
+    }
+    case PlacementProblem::block_cyclic_source: {
+      const Placement& p = placements[check.mesh_dim];
       detail::fail("placement ", to_string(p), " starts at coordinate ", p.source_coordinate(), " but mesh dim ", check.mesh_dim, " (",
                    mesh.name(check.mesh_dim), ") has size ", mesh.size(check.mesh_dim));
+    }
   }
   for (index_t extent : global_shape)
     if (extent < 0) detail::fail("shape ", global_shape, " has a negative extent ", extent);

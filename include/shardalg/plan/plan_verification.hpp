@@ -1,6 +1,6 @@
-// Verification of a reshard plan, of one tensor or of a whole model, before anything is executed: every destination element is
-// written exactly once (once per partial contributor for reductions), from a source that holds
-// that same global element, and nothing is out of bounds.
+// Verification of a reshard plan, of one tensor or of a whole model, before anything is
+// executed: every destination element is written exactly once (once per partial contributor for
+// reductions), from a source that holds that same global element, and nothing is out of bounds.
 //
 // The check is derived from the layouts alone (what each rank holds, where), never from how the
 // planner found its transfers; it is linear in the plan's size apart from sorting each

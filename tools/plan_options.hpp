@@ -128,7 +128,7 @@ inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
   cmd.add_option("--dst-mesh", o.dst_mesh, "Destination mesh (default: the source mesh)");
   cmd.add_option("--dst-placements", o.dst_placements, "Destination placements, e.g. \"S(0),S(1)\"");
   cmd.add_option("--dst-devices", o.dst_devices, "Destination mesh ranks (default row-major 0..N-1)");
-  cmd.add_option("--dtype", o.dtype, "Element type (fp32, bf16, fp16, fp64, int64, int32, fp8, int8, bytes); overrides a model's")
+  cmd.add_option("--dtype", o.dtype, "Element type (" + dtype_names() + "); overrides a model's")
       ->capture_default_str();
 }
 

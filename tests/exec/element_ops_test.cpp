@@ -70,3 +70,10 @@ TEST_CASE("DType: one table of names, sizes and kinds; text parsed once") {
   SHARDALG_CHECK_THROWS_CONTAINING(parse_dtype("FP32"), Error, "unknown dtype 'FP32' (fp64, int64, fp32");
   CHECK(detail::concat(DType::bf16) == "bf16");
 }
+
+TEST_CASE("dtype_names lists the table, each name parsing back") {
+  CHECK(dtype_names() == "fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes");
+  std::string names = dtype_names() + ", ";
+  for (std::size_t at = 0, comma; (comma = names.find(", ", at)) != std::string::npos; at = comma + 2)
+    CHECK(to_string(parse_dtype(names.substr(at, comma - at))) == names.substr(at, comma - at));
+}

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <ostream>
+#include <string>
 #include <string_view>
 
 #include "shardalg/core/checked.hpp"
@@ -67,11 +68,18 @@ inline DType arithmetic_dtype(DType dtype) {
   return dtype;
 }
 
+// The known names, in the table's order: "fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes".
+inline std::string dtype_names() {
+  std::string names;
+  for (const detail::DTypeEntry& e : detail::dtype_table) names += (names.empty() ? "" : ", ") + std::string(e.name);
+  return names;
+}
+
 // Reads a dtype's name. Error naming the text and the known names.
 inline DType parse_dtype(std::string_view name) {
   for (const detail::DTypeEntry& e : detail::dtype_table)
     if (e.name == name) return e.dtype;
-  detail::fail("unknown dtype '", name, "' (fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes)");
+  detail::fail("unknown dtype '", name, "' (", dtype_names(), ")");
 }
 
 inline std::ostream& operator<<(std::ostream& out, DType dtype) { return out << to_string(dtype); }

@@ -15,6 +15,7 @@
 #include "shardalg/exec/agreement.hpp"
 #include "shardalg/exec/collective_step.hpp"
 #include "shardalg/exec/host/host_simulator.hpp"
+#include "shardalg/exec/host/local_execution.hpp"
 #include "shardalg/exec/host/program_simulator.hpp"
 #include "shardalg/layout/composed_flat_layout.hpp"
 #include "shardalg/layout/equivalent_layouts.hpp"

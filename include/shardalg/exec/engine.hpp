@@ -119,6 +119,35 @@ concept BoundedCommunicator = Communicator<C> && requires(const C& c) {
 
 namespace detail {
 
+// Writes `length` bytes into a destination box: a copy, or a reduction for Partial sources.
+inline void put_bytes(const ModelReshardPlan& plan, const BoxRows& box, std::byte* target, const std::byte* bytes, index_t length) {
+  const ReshardPlan& tensor_plan = plan.tensor_plan(box.tensor);
+  if (tensor_plan.reduce_op())
+    reduce_bytes(plan.source()[box.tensor].dtype, *tensor_plan.reduce_op(), box.contributors, target, bytes, length / box.element_bytes);
+  else
+    std::memcpy(target, bytes, static_cast<std::size_t>(length));
+}
+
+// Puts box `from` of buffer memory `source` into box `to` of `destination`, row by row (the same
+// global box on both sides: equal row shapes). Returns its bytes.
+inline index_t put_box(const ModelReshardPlan& plan, const BoxRows& from, const std::byte* source, const BoxRows& to, std::byte* destination) {
+  RowCursor read(from, 0), write(to, 0);
+  for (index_t r = 0; r < from.rows(); ++r, read.next(), write.next())
+    put_bytes(plan, to, destination + write.offset(), source + read.offset(), from.row_bytes);
+  return from.bytes();
+}
+
+// Reductions start from the identity in every destination element of a Partial plan.
+inline void fill_identities(const ModelReshardPlan& plan, const RankPart& part, std::span<const DestinationBuffer> destinations) {
+  const ModelLayout& dst = plan.destination();
+  for (const BoxRows& box : part.identity_boxes()) {
+    DType dtype = dst[plan.destination_index(box.tensor)].dtype;
+    RowCursor row(box, 0);
+    for (index_t r = 0; r < box.rows(); ++r, row.next())
+      fill_identity(dtype, *plan.tensor_plan(box.tensor).reduce_op(), destinations[box.buffer].data + row.offset(), box.row_bytes / box.element_bytes);
+  }
+}
+
 // Stream bytes [begin, end) of message m as rows in place in `buffers`, appended to `rows`.
 template <class Byte>
 void strided_rows_of(const Message& m, index_t begin, index_t end, std::span<const BasicBuffer<Byte>> buffers, std::vector<StridedRows<Byte>>& rows) {
@@ -303,15 +332,7 @@ class PreparedReshard {
 
   // run()'s work: identity fills, then the rounds.
   ExecuteStats run_rounds() {
-    const ModelLayout& dst = plan_.destination();
-    // Reductions start from the identity in every destination element of a Partial plan.
-    for (const BoxRows& box : part_.identity_boxes()) {
-      DType dtype = dst[plan_.destination_index(box.tensor)].dtype;
-      RowCursor row(box, 0);
-      for (index_t r = 0; r < box.rows(); ++r, row.next())
-        fill_identity(dtype, *plan_.tensor_plan(box.tensor).reduce_op(), destinations_[box.buffer].data + row.offset(),
-                      box.row_bytes / box.element_bytes);
-    }
+    detail::fill_identities(plan_, part_, std::span<const DestinationBuffer>(destinations_));
     // Rounds: bytes [j * round_bytes, (j + 1) * round_bytes) of every message in round j.
     ExecuteStats stats;
     stats.rounds = rounds_;
@@ -333,7 +354,7 @@ class PreparedReshard {
         index_t end = std::min(m.bytes, begin + round_bytes_);
         if (!receive_in_place_[k])
           m.for_each_run(begin, end, [&](const BoxRows& box, index_t at, index_t stream, index_t length) {
-            put(box, destinations_[box.buffer].data + at, arena.receives[k].data() + (stream - begin), length);
+            detail::put_bytes(plan_, box, destinations_[box.buffer].data + at, arena.receives[k].data() + (stream - begin), length);
           });
         received += end - begin;
         stats.bytes_received += end - begin;
@@ -352,15 +373,6 @@ class PreparedReshard {
       result.push_back(!reduced && (m.contiguous() || (strided && options_.in_place_messages)));
     }
     return result;
-  }
-
-  // Writes `length` bytes into a destination box: a copy, or a reduction for Partial sources.
-  void put(const BoxRows& box, std::byte* target, const std::byte* bytes, index_t length) const {
-    const ReshardPlan& tensor_plan = plan_.tensor_plan(box.tensor);
-    if (tensor_plan.reduce_op())
-      reduce_bytes(plan_.source()[box.tensor].dtype, *tensor_plan.reduce_op(), box.contributors, target, bytes, length / box.element_bytes);
-    else
-      std::memcpy(target, bytes, static_cast<std::size_t>(length));
   }
 
   // Posts this round's receives (from stream byte `begin`); returns the staging bytes they use.
@@ -424,12 +436,8 @@ class PreparedReshard {
   // their bytes.
   index_t local_copies() const {
     index_t bytes = 0;
-    for (const LocalCopy& copy : part_.local_copies()) {
-      RowCursor from(copy.from, 0), to(copy.to, 0);
-      for (index_t r = 0; r < copy.from.rows(); ++r, from.next(), to.next())
-        put(copy.to, destinations_[copy.to.buffer].data + to.offset(), sources_[copy.from.buffer].data + from.offset(), copy.from.row_bytes);
-      bytes += copy.from.bytes();
-    }
+    for (const LocalCopy& copy : part_.local_copies())
+      bytes += detail::put_box(plan_, copy.from, sources_[copy.from.buffer].data, copy.to, destinations_[copy.to.buffer].data);
     return bytes;
   }
 

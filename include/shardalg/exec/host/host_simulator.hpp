@@ -25,11 +25,12 @@ using RankBuffers = std::map<index_t, std::vector<T>>;
 
 namespace detail {
 
-// Calls f(buffer position, global row-major position) for every element a rank holds, piece by
-// piece in row-major order. Both positions advance by strides (an odometer over the piece's outer
-// dims), so an element costs two additions, not a coordinate decomposition.
+// Calls f(buffer position, global row-major position, count) for every row of elements a rank
+// holds (`count` elements adjacent on both sides: a tile's and a partition's innermost stride is
+// 1), piece by piece in row-major order. Both positions advance by strides (an odometer over the
+// piece's outer dims), so a row costs two additions, not a coordinate decomposition.
 template <class F>
-void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
+void for_each_held_row(const TensorLayout& layout, index_t rank, F&& f) {
   TensorLayout::Addressing address = layout.addressing(rank);
   Dims global_strides = row_major_strides(layout.global_shape());
   for (const Piece& piece : layout.pieces(rank)) {
@@ -37,13 +38,13 @@ void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
     if (piece.global.volume() == 0) continue;
     index_t local = address.base(piece.local), global = dot(piece.global.offset, global_strides);
     if (shape.empty()) {
-      f(local, global);
+      f(local, global, index_t{1});
       continue;
     }
     std::size_t inner = shape.size() - 1;
     Dims coordinate(shape.size(), 0);
     for (bool more = true; more;) {
-      for (index_t i = 0; i < shape[inner]; ++i) f(local + i * address.strides[inner], global + i * global_strides[inner]);
+      f(local, global, shape[inner]);
       more = false;
       for (std::size_t d = inner; d-- > 0;) {  // next row: carry through the outer dims
         local += address.strides[d];
@@ -58,6 +59,14 @@ void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
       }
     }
   }
+}
+
+// Calls f(buffer position, global row-major position) for every element a rank holds.
+template <class F>
+void for_each_held(const TensorLayout& layout, index_t rank, F&& f) {
+  for_each_held_row(layout, rank, [&](index_t local, index_t global, index_t count) {
+    for (index_t i = 0; i < count; ++i) f(local + i, global + i);
+  });
 }
 
 // `width`: the size of one element in units of T (a dtype's bytes for std::byte buffers).

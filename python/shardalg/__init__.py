@@ -1,0 +1,125 @@
+"""shardalg: the sharding and placement algebra of distributed training.
+
+Which rank holds which slice of every tensor under PyTorch DTensor placements, ZeRO and
+Megatron flat partitions, expert-parallel layouts; verified plans that move a whole model state
+between any two layouts; and executors that run them over numpy arrays and torch tensors in one
+process (execute_local) or across processes over torch.distributed (shardalg.torch.reshard).
+
+    >>> import shardalg
+    >>> layout = shardalg.MeshLayout.parse("dp=4,tp=2", "_S(0,2),S(0)", (14336, 4096))
+    >>> layout.shard_info(5).local_shape
+    (1792, 4096)
+
+Errors are shardalg.Error (a ValueError) and name the bad value.
+"""
+
+import os as _os
+
+from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
+    Collective, CollectiveProgram, CostModel, DeviceMesh, Error, ExpertMetadata, FlatFragment, FlatLayout,
+    IntegerOverflowError, LayoutComparison, LoweredProgram, LoweredStep, MeshLayout, ModelLayout, ModelReshardPlan,
+    ModelSpec, ModelTensor, ParallelGroups, ParseError, Placement, RankHoldings, RankPart, ReduceOp, Relabeling,
+    ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, Transfer, TransferList, autoep_groups, compare_layouts,
+    deepspeed_dbe_groups, deepspeed_groups, deepspeed_scale, deepspeed_tp_groups, dtype_names, element_bytes,
+    expert_metadata, expert_parallel_layout, format_placements, fsdp1_scale, fsdp2_scale, fsdp_over_tp_label,
+    fsdp_over_tp_physical, layout_model, load_model, lower_reshard, megatron_groups, megatron_scale, model_from_zoo,
+    model_zoo_names, parse_placements, partition, relabel_destination, torchtitan_groups, torchtitan_scale,
+    verify_plan, zero3_autoep_scale,
+)
+from . import _shardalg
+from . import _buffers
+
+__version__ = "0.1.0"
+
+
+def _local_buffers(self, rank, like=None):
+    """A rank's buffers under this layout, zeroed, keyed by buffer name (`buffer_names`): a
+    tensor's local tile (shaped as the tile), or a flat partition that several tensors share
+    (1-D). `like`: numpy (default) or torch. A rank outside a tensor's layout gets an empty buffer.
+    """
+    library = _buffers.resolve_like(like)
+    names = self.buffer_names
+    return {names[b]: _buffers.zeros(shape, dtype, library, f"buffer '{names[b]}'")
+            for b, (dtype, shape) in enumerate(self._buffer_shapes(rank))}
+
+
+def _scatter(self, rank, tensors):
+    """Rank `rank`'s buffers (as local_buffers makes them, numpy or torch like the tensors) holding
+    its part of `tensors`, a dict of whole tensors by name (every tensor of the layout)."""
+    _require_names(self, tensors, "scatter")
+    buffers = _local_buffers(self, rank, _buffers.like_of(tensors.values()))
+    for name in self.tensor_names:
+        buffer = buffers[self.buffer_of(name)]
+        _shardalg._copy_held(self, name, rank, _buffers.raw(tensors[name], f"tensor '{name}'"),
+                             _buffers.raw(buffer, f"rank {rank}'s buffer '{self.buffer_of(name)}'", writable=True), True)
+    return buffers
+
+
+def _gather(self, buffers_by_rank):
+    """The whole tensors, a dict by name, from every rank's buffers ({rank: {buffer name: array}},
+    keyed as local_buffers keys them). Every rank of the layout must be given; a Partial tensor
+    cannot be gathered (its values are not reduced)."""
+    missing = [r for r in self.ranks if r not in buffers_by_rank]
+    if missing:
+        raise Error(f"gather: no buffers for ranks {missing} of the layout")
+    first = next(iter(buffers_by_rank.values()), {})
+    library = _buffers.like_of(first.values())
+    out = {}
+    for info in self.tensors:
+        if any(p.is_partial() for p in info.placement_layout.placements):
+            raise Error(f"gather: tensor '{info.name}' is Partial ({info.placement_layout}); its ranks hold unreduced values")
+        whole = _buffers.zeros(info.shape, info.dtype, library, f"tensor '{info.name}'")
+        for rank, buffers in buffers_by_rank.items():
+            key = self.buffer_of(info.name)
+            if key not in buffers:
+                raise Error(f"gather: rank {rank}'s buffers lack '{key}' (tensor '{info.name}')")
+            _shardalg._copy_held(self, info.name, rank, _buffers.raw(whole, f"tensor '{info.name}'", writable=True),
+                                 _buffers.raw(buffers[key], f"rank {rank}'s buffer '{key}'"), False)
+        out[info.name] = whole
+    return out
+
+
+def _require_names(layout, tensors, what):
+    names = set(layout.tensor_names)
+    missing = [n for n in layout.tensor_names if n not in tensors]
+    extra = sorted(set(tensors) - names)
+    if missing or extra:
+        raise Error(f"{what}: tensors missing {missing[:5]}{'...' if len(missing) > 5 else ''}, "
+                    f"not in the layout {extra[:5]}{'...' if len(extra) > 5 else ''}")
+
+
+ModelLayout.local_buffers = _local_buffers
+ModelLayout.scatter = _scatter
+ModelLayout.gather = _gather
+
+
+def rank_buffers(layout, rank, buffers, what, writable, device="cpu"):
+    """One rank's buffers, a dict by buffer name, as raw (address, bytes, dtype) triples in the
+    layout's buffer order; Error naming a missing or unknown buffer."""
+    names = layout.buffer_names
+    if not isinstance(buffers, dict):
+        raise Error(f"{what}: rank {rank}'s buffers must be a dict by buffer name, not {type(buffers).__name__}")
+    unknown = sorted(set(buffers) - set(names))
+    if unknown:
+        raise Error(f"{what}: rank {rank} has buffers {unknown} that the layout does not have (its buffers: {names[:4]}...)")
+    shapes = layout._buffer_shapes(rank)
+    out = []
+    for b, name in enumerate(names):
+        if name in buffers:
+            out.append(_buffers.raw(buffers[name], f"{what}: rank {rank}'s buffer '{name}'", writable, device))
+        elif shapes[b][1] == (0,):
+            out.append((0, 0, shapes[b][0]))  # the rank holds nothing of it
+        else:
+            raise Error(f"{what}: rank {rank} lacks buffer '{name}'")
+    return out
+
+
+def execute_local(plan, sources, destinations, threads=None):
+    """Runs every rank's part of `plan` in this process, from `sources` into `destinations`
+    ({rank: {buffer name: array}}, keyed as ModelLayout.local_buffers keys them; numpy arrays or
+    torch CPU tensors, bf16 and fp16 through torch). Nothing is copied into shardalg: each byte
+    moves once, source box to destination box. Every buffer is checked against the plan before
+    anything moves. `threads`: default one per core. Returns byte counts."""
+    src = {rank: rank_buffers(plan.source, rank, b, "execute_local: source", False) for rank, b in sources.items()}
+    dst = {rank: rank_buffers(plan.destination, rank, b, "execute_local: destination", True) for rank, b in destinations.items()}
+    return _shardalg._execute_local(plan, src, dst, threads if threads is not None else (_os.cpu_count() or 1))

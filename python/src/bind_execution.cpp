@@ -1,0 +1,186 @@
+// Execution over memory Python owns (numpy arrays, torch tensors): buffers arrive as
+// (address, bytes, dtype) triples the Python layer took from the arrays, which it keeps alive;
+// nothing is copied into shardalg. execute_local runs every rank in this process; _execute runs
+// one rank's part with the engine over a Python communicator (shardalg.torch: torch.distributed).
+#include "bindings.hpp"
+
+namespace shardalg::python {
+namespace {
+
+using RawBuffer = std::tuple<std::uintptr_t, std::size_t, std::string>;
+
+template <class Buffer>
+std::vector<Buffer> buffers_from(const std::vector<RawBuffer>& raw) {
+  std::vector<Buffer> out;
+  for (const auto& [address, bytes, dtype] : raw) {
+    using Byte = std::remove_pointer_t<decltype(Buffer::data)>;
+    out.push_back(Buffer{reinterpret_cast<Byte*>(address), bytes, parse_dtype(dtype)});
+  }
+  return out;
+}
+
+template <class Buffer>
+std::map<index_t, std::vector<Buffer>> rank_buffers_from(const std::map<index_t, std::vector<RawBuffer>>& raw) {
+  std::map<index_t, std::vector<Buffer>> out;
+  for (const auto& [rank, buffers] : raw) out.emplace(rank, buffers_from<Buffer>(buffers));
+  return out;
+}
+
+py::dict stats_dict(const ExecuteStats& stats) {
+  py::dict out;
+  out["bytes_sent"] = stats.bytes_sent;
+  out["bytes_received"] = stats.bytes_received;
+  out["bytes_local"] = stats.bytes_local;
+  out["rounds"] = stats.rounds;
+  out["peak_staging"] = stats.peak_staging;
+  return out;
+}
+
+// The engine's Communicator over a Python object with the methods rank, all_max(values, timeout)
+// -> values, post_receive(view, peer, tag), post_send(view, peer, tag), wait_receive(timeout) ->
+// index, wait_sends(timeout). Views are writable memoryviews over the engine's memory, valid
+// until the batch's wait_sends returns; a send's view is only read (torch.frombuffer wants a
+// writable buffer).
+class PythonCommunicator {
+ public:
+  PythonCommunicator(py::object impl, index_t rank) : impl_(std::move(impl)), rank_(rank) {}
+  index_t rank() const { return rank_; }
+  void all_max(std::span<index_t> values, double timeout_seconds) {
+    py::list in;
+    for (index_t v : values) in.append(v);
+    py::sequence out = impl_.attr("all_max")(in, timeout_seconds);
+    if (out.size() != values.size()) detail::fail("communicator: all_max returned ", out.size(), " values for ", values.size());
+    for (std::size_t i = 0; i < values.size(); ++i) values[i] = out[i].cast<index_t>();
+  }
+  void post_receive(std::byte* data, std::size_t bytes, index_t peer, int tag) {
+    impl_.attr("post_receive")(py::memoryview::from_memory(data, static_cast<py::ssize_t>(bytes)), peer, tag);
+  }
+  void post_send(const std::byte* data, std::size_t bytes, index_t peer, int tag) {
+    impl_.attr("post_send")(py::memoryview::from_memory(const_cast<std::byte*>(data), static_cast<py::ssize_t>(bytes)), peer, tag);
+  }
+  std::size_t wait_receive(double timeout_seconds) { return impl_.attr("wait_receive")(timeout_seconds).cast<std::size_t>(); }
+  void wait_sends(double timeout_seconds) { impl_.attr("wait_sends")(timeout_seconds); }
+
+ private:
+  py::object impl_;
+  index_t rank_;
+};
+static_assert(Communicator<PythonCommunicator>);
+
+// Copies what `rank` holds of tensor `name` between the whole tensor and the rank's buffer,
+// row by row. Both memories are checked against the layout first.
+void copy_held(const ModelLayout& layout, const std::string& name, index_t rank, const RawBuffer& whole, const RawBuffer& buffer,
+               bool to_buffer) {
+  auto t = layout.find(name);
+  if (!t) detail::fail("model layout: no tensor '", name, "'");
+  const NamedTensorLayout& tensor = layout[*t];
+  index_t element = element_bytes(tensor.dtype);
+  index_t whole_bytes = checked_mul(volume(tensor.layout.global_shape()), element);
+  if (static_cast<index_t>(std::get<1>(whole)) != whole_bytes)
+    detail::fail("tensor '", name, "' has ", std::get<1>(whole), " bytes; its shape ", tensor.layout.global_shape(), " at ", tensor.dtype,
+                 " needs ", whole_bytes);
+  index_t held = tensor.layout.mesh().contains(rank) ? tensor.layout.buffer_elements(rank) : 0;
+  if (static_cast<index_t>(std::get<1>(buffer)) != checked_mul(held, element))
+    detail::fail("rank ", rank, "'s buffer for tensor '", name, "' has ", std::get<1>(buffer), " bytes; the layout needs ", held * element);
+  if (held == 0) return;
+  auto* whole_data = reinterpret_cast<std::byte*>(std::get<0>(whole));
+  auto* buffer_data = reinterpret_cast<std::byte*>(std::get<0>(buffer));
+  py::gil_scoped_release release;
+  detail::for_each_held_row(tensor.layout, rank, [&](index_t local, index_t global, index_t count) {
+    std::byte* a = buffer_data + local * element;
+    std::byte* b = whole_data + global * element;
+    if (to_buffer)
+      std::memcpy(a, b, static_cast<std::size_t>(count * element));
+    else
+      std::memcpy(b, a, static_cast<std::size_t>(count * element));
+  });
+}
+
+}  // namespace
+
+void bind_execution(py::module_& m) {
+  m.def("_execute_local",
+        [](const ModelReshardPlan& plan, const std::map<index_t, std::vector<RawBuffer>>& sources,
+           const std::map<index_t, std::vector<RawBuffer>>& destinations, unsigned threads) {
+          LocalSources in = rank_buffers_from<SourceBuffer>(sources);
+          LocalDestinations out = rank_buffers_from<DestinationBuffer>(destinations);
+          py::gil_scoped_release release;
+          ExecuteStats stats = execute_local(plan, in, out, threads);
+          py::gil_scoped_acquire acquire;
+          return stats_dict(stats);
+        },
+        py::arg("plan"), py::arg("sources"), py::arg("destinations"), py::arg("threads"));
+  // The reference executor over copies of the buffers (bytes per rank, in buffer order): what
+  // execute_local must equal.
+  m.def("_host_simulate", [](const ModelReshardPlan& plan, const std::map<index_t, std::vector<py::bytes>>& sources) {
+    ModelBuffers<std::byte> in(plan.source().buffer_count());
+    for (const auto& [rank, buffers] : sources) {
+      if (buffers.size() != in.size()) detail::fail("host simulator: rank ", rank, " gave ", buffers.size(), " buffers; the source has ", in.size());
+      for (std::size_t b = 0; b < buffers.size(); ++b) {
+        std::string_view bytes(buffers[b]);
+        auto* first = reinterpret_cast<const std::byte*>(bytes.data());
+        in[b][rank].assign(first, first + bytes.size());
+      }
+    }
+    ModelBuffers<std::byte> out;
+    {
+      py::gil_scoped_release release;
+      out = simulate_model(plan, plan.all_transfers(), in);
+    }
+    std::map<index_t, std::vector<py::bytes>> result;
+    for (std::size_t b = 0; b < out.size(); ++b)
+      for (const auto& [rank, bytes] : out[b]) {
+        auto& buffers = result[rank];
+        buffers.resize(out.size());
+        buffers[b] = py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+      }
+    return result;
+  }, py::arg("plan"), py::arg("sources"));
+  m.def("_copy_held", &copy_held, py::arg("layout"), py::arg("tensor"), py::arg("rank"), py::arg("whole"), py::arg("buffer"), py::arg("to_buffer"));
+
+  py::class_<RankPart>(m, "RankPart",
+                       "One rank's part of a model plan, as an executor runs it: a byte stream per peer and local copies. Build it once "
+                       "and pass it to shardalg.torch.reshard when the same plan runs repeatedly.")
+      .def(py::init<const ModelReshardPlan&, index_t>(), py::arg("plan"), py::arg("rank"), py::call_guard<py::gil_scoped_release>())
+      .def_property_readonly("rank", &RankPart::rank)
+      .def_property_readonly("sends", [](const RankPart& p) {
+        std::vector<std::pair<index_t, index_t>> out;
+        for (const Message& message : p.sends()) out.emplace_back(message.peer, message.bytes);
+        return out;
+      }, "(peer, stream bytes) of each message this rank sends.")
+      .def_property_readonly("receives", [](const RankPart& p) {
+        std::vector<std::pair<index_t, index_t>> out;
+        for (const Message& message : p.receives()) out.emplace_back(message.peer, message.bytes);
+        return out;
+      }, "(peer, stream bytes) of each message this rank receives.")
+      .def("local_bytes", [](const RankPart& p) {
+        index_t bytes = 0;
+        for (const LocalCopy& copy : p.local_copies()) bytes += copy.from.bytes();
+        return bytes;
+      })
+      .def("__repr__", [](const RankPart& p) {
+        return detail::concat("<shardalg.RankPart rank ", p.rank(), ": ", p.sends().size(), " sends, ", p.receives().size(), " receives, ",
+                              p.local_copies().size(), " local copies>");
+      });
+  m.def("_check_part",
+        [](const ModelReshardPlan& plan, const RankPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations) {
+          detail::check_part(plan, part, buffers_from<SourceBuffer>(sources), buffers_from<DestinationBuffer>(destinations), 0);
+        },
+        py::arg("plan"), py::arg("part"), py::arg("sources"), py::arg("destinations"));
+  m.def("_execute",
+        [](const ModelReshardPlan& plan, const RankPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations,
+           py::object communicator, double timeout_seconds, index_t memory_limit, std::function<void(index_t, index_t)> progress) {
+          PythonCommunicator comm(std::move(communicator), part.rank());
+          ExecuteOptions options;
+          options.timeout_seconds = timeout_seconds;
+          options.memory_limit = memory_limit;
+          options.progress = std::move(progress);
+          std::vector<SourceBuffer> in = buffers_from<SourceBuffer>(sources);
+          std::vector<DestinationBuffer> out = buffers_from<DestinationBuffer>(destinations);
+          return stats_dict(execute(plan, part, std::span<const SourceBuffer>(in), std::span<const DestinationBuffer>(out), comm, options));
+        },
+        py::arg("plan"), py::arg("part"), py::arg("sources"), py::arg("destinations"), py::arg("communicator"), py::arg("timeout"),
+        py::arg("memory_limit"), py::arg("progress") = py::none());
+}
+
+}  // namespace shardalg::python

@@ -1,0 +1,85 @@
+// Model inputs by name: a built-in model, or a JSON model file. Shared by the command-line
+// program and the Python module (which includes it from tools/).
+#pragma once
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "shardalg/model/model_zoo.hpp"
+
+namespace shardalg::cli {
+
+// A model from a JSON file: {"name": "...", "tensors": [{"name", "shape", "dtype", "role"}]}.
+// dtype defaults to bf16 and role to replicated. Errors name the file and the bad entry.
+inline ModelSpec read_model_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) detail::fail("model file '", path, "' cannot be read");
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& e) {
+    detail::fail<ParseError>("model file '", path, "' is not valid JSON: ", e.what());
+  }
+  auto where = [&](std::size_t i) { return detail::concat("model file '", path, "': tensors[", i, "]"); };
+  if (!json.is_object() || !json.contains("tensors") || !json["tensors"].is_array())
+    detail::fail<ParseError>("model file '", path, "': expected an object with a \"tensors\" array");
+  if (json.contains("name") && !json["name"].is_string())
+    detail::fail<ParseError>("model file '", path, "': \"name\" must be a string, not ", json["name"].dump());
+  ModelSpec model{json.value("name", std::filesystem::path(path).stem().string()), {}};
+  const auto& tensors = json["tensors"];
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& t = tensors[i];
+    if (!t.is_object() || !t.contains("name") || !t["name"].is_string() || !t.contains("shape") || !t["shape"].is_array())
+      detail::fail<ParseError>(where(i), " needs a string \"name\" and an array \"shape\"");
+    std::string name = t["name"].get<std::string>();
+    if (name.empty()) detail::fail<ParseError>(where(i), " has an empty name");
+    for (const char* key : {"dtype", "role"})
+      if (t.contains(key) && !t[key].is_string())
+        detail::fail<ParseError>(where(i), " ('", name, "'): \"", key, "\" must be a string, not ", t[key].dump());
+    Dims shape;
+    for (const auto& extent : t["shape"]) {
+      if (!extent.is_number_integer() || extent.get<index_t>() < 0)
+        detail::fail<ParseError>(where(i), " ('", name, "'): shape extent ", extent.dump(), " is not a non-negative integer");
+      shape.push_back(extent.get<index_t>());
+    }
+    with_overflow_context([&] { return volume(shape); }, [&] { return detail::concat(where(i), " ('", name, "')"); });
+    DType dtype{};
+    TensorRole role{};
+    try {
+      dtype = parse_dtype(t.value("dtype", "bf16"));
+      role = parse_tensor_role(t.value("role", "replicated"));
+    } catch (const Error& e) {
+      detail::fail<ParseError>(where(i), " ('", name, "'): ", e.what());
+    }
+    model.tensors.push_back(ModelTensor{name, shape, role, dtype});
+  }
+  if (model.tensors.empty()) detail::fail<ParseError>("model file '", path, "' lists no tensors");
+  return model;
+}
+
+// A built-in model name, or the path of a JSON model file.
+inline ModelSpec load_model(const std::string& name_or_path) {
+  auto names = model_zoo_names();
+  if (std::find(names.begin(), names.end(), name_or_path) != names.end()) return model_from_zoo(name_or_path);
+  if (name_or_path.ends_with(".json") || std::filesystem::exists(name_or_path)) return read_model_file(name_or_path);
+  return model_from_zoo(name_or_path);  // the zoo's error lists the built-in names
+}
+
+// Keeps only the named tensors (all when `names` is empty); an unknown name is an error.
+inline ModelSpec select_tensors(ModelSpec model, const std::vector<std::string>& names) {
+  if (names.empty()) return model;
+  ModelSpec selected{model.name, {}};
+  for (const std::string& name : names) {
+    auto it = std::find_if(model.tensors.begin(), model.tensors.end(), [&](const ModelTensor& t) { return t.name == name; });
+    if (it == model.tensors.end()) detail::fail("--tensor '", name, "' is not a tensor of model '", model.name, "'");
+    selected.tensors.push_back(*it);
+  }
+  return selected;
+}
+
+}  // namespace shardalg::cli

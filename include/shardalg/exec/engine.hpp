@@ -173,12 +173,13 @@ void check_buffers(const ModelLayout& layout, index_t rank, std::span<const Basi
     index_t elements = tl.mesh().contains(rank) ? tl.buffer_elements(rank) : 0;
     index_t expected = checked_mul(elements, element_bytes(layout[t].dtype));
     const BasicBuffer<Byte>& buffer = buffers[b];
+    // The dtype first: a buffer of the wrong type usually has the wrong size too, and its type is the news.
+    if (expected > 0 && buffer.bytes > 0 && buffer.dtype != layout[t].dtype)
+      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') holds ", buffer.dtype, "; the plan needs ",
+           layout[t].dtype);
     if (static_cast<index_t>(buffer.bytes) != expected)
       fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') has ", buffer.bytes, " bytes; the plan needs ",
            expected);
-    if (expected > 0 && buffer.dtype != layout[t].dtype)
-      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') holds ", buffer.dtype, "; the plan needs ",
-           layout[t].dtype);
     if (expected > 0 && buffer.data == nullptr) fail("execute: rank ", rank, " ", what, " buffer ", b, " is null");
   }
 }

@@ -34,12 +34,15 @@ def _global_rank(group, rank):
 
 
 class _Communicator:
-    """The engine's communicator over torch.distributed: the sends and receives the engine posts
-    in a round are issued together (batch_isend_irecv) when it first waits."""
+    """The engine's communicator over torch.distributed. NCCL needs a round's sends and receives
+    issued together (batch_isend_irecv, one NCCL group: separate calls could deadlock), so they
+    are issued when the engine first waits; other backends (gloo) start each one as it is posted,
+    so that messages fly while the engine copies this rank's local boxes."""
 
     def __init__(self, group, rank):
         self.group = group
         self.rank = rank
+        self._batched = dist.get_backend(group) == "nccl"
         self._ops = []        # P2POps posted and not yet issued
         self._posted = []     # their entries, in the same order
         self._receives = []   # [peer, bytes, work] of this round's receives, in posting order
@@ -54,9 +57,12 @@ class _Communicator:
     def _post(self, op, view, peer, tag, entries):
         tensor = torch.frombuffer(view, dtype=torch.uint8) if len(view) else torch.empty(0, dtype=torch.uint8)
         entry = [peer, len(view), None]
+        entries.append(entry)
+        if not self._batched:
+            entry[2] = op(tensor, _global_rank(self.group, peer), self.group, tag)
+            return
         self._ops.append(dist.P2POp(op, tensor, _global_rank(self.group, peer), self.group, tag))
         self._posted.append(entry)
-        entries.append(entry)
 
     def post_receive(self, view, peer, tag):
         self._post(dist.irecv, view, peer, tag, self._receives)
@@ -94,22 +100,21 @@ class _Communicator:
 
 
 def _agree_on_failure(rank, message, group):
-    """Every rank learns whether any rank failed its checks, and the lowest such rank's message."""
-    first = torch.tensor([rank if message else _NO_FAILURE], dtype=torch.int64)
-    count = torch.tensor([1 if message else 0], dtype=torch.int64)
-    dist.all_reduce(first, op=dist.ReduceOp.MIN, group=group)
-    dist.all_reduce(count, group=group)
-    failed = int(first.item())
-    if failed == _NO_FAILURE:
+    """Every rank learns whether any rank failed its checks, and the lowest such rank's message:
+    one all-reduce when all passed (the lowest failing rank wins the max of _NO_FAILURE - rank),
+    a broadcast of the message otherwise."""
+    vote = torch.tensor([_NO_FAILURE - rank if message else 0], dtype=torch.int64)
+    dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=group)
+    if int(vote.item()) == 0:
         return None
+    failed = _NO_FAILURE - int(vote.item())
     text = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
     if failed == rank:
         encoded = message.encode()[:_MESSAGE_BYTES]
         text[:len(encoded)] = torch.tensor(list(encoded), dtype=torch.uint8)
     dist.broadcast(text, src=_global_rank(group, failed), group=group)
-    others = int(count.item()) - 1
     detail = bytes(text.tolist()).rstrip(b"\0").decode(errors="replace")
-    return f"reshard: rank {failed} failed its checks{f' (and {others} other ranks)' if others else ''}: {detail}"
+    return f"reshard: rank {failed} failed its checks: {detail}"
 
 
 def reshard(plan, sources, destinations, group=None, *, part=None, timeout=300.0, memory_limit=0, progress=None):

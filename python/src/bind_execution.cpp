@@ -96,6 +96,13 @@ void copy_held(const ModelLayout& layout, const std::string& name, index_t rank,
   });
 }
 
+// A rank's part with the staging memory its runs reuse: a framework that reshards every step
+// builds it once, and staging is allocated (and its pages faulted in) once, not on every run.
+struct PreparedPart : RankPart {
+  PreparedPart(const ModelReshardPlan& plan, index_t rank) : RankPart(plan, rank) {}
+  StagingArena arena;
+};
+
 }  // namespace
 
 void bind_execution(py::module_& m) {
@@ -138,43 +145,44 @@ void bind_execution(py::module_& m) {
   }, py::arg("plan"), py::arg("sources"));
   m.def("_copy_held", &copy_held, py::arg("layout"), py::arg("tensor"), py::arg("rank"), py::arg("whole"), py::arg("buffer"), py::arg("to_buffer"));
 
-  py::class_<RankPart>(m, "RankPart",
+  py::class_<PreparedPart>(m, "RankPart",
                        "One rank's part of a model plan, as an executor runs it: a byte stream per peer and local copies. Build it once "
                        "and pass it to shardalg.torch.reshard when the same plan runs repeatedly.")
       .def(py::init<const ModelReshardPlan&, index_t>(), py::arg("plan"), py::arg("rank"), py::call_guard<py::gil_scoped_release>())
       .def_property_readonly("rank", &RankPart::rank)
-      .def_property_readonly("sends", [](const RankPart& p) {
+      .def_property_readonly("sends", [](const PreparedPart& p) {
         std::vector<std::pair<index_t, index_t>> out;
         for (const Message& message : p.sends()) out.emplace_back(message.peer, message.bytes);
         return out;
       }, "(peer, stream bytes) of each message this rank sends.")
-      .def_property_readonly("receives", [](const RankPart& p) {
+      .def_property_readonly("receives", [](const PreparedPart& p) {
         std::vector<std::pair<index_t, index_t>> out;
         for (const Message& message : p.receives()) out.emplace_back(message.peer, message.bytes);
         return out;
       }, "(peer, stream bytes) of each message this rank receives.")
-      .def("local_bytes", [](const RankPart& p) {
+      .def("local_bytes", [](const PreparedPart& p) {
         index_t bytes = 0;
         for (const LocalCopy& copy : p.local_copies()) bytes += copy.from.bytes();
         return bytes;
       })
-      .def("__repr__", [](const RankPart& p) {
+      .def("__repr__", [](const PreparedPart& p) {
         return detail::concat("<shardalg.RankPart rank ", p.rank(), ": ", p.sends().size(), " sends, ", p.receives().size(), " receives, ",
                               p.local_copies().size(), " local copies>");
       });
   m.def("_check_part",
-        [](const ModelReshardPlan& plan, const RankPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations) {
+        [](const ModelReshardPlan& plan, const PreparedPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations) {
           detail::check_part(plan, part, buffers_from<SourceBuffer>(sources), buffers_from<DestinationBuffer>(destinations), 0);
         },
         py::arg("plan"), py::arg("part"), py::arg("sources"), py::arg("destinations"));
   m.def("_execute",
-        [](const ModelReshardPlan& plan, const RankPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations,
+        [](const ModelReshardPlan& plan, PreparedPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations,
            py::object communicator, double timeout_seconds, index_t memory_limit, std::function<void(index_t, index_t)> progress) {
           PythonCommunicator comm(std::move(communicator), part.rank());
           ExecuteOptions options;
           options.timeout_seconds = timeout_seconds;
           options.memory_limit = memory_limit;
           options.progress = std::move(progress);
+          options.arena = &part.arena;
           std::vector<SourceBuffer> in = buffers_from<SourceBuffer>(sources);
           std::vector<DestinationBuffer> out = buffers_from<DestinationBuffer>(destinations);
           return stats_dict(execute(plan, part, std::span<const SourceBuffer>(in), std::span<const DestinationBuffer>(out), comm, options));

@@ -13,11 +13,9 @@ process (execute_local) or across processes over torch.distributed (shardalg.tor
 Errors are shardalg.Error (a ValueError) and name the bad value.
 """
 
-import os as _os
-
 from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
     Collective, CollectiveProgram, CostModel, DeviceMesh, Error, ExpertMetadata, FlatFragment, FlatLayout,
-    IntegerOverflowError, LayoutComparison, LoweredProgram, LoweredStep, MeshLayout, ModelLayout, ModelReshardPlan,
+    BoundLocalExecution, IntegerOverflowError, LayoutComparison, LocalExecution, LoweredProgram, LoweredStep, MeshLayout, ModelLayout, ModelReshardPlan,
     ModelSpec, ModelTensor, ParallelGroups, ParseError, Placement, RankHoldings, RankPart, ReduceOp, Relabeling,
     ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, Transfer, TransferList, autoep_groups, compare_layouts,
     deepspeed_dbe_groups, deepspeed_groups, deepspeed_scale, deepspeed_tp_groups, dtype_names, element_bytes,
@@ -114,12 +112,31 @@ def rank_buffers(layout, rank, buffers, what, writable, device="cpu"):
     return out
 
 
-def execute_local(plan, sources, destinations, threads=None):
-    """Runs every rank's part of `plan` in this process, from `sources` into `destinations`
-    ({rank: {buffer name: array}}, keyed as ModelLayout.local_buffers keys them; numpy arrays or
-    torch CPU tensors, bf16 and fp16 through torch). Nothing is copied into shardalg: each byte
-    moves once, source box to destination box. Every buffer is checked against the plan before
-    anything moves. `threads`: default one per core. Returns byte counts."""
+def _bind_local(self, sources, destinations):
+    """Binds every rank's buffers, {rank: {buffer name: array}} keyed as ModelLayout.local_buffers
+    keys them (numpy arrays or torch CPU tensors; bf16 and fp16 through torch), for repeated runs:
+    the returned object's run() moves the bytes they hold then. The arrays are kept alive by it and
+    must not be resized meanwhile."""
+    plan = self.plan
     src = {rank: rank_buffers(plan.source, rank, b, "execute_local: source", False) for rank, b in sources.items()}
     dst = {rank: rank_buffers(plan.destination, rank, b, "execute_local: destination", True) for rank, b in destinations.items()}
-    return _shardalg._execute_local(plan, src, dst, threads if threads is not None else (_os.cpu_count() or 1))
+    bound = self._bind(src, dst)
+    bound.arrays = (sources, destinations)
+    return bound
+
+
+def _run_local(self, sources, destinations):
+    """Runs every rank's part from `sources` into `destinations` (as bind takes them). Nothing is
+    copied into shardalg: each byte moves once, source box to destination box. Every buffer is
+    checked against the plan before anything moves. Returns byte counts."""
+    return self.bind(sources, destinations).run()
+
+
+LocalExecution.bind = _bind_local
+LocalExecution.run = _run_local
+
+
+def execute_local(plan, sources, destinations, threads=None):
+    """Runs every rank's part of `plan` once in this process (LocalExecution(plan, threads).run:
+    build a LocalExecution to run one plan repeatedly). `threads`: default one per core."""
+    return LocalExecution(plan, threads or 0).run(sources, destinations)

@@ -13,6 +13,11 @@ class IntegerOverflowError(Error): ...
 
 class ParseError(Error): ...
 
+class BoundLocalExecution:
+    """A LocalExecution bound to buffers (LocalExecution.bind): run() moves the bytes they hold now, with the checks but without converting the buffers again. The arrays must not be resized or freed meanwhile."""
+    def run(self) -> dict:
+        """Runs every rank's part over the bound buffers; returns byte counts."""
+
 class Collective:
     sum: ClassVar[Collective]
     avg: ClassVar[Collective]
@@ -185,6 +190,21 @@ class LayoutComparison:
         ...
     def __bool__(self) -> bool:
         ...
+
+class LocalExecution:
+    """Every rank's part of a plan, prepared once and run in this process as often as needed: run(sources, destinations) checks the buffers and moves each byte once, source box to destination box."""
+    def __init__(self, plan: ModelReshardPlan, threads: int = 0) -> None:
+        """Builds each rank's part; `threads`: 0 for one per core."""
+    @property
+    def plan(self) -> ModelReshardPlan:
+        ...
+    @property
+    def ranks(self) -> list[int]:
+        ...
+    def bind(self, sources: dict[int, dict[str, Any]], destinations: dict[int, dict[str, Any]]) -> BoundLocalExecution:
+        """Binds every rank's buffers for repeated runs."""
+    def run(self, sources: dict[int, dict[str, Any]], destinations: dict[int, dict[str, Any]]) -> dict[str, int]:
+        """Runs every rank's part from `sources` into `destinations`, checking every buffer first."""
 
 class LoweredProgram:
     """The collectives to run, or point-to-point when that is cheaper (`reason` says why)."""
@@ -464,6 +484,8 @@ class RankPart:
     @property
     def receives(self) -> list[tuple[int, int]]:
         ...
+    def contiguous_messages(self) -> tuple[int, int]:
+        """(sends, receives) that are one contiguous range of a buffer: moved without staging copies."""
     def local_bytes(self) -> int:
         ...
     def __repr__(self) -> str:

@@ -117,19 +117,32 @@ def _agree_on_failure(rank, message, group):
     return f"reshard: rank {failed} failed its checks: {detail}"
 
 
-def reshard(plan, sources, destinations, group=None, *, part=None, timeout=300.0, memory_limit=0, progress=None):
-    """Runs this rank's part of `plan` over the process group `group` (default: the world).
+class PreparedReshard:
+    """This rank's part of a plan, checked and agreed with the other ranks once, run as often as
+    needed (a framework resharding every step): run() moves the bytes the buffers hold then. The
+    buffers are kept alive by it and must not be resized meanwhile. Made by prepare()."""
+
+    def __init__(self, engine, buffers):
+        self._engine = engine
+        self._buffers = buffers
+
+    def run(self):
+        """Runs the reshard once on every rank of the group (each calls run). Returns this rank's byte counts."""
+        return self._engine.run()
+
+
+def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0, memory_limit=0, progress=None):
+    """Checks this rank's buffers, agrees with every rank of `group` (default: the world) that all
+    passed, and returns a PreparedReshard. Every rank of the group calls it.
 
     sources / destinations: this rank's buffers, {buffer name: tensor} as
     plan.source.local_buffers(rank) / plan.destination.local_buffers(rank) key them (torch CPU
-    tensors or numpy arrays; a rank outside a layout passes {}). `part`: RankPart(plan, rank),
-    built once when the same plan runs repeatedly. `timeout`: seconds any wait may take.
-    `memory_limit`: staging bytes per round (0: none). `progress(received, total)`: called as
-    bytes arrive.
+    tensors or numpy arrays; a rank outside a layout passes {}). `part`: RankPart(plan, rank), to
+    share one between preparations. `timeout`: seconds any wait may take. `memory_limit`: staging
+    bytes per round (0: none). `progress(received, total)`: called as bytes arrive.
 
-    Every rank checks its buffers first and all ranks agree on the result: a bad buffer on one
-    rank fails every rank with an Error naming that rank and the buffer, before any byte moves.
-    Returns this rank's byte counts.
+    A bad buffer on one rank fails every rank with an Error naming that rank and the buffer,
+    before any byte moves.
     """
     if not dist.is_initialized():
         raise Error("reshard: torch.distributed is not initialized (call torch.distributed.init_process_group first)")
@@ -143,10 +156,18 @@ def reshard(plan, sources, destinations, group=None, *, part=None, timeout=300.0
             raise Error(f"reshard: the part is rank {part.rank}'s; this process is rank {rank} of the group")
         src = rank_buffers(plan.source, rank, sources, "reshard: source", False)
         dst = rank_buffers(plan.destination, rank, destinations, "reshard: destination", True)
-        _shardalg._check_part(plan, part, src, dst)
+        _shardalg._check_part(part, src, dst)
     except Error as e:
         message = str(e)
     failure = _agree_on_failure(rank, message, group)
     if failure:
         raise Error(failure)
-    return _shardalg._execute(plan, part, src, dst, _Communicator(group, rank), float(timeout), int(memory_limit), progress)
+    engine = _shardalg._TorchReshard(plan, part, src, dst, _Communicator(group, rank), float(timeout), int(memory_limit), progress)
+    return PreparedReshard(engine, (sources, destinations))
+
+
+def reshard(plan, sources, destinations, group=None, **options):
+    """Runs this rank's part of `plan` once over the process group `group` (default: the world):
+    prepare(plan, sources, destinations, group, **options).run(). Every rank of the group calls it.
+    Returns this rank's byte counts."""
+    return prepare(plan, sources, destinations, group, **options).run()

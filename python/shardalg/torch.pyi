@@ -4,7 +4,17 @@ from typing import Any, Callable
 
 from . import ModelReshardPlan, RankPart
 
+class PreparedReshard:
+    """This rank's part of a plan, checked and agreed once, run as often as needed."""
+    def run(self) -> dict[str, int]:
+        """Runs the reshard once on every rank of the group. Returns this rank's byte counts."""
+
+def prepare(plan: ModelReshardPlan, sources: dict[str, Any], destinations: dict[str, Any], group: Any = None, *,
+            part: RankPart | None = None, timeout: float = 300.0, memory_limit: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> PreparedReshard:
+    """Checks this rank's buffers, agrees with every rank that all passed, and returns a PreparedReshard."""
+
 def reshard(plan: ModelReshardPlan, sources: dict[str, Any], destinations: dict[str, Any], group: Any = None, *,
             part: RankPart | None = None, timeout: float = 300.0, memory_limit: int = 0,
             progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
-    """Runs this rank's part of `plan` over the process group `group` (default: the world)."""
+    """Runs this rank's part of `plan` once over the process group `group` (default: the world)."""

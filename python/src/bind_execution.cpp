@@ -103,20 +103,68 @@ struct PreparedPart : RankPart {
   StagingArena arena;
 };
 
+// One rank's reshard over a Python communicator, prepared (checked, agreed) once and run as
+// often as needed: the engine's PreparedReshard with the communicator and buffers it refers to.
+struct TorchReshard {
+  TorchReshard(const ModelReshardPlan& plan, PreparedPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations,
+               py::object communicator, double timeout_seconds, index_t memory_limit, std::function<void(index_t, index_t)> progress)
+      : comm(std::move(communicator), part.rank()), in(buffers_from<SourceBuffer>(sources)), out(buffers_from<DestinationBuffer>(destinations)) {
+    ExecuteOptions options;
+    options.timeout_seconds = timeout_seconds;
+    options.memory_limit = memory_limit;
+    options.progress = std::move(progress);
+    options.arena = &part.arena;
+    reshard.emplace(plan, part, std::span<const SourceBuffer>(in), std::span<const DestinationBuffer>(out), comm, std::move(options));
+  }
+  PythonCommunicator comm;
+  std::vector<SourceBuffer> in;
+  std::vector<DestinationBuffer> out;
+  std::optional<PreparedReshard<PythonCommunicator>> reshard;
+};
+
+// LocalExecution::run over buffers bound once (their addresses taken once).
+struct BoundLocalExecution {
+  const LocalExecution& execution;
+  LocalSources sources;
+  LocalDestinations destinations;
+};
+
 }  // namespace
 
 void bind_execution(py::module_& m) {
-  m.def("_execute_local",
-        [](const ModelReshardPlan& plan, const std::map<index_t, std::vector<RawBuffer>>& sources,
-           const std::map<index_t, std::vector<RawBuffer>>& destinations, unsigned threads) {
-          LocalSources in = rank_buffers_from<SourceBuffer>(sources);
-          LocalDestinations out = rank_buffers_from<DestinationBuffer>(destinations);
+  py::class_<LocalExecution>(m, "LocalExecution",
+                              "Every rank's part of a plan, prepared once and run in this process as often as needed: run(sources, "
+                              "destinations) checks the buffers and moves each byte once, source box to destination box.")
+      .def(py::init<const ModelReshardPlan&, unsigned>(), py::arg("plan"), py::arg("threads") = 0, py::keep_alive<1, 2>(),
+           py::call_guard<py::gil_scoped_release>(), "Builds each rank's part; `threads`: 0 for one per core.")
+      .def_property_readonly("plan", &LocalExecution::plan, py::return_value_policy::reference_internal)
+      .def_property_readonly("ranks", &LocalExecution::ranks)
+      .def("_run", [](const LocalExecution& execution, const std::map<index_t, std::vector<RawBuffer>>& sources,
+                      const std::map<index_t, std::vector<RawBuffer>>& destinations) {
+             LocalSources in = rank_buffers_from<SourceBuffer>(sources);
+             LocalDestinations out = rank_buffers_from<DestinationBuffer>(destinations);
+             ExecuteStats stats;
+             {
+               py::gil_scoped_release release;
+               stats = execution.run(in, out);
+             }
+             return stats_dict(stats);
+           }, py::arg("sources"), py::arg("destinations"))
+      .def("_bind", [](const LocalExecution& execution, const std::map<index_t, std::vector<RawBuffer>>& sources,
+                       const std::map<index_t, std::vector<RawBuffer>>& destinations) {
+             return BoundLocalExecution{execution, rank_buffers_from<SourceBuffer>(sources), rank_buffers_from<DestinationBuffer>(destinations)};
+           }, py::arg("sources"), py::arg("destinations"), py::keep_alive<0, 1>());
+  py::class_<BoundLocalExecution>(m, "BoundLocalExecution", py::dynamic_attr(),
+                                  "A LocalExecution bound to buffers (LocalExecution.bind): run() moves the bytes they hold now, with the "
+                                  "checks but without converting the buffers again. The arrays must not be resized or freed meanwhile.")
+      .def("run", [](const BoundLocalExecution& bound) {
+        ExecuteStats stats;
+        {
           py::gil_scoped_release release;
-          ExecuteStats stats = execute_local(plan, in, out, threads);
-          py::gil_scoped_acquire acquire;
-          return stats_dict(stats);
-        },
-        py::arg("plan"), py::arg("sources"), py::arg("destinations"), py::arg("threads"));
+          stats = bound.execution.run(bound.sources, bound.destinations);
+        }
+        return stats_dict(stats);
+      }, "Runs every rank's part over the bound buffers; returns byte counts.");
   // The reference executor over copies of the buffers (bytes per rank, in buffer order): what
   // execute_local must equal.
   m.def("_host_simulate", [](const ModelReshardPlan& plan, const std::map<index_t, std::vector<py::bytes>>& sources) {
@@ -160,6 +208,12 @@ void bind_execution(py::module_& m) {
         for (const Message& message : p.receives()) out.emplace_back(message.peer, message.bytes);
         return out;
       }, "(peer, stream bytes) of each message this rank receives.")
+      .def("contiguous_messages", [](const PreparedPart& p) {
+        std::pair<int, int> out{0, 0};
+        for (const Message& message : p.sends()) out.first += message.contiguous() != nullptr;
+        for (const Message& message : p.receives()) out.second += message.contiguous() != nullptr;
+        return out;
+      }, "(sends, receives) that are one contiguous range of a buffer: moved without staging copies.")
       .def("local_bytes", [](const PreparedPart& p) {
         index_t bytes = 0;
         for (const LocalCopy& copy : p.local_copies()) bytes += copy.from.bytes();
@@ -170,25 +224,16 @@ void bind_execution(py::module_& m) {
                               p.local_copies().size(), " local copies>");
       });
   m.def("_check_part",
-        [](const ModelReshardPlan& plan, const PreparedPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations) {
-          detail::check_part(plan, part, buffers_from<SourceBuffer>(sources), buffers_from<DestinationBuffer>(destinations), 0);
+        [](const PreparedPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations) {
+          detail::check_part(part, buffers_from<SourceBuffer>(sources), buffers_from<DestinationBuffer>(destinations), 0);
         },
-        py::arg("plan"), py::arg("part"), py::arg("sources"), py::arg("destinations"));
-  m.def("_execute",
-        [](const ModelReshardPlan& plan, PreparedPart& part, const std::vector<RawBuffer>& sources, const std::vector<RawBuffer>& destinations,
-           py::object communicator, double timeout_seconds, index_t memory_limit, std::function<void(index_t, index_t)> progress) {
-          PythonCommunicator comm(std::move(communicator), part.rank());
-          ExecuteOptions options;
-          options.timeout_seconds = timeout_seconds;
-          options.memory_limit = memory_limit;
-          options.progress = std::move(progress);
-          options.arena = &part.arena;
-          std::vector<SourceBuffer> in = buffers_from<SourceBuffer>(sources);
-          std::vector<DestinationBuffer> out = buffers_from<DestinationBuffer>(destinations);
-          return stats_dict(execute(plan, part, std::span<const SourceBuffer>(in), std::span<const DestinationBuffer>(out), comm, options));
-        },
-        py::arg("plan"), py::arg("part"), py::arg("sources"), py::arg("destinations"), py::arg("communicator"), py::arg("timeout"),
-        py::arg("memory_limit"), py::arg("progress") = py::none());
+        py::arg("part"), py::arg("sources"), py::arg("destinations"));
+  py::class_<TorchReshard>(m, "_TorchReshard", py::dynamic_attr())
+      .def(py::init<const ModelReshardPlan&, PreparedPart&, const std::vector<RawBuffer>&, const std::vector<RawBuffer>&, py::object, double,
+                    index_t, std::function<void(index_t, index_t)>>(),
+           py::arg("plan"), py::arg("part"), py::arg("sources"), py::arg("destinations"), py::arg("communicator"), py::arg("timeout"),
+           py::arg("memory_limit"), py::arg("progress") = py::none(), py::keep_alive<1, 2>(), py::keep_alive<1, 3>())
+      .def("run", [](TorchReshard& r) { return stats_dict(r.reshard->run()); });
 }
 
 }  // namespace shardalg::python

@@ -25,6 +25,11 @@ __version__: str
 
 # The Python layer (shardalg/__init__.py): functions added to the core's classes, and its own.
 PYTHON_LAYER_METHODS = {
+    "LocalExecution": '''    def bind(self, sources: dict[int, dict[str, Any]], destinations: dict[int, dict[str, Any]]) -> BoundLocalExecution:
+        """Binds every rank's buffers for repeated runs."""
+    def run(self, sources: dict[int, dict[str, Any]], destinations: dict[int, dict[str, Any]]) -> dict[str, int]:
+        """Runs every rank's part from `sources` into `destinations`, checking every buffer first."""
+''',
     "ModelLayout": '''    def local_buffers(self, rank: int, like: Any = None) -> dict[str, Any]:
         """A rank's zeroed buffers keyed by buffer name (numpy, or torch with like=torch)."""
     def scatter(self, rank: int, tensors: dict[str, Any]) -> dict[str, Any]:

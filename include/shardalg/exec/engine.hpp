@@ -128,13 +128,35 @@ inline void put_bytes(const ModelReshardPlan& plan, const BoxRows& box, std::byt
     std::memcpy(target, bytes, static_cast<std::size_t>(length));
 }
 
-// Puts box `from` of buffer memory `source` into box `to` of `destination`, row by row (the same
-// global box on both sides: equal row shapes). Returns its bytes.
+// Puts box `from` of buffer memory `source` into box `to` of `destination`: the same global box,
+// whose rows each side may have merged differently (merge_dense_rows), so the two row walks
+// advance independently and each step moves the longest run both sides hold contiguously.
+// Returns its bytes.
 inline index_t put_box(const ModelReshardPlan& plan, const BoxRows& from, const std::byte* source, const BoxRows& to, std::byte* destination) {
+  index_t total = from.bytes();
+  if (total == 0) return 0;
   RowCursor read(from, 0), write(to, 0);
-  for (index_t r = 0; r < from.rows(); ++r, read.next(), write.next())
-    put_bytes(plan, to, destination + write.offset(), source + read.offset(), from.row_bytes);
-  return from.bytes();
+  index_t read_left = from.row_bytes, write_left = to.row_bytes;  // bytes left in the current rows
+  const std::byte* in = source + read.offset();
+  std::byte* out = destination + write.offset();
+  for (index_t left = total;;) {
+    index_t length = std::min(read_left, write_left);
+    put_bytes(plan, to, out, in, length);
+    if ((left -= length) == 0) break;
+    in += length;
+    out += length;
+    if ((read_left -= length) == 0) {
+      read.next();
+      in = source + read.offset();
+      read_left = from.row_bytes;
+    }
+    if ((write_left -= length) == 0) {
+      write.next();
+      out = destination + write.offset();
+      write_left = to.row_bytes;
+    }
+  }
+  return total;
 }
 
 // Reductions start from the identity in every destination element of a Partial plan.
@@ -161,55 +183,30 @@ void strided_rows_of(const Message& m, index_t begin, index_t end, std::span<con
 // Most bytes of one message moved in one round (MPI counts are int; NCCL prefers moderate sizes).
 inline constexpr index_t max_round_bytes = index_t{1} << 30;
 
-// Checks that each buffer matches the plan for `rank`: as many buffers as the layout has, each of
-// the size and element type its tensors need. `what`: "source" or "destination".
+// Every check of one rank's buffers against its part of the plan (see execute): as many buffers
+// as the layout has, each of the size and element type its tensors need, and every byte the part
+// touches inside its buffer. Throws the first failure, naming the buffer by its first tensor.
 template <class Byte>
-void check_buffers(const ModelLayout& layout, index_t rank, std::span<const BasicBuffer<Byte>> buffers, std::string_view what) {
-  if (buffers.size() != layout.buffer_count())
-    fail("execute: rank ", rank, " gave ", buffers.size(), " ", what, " buffers; the layout has ", layout.buffer_count());
-  for (std::size_t t = 0; t < layout.size(); ++t) {
-    std::size_t b = layout.buffer_of(t);
-    const TensorLayout& tl = layout[t].layout;
-    index_t elements = tl.mesh().contains(rank) ? tl.buffer_elements(rank) : 0;
-    index_t expected = checked_mul(elements, element_bytes(layout[t].dtype));
+void check_needs(const std::vector<BufferNeed>& needs, std::span<const BasicBuffer<Byte>> buffers, index_t rank, std::string_view what) {
+  if (buffers.size() != needs.size()) fail("execute: rank ", rank, " gave ", buffers.size(), " ", what, " buffers; the layout has ", needs.size());
+  for (std::size_t b = 0; b < needs.size(); ++b) {
+    const BufferNeed& need = needs[b];
     const BasicBuffer<Byte>& buffer = buffers[b];
     // The dtype first: a buffer of the wrong type usually has the wrong size too, and its type is the news.
-    if (expected > 0 && buffer.bytes > 0 && buffer.dtype != layout[t].dtype)
-      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') holds ", buffer.dtype, "; the plan needs ",
-           layout[t].dtype);
-    if (static_cast<index_t>(buffer.bytes) != expected)
-      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", layout[t].name, "') has ", buffer.bytes, " bytes; the plan needs ",
-           expected);
-    if (expected > 0 && buffer.data == nullptr) fail("execute: rank ", rank, " ", what, " buffer ", b, " is null");
+    if (need.bytes > 0 && buffer.bytes > 0 && buffer.dtype != need.dtype)
+      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", need.tensor, "') holds ", buffer.dtype, "; the plan needs ", need.dtype);
+    if (static_cast<index_t>(buffer.bytes) != need.bytes)
+      fail("execute: rank ", rank, " ", what, " buffer ", b, " (tensor '", need.tensor, "') has ", buffer.bytes, " bytes; the plan needs ", need.bytes);
+    if (need.bytes > 0 && buffer.data == nullptr) fail("execute: rank ", rank, " ", what, " buffer ", b, " is null");
+    if (need.touched_end > need.bytes)  // a planner bug, caught before it writes out of bounds
+      fail("execute: rank ", rank, " ", what, " buffer ", b, " of ", buffer.bytes, " bytes is too small for bytes up to ", need.touched_end, " of the plan");
   }
 }
 
-// Every byte of `box` lies inside its buffer.
-template <class Byte>
-void check_bounds(const BoxRows& box, std::span<const BasicBuffer<Byte>> buffers, index_t rank, std::string_view what) {
-  index_t last = box.base + box.row_bytes;
-  for (std::size_t d = 0; d < box.row_shape.size(); ++d) last = checked_add(last, checked_mul(box.row_shape[d] - 1, box.row_strides[d]));
-  if (box.rows() > 0 && (box.base < 0 || last > static_cast<index_t>(buffers[box.buffer].bytes)))
-    fail("execute: rank ", rank, " ", what, " buffer ", box.buffer, " of ", buffers[box.buffer].bytes, " bytes is too small for bytes [", box.base,
-         ", ", last, ") of the plan");
-}
-
-// Every check of one rank's buffers against its part of the plan (see execute). Throws the first
-// failure, naming the buffer.
-inline void check_part(const ModelReshardPlan& plan, const RankPart& part, std::span<const SourceBuffer> sources,
+inline void check_part(const RankPart& part, std::span<const SourceBuffer> sources,
                        std::span<const DestinationBuffer> destinations, index_t memory_limit) {
-  index_t rank = part.rank();
-  check_buffers(plan.source(), rank, sources, "source");
-  check_buffers(plan.destination(), rank, destinations, "destination");
-  for (const Message& m : part.sends())
-    for (const BoxRows& box : m.boxes) check_bounds(box, sources, rank, "source");
-  for (const Message& m : part.receives())
-    for (const BoxRows& box : m.boxes) check_bounds(box, destinations, rank, "destination");
-  for (const LocalCopy& copy : part.local_copies()) {
-    check_bounds(copy.from, sources, rank, "source");
-    check_bounds(copy.to, destinations, rank, "destination");
-  }
-  for (const BoxRows& box : part.identity_boxes()) check_bounds(box, destinations, rank, "destination");
+  check_needs(part.source_needs(), sources, part.rank(), "source");
+  check_needs(part.destination_needs(), destinations, part.rank(), "destination");
   if (memory_limit < 0) fail("execute: memory limit ", memory_limit, " is negative");
 }
 
@@ -303,7 +300,7 @@ class PreparedReshard {
         part, options_.memory_limit, "execute",
         [&] {
           if (comm.rank() != part.rank()) detail::fail("execute: the communicator's rank ", comm.rank(), " is not the part's rank ", part.rank());
-          detail::check_part(plan, part, sources, destinations, options_.memory_limit);
+          detail::check_part(part, sources, destinations, options_.memory_limit);
         },
         [&](std::span<index_t> values) { comm.all_max(values, options_.timeout_seconds); }, staging_limit);
     round_bytes_ = agreed.round_bytes();

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "shardalg/plan/model_reshard_plan.hpp"
@@ -172,6 +173,31 @@ void for_each_stream_block(const BoxRows& box, index_t from, index_t to, F&& f) 
 
 }  // namespace detail
 
+// Merges the trailing outer dims of `boxes` (all with the same row shape and row bytes) into
+// their rows while every box holds them densely: fewer, longer rows of the same bytes in the same
+// order. A tile's full-width box becomes one run; a local copy's two sides stay alike.
+// Example: rows [4] of 64 bytes at stride 64 merge into one row of 256 bytes.
+template <class... Boxes>
+void merge_dense_rows(BoxRows& first, Boxes&... rest) {
+  auto dense = [](const BoxRows& box) { return box.row_shape.back() == 1 || box.row_strides.back() == box.row_bytes; };
+  while (!first.row_shape.empty() && dense(first) && (dense(rest) && ...)) {
+    for (BoxRows* box : {&first, &rest...}) {
+      box->row_bytes = checked_mul(box->row_bytes, box->row_shape.back());
+      box->row_shape.pop_back();
+      box->row_strides.pop_back();
+    }
+  }
+}
+
+// What one of a rank's buffers must be: its bytes and element type (from the layout), the first
+// tensor it holds (to name it), and the end of the last byte the rank's part touches in it.
+struct BufferNeed {
+  index_t bytes = 0;
+  DType dtype = DType::bytes;
+  std::string tensor;
+  index_t touched_end = 0;
+};
+
 // A local copy: the same box in a source buffer and a destination buffer of this rank.
 struct LocalCopy {
   BoxRows from;
@@ -195,10 +221,14 @@ class RankPart {
         continue;
       }
       auto t = static_cast<std::size_t>(receives.tensor(i));
-      local_.push_back(LocalCopy{rows_of(addresses, src, t, receives, i, true), rows_of(addresses, dst, plan.destination_index(t), receives, i, false)});
+      LocalCopy copy{rows_of(addresses, src, t, receives, i, true), rows_of(addresses, dst, plan.destination_index(t), receives, i, false)};
+      merge_dense_rows(copy.from, copy.to);  // both sides together: executors copy row i to row i
+      local_.push_back(std::move(copy));
     }
     for (auto& [peer, indices] : to_peer) sends_.push_back(message(addresses, plan, src, sends, peer, indices, true));
     for (auto& [peer, indices] : from_peer) receives_.push_back(message(addresses, plan, dst, receives, peer, indices, false));
+    source_needs_ = needs_of(src);
+    destination_needs_ = needs_of(dst);
     for (std::size_t t = 0; t < plan.size(); ++t) {
       const ReshardPlan& tensor_plan = plan.tensor_plan(t);
       std::size_t d = plan.destination_index(t);
@@ -218,9 +248,25 @@ class RankPart {
           box.row_shape.push_back(held.global.shape[k]);
           box.row_strides.push_back(checked_mul(address.strides[k], element));
         }
+        merge_dense_rows(box);
         identity_.push_back(std::move(box));
       }
     }
+    auto touch = [](std::vector<BufferNeed>& needs, const BoxRows& box) {
+      if (box.rows() == 0) return;
+      index_t end = box.base + box.row_bytes;
+      for (std::size_t d = 0; d < box.row_shape.size(); ++d) end = checked_add(end, checked_mul(box.row_shape[d] - 1, box.row_strides[d]));
+      needs[box.buffer].touched_end = std::max(needs[box.buffer].touched_end, end);
+    };
+    for (const Message& m : sends_)
+      for (const BoxRows& box : m.boxes) touch(source_needs_, box);
+    for (const Message& m : receives_)
+      for (const BoxRows& box : m.boxes) touch(destination_needs_, box);
+    for (const LocalCopy& copy : local_) {
+      touch(source_needs_, copy.from);
+      touch(destination_needs_, copy.to);
+    }
+    for (const BoxRows& box : identity_) touch(destination_needs_, box);
   }
 
   index_t rank() const { return rank_; }
@@ -230,6 +276,10 @@ class RankPart {
   // What this rank holds of the destinations of Partial tensors (box.tensor: the plan's index):
   // these elements start at the reduce op's identity, and contributions are reduced into them.
   const std::vector<BoxRows>& identity_boxes() const { return identity_; }
+  // What each of this rank's source and destination buffers must be (computed once, so that
+  // checking buffers before a run costs one comparison per buffer).
+  const std::vector<BufferNeed>& source_needs() const { return source_needs_; }
+  const std::vector<BufferNeed>& destination_needs() const { return destination_needs_; }
   // Bytes of the longest message this rank sends or receives (0 when it has none).
   index_t longest_message() const {
     index_t longest = 0;
@@ -278,6 +328,20 @@ class RankPart {
     return box;
   }
 
+  std::vector<BufferNeed> needs_of(const ModelLayout& layout) const {
+    std::vector<BufferNeed> needs(layout.buffer_count());
+    std::vector<bool> seen(layout.buffer_count(), false);
+    for (std::size_t t = 0; t < layout.size(); ++t) {
+      std::size_t b = layout.buffer_of(t);
+      if (seen[b]) continue;  // a flat partition: its tensors need the same buffer
+      seen[b] = true;
+      const TensorLayout& tl = layout[t].layout;
+      index_t elements = tl.mesh().contains(rank_) ? tl.buffer_elements(rank_) : 0;
+      needs[b] = BufferNeed{checked_mul(elements, element_bytes(layout[t].dtype)), layout[t].dtype, layout[t].name, 0};
+    }
+    return needs;
+  }
+
   Message message(Addresses& addresses, const ModelReshardPlan& plan, const ModelLayout& layout, const TransferList& list, index_t peer,
                   std::vector<std::size_t>& indices, bool source_side) const {
     // Stream order: (tensor, global offset), the same on both sides of the message.
@@ -292,6 +356,7 @@ class RankPart {
       auto t = static_cast<std::size_t>(list.tensor(i));
       std::size_t on_this_side = source_side ? t : plan.destination_index(t);
       m.boxes.push_back(rows_of(addresses, layout, on_this_side, list, i, source_side));
+      merge_dense_rows(m.boxes.back());  // each side on its own: a message is a stream of bytes
       m.starts.push_back(m.bytes);
       m.bytes = checked_add(m.bytes, detail::round_up_8(m.boxes.back().bytes()));
     }
@@ -302,6 +367,7 @@ class RankPart {
   std::vector<Message> sends_, receives_;
   std::vector<LocalCopy> local_;
   std::vector<BoxRows> identity_;
+  std::vector<BufferNeed> source_needs_, destination_needs_;
 };
 
 }  // namespace shardalg

@@ -59,7 +59,7 @@ index_t run_schedules(const ModelReshardPlan& plan, index_t world, index_t memor
     RankState& s = ranks[static_cast<std::size_t>(r)];
     s.part = std::move(parts[static_cast<std::size_t>(r)]);
     s.buffers = testing::buffers_for(plan, r, 11);
-    detail::check_part(plan, *s.part, s.buffers.sources, s.buffers.destinations, memory_limit);
+    detail::check_part(*s.part, s.buffers.sources, s.buffers.destinations, memory_limit);
     s.staging.emplace_back(static_cast<std::size_t>(device_staging_bytes(plan, *s.part, round_bytes)));
     CHECK((memory_limit == 0 || static_cast<index_t>(s.staging[0].size()) <= memory_limit));
     s.schedule = make_device_schedule(plan, *s.part, s.buffers.sources, s.buffers.destinations, round_bytes, s.staging[0].data());

@@ -73,31 +73,82 @@ std::vector<Buffer> buffers_for(const std::map<index_t, std::vector<Buffer>>& by
 
 }  // namespace detail
 
-// Runs every rank's part of `plan` from `sources` into `destinations` (per rank, one buffer per
-// buffer of the source / destination ModelLayout, as execute takes them; a rank outside a layout
-// may be left out), with up to `threads` threads (0: one per core). Every buffer of every rank is
-// checked before any byte moves. Destination elements no transfer writes (padding) keep their
-// values. Errors: a missing or wrong-sized buffer, a dtype other than the tensor's, a buffer
-// for a rank the layout does not use, destinations overlapping other buffers.
-inline ExecuteStats execute_local(const ModelReshardPlan& plan, const LocalSources& sources, const LocalDestinations& destinations,
-                                  unsigned threads = 1) {
-  std::vector<index_t> ranks = plan.source().ranks();
-  ranks.insert(ranks.end(), plan.destination().ranks().begin(), plan.destination().ranks().end());
-  std::sort(ranks.begin(), ranks.end());
-  ranks.erase(std::unique(ranks.begin(), ranks.end()), ranks.end());
-  auto check_ranks = [&](const auto& by_rank, const char* what) {
-    for (const auto& entry : by_rank)
-      if (!std::binary_search(ranks.begin(), ranks.end(), entry.first))
-        detail::fail("execute_local: ", what, " buffers given for rank ", entry.first, ", which neither layout uses");
-  };
-  check_ranks(sources, "source");
-  check_ranks(destinations, "destination");
-  detail::check_no_aliasing(sources, destinations);
-  if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  threads = std::min<unsigned>(threads, static_cast<unsigned>(ranks.size()));
+// Every rank's part of a plan, prepared once and run over the caller's buffers as often as
+// needed (a framework that reshards every step builds it once: run() then only checks buffers and
+// moves bytes). Precondition: `plan` outlives it.
+class LocalExecution {
+ public:
+  // Builds each rank's part with up to `threads` threads (0: one per core).
+  explicit LocalExecution(const ModelReshardPlan& plan, unsigned threads = 1) : plan_(plan) {
+    ranks_ = plan.source().ranks();
+    ranks_.insert(ranks_.end(), plan.destination().ranks().begin(), plan.destination().ranks().end());
+    std::sort(ranks_.begin(), ranks_.end());
+    ranks_.erase(std::unique(ranks_.begin(), ranks_.end()), ranks_.end());
+    if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
+    threads_ = std::min<unsigned>(threads, static_cast<unsigned>(std::max<std::size_t>(ranks_.size(), 1)));
+    std::vector<std::optional<RankPart>> parts(ranks_.size());
+    parallel(ranks_.size(), [&](std::size_t i) { parts[i].emplace(plan, ranks_[i]); });
+    for (std::optional<RankPart>& part : parts) parts_.push_back(std::move(*part));
+  }
 
+  const ModelReshardPlan& plan() const { return plan_; }
+  const std::vector<index_t>& ranks() const { return ranks_; }
+
+  // Runs every rank's part from `sources` into `destinations` (per rank, one buffer per buffer of
+  // the source / destination ModelLayout, as execute takes them; a rank outside a layout may be
+  // left out). Every buffer of every rank is checked before any byte moves. Destination elements
+  // no transfer writes (padding) keep their values. Errors: a missing or wrong-sized buffer, a
+  // dtype other than the tensor's, buffers for a rank the layouts do not use, destinations
+  // overlapping other buffers.
+  ExecuteStats run(const LocalSources& sources, const LocalDestinations& destinations) const {
+    auto check_ranks = [&](const auto& by_rank, const char* what) {
+      for (const auto& entry : by_rank)
+        if (!std::binary_search(ranks_.begin(), ranks_.end(), entry.first))
+          detail::fail("execute_local: ", what, " buffers given for rank ", entry.first, ", which neither layout uses");
+    };
+    check_ranks(sources, "source");
+    check_ranks(destinations, "destination");
+    detail::check_no_aliasing(sources, destinations);
+    std::vector<std::vector<SourceBuffer>> rank_sources(ranks_.size());
+    std::vector<std::vector<DestinationBuffer>> rank_destinations(ranks_.size());
+    for (std::size_t i = 0; i < ranks_.size(); ++i) {
+      rank_sources[i] = detail::buffers_for(sources, ranks_[i], plan_.source().buffer_count());
+      rank_destinations[i] = detail::buffers_for(destinations, ranks_[i], plan_.destination().buffer_count());
+      detail::check_part(parts_[i], rank_sources[i], rank_destinations[i], 0);
+    }
+    auto index_of = [&](index_t rank) { return static_cast<std::size_t>(std::lower_bound(ranks_.begin(), ranks_.end(), rank) - ranks_.begin()); };
+    // Each destination rank is written by one job only: Partial contributions reduce without locks.
+    std::vector<ExecuteStats> stats(ranks_.size());
+    parallel(ranks_.size(), [&](std::size_t i) {
+      const RankPart& part = parts_[i];
+      std::span<const DestinationBuffer> mine = rank_destinations[i];
+      detail::fill_identities(plan_, part, mine);
+      for (const LocalCopy& copy : part.local_copies())
+        stats[i].bytes_local += detail::put_box(plan_, copy.from, rank_sources[i][copy.from.buffer].data, copy.to, mine[copy.to.buffer].data);
+      for (const Message& in : part.receives()) {
+        std::size_t peer = index_of(in.peer);
+        const std::vector<Message>& peer_sends = parts_[peer].sends();
+        auto out = std::find_if(peer_sends.begin(), peer_sends.end(), [&](const Message& m) { return m.peer == part.rank(); });
+        if (out == peer_sends.end() || out->boxes.size() != in.boxes.size())
+          detail::fail("execute_local: rank ", in.peer, "'s sends to rank ", part.rank(), " do not match its receives");  // a planner bug
+        for (std::size_t k = 0; k < in.boxes.size(); ++k)
+          stats[i].bytes_received += detail::put_box(plan_, out->boxes[k], rank_sources[peer][out->boxes[k].buffer].data, in.boxes[k],
+                                                     mine[in.boxes[k].buffer].data);
+      }
+    });
+    ExecuteStats total;
+    for (const ExecuteStats& s : stats) {
+      total.bytes_local += s.bytes_local;
+      total.bytes_received += s.bytes_received;
+    }
+    total.bytes_sent = total.bytes_received;
+    return total;
+  }
+
+ private:
   // Runs job(i) for i in [0, count) on the threads; rethrows the first error.
-  auto parallel = [&](std::size_t count, auto&& job) {
+  template <class Job>
+  void parallel(std::size_t count, Job&& job) const {
     std::atomic<std::size_t> next{0};
     std::exception_ptr error;
     std::mutex error_mutex;
@@ -111,52 +162,25 @@ inline ExecuteStats execute_local(const ModelReshardPlan& plan, const LocalSourc
         }
       }
     };
-    std::vector<std::jthread> pool;
-    for (unsigned t = 1; t < threads; ++t) pool.emplace_back(worker);
-    worker();
-    pool.clear();
-    if (error) std::rethrow_exception(error);
-  };
-
-  // Each rank's part and buffers, checked before anything moves.
-  std::vector<std::optional<RankPart>> parts(ranks.size());
-  std::vector<std::vector<SourceBuffer>> rank_sources(ranks.size());
-  std::vector<std::vector<DestinationBuffer>> rank_destinations(ranks.size());
-  parallel(ranks.size(), [&](std::size_t i) {
-    parts[i].emplace(plan, ranks[i]);
-    rank_sources[i] = detail::buffers_for(sources, ranks[i], plan.source().buffer_count());
-    rank_destinations[i] = detail::buffers_for(destinations, ranks[i], plan.destination().buffer_count());
-    detail::check_part(plan, *parts[i], rank_sources[i], rank_destinations[i], 0);
-  });
-  auto index_of = [&](index_t rank) { return static_cast<std::size_t>(std::lower_bound(ranks.begin(), ranks.end(), rank) - ranks.begin()); };
-
-  std::vector<ExecuteStats> stats(ranks.size());
-  parallel(ranks.size(), [&](std::size_t i) {
-    const RankPart& part = *parts[i];
-    std::span<const DestinationBuffer> mine = rank_destinations[i];
-    std::span<const SourceBuffer> own_sources = rank_sources[i];
-    detail::fill_identities(plan, part, mine);
-    for (const LocalCopy& copy : part.local_copies())
-      stats[i].bytes_local += detail::put_box(plan, copy.from, own_sources[copy.from.buffer].data, copy.to, mine[copy.to.buffer].data);
-    for (const Message& in : part.receives()) {
-      std::size_t peer = index_of(in.peer);
-      const std::vector<Message>& peer_sends = parts[peer]->sends();
-      auto out = std::find_if(peer_sends.begin(), peer_sends.end(), [&](const Message& m) { return m.peer == part.rank(); });
-      if (out == peer_sends.end() || out->boxes.size() != in.boxes.size())
-        detail::fail("execute_local: rank ", in.peer, "'s sends to rank ", part.rank(), " do not match its receives");  // a planner bug
-      std::span<const SourceBuffer> peer_sources = rank_sources[peer];
-      for (std::size_t k = 0; k < in.boxes.size(); ++k)
-        stats[i].bytes_received +=
-            detail::put_box(plan, out->boxes[k], peer_sources[out->boxes[k].buffer].data, in.boxes[k], mine[in.boxes[k].buffer].data);
+    {
+      std::vector<std::jthread> pool;
+      for (unsigned t = 1; t < threads_; ++t) pool.emplace_back(worker);
+      worker();
     }
-  });
-  ExecuteStats total;
-  for (const ExecuteStats& s : stats) {
-    total.bytes_local += s.bytes_local;
-    total.bytes_received += s.bytes_received;
+    if (error) std::rethrow_exception(error);
   }
-  total.bytes_sent = total.bytes_received;
-  return total;
+
+  const ModelReshardPlan& plan_;
+  std::vector<index_t> ranks_;
+  std::vector<RankPart> parts_;
+  unsigned threads_ = 1;
+};
+
+// Runs every rank's part of `plan` once (LocalExecution's checks and run), with up to `threads`
+// threads (0: one per core).
+inline ExecuteStats execute_local(const ModelReshardPlan& plan, const LocalSources& sources, const LocalDestinations& destinations,
+                                  unsigned threads = 1) {
+  return LocalExecution(plan, threads).run(sources, destinations);
 }
 
 }  // namespace shardalg

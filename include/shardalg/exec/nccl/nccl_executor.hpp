@@ -107,7 +107,7 @@ class PreparedNcclReshard {
         part, options_.memory_limit, "execute_nccl",
         [&] {
           if (comm.rank() != rank_) detail::fail("execute_nccl: the communicator's rank ", comm.rank(), " is not the part's rank ", rank_);
-          detail::check_part(plan, part, sources, destinations, options_.memory_limit);
+          detail::check_part(part, sources, destinations, options_.memory_limit);
           for (std::size_t t = 0; t < plan.size(); ++t)
             if (plan.tensor_plan(t).reduce_op()) arithmetic_dtype(plan.source()[t].dtype);
           side_.emplace(rank_);

@@ -331,6 +331,8 @@ class ModelReshardPlan:
         """Everything `rank` sends, local copies included."""
     def all_transfers(self) -> TransferList:
         ...
+    def reduce_ops(self) -> list[str | None]:
+        """Per source tensor, the reduce op of its Partial source ('sum', 'avg', ...), or None."""
     def lower_bound_bytes(self, rank: int) -> int:
         """Bytes `rank` must receive from other ranks at least."""
     def summary(self, transfers: TransferList | None = None) -> dict:

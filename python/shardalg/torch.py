@@ -11,8 +11,13 @@ reduced, and every wait is bounded.
                                      shardalg.layout_model(model, "fsdp-tp dp=2,tp=2"))
     stats = shardalg.torch.reshard(plan, my_sources, my_destinations)
 
-Plan ranks are ranks of `group` (the default group when None). CPU tensors (gloo) run here;
-device tensors are refused with an Error until the device path lands.
+Plan ranks are ranks of `group` (the default group when None). Two executors run a part:
+- "engine" (CPU buffers: torch CPU tensors, numpy arrays): the C++ engine over the group's
+  point-to-point calls (gloo), with rounds under a memory limit;
+- "tensor" (device tensors, e.g. CUDA with NCCL; or any torch tensors when asked): the same
+  streams built with tensor operations on the buffers' device (strided views, copies and
+  in-place reductions), exchanged with one batch_isend_irecv.
+Both produce the same byte streams, so ranks may use either.
 """
 
 import datetime
@@ -20,7 +25,7 @@ import datetime
 import torch
 import torch.distributed as dist
 
-from . import Error, RankPart, _shardalg, rank_buffers
+from . import Error, RankPart, _buffers, _shardalg, rank_buffers
 
 _NO_FAILURE = 2**62
 _MESSAGE_BYTES = 4096
@@ -93,10 +98,7 @@ class _Communicator:
             self._ops, self._posted = [], []
 
     def _wait(self, work, timeout, what):
-        try:
-            work.wait(datetime.timedelta(seconds=timeout))
-        except RuntimeError as e:
-            raise Error(f"reshard: rank {self.rank} waited {timeout} s for {what}: {e}") from None
+        _wait(work, timeout, f"reshard: rank {self.rank} waited {timeout} s for {what}")
 
 
 def _agree_on_failure(rank, message, group):
@@ -117,6 +119,127 @@ def _agree_on_failure(rank, message, group):
     return f"reshard: rank {failed} failed its checks: {detail}"
 
 
+_TORCH_DTYPES = {"fp64": torch.float64, "int64": torch.int64, "fp32": torch.float32, "int32": torch.int32,
+                 "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8, "bytes": torch.uint8}
+
+
+def _identity(op, dtype):
+    """The value a Partial destination starts from (as exec/reduce_arithmetic.hpp's identity_value)."""
+    if op in ("sum", "avg"):
+        return 0
+    if op == "product":
+        return 1
+    if dtype.is_floating_point:
+        return float("inf") if op == "min" else float("-inf")
+    info = torch.iinfo(dtype)
+    return info.max if op == "min" else info.min
+
+
+def _reduce_into(target, values, op, contributors):
+    """target op= values, element by element (as exec/reduce_arithmetic.hpp's reduce_value)."""
+    if op == "sum":
+        target.add_(values)
+    elif op == "avg":
+        target.add_(values / contributors if target.is_floating_point() else torch.div(values, contributors, rounding_mode="trunc"))
+    elif op == "product":
+        target.mul_(values)
+    elif op == "min":
+        torch.minimum(target, values, out=target)
+    else:
+        torch.maximum(target, values, out=target)
+
+
+class _TensorReshard:
+    """This rank's part run with tensor operations on the buffers' device: every box of the part is
+    a strided view of its buffer, messages are packed into and unpacked from one staging tensor
+    each (the engine's byte streams: boxes at their stream offsets), and a round's messages go out
+    in one batch_isend_irecv (one NCCL group)."""
+
+    def __init__(self, plan, part, sources, destinations, group, rank, timeout):
+        self.group, self.rank, self.timeout = group, rank, timeout
+        names_in, names_out = plan.source.buffer_names, plan.destination.buffer_names
+        self.sources = [sources.get(n) for n in names_in]
+        self.destinations = [destinations.get(n) for n in names_out]
+        self.device = next((t.device for t in self.sources + self.destinations if t is not None and t.numel()), torch.device("cpu"))
+        self.ops = plan.reduce_ops()
+        dtypes = [_TORCH_DTYPES[plan.source.tensors[t].dtype] for t in range(len(plan.source))]
+        boxes = part._boxes()
+
+        def view(buffers, box, typed=False):
+            tensor, buffer, base, shape, strides, row_bytes, element_bytes, _ = box
+            data = buffers[buffer].view(-1)
+            if typed:  # elements of the tensor's dtype, for reductions
+                return data.as_strided(tuple(shape) + (row_bytes // element_bytes,), tuple(s // element_bytes for s in strides) + (1,),
+                                       data.storage_offset() + base // element_bytes)
+            raw = data.view(torch.uint8)
+            return raw.as_strided(tuple(shape) + (row_bytes,), tuple(strides) + (1,), raw.storage_offset() + base)
+
+        def box_bytes(box):
+            count = box[5]
+            for extent in box[3]:
+                count *= extent
+            return count
+
+        # Per message: (peer, stream bytes, [(view of the box in its buffer, stream offset, bytes, ...)]).
+        self.sends = [(peer, size, [(view(self.sources, b), start, box_bytes(b)) for b, start in zip(bs, starts)])
+                      for peer, size, bs, starts in boxes["sends"]]
+        self.receives = []
+        for peer, size, bs, starts in boxes["receives"]:
+            entries = []
+            for b, start in zip(bs, starts):
+                op = self.ops[b[0]]
+                entries.append((view(self.destinations, b, typed=op is not None), start, box_bytes(b), op, b[7], dtypes[b[0]]))
+            self.receives.append((peer, size, entries))
+        self.local = []
+        for a, b in boxes["local"]:
+            op = self.ops[a[0]]
+            self.local.append((view(self.sources, a, typed=op is not None), view(self.destinations, b, typed=op is not None), op, b[7]))
+        self.identity = [(view(self.destinations, b, typed=True), _identity(self.ops[b[0]], dtypes[b[0]])) for b in boxes["identity"]]
+        self.staging_in = [torch.empty(size, dtype=torch.uint8, device=self.device) for _, size, _ in self.receives]
+        self.staging_out = [torch.zeros(size, dtype=torch.uint8, device=self.device) for _, size, _ in self.sends]
+
+    def run(self):
+        for target, value in self.identity:
+            target.fill_(value)
+        ops = []
+        for (peer, _, _), staging in zip(self.receives, self.staging_in):
+            ops.append(dist.P2POp(dist.irecv, staging, _global_rank(self.group, peer), self.group))
+        sent = 0
+        for (peer, size, entries), staging in zip(self.sends, self.staging_out):
+            for box, start, length in entries:
+                staging[start:start + length].view(box.shape).copy_(box)
+            ops.append(dist.P2POp(dist.isend, staging, _global_rank(self.group, peer), self.group))
+            sent += size
+        works = dist.batch_isend_irecv(ops) if ops else []
+        local = 0
+        for source, target, op, contributors in self.local:
+            if op:
+                _reduce_into(target, source, op, contributors)
+            else:
+                target.copy_(source)
+            local += source.numel() * source.element_size()
+        received = 0
+        for k, ((peer, size, entries), staging) in enumerate(zip(self.receives, self.staging_in)):
+            _wait(works[k], self.timeout, f"reshard: rank {self.rank} waited {self.timeout} s for {size} bytes from rank {peer}")
+            for box, start, length, op, contributors, dtype in entries:
+                stream = staging[start:start + length]
+                if op:
+                    _reduce_into(box, stream.view(dtype).view(box.shape), op, contributors)
+                else:
+                    box.copy_(stream.view(box.shape))
+            received += size
+        for k, (peer, size, _) in enumerate(self.sends):
+            _wait(works[len(self.receives) + k], self.timeout, f"reshard: rank {self.rank} waited {self.timeout} s for its send to rank {peer}")
+        return {"bytes_sent": sent, "bytes_received": received, "bytes_local": local, "rounds": 1, "peak_staging": sent + received}
+
+
+def _wait(work, timeout, what):
+    try:
+        work.wait(datetime.timedelta(seconds=timeout))
+    except RuntimeError as e:
+        raise Error(f"{what}: {e}") from None
+
+
 class PreparedReshard:
     """This rank's part of a plan, checked and agreed with the other ranks once, run as often as
     needed (a framework resharding every step): run() moves the bytes the buffers hold then. The
@@ -131,7 +254,7 @@ class PreparedReshard:
         return self._engine.run()
 
 
-def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0, memory_limit=0, progress=None):
+def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0, memory_limit=0, progress=None, executor=None):
     """Checks this rank's buffers, agrees with every rank of `group` (default: the world) that all
     passed, and returns a PreparedReshard. Every rank of the group calls it.
 
@@ -139,7 +262,8 @@ def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0
     plan.source.local_buffers(rank) / plan.destination.local_buffers(rank) key them (torch CPU
     tensors or numpy arrays; a rank outside a layout passes {}). `part`: RankPart(plan, rank), to
     share one between preparations. `timeout`: seconds any wait may take. `memory_limit`: staging
-    bytes per round (0: none). `progress(received, total)`: called as bytes arrive.
+    bytes per round (0: none). `progress(received, total)`: called as bytes arrive (the engine).
+    `executor`: "engine" or "tensor" (default: "tensor" when a buffer is a device tensor).
 
     A bad buffer on one rank fails every rank with an Error naming that rank and the buffer,
     before any byte moves.
@@ -149,19 +273,32 @@ def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0
     rank = dist.get_rank(group)
     message = ""
     src = dst = None
+    buffers = list(sources.values()) + list(destinations.values()) if isinstance(sources, dict) and isinstance(destinations, dict) else []
+    devices = {b.device.type for b in buffers if _buffers.is_torch_tensor(b)}
+    device = next(iter(devices - {"cpu"}), "cpu")
+    if executor is None:
+        executor = "tensor" if device != "cpu" else "engine"
     try:
+        if executor not in ("engine", "tensor"):
+            raise Error(f"reshard: unknown executor '{executor}' (engine, tensor)")
+        if executor == "tensor" and not all(_buffers.is_torch_tensor(b) for b in buffers):
+            raise Error("reshard: the tensor executor needs every buffer to be a torch tensor")
+        if executor == "engine" and device != "cpu":
+            raise Error(f"reshard: the engine runs on host memory; buffers on {device} need executor='tensor'")
         if part is None:
             part = RankPart(plan, rank)
         elif part.rank != rank:
             raise Error(f"reshard: the part is rank {part.rank}'s; this process is rank {rank} of the group")
-        src = rank_buffers(plan.source, rank, sources, "reshard: source", False)
-        dst = rank_buffers(plan.destination, rank, destinations, "reshard: destination", True)
+        src = rank_buffers(plan.source, rank, sources, "reshard: source", False, device)
+        dst = rank_buffers(plan.destination, rank, destinations, "reshard: destination", True, device)
         _shardalg._check_part(part, src, dst)
     except Error as e:
         message = str(e)
     failure = _agree_on_failure(rank, message, group)
     if failure:
         raise Error(failure)
+    if executor == "tensor":
+        return PreparedReshard(_TensorReshard(plan, part, sources, destinations, group, rank, float(timeout)), (sources, destinations))
     engine = _shardalg._TorchReshard(plan, part, src, dst, _Communicator(group, rank), float(timeout), int(memory_limit), progress)
     return PreparedReshard(engine, (sources, destinations))
 

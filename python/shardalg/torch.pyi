@@ -11,10 +11,10 @@ class PreparedReshard:
 
 def prepare(plan: ModelReshardPlan, sources: dict[str, Any], destinations: dict[str, Any], group: Any = None, *,
             part: RankPart | None = None, timeout: float = 300.0, memory_limit: int = 0,
-            progress: Callable[[int, int], None] | None = None) -> PreparedReshard:
+            progress: Callable[[int, int], None] | None = None, executor: str | None = None) -> PreparedReshard:
     """Checks this rank's buffers, agrees with every rank that all passed, and returns a PreparedReshard."""
 
 def reshard(plan: ModelReshardPlan, sources: dict[str, Any], destinations: dict[str, Any], group: Any = None, *,
             part: RankPart | None = None, timeout: float = 300.0, memory_limit: int = 0,
-            progress: Callable[[int, int], None] | None = None) -> dict[str, int]:
+            progress: Callable[[int, int], None] | None = None, executor: str | None = None) -> dict[str, int]:
     """Runs this rank's part of `plan` once over the process group `group` (default: the world)."""

@@ -122,6 +122,22 @@ struct TorchReshard {
   std::optional<PreparedReshard<PythonCommunicator>> reshard;
 };
 
+// A box as the torch executor walks it: (tensor, buffer, byte offset, row shape, row byte
+// strides, row bytes, element bytes, contributors).
+py::tuple box_tuple(const BoxRows& box) {
+  return py::make_tuple(box.tensor, box.buffer, box.base, box.row_shape, box.row_strides, box.row_bytes, box.element_bytes, box.contributors);
+}
+
+py::list messages_list(const std::vector<Message>& messages) {
+  py::list out;
+  for (const Message& m : messages) {
+    py::list boxes;
+    for (const BoxRows& box : m.boxes) boxes.append(box_tuple(box));
+    out.append(py::make_tuple(m.peer, m.bytes, boxes, m.starts));
+  }
+  return out;
+}
+
 // LocalExecution::run over buffers bound once (their addresses taken once).
 struct BoundLocalExecution {
   const LocalExecution& execution;
@@ -214,6 +230,19 @@ void bind_execution(py::module_& m) {
         for (const Message& message : p.receives()) out.second += message.contiguous() != nullptr;
         return out;
       }, "(sends, receives) that are one contiguous range of a buffer: moved without staging copies.")
+      .def("_boxes", [](const PreparedPart& p) {
+        py::dict out;
+        out["sends"] = messages_list(p.sends());
+        out["receives"] = messages_list(p.receives());
+        py::list local;
+        for (const LocalCopy& copy : p.local_copies()) local.append(py::make_tuple(box_tuple(copy.from), box_tuple(copy.to)));
+        out["local"] = local;
+        py::list identity;
+        for (const BoxRows& box : p.identity_boxes()) identity.append(box_tuple(box));
+        out["identity"] = identity;
+        return out;
+      }, "The part's messages (peer, stream bytes, boxes, box stream offsets), local copies and identity boxes, for executors written "
+         "with tensor operations (shardalg.torch on devices).")
       .def("local_bytes", [](const PreparedPart& p) {
         index_t bytes = 0;
         for (const LocalCopy& copy : p.local_copies()) bytes += copy.from.bytes();

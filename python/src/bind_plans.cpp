@@ -101,6 +101,14 @@ void bind_plans(py::module_& m) {
       .def("transfers_from", &ModelReshardPlan::transfers_from, py::arg("rank"), py::call_guard<py::gil_scoped_release>(),
            "Everything `rank` sends, local copies included.")
       .def("all_transfers", &ModelReshardPlan::all_transfers, py::call_guard<py::gil_scoped_release>())
+      .def("reduce_ops", [](const ModelReshardPlan& plan) {
+             std::vector<std::optional<std::string>> ops;
+             for (std::size_t t = 0; t < plan.size(); ++t) {
+               auto op = plan.tensor_plan(t).reduce_op();
+               ops.push_back(op ? std::optional<std::string>(std::string(to_string(*op))) : std::nullopt);
+             }
+             return ops;
+           }, "Per source tensor, the reduce op of its Partial source ('sum', 'avg', ...), or None.")
       .def("lower_bound_bytes", &ModelReshardPlan::lower_bound_bytes, py::arg("rank"),
            "Bytes `rank` must receive from other ranks at least.")
       .def("summary", [](const ModelReshardPlan& plan, std::optional<TransferList> transfers) {

@@ -31,6 +31,9 @@ def check_equal(expected, got, what):
             raise AssertionError(f"{what}: buffer '{name}' differs in {int((buffer != got[name]).sum())} elements")
 
 
+EXECUTOR = None  # the executor scenarios ask for ("engine" or "tensor"; None: shardalg.torch's default)
+
+
 def llama(rank, dtype):
     model = shardalg.model_from_zoo("llama3-8b", scale_down=16).with_dtype(dtype)
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}[dtype]
@@ -40,7 +43,7 @@ def llama(rank, dtype):
     whole = whole_tensors(model, torch_dtype)
     sources = src.scatter(rank, whole)
     destinations = dst.local_buffers(rank, like=torch)
-    stats = shardalg.torch.reshard(plan, sources, destinations, timeout=TIMEOUT)
+    stats = shardalg.torch.reshard(plan, sources, destinations, timeout=TIMEOUT, executor=EXECUTOR)
     check_equal(dst.scatter(rank, whole), destinations, f"rank {rank}")
     if stats["bytes_received"] + stats["bytes_local"] == 0:
         raise AssertionError("nothing moved")
@@ -55,7 +58,7 @@ def partial_sum(rank):
     base = torch.arange(64 * 24, dtype=torch.float32).reshape(shape)
     sources = {"g": base * (rank + 1)}
     destinations = dst.local_buffers(rank, like=torch)
-    shardalg.torch.reshard(plan, sources, destinations, timeout=TIMEOUT)
+    shardalg.torch.reshard(plan, sources, destinations, timeout=TIMEOUT, executor=EXECUTOR)
     expected = dst.scatter(rank, {"g": base * 10})
     check_equal(expected, destinations, f"rank {rank}")
 
@@ -72,7 +75,7 @@ def bad_buffer(rank):
         name = dst.buffer_names[1]
         destinations[name] = destinations[name].flatten()[1:]
     try:
-        shardalg.torch.reshard(plan, sources, destinations, timeout=TIMEOUT)
+        shardalg.torch.reshard(plan, sources, destinations, timeout=TIMEOUT, executor=EXECUTOR)
     except shardalg.Error as e:
         if "rank 2" not in str(e) or "destination" not in str(e):
             raise AssertionError(f"the error does not name rank 2's destination buffer: {e}")
@@ -81,7 +84,12 @@ def bad_buffer(rank):
 
 
 def main():
+    global EXECUTOR
     scenario, rank, world, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    if ":" in scenario:  # "llama-bf16:tensor": the scenario under that executor
+        scenario, EXECUTOR = scenario.split(":")
+        if EXECUTOR == "mixed":  # odd ranks run tensor operations, even ranks the engine: the streams must agree
+            EXECUTOR = "tensor" if rank % 2 else "engine"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=TIMEOUT))
     try:

@@ -1,7 +1,8 @@
 """shardalg.torch.reshard across 4 processes over gloo on 127.0.0.1 (distributed_worker.py runs
 each rank): Llama-3-8B shapes scaled down 16x from `zero3 dp=4` to `fsdp-tp dp=2,tp=2`, checked
 element by element, in bf16 and fp32; a Partial(sum) source; a rank with a wrong buffer fails
-every rank with its name. Every process has a deadline: none may hang."""
+every rank with its name. Both executors: the C++ engine, and tensor operations (the device path,
+run here on CPU tensors). Every process has a deadline: none may hang."""
 
 import os
 import socket
@@ -38,7 +39,9 @@ def run_ranks(scenario, world=4):
     return outputs
 
 
-@pytest.mark.parametrize("scenario", ["llama-bf16", "llama-fp32", "partial-sum", "bad-buffer"])
+@pytest.mark.parametrize("scenario", ["llama-bf16", "llama-fp32", "partial-sum", "bad-buffer",
+                                      "llama-bf16:tensor", "partial-sum:tensor", "bad-buffer:tensor",
+                                      "llama-bf16:mixed", "partial-sum:mixed"])
 def test_four_gloo_ranks(scenario):
     for rank, (code, out) in enumerate(run_ranks(scenario)):
         assert code == 0, f"rank {rank} of {scenario} failed:\n{out}"

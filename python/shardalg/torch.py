@@ -17,7 +17,7 @@ Plan ranks are ranks of `group` (the default group when None). Two executors run
 - "tensor" (device tensors, e.g. CUDA with NCCL; or any torch tensors when asked): the same
   streams built with tensor operations on the buffers' device (strided views, copies and
   in-place reductions), exchanged with one batch_isend_irecv.
-Both produce the same byte streams, so ranks may use either.
+Every rank of the group must run the same executor (the ranks check that they agree).
 """
 
 import datetime
@@ -101,15 +101,17 @@ class _Communicator:
         _wait(work, timeout, f"reshard: rank {self.rank} waited {timeout} s for {what}")
 
 
-def _agree_on_failure(rank, message, group):
-    """Every rank learns whether any rank failed its checks, and the lowest such rank's message:
-    one all-reduce when all passed (the lowest failing rank wins the max of _NO_FAILURE - rank),
-    a broadcast of the message otherwise."""
-    vote = torch.tensor([_NO_FAILURE - rank if message else 0], dtype=torch.int64)
+def _agree(rank, message, executor, group):
+    """Every rank learns whether any rank failed its checks, and the lowest such rank's message
+    (one all-reduce when all passed: the lowest failing rank wins the max of _NO_FAILURE - rank;
+    then a broadcast of its message), and whether all ranks chose the same executor."""
+    vote = torch.tensor([_NO_FAILURE - rank if message else 0, executor == "engine", executor == "tensor"], dtype=torch.int64)
     dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=group)
-    if int(vote.item()) == 0:
+    if vote[0].item() == 0:
+        if vote[1].item() and vote[2].item():
+            return "reshard: ranks chose different executors (engine and tensor); every rank must run the same one"
         return None
-    failed = _NO_FAILURE - int(vote.item())
+    failed = _NO_FAILURE - int(vote[0].item())
     text = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
     if failed == rank:
         encoded = message.encode()[:_MESSAGE_BYTES]
@@ -294,7 +296,7 @@ def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0
         _shardalg._check_part(part, src, dst)
     except Error as e:
         message = str(e)
-    failure = _agree_on_failure(rank, message, group)
+    failure = _agree(rank, message, executor, group)
     if failure:
         raise Error(failure)
     if executor == "tensor":

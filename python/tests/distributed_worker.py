@@ -63,6 +63,21 @@ def partial_sum(rank):
     check_equal(expected, destinations, f"rank {rank}")
 
 
+def mixed_executors(rank):
+    """Ranks asking for different executors: every rank fails with an Error saying so."""
+    model = shardalg.model_from_zoo("llama3-8b", scale_down=64).with_dtype("fp32")
+    src, dst = shardalg.layout_model(model, "zero3 dp=4"), shardalg.layout_model(model, "fsdp dp=4")
+    plan = shardalg.ModelReshardPlan(src, dst)
+    try:
+        shardalg.torch.reshard(plan, src.local_buffers(rank, like=torch), dst.local_buffers(rank, like=torch), timeout=TIMEOUT,
+                               executor=EXECUTOR)
+    except shardalg.Error as e:
+        if "different executors" not in str(e):
+            raise
+        return
+    raise AssertionError("ranks with different executors went ahead")
+
+
 def bad_buffer(rank):
     """Rank 2 passes a destination buffer one element short: every rank must fail naming it."""
     model = shardalg.model_from_zoo("llama3-8b", scale_down=64).with_dtype("fp32")
@@ -88,7 +103,7 @@ def main():
     scenario, rank, world, port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
     if ":" in scenario:  # "llama-bf16:tensor": the scenario under that executor
         scenario, EXECUTOR = scenario.split(":")
-        if EXECUTOR == "mixed":  # odd ranks run tensor operations, even ranks the engine: the streams must agree
+        if EXECUTOR == "mixed":  # odd ranks ask for tensor operations, even ranks for the engine: all must refuse
             EXECUTOR = "tensor" if rank % 2 else "engine"
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world,
                             timeout=datetime.timedelta(seconds=TIMEOUT))
@@ -99,6 +114,8 @@ def main():
             llama(rank, "fp32")
         elif scenario == "partial-sum":
             partial_sum(rank)
+        elif scenario == "executors":
+            mixed_executors(rank)
         elif scenario == "bad-buffer":
             bad_buffer(rank)
         else:

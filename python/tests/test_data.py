@@ -11,6 +11,11 @@ def fp32_model(scale_down=32):
     return shardalg.model_from_zoo("llama3-8b", scale_down=scale_down).with_dtype("fp32")
 
 
+def one_tensor(name, dtype, mesh, placements, shape):
+    """A ModelLayout of one tensor."""
+    return shardalg.ModelLayout([(name, dtype, shardalg.MeshLayout.parse(mesh, placements, shape))])
+
+
 def whole_tensors(model, rng):
     return {t.name: rng.standard_normal(t.shape).astype(numpy.float32) for t in model.tensors}
 
@@ -105,9 +110,7 @@ def test_execute_local_checks_every_buffer_before_moving_anything(rng):
 
 
 def test_destination_overlapping_a_source_is_refused():
-    shape = (8, 4)
-    src = shardalg.ModelLayout([("w", "fp32", shardalg.MeshLayout.parse("dp=2", "S(0)", shape))])
-    dst = shardalg.ModelLayout([("w", "fp32", shardalg.MeshLayout.parse("dp=2", "S(1)", shape))])
+    src, dst = one_tensor("w", "fp32", "dp=2", "S(0)", (8, 4)), one_tensor("w", "fp32", "dp=2", "S(1)", (8, 4))
     plan = shardalg.ModelReshardPlan(src, dst)
     memory = numpy.zeros(64, numpy.float32)
     sources = {0: {"w": memory[:16].reshape(4, 4)}, 1: {"w": memory[16:32].reshape(4, 4)}}
@@ -118,8 +121,7 @@ def test_destination_overlapping_a_source_is_refused():
 
 def test_partial_sources_are_reduced():
     shape = (6, 5)
-    src = shardalg.ModelLayout([("g", "fp64", shardalg.MeshLayout.parse("dp=3", "P(sum)", shape))])
-    dst = shardalg.ModelLayout([("g", "fp64", shardalg.MeshLayout.parse("dp=3", "S(0)", shape))])
+    src, dst = one_tensor("g", "fp64", "dp=3", "P(sum)", shape), one_tensor("g", "fp64", "dp=3", "S(0)", shape)
     plan = shardalg.ModelReshardPlan(src, dst)
     base = numpy.arange(30, dtype=numpy.float64).reshape(shape)
     sources = {r: {"g": base * (r + 1)} for r in range(3)}

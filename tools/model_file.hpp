@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -14,14 +16,13 @@
 
 namespace shardalg::cli {
 
-// A model from a JSON file: {"name": "...", "tensors": [{"name", "shape", "dtype", "role"}]}.
-// dtype defaults to bf16 and role to replicated. Errors name the file and the bad entry.
-inline ModelSpec read_model_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) detail::fail("model file '", path, "' cannot be read");
+// A model from JSON text: {"name": "...", "tensors": [{"name", "shape", "dtype", "role"}]}.
+// dtype defaults to bf16 and role to replicated; the name defaults to `default_name`. Errors
+// (ParseError) name `path` (where the text came from) and the bad entry.
+inline ModelSpec parse_model_json(std::string_view text, const std::string& path, const std::string& default_name) {
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(in);
+    json = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     detail::fail<ParseError>("model file '", path, "' is not valid JSON: ", e.what());
   }
@@ -30,7 +31,7 @@ inline ModelSpec read_model_file(const std::string& path) {
     detail::fail<ParseError>("model file '", path, "': expected an object with a \"tensors\" array");
   if (json.contains("name") && !json["name"].is_string())
     detail::fail<ParseError>("model file '", path, "': \"name\" must be a string, not ", json["name"].dump());
-  ModelSpec model{json.value("name", std::filesystem::path(path).stem().string()), {}};
+  ModelSpec model{json.value("name", default_name), {}};
   const auto& tensors = json["tensors"];
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
@@ -60,6 +61,14 @@ inline ModelSpec read_model_file(const std::string& path) {
   }
   if (model.tensors.empty()) detail::fail<ParseError>("model file '", path, "' lists no tensors");
   return model;
+}
+
+// A model from a JSON file (parse_model_json), named after the file unless it says otherwise.
+inline ModelSpec read_model_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) detail::fail("model file '", path, "' cannot be read");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return parse_model_json(text, path, std::filesystem::path(path).stem().string());
 }
 
 // A built-in model name, or the path of a JSON model file.

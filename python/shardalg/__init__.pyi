@@ -268,6 +268,14 @@ class MeshLayout:
         """Exactly which global indices the rank holds (nothing for a rank outside the mesh)."""
     def ranks_holding(self, offset: tuple[int, ...], shape: tuple[int, ...]) -> list[int]:
         """The ranks holding any element of the box, sorted."""
+    def stack(self, count: int) -> MeshLayout:
+        """A new dim 0 of extent `count`, each placement following its dim (TransformerEngine's stacked GroupedLinear weights)."""
+    def unsqueeze(self, dim: int) -> MeshLayout:
+        """A new dim of extent 1 at `dim`."""
+    def squeeze(self, dim: int) -> MeshLayout:
+        """Dim `dim` (extent 1, not split) removed."""
+    def transpose(self, dim0: int, dim1: int) -> MeshLayout:
+        """Two dims swapped, with the placements that split them."""
     def replication_factor(self) -> int:
         ...
     def replica_groups(self) -> list[list[int]]:

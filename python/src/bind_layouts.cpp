@@ -224,6 +224,11 @@ void bind_layouts(py::module_& m) {
       .def("tile", &MeshLayout::tile, py::arg("rank"), "Exactly which global indices the rank holds (nothing for a rank outside the mesh).")
       .def("ranks_holding", [](const MeshLayout& l, Dims offset, Dims shape) { return l.ranks_holding(Box(std::move(offset), std::move(shape))); },
            py::arg("offset"), py::arg("shape"), "The ranks holding any element of the box, sorted.")
+      .def("stack", &MeshLayout::stack, py::arg("count"),
+           "A new dim 0 of extent `count`, each placement following its dim (TransformerEngine's stacked GroupedLinear weights).")
+      .def("unsqueeze", &MeshLayout::unsqueeze, py::arg("dim"), "A new dim of extent 1 at `dim`.")
+      .def("squeeze", &MeshLayout::squeeze, py::arg("dim"), "Dim `dim` (extent 1, not split) removed.")
+      .def("transpose", &MeshLayout::transpose, py::arg("dim0"), py::arg("dim1"), "Two dims swapped, with the placements that split them.")
       .def("replication_factor", &MeshLayout::replication_factor)
       .def("replica_groups", &MeshLayout::replica_groups)
       .def("__str__", &MeshLayout::to_string)

@@ -124,3 +124,14 @@ def test_groups_experts_and_scale_factors():
     assert scale.pre_divide * scale.post_divide == pytest.approx(8) and scale.average_over == 8
     expert = shardalg.deepspeed_scale(dp=8, ep=4, expert=True)
     assert expert.reduce_group_size == 2 and expert.average_over == 8
+
+
+def test_layout_transforms_follow_the_tensor_dims():
+    weight = shardalg.MeshLayout.parse("tp=2", "S(0)", (6, 3))
+    stacked = weight.stack(4)  # TransformerEngine's GroupedLinear: 4 stacked [out, in] weights
+    assert stacked == shardalg.MeshLayout.parse("tp=2", "S(1)", (4, 6, 3))
+    assert stacked.shard_info(1).local_shape == (4, 3, 3)
+    assert weight.transpose(0, 1) == shardalg.MeshLayout.parse("tp=2", "S(1)", (3, 6))
+    assert weight.unsqueeze(2).squeeze(2) == weight
+    with pytest.raises(shardalg.Error, match="split by S\\(0\\)"):
+        shardalg.MeshLayout.parse("tp=2", "S(0)", (1, 6)).squeeze(0)

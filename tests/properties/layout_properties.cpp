@@ -110,3 +110,46 @@ TEST_CASE("properties of shard orders") {
                       RC_ASSERT(compare_layouts(physical, label).equivalent());
                     });
 }
+
+TEST_CASE("layout transforms move each placement with its tensor dim") {
+  SHARDALG_PROPERTY("stack(K): rank r holds [0, K) x its original tile", [](const MeshLayout& layout) {
+    index_t count = *rc::gen::inRange<index_t>(0, 4);
+    MeshLayout stacked = layout.stack(count);
+    RC_ASSERT(stacked.global_shape().size() == layout.tensor_ndim() + 1 && stacked.global_shape()[0] == count);
+    for (index_t rank : layout.mesh().devices()) {
+      Tile original = layout.tile(rank), tile = stacked.tile(rank);
+      RC_ASSERT(tile.dim(0) == IndexMap::contiguous(0, count));
+      for (std::size_t d = 0; d < layout.tensor_ndim(); ++d) RC_ASSERT(tile.dim(d + 1) == original.dim(d));
+    }
+  });
+  SHARDALG_PROPERTY("transpose swaps the tiles' dims; twice is the identity", [](const MeshLayout& generated) {
+    MeshLayout layout = generated.stack(3);  // at least one dim
+    auto ndim = static_cast<index_t>(layout.tensor_ndim());
+    index_t a = *rc::gen::inRange<index_t>(0, ndim), b = *rc::gen::inRange<index_t>(0, ndim);
+    MeshLayout swapped = layout.transpose(a, b);
+    RC_ASSERT(swapped.transpose(a, b) == layout);
+    for (index_t rank : layout.mesh().devices()) {
+      Tile original = layout.tile(rank), tile = swapped.tile(rank);
+      RC_ASSERT(tile.dim(static_cast<std::size_t>(a)) == original.dim(static_cast<std::size_t>(b)));
+      RC_ASSERT(tile.dim(static_cast<std::size_t>(b)) == original.dim(static_cast<std::size_t>(a)));
+    }
+  });
+  SHARDALG_PROPERTY("squeeze undoes unsqueeze, and unsqueeze keeps every tile", [](const MeshLayout& layout) {
+    index_t dim = *rc::gen::inRange<index_t>(0, static_cast<index_t>(layout.tensor_ndim()) + 1);
+    MeshLayout wider = layout.unsqueeze(dim);
+    RC_ASSERT(wider.squeeze(dim) == layout);
+    for (index_t rank : layout.mesh().devices()) RC_ASSERT(wider.tile(rank).volume() == layout.tile(rank).volume());
+  });
+}
+
+TEST_CASE("layout transforms refuse what they cannot do, naming it") {
+  MeshLayout layout = MeshLayout::parse("dp=2", "S(1)", Dims{1, 6});
+  CHECK_THROWS_WITH_AS(layout.squeeze(1), doctest::Contains("extent 6, not 1"), Error);
+  CHECK_THROWS_WITH_AS(MeshLayout::parse("dp=2", "S(0)", Dims{1, 6}).squeeze(0), doctest::Contains("split by S(0)"), Error);
+  CHECK_THROWS_WITH_AS(layout.transpose(0, 2), doctest::Contains("dim 2 is out of range"), Error);
+  CHECK_THROWS_WITH_AS(layout.stack(-1), doctest::Contains("count -1"), Error);
+  // TransformerEngine's GroupedLinear: 4 stacked [out, in] weights, column-parallel on tp=2.
+  MeshLayout weight = MeshLayout::parse("tp=2", "S(0)", Dims{6, 3});
+  CHECK(weight.stack(4) == MeshLayout::parse("tp=2", "S(1)", Dims{4, 6, 3}));
+  CHECK(weight.stack(4).shard_info(1) == ShardInfo{Dims{4, 3, 3}, Dims{0, 3, 0}});
+}

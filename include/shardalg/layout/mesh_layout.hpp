@@ -168,6 +168,50 @@ class MeshLayout {
   // The explicit application order, when one was given.
   const std::optional<ShardOrder>& application_order() const { return order_; }
 
+  // Layout transforms: the same mesh and placements over a reshaped tensor, each placement
+  // following its tensor dim (a Shard, StridedShard or BlockCyclic of dim d acts on where d goes).
+  // Example: TransformerEngine's GroupedLinear stacks K weights [out, in] laid out S(0) into
+  // [K, out, in]: stack(K) gives S(1), so rank r holds [0, K) x its rows of every weight, where
+  // reusing S(0) verbatim would split the K weights instead.
+
+  // A new dim 0 of extent `count` that no placement splits. Error: count < 0.
+  MeshLayout stack(index_t count) const {
+    if (count < 0) detail::fail("stack: count ", count, " must be non-negative");
+    Dims shape{count};
+    for (index_t extent : global_shape_) shape.push_back(extent);
+    return remapped(std::move(shape), [](index_t d) { return d + 1; });
+  }
+  // A new dim of extent 1 at `dim` (0 <= dim <= tensor_ndim()).
+  MeshLayout unsqueeze(index_t dim) const {
+    if (dim < 0 || dim > static_cast<index_t>(tensor_ndim())) detail::fail("unsqueeze: dim ", dim, " is out of range for ", tensor_ndim(), " dims");
+    Dims shape;
+    for (std::size_t d = 0; d <= tensor_ndim(); ++d) {
+      if (static_cast<index_t>(d) == dim) shape.push_back(1);
+      if (d < tensor_ndim()) shape.push_back(global_shape_[d]);
+    }
+    return remapped(std::move(shape), [dim](index_t d) { return d >= dim ? d + 1 : d; });
+  }
+  // Removes dim `dim` of extent 1. Errors: another extent, or a placement that splits that dim.
+  MeshLayout squeeze(index_t dim) const {
+    if (dim < 0 || dim >= static_cast<index_t>(tensor_ndim())) detail::fail("squeeze: dim ", dim, " is out of range for ", tensor_ndim(), " dims");
+    if (global_shape_[static_cast<std::size_t>(dim)] != 1)
+      detail::fail("squeeze: dim ", dim, " of shape ", global_shape_, " has extent ", global_shape_[static_cast<std::size_t>(dim)], ", not 1");
+    for (const Placement& p : placements_)
+      if (p.splits_tensor() && p.dim() == dim) detail::fail("squeeze: dim ", dim, " is split by ", shardalg::to_string(p));
+    Dims shape;
+    for (std::size_t d = 0; d < tensor_ndim(); ++d)
+      if (static_cast<index_t>(d) != dim) shape.push_back(global_shape_[d]);
+    return remapped(std::move(shape), [dim](index_t d) { return d > dim ? d - 1 : d; });
+  }
+  // Dims d0 and d1 swapped (their extents and the placements that split them).
+  MeshLayout transpose(index_t d0, index_t d1) const {
+    for (index_t d : {d0, d1})
+      if (d < 0 || d >= static_cast<index_t>(tensor_ndim())) detail::fail("transpose: dim ", d, " is out of range for ", tensor_ndim(), " dims");
+    Dims shape = global_shape_;
+    std::swap(shape[static_cast<std::size_t>(d0)], shape[static_cast<std::size_t>(d1)]);
+    return remapped(std::move(shape), [d0, d1](index_t d) { return d == d0 ? d1 : d == d1 ? d0 : d; });
+  }
+
   // What the rank at a mesh coordinate holds.
   Tile tile_at(const Dims& coord) const {
     return tile_at_coordinate(as_span(mesh_.shape()), as_span(coord), placements_, global_shape_,
@@ -284,6 +328,27 @@ class MeshLayout {
   }
 
  private:
+  // This layout over `shape`, each splitting placement's tensor dim d moved to dim_of(d), the
+  // explicit application order (if any) likewise.
+  template <class DimOf>
+  MeshLayout remapped(Dims shape, DimOf dim_of) const {
+    std::vector<Placement> placements;
+    for (const Placement& p : placements_) {
+      switch (p.kind()) {
+        case PlacementKind::shard: placements.push_back(Placement::shard(dim_of(p.dim()))); break;
+        case PlacementKind::strided_shard: placements.push_back(Placement::strided_shard(dim_of(p.dim()), p.split_factor(), p.semantics())); break;
+        case PlacementKind::block_cyclic:
+          placements.push_back(Placement::block_cyclic(dim_of(p.dim()), p.block_size(), p.source_coordinate()));
+          break;
+        default: placements.push_back(p);
+      }
+    }
+    if (!order_) return MeshLayout(mesh_, std::move(placements), std::move(shape));
+    ShardOrder order = *order_;
+    for (ShardOrderEntry& entry : order) entry.tensor_dim = dim_of(entry.tensor_dim);
+    return MeshLayout(mesh_, std::move(placements), std::move(shape), order);
+  }
+
   // Depth-first over the mesh dims that split one tensor dim, keeping only coordinates whose
   // part of [lo, hi) is non-empty. `held`: what the coordinates chosen so far hold of the dim.
   // Appends each tuple's coordinates to `out` (mesh_dims.size() values a tuple).

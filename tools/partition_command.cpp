@@ -23,7 +23,6 @@ const std::vector<std::string> kOptionalFlags = {"--bucket-size", "--sub-group-s
 
 std::vector<FlatTensor> build_tensors(const PartitionOptions& o) {
   if (o.numels.empty() && o.shapes.empty()) detail::fail("give --numels or --shapes");
-  std::vector<FlatTensor> tensors;
   if (o.shapes.empty()) return flat_tensors_from_numels(parse_integer_list(o.numels, "numels"));
   std::vector<Dims> shapes = parse_shape_list(o.shapes);
   if (!o.numels.empty()) {
@@ -34,8 +33,7 @@ std::vector<FlatTensor> build_tensors(const PartitionOptions& o) {
       if (volume(shapes[i]) != numels[i])
         detail::fail("param ", i, ": shape ", shapes[i], " has ", volume(shapes[i]), " elements but its numel is ", numels[i]);
   }
-  for (std::size_t i = 0; i < shapes.size(); ++i) tensors.push_back(FlatTensor::whole("param" + std::to_string(i), shapes[i]));
-  return tensors;
+  return flat_tensors_from_shapes(shapes);
 }
 
 FlatLayout build_layout(const CLI::App& cmd, const PartitionOptions& o) {

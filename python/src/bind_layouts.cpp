@@ -77,20 +77,10 @@ DeviceMesh mesh_from(const py::handle& value) {
   detail::fail("mesh ", py::repr(value).cast<std::string>(), " is neither a DeviceMesh nor a spec like 'dp=4,tp=2'");
 }
 
+// The spec alone when the devices are the default 0..N-1, row-major.
 std::string mesh_repr(const DeviceMesh& mesh) {
-  std::string devices = mesh.devices_string();
-  std::string iota = format_device_list(mesh.shape(), DeviceMesh::parse(mesh.spec_string()).devices());
-  if (devices == iota) return "shardalg.DeviceMesh.parse(" + repr_of(mesh.spec_string()) + ")";
-  return "shardalg.DeviceMesh.parse(" + repr_of(mesh.spec_string()) + ", " + repr_of(devices) + ")";
-}
-
-std::vector<FlatTensor> flat_tensors(const std::vector<Dims>& shapes, const std::vector<std::string>& names) {
-  if (!names.empty() && names.size() != shapes.size())
-    detail::fail("partition: ", names.size(), " names for ", shapes.size(), " shapes");
-  std::vector<FlatTensor> tensors;
-  for (std::size_t i = 0; i < shapes.size(); ++i)
-    tensors.push_back(FlatTensor::whole(names.empty() ? "param" + std::to_string(i) : names[i], shapes[i]));
-  return tensors;
+  if (mesh == DeviceMesh(mesh.names(), mesh.shape())) return "shardalg.DeviceMesh.parse(" + repr_of(mesh.spec_string()) + ")";
+  return "shardalg.DeviceMesh.parse(" + repr_of(mesh.spec_string()) + ", " + repr_of(mesh.devices_string()) + ")";
 }
 
 }  // namespace
@@ -286,20 +276,17 @@ void bind_layouts(py::module_& m) {
                               " tensors, partition ", l.partition_size(), ">");
       });
   m.def("partition",
-        [](const std::string& scheme, const std::vector<Dims>& shapes, index_t world, const std::vector<std::string>& names,
+        [](std::string_view scheme, const std::vector<Dims>& shapes, index_t world, const std::vector<std::string>& names,
            index_t alignment, std::optional<index_t> bucket_size, std::vector<index_t> own_bucket, bool pad_nccl_busbw) {
           if (world <= 0) detail::fail("partition: world ", world, " must be positive");
-          std::vector<FlatTensor> tensors = flat_tensors(shapes, names);
-          if (scheme == "zero3") return zero3_layout(std::move(tensors), iota_ranks(world));
-          if (scheme == "zero12") return zero12_layout(std::move(tensors), iota_ranks(world), alignment);
-          if (scheme == "megatron") {
-            MegatronBufferOptions options;
-            options.bucket_size = bucket_size;
-            options.own_bucket_params.insert(own_bucket.begin(), own_bucket.end());
-            options.pad_for_high_nccl_busbw = pad_nccl_busbw;
-            return megatron_layout(std::move(tensors), iota_ranks(world), options);
-          }
-          detail::fail("partition: unknown scheme '", scheme, "' (zero3, zero12, megatron)");
+          if (!names.empty() && names.size() != shapes.size()) detail::fail("partition: ", names.size(), " names for ", shapes.size(), " shapes");
+          std::vector<FlatTensor> tensors = flat_tensors_from_shapes(shapes);
+          for (std::size_t i = 0; i < names.size(); ++i) tensors[i].name = names[i];
+          FlatSchemeOptions options{parse_flat_scheme(scheme), alignment, {}};
+          options.megatron.bucket_size = bucket_size;
+          options.megatron.own_bucket_params.insert(own_bucket.begin(), own_bucket.end());
+          options.megatron.pad_for_high_nccl_busbw = pad_nccl_busbw;
+          return make_flat_layout(options, std::move(tensors), iota_ranks(world));
         },
         py::arg("scheme"), py::arg("shapes"), py::arg("world"), py::arg("names") = std::vector<std::string>{}, py::arg("alignment") = 2,
         py::arg("bucket_size") = py::none(), py::arg("own_bucket") = std::vector<index_t>{}, py::arg("pad_nccl_busbw") = false,

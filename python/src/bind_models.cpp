@@ -24,8 +24,7 @@ std::vector<std::string> buffer_names(const ModelLayout& layout) {
       name = layout[t].name;
       continue;
     }
-    static constexpr const char* schemes[] = {"zero3", "zero12", "megatron"};
-    name = detail::concat(schemes[static_cast<int>(tl.flat_layout()->options().scheme)], ":", layout[t].name);
+    name = detail::concat(to_string(tl.flat_layout()->options().scheme), ":", layout[t].name);
   }
   return names;
 }
@@ -48,9 +47,7 @@ std::vector<std::pair<std::string, Dims>> buffer_shapes(const ModelLayout& layou
 }
 
 std::string layout_kind(const TensorLayout& tl) {
-  if (!tl.is_flat()) return "mesh";
-  static constexpr const char* schemes[] = {"zero3", "zero12", "megatron"};
-  return schemes[static_cast<int>(tl.flat_layout()->options().scheme)];
+  return tl.is_flat() ? std::string(to_string(tl.flat_layout()->options().scheme)) : "mesh";
 }
 
 }  // namespace

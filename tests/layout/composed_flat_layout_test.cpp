@@ -66,3 +66,9 @@ TEST_CASE("a tensor without elements in some group is refused at construction, n
   SHARDALG_CHECK_THROWS_CONTAINING(layout_model(model, "megatron-distopt dp=2,tp=12"), Error, "tensor 'e' of shape [8, 4, 6]");
   CHECK(layout_model(model, "megatron-distopt dp=2,tp=4").size() == 1);
 }
+
+TEST_CASE("flat scheme names print and parse from one table") {
+  for (FlatScheme scheme : {FlatScheme::zero3, FlatScheme::zero12, FlatScheme::megatron}) CHECK(parse_flat_scheme(to_string(scheme)) == scheme);
+  CHECK(to_string(FlatScheme::zero12) == "zero12");
+  CHECK_THROWS_WITH_AS(parse_flat_scheme("zero9"), doctest::Contains("unknown flat scheme 'zero9'"), Error);
+}

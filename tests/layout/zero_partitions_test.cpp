@@ -103,3 +103,11 @@ TEST_CASE("iota_ranks lists 0..n-1 and rejects empty and oversized groups") {
   SHARDALG_CHECK_THROWS_CONTAINING(iota_ranks(0), Error, "partition group size 0 must be positive");
   SHARDALG_CHECK_THROWS_CONTAINING(iota_ranks(max_ranks + 1), Error, "partition group size 16777217 is over the limit 16777216");
 }
+
+TEST_CASE("whole tensors from shapes are named param0, param1, ...") {
+  std::vector<FlatTensor> tensors = flat_tensors_from_shapes({Dims{2, 3}, Dims{5}});
+  REQUIRE(tensors.size() == 2);
+  CHECK(tensors[1].name == "param1");
+  CHECK(tensors[0].numel() == 6);
+  CHECK(tensors[0].tile == Tile::whole(Dims{2, 3}));
+}

@@ -3,9 +3,11 @@
 // local tiles with a ZeRO or Megatron scheme. A fragment maps through the tile to global boxes.
 #pragma once
 
+#include <array>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <utility>
 
 #include "shardalg/layout/megatron_buffer.hpp"
@@ -15,6 +17,18 @@
 namespace shardalg {
 
 enum class FlatScheme { zero3, zero12, megatron };
+
+// The schemes' names, indexed by the enum's value: "zero3", "zero12", "megatron".
+inline constexpr std::array<std::string_view, 3> flat_scheme_names{"zero3", "zero12", "megatron"};
+
+constexpr std::string_view to_string(FlatScheme scheme) { return flat_scheme_names[static_cast<std::size_t>(scheme)]; }
+
+// The scheme named `text`; Error listing the names otherwise.
+inline FlatScheme parse_flat_scheme(std::string_view text) {
+  for (std::size_t i = 0; i < flat_scheme_names.size(); ++i)
+    if (flat_scheme_names[i] == text) return static_cast<FlatScheme>(i);
+  detail::fail("unknown flat scheme '", text, "' (zero3, zero12, megatron)");
+}
 
 struct FlatSchemeOptions {
   FlatScheme scheme = FlatScheme::zero3;

@@ -193,8 +193,7 @@ class TensorLayout {
 
   std::string to_string() const {
     if (!flat_) return mesh_->to_string();
-    static constexpr const char* scheme_names[] = {"zero3", "zero12", "megatron"};
-    return detail::concat("FlatLayout(", scheme_names[static_cast<int>(flat_->options().scheme)], " over '",
+    return detail::concat("FlatLayout(", shardalg::to_string(flat_->options().scheme), " over '",
                           mesh().name(flat_->flat_dim()), "' of ", placement_layout().to_string(), ", tensor '",
                           flat_->tensors()[tensor_].name, "')");
   }

@@ -113,6 +113,13 @@ inline FlatLayout zero12_elastic(const FlatLayout& saved, std::vector<index_t> n
 }
 
 // Unsharded tensors with consecutive numels, named param0, param1, ... (for the CLI and tests).
+// Whole tensors of the given shapes, named param0, param1, ...
+inline std::vector<FlatTensor> flat_tensors_from_shapes(const std::vector<Dims>& shapes) {
+  std::vector<FlatTensor> tensors;
+  for (std::size_t i = 0; i < shapes.size(); ++i) tensors.push_back(FlatTensor::whole("param" + std::to_string(i), shapes[i]));
+  return tensors;
+}
+
 inline std::vector<FlatTensor> flat_tensors_from_numels(const std::vector<index_t>& numels) {
   std::vector<FlatTensor> tensors;
   for (std::size_t i = 0; i < numels.size(); ++i) {

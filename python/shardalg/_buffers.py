@@ -11,14 +11,12 @@ from ._shardalg import Error
 _NUMPY_TO_DTYPE = {"float64": "fp64", "int64": "int64", "float32": "fp32", "int32": "int32",
                    "float16": "fp16", "int8": "int8", "uint8": "bytes"}
 _DTYPE_TO_NUMPY = {v: k for k, v in _NUMPY_TO_DTYPE.items()}
-# torch's dtype names (str(torch.float32) == "torch.float32") -> shardalg's.
-_TORCH_TO_DTYPE = {"torch.float64": "fp64", "torch.int64": "int64", "torch.float32": "fp32",
-                   "torch.int32": "int32", "torch.bfloat16": "bf16", "torch.float16": "fp16",
-                   "torch.float8_e4m3fn": "fp8", "torch.float8_e5m2": "fp8", "torch.int8": "int8",
-                   "torch.uint8": "bytes"}
-_DTYPE_TO_TORCH = {"fp64": "float64", "int64": "int64", "fp32": "float32", "int32": "int32",
-                   "bf16": "bfloat16", "fp16": "float16", "fp8": "float8_e4m3fn", "int8": "int8",
-                   "bytes": "uint8"}
+# shardalg's dtypes -> the torch dtype each allocates as (torch.<name>), and back from
+# str(torch dtype) ("torch.float32"); both fp8 formats read as fp8.
+DTYPE_TO_TORCH = {"fp64": "float64", "int64": "int64", "fp32": "float32", "int32": "int32",
+                  "bf16": "bfloat16", "fp16": "float16", "fp8": "float8_e4m3fn", "int8": "int8",
+                  "bytes": "uint8"}
+_TORCH_TO_DTYPE = {f"torch.{name}": dtype for dtype, name in DTYPE_TO_TORCH.items()} | {"torch.float8_e5m2": "fp8"}
 
 
 def is_torch_tensor(array):
@@ -71,7 +69,7 @@ def zeros(shape, dtype, like, what):
             raise Error(f"{what} is {dtype}, which numpy has no type for: allocate with like=torch, "
                         f"or lay out the model with ModelSpec.with_dtype('fp32')")
         return numpy.zeros(shape, dtype=name)
-    torch_dtype = getattr(like, _DTYPE_TO_TORCH[dtype], None)
+    torch_dtype = getattr(like, DTYPE_TO_TORCH[dtype], None)
     if torch_dtype is None:
         raise Error(f"{what} is {dtype}, which this torch ({like.__version__}) has no type for")
     return like.zeros(tuple(shape), dtype=torch_dtype)

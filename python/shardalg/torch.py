@@ -121,10 +121,6 @@ def _agree(rank, message, executor, group):
     return f"reshard: rank {failed} failed its checks: {detail}"
 
 
-_TORCH_DTYPES = {"fp64": torch.float64, "int64": torch.int64, "fp32": torch.float32, "int32": torch.int32,
-                 "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.int8, "bytes": torch.uint8}
-
-
 def _identity(op, dtype):
     """The value a Partial destination starts from (as exec/reduce_arithmetic.hpp's identity_value)."""
     if op in ("sum", "avg"):
@@ -164,7 +160,7 @@ class _TensorReshard:
         self.destinations = [destinations.get(n) for n in names_out]
         self.device = next((t.device for t in self.sources + self.destinations if t is not None and t.numel()), torch.device("cpu"))
         self.ops = plan.reduce_ops()
-        dtypes = [_TORCH_DTYPES[plan.source.tensors[t].dtype] for t in range(len(plan.source))]
+        dtypes = [getattr(torch, _buffers.DTYPE_TO_TORCH[info.dtype]) for info in plan.source.tensors]
         boxes = part._boxes()
 
         def view(buffers, box, typed=False):

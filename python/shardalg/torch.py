@@ -158,13 +158,13 @@ class _TensorReshard:
         names_in, names_out = plan.source.buffer_names, plan.destination.buffer_names
         self.sources = [sources.get(n) for n in names_in]
         self.destinations = [destinations.get(n) for n in names_out]
-        self.device = next((t.device for t in self.sources + self.destinations if t is not None and t.numel()), torch.device("cpu"))
-        self.ops = plan.reduce_ops()
+        device = next((t.device for t in self.sources + self.destinations if t is not None and t.numel()), torch.device("cpu"))
+        ops = plan.reduce_ops()
         dtypes = [getattr(torch, _buffers.DTYPE_TO_TORCH[info.dtype]) for info in plan.source.tensors]
         boxes = part._boxes()
 
         def view(buffers, box, typed=False):
-            tensor, buffer, base, shape, strides, row_bytes, element_bytes, _ = box
+            _, buffer, base, shape, strides, row_bytes, element_bytes, _ = box
             data = buffers[buffer].view(-1)
             if typed:  # elements of the tensor's dtype, for reductions
                 return data.as_strided(tuple(shape) + (row_bytes // element_bytes,), tuple(s // element_bytes for s in strides) + (1,),
@@ -185,16 +185,16 @@ class _TensorReshard:
         for peer, size, bs, starts in boxes["receives"]:
             entries = []
             for b, start in zip(bs, starts):
-                op = self.ops[b[0]]
+                op = ops[b[0]]
                 entries.append((view(self.destinations, b, typed=op is not None), start, box_bytes(b), op, b[7], dtypes[b[0]]))
             self.receives.append((peer, size, entries))
         self.local = []
         for a, b in boxes["local"]:
-            op = self.ops[a[0]]
+            op = ops[a[0]]
             self.local.append((view(self.sources, a, typed=op is not None), view(self.destinations, b, typed=op is not None), op, b[7]))
-        self.identity = [(view(self.destinations, b, typed=True), _identity(self.ops[b[0]], dtypes[b[0]])) for b in boxes["identity"]]
-        self.staging_in = [torch.empty(size, dtype=torch.uint8, device=self.device) for _, size, _ in self.receives]
-        self.staging_out = [torch.zeros(size, dtype=torch.uint8, device=self.device) for _, size, _ in self.sends]
+        self.identity = [(view(self.destinations, b, typed=True), _identity(ops[b[0]], dtypes[b[0]])) for b in boxes["identity"]]
+        self.staging_in = [torch.empty(size, dtype=torch.uint8, device=device) for _, size, _ in self.receives]
+        self.staging_out = [torch.zeros(size, dtype=torch.uint8, device=device) for _, size, _ in self.sends]
 
     def run(self):
         for target, value in self.identity:
@@ -281,6 +281,8 @@ def prepare(plan, sources, destinations, group=None, *, part=None, timeout=300.0
             raise Error(f"reshard: unknown executor '{executor}' (engine, tensor)")
         if executor == "tensor" and not all(_buffers.is_torch_tensor(b) for b in buffers):
             raise Error("reshard: the tensor executor needs every buffer to be a torch tensor")
+        if executor == "tensor" and (memory_limit or progress is not None):
+            raise Error("reshard: memory_limit and progress are the engine's; the tensor executor moves each message whole")
         if executor == "engine" and device != "cpu":
             raise Error(f"reshard: the engine runs on host memory; buffers on {device} need executor='tensor'")
         if part is None:

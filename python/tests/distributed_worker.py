@@ -78,6 +78,20 @@ def mixed_executors(rank):
     raise AssertionError("ranks with different executors went ahead")
 
 
+def engine_options(rank):
+    """The tensor executor asked for the engine's memory limit: every rank refuses rather than ignore it."""
+    model = shardalg.model_from_zoo("llama3-8b", scale_down=64).with_dtype("fp32")
+    src, dst = shardalg.layout_model(model, "zero3 dp=4"), shardalg.layout_model(model, "fsdp dp=4")
+    try:
+        shardalg.torch.reshard(shardalg.ModelReshardPlan(src, dst), src.local_buffers(rank, like=torch), dst.local_buffers(rank, like=torch),
+                               timeout=TIMEOUT, executor=EXECUTOR, memory_limit=1 << 20)
+    except shardalg.Error as e:
+        if "memory_limit" not in str(e):
+            raise
+        return
+    raise AssertionError("the tensor executor ignored memory_limit")
+
+
 def bad_buffer(rank):
     """Rank 2 passes a destination buffer one element short: every rank must fail naming it."""
     model = shardalg.model_from_zoo("llama3-8b", scale_down=64).with_dtype("fp32")
@@ -116,6 +130,8 @@ def main():
             partial_sum(rank)
         elif scenario == "executors":
             mixed_executors(rank)
+        elif scenario == "engine-options":
+            engine_options(rank)
         elif scenario == "bad-buffer":
             bad_buffer(rank)
         else:

@@ -41,7 +41,7 @@ def run_ranks(scenario, world=4):
 
 @pytest.mark.parametrize("scenario", ["llama-bf16", "llama-fp32", "partial-sum", "bad-buffer",
                                       "llama-bf16:tensor", "partial-sum:tensor", "bad-buffer:tensor",
-                                      "executors:mixed"])
+                                      "executors:mixed", "engine-options:tensor"])
 def test_four_gloo_ranks(scenario):
     for rank, (code, out) in enumerate(run_ranks(scenario)):
         assert code == 0, f"rank {rank} of {scenario} failed:\n{out}"

@@ -46,10 +46,9 @@ def _scatter(self, rank, tensors):
     its part of `tensors`, a dict of whole tensors by name (every tensor of the layout)."""
     _require_names(self, tensors, "scatter")
     buffers = _local_buffers(self, rank, _buffers.like_of(tensors.values()))
-    for name in self.tensor_names:
-        buffer = buffers[self.buffer_of(name)]
+    for name, key in _buffer_keys(self).items():
         _shardalg._copy_held(self, name, rank, _buffers.raw(tensors[name], f"tensor '{name}'"),
-                             _buffers.raw(buffer, f"rank {rank}'s buffer '{self.buffer_of(name)}'", writable=True), True)
+                             _buffers.raw(buffers[key], f"rank {rank}'s buffer '{key}'", writable=True), True)
     return buffers
 
 
@@ -63,18 +62,25 @@ def _gather(self, buffers_by_rank):
     first = next(iter(buffers_by_rank.values()), {})
     library = _buffers.like_of(first.values())
     out = {}
+    keys = _buffer_keys(self)
     for info in self.tensors:
         if any(p.is_partial() for p in info.placement_layout.placements):
             raise Error(f"gather: tensor '{info.name}' is Partial ({info.placement_layout}); its ranks hold unreduced values")
         whole = _buffers.zeros(info.shape, info.dtype, library, f"tensor '{info.name}'")
+        key = keys[info.name]
         for rank, buffers in buffers_by_rank.items():
-            key = self.buffer_of(info.name)
             if key not in buffers:
                 raise Error(f"gather: rank {rank}'s buffers lack '{key}' (tensor '{info.name}')")
             _shardalg._copy_held(self, info.name, rank, _buffers.raw(whole, f"tensor '{info.name}'", writable=True),
                                  _buffers.raw(buffers[key], f"rank {rank}'s buffer '{key}'"), False)
         out[info.name] = whole
     return out
+
+
+def _buffer_keys(layout):
+    """{tensor name: the name of the buffer that holds it}, in the layout's tensor order."""
+    names = layout.buffer_names
+    return {name: names[layout._buffer_index(name)] for name in layout.tensor_names}
 
 
 def _require_names(layout, tensors, what):

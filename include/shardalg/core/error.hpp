@@ -26,6 +26,13 @@ class ParseError : public Error {
   using Error::Error;
 };
 
+// A file's contents could not be read as its format (a malformed header, a refused pickle, a
+// truncated archive): the input is unreadable, as opposed to readable but inconsistent.
+class FormatError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 
 template <class... Parts>

@@ -1,0 +1,221 @@
+// PyTorch Distributed Checkpoint's `.metadata` file, read without executing it.
+//
+// The file is a pickle of DCP's record types: Metadata{state_dict_metadata: {fqn:
+// TensorStorageMetadata{properties: TensorProperties, size: torch.Size, chunks:
+// [ChunkStorageMetadata{offsets, sizes}]} | BytesStorageMetadata}, storage_data: {MetadataIndex{fqn,
+// offset, index}: _StorageInfo{relative_path, offset, length}}}. torch 1.13 keeps them under
+// torch.distributed._shard.checkpoint (TensorProperties under ._shard.sharded_tensor), torch 2.x
+// under torch.distributed.checkpoint; both are accepted, fields this reader does not use are
+// ignored, and any other class is refused by name (pickle_reader.hpp).
+//
+// Example (torch 1.13, a 5x3 fp32 ShardedTensor on 2 ranks, dim 0): tensor "w" fp32 [5, 3] with
+// chunks ([0,0], [3,3]) in "__0_0.distcp" and ([3,0], [2,3]) in "__1_0.distcp".
+#pragma once
+
+#include <array>
+#include <map>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "shardalg/storage/checkpoint_layout.hpp"
+#include "shardalg/storage/format_dtypes.hpp"
+#include "shardalg/storage/pickle_reader.hpp"
+
+namespace shardalg {
+
+namespace detail {
+
+inline constexpr std::string_view dcp_v1 = "torch.distributed._shard.checkpoint.metadata";
+inline constexpr std::string_view dcp_v2 = "torch.distributed.checkpoint.metadata";
+inline constexpr std::string_view sharded_tensor_metadata = "torch.distributed._shard.sharded_tensor.metadata";
+
+// Every torch dtype may appear (as an inert global); unsupported ones are refused by name later.
+inline constexpr PickleGlobal dcp_metadata_globals[] = {
+    {dcp_v1, "Metadata"}, {dcp_v1, "TensorStorageMetadata"}, {dcp_v1, "ChunkStorageMetadata"}, {dcp_v1, "BytesStorageMetadata"},
+    {dcp_v1, "MetadataIndex"}, {dcp_v1, "TensorProperties"},
+    {dcp_v2, "Metadata"}, {dcp_v2, "TensorStorageMetadata"}, {dcp_v2, "ChunkStorageMetadata"}, {dcp_v2, "BytesStorageMetadata"},
+    {dcp_v2, "MetadataIndex"}, {dcp_v2, "TensorProperties"}, {dcp_v2, "_MEM_FORMAT_ENCODING"}, {dcp_v2, "StorageMeta"},
+    {sharded_tensor_metadata, "TensorProperties"}, {sharded_tensor_metadata, "MEM_FORMAT_ENCODING"},
+    {"torch.distributed._shard.checkpoint.filesystem", "_StorageInfo"}, {"torch.distributed.checkpoint.filesystem", "_StorageInfo"},
+    {"torch.serialization", "_get_layout"}, {"builtins", "getattr"}, {"collections", "OrderedDict"},
+    {"pathlib", "PosixPath"}, {"pathlib", "PurePosixPath"}, {"pathlib", "WindowsPath"}, {"pathlib", "PureWindowsPath"},
+    {"torch", "Size"}, {"torch", "float64"}, {"torch", "float32"}, {"torch", "float16"}, {"torch", "bfloat16"},
+    {"torch", "int64"}, {"torch", "int32"}, {"torch", "int16"}, {"torch", "int8"}, {"torch", "uint8"}, {"torch", "bool"},
+    {"torch", "complex64"}, {"torch", "complex128"}, {"torch", "float8_e4m3fn"}, {"torch", "float8_e5m2"},
+    {"torch", "uint16"}, {"torch", "uint32"}, {"torch", "uint64"},
+};
+
+// Reads DCP's records out of a pickle document.
+class DcpDecoder {
+ public:
+  using Ref = PickleDocument::Ref;
+  explicit DcpDecoder(const PickleDocument& doc) : doc_(doc) {}
+
+  // A field of a dataclass object: its BUILD state is the instance dict (or, for slotted
+  // classes, a (dict, slots) pair). None when absent.
+  std::optional<Ref> field(Ref object, std::string_view name) const {
+    Ref state = doc_.object(object).state;
+    if (doc_.is(state, PickleDocument::Kind::dict)) return doc_.find(state, name);
+    if (doc_.is(state, PickleDocument::Kind::tuple) && doc_.size(state) == 2)
+      for (std::size_t i = 0; i < 2; ++i)
+        if (doc_.is(doc_.item(state, i), PickleDocument::Kind::dict))
+          if (auto found = doc_.find(doc_.item(state, i), name)) return found;
+    return std::nullopt;
+  }
+  Ref required(Ref object, std::string_view name, std::string_view record) const {
+    auto value = field(object, name);
+    if (!value) fail<FormatError>(doc_.what(), ": a DCP ", record, " has no field '", name, "'");
+    return *value;
+  }
+  // torch.Size(tuple) -> its extents.
+  Dims size(Ref r, std::string_view what) const {
+    if (!doc_.is_object_of(r, "Size")) fail<FormatError>(doc_.what(), ": ", what, " is not a torch.Size");
+    Ref args = doc_.object(r).args;
+    Dims dims;
+    if (doc_.size(args) == 0) return dims;
+    Ref values = doc_.item(args, 0);
+    if (doc_.size(values) > 64) fail<FormatError>(doc_.what(), ": ", what, " has ", doc_.size(values), " dims");
+    doc_.for_each(values, [&](Ref v) {
+      std::int64_t extent = doc_.integer(v);
+      if (extent < 0) fail<FormatError>(doc_.what(), ": ", what, " has a negative extent ", extent);
+      dims.push_back(extent);
+    });
+    return dims;
+  }
+  // TensorProperties: state is (dtype, layout, requires_grad, memory_format, pin_memory) in torch
+  // 1.13 and 2.x, or the instance dict.
+  DType dtype(Ref properties, std::string_view tensor) const {
+    Ref state = doc_.object(properties).state;
+    std::optional<Ref> dtype;
+    if (doc_.is(state, PickleDocument::Kind::tuple) && doc_.size(state) > 0)
+      dtype = doc_.item(state, 0);
+    else if (doc_.is(state, PickleDocument::Kind::dict))
+      dtype = doc_.find(state, "dtype");
+    if (!dtype || !doc_.is(*dtype, PickleDocument::Kind::global) || doc_.global(*dtype).module != "torch")
+      fail<FormatError>(doc_.what(), ": tensor '", tensor, "' has no torch dtype in its properties");
+    try {
+      return dtype_from_torch(doc_.global(*dtype).name);
+    } catch (const FormatError& e) {
+      fail<FormatError>(doc_.what(), ": tensor '", tensor, "': ", e.what());
+    }
+  }
+  std::string_view string(Ref r) const { return doc_.string(r); }
+  std::int64_t integer(Ref r) const { return doc_.integer(r); }
+  const PickleDocument& doc() const { return doc_; }
+
+ private:
+  const PickleDocument& doc_;
+};
+
+inline std::uint64_t non_negative(std::int64_t value, std::string_view what, std::string_view name) {
+  if (value < 0) fail<FormatError>(what, ": '", name, "' has a negative byte offset or length ", value);
+  return static_cast<std::uint64_t>(value);
+}
+
+}  // namespace detail
+
+// The checkpoint layout recorded by a DCP `.metadata` pickle (`data`, from `what`). Chunks with no
+// storage info keep file == no_file (verify reports them). Errors (FormatError): a malformed or
+// refused pickle, records of the wrong shape, storage info for an unknown tensor or chunk.
+inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::string& what) {
+  using detail::fail;
+  PickleDocument doc(data, detail::dcp_metadata_globals, what);
+  detail::DcpDecoder dcp(doc);
+  using Ref = PickleDocument::Ref;
+  Ref root = doc.root();
+  if (!doc.is_object_of(root, "Metadata")) doc.bad(root, "a DCP Metadata record");
+
+  CheckpointLayout layout;
+  layout.format = CheckpointFormat::dcp;
+  std::unordered_map<std::string_view, std::size_t> tensor_of, entry_of;
+  doc.for_each(dcp.required(root, "state_dict_metadata", "Metadata"), [&, is_key = true, key = std::string_view()](Ref item) mutable {
+    if (is_key) {
+      key = doc.string(item);
+      is_key = false;
+      return;
+    }
+    is_key = true;
+    if (doc.is_object_of(item, "BytesStorageMetadata")) {
+      entry_of.emplace(key, layout.entries.size());
+      layout.entries.push_back(StoredEntry{std::string(key)});
+      return;
+    }
+    if (!doc.is_object_of(item, "TensorStorageMetadata")) doc.bad(item, "TensorStorageMetadata or BytesStorageMetadata");
+    StoredTensor tensor{std::string(key), dcp.dtype(dcp.required(item, "properties", "TensorStorageMetadata"), key),
+                        dcp.size(dcp.required(item, "size", "TensorStorageMetadata"), "the size of '" + std::string(key) + "'"), {}};
+    Ref chunks = dcp.required(item, "chunks", "TensorStorageMetadata");
+    tensor.chunks.reserve(doc.size(chunks));
+    doc.for_each(chunks, [&](Ref chunk) {
+      if (!doc.is_object_of(chunk, "ChunkStorageMetadata")) doc.bad(chunk, "ChunkStorageMetadata");
+      StoredChunk c;
+      c.box.offsets = dcp.size(dcp.required(chunk, "offsets", "ChunkStorageMetadata"), "a chunk offset of '" + tensor.name + "'");
+      c.box.sizes = dcp.size(dcp.required(chunk, "sizes", "ChunkStorageMetadata"), "a chunk size of '" + tensor.name + "'");
+      tensor.chunks.push_back(std::move(c));
+    });
+    tensor_of.emplace(key, layout.tensors.size());
+    layout.tensors.push_back(std::move(tensor));
+  });
+
+  // storage_data: which file and byte range holds each chunk and entry.
+  std::unordered_map<std::string_view, std::uint32_t> file_of;
+  std::vector<std::map<std::vector<index_t>, std::size_t>> chunk_by_offset(layout.tensors.size());  // built on a wrong index hint only
+  Ref storage = dcp.required(root, "storage_data", "Metadata");
+  if (doc.is(storage, PickleDocument::Kind::none)) return layout;
+  doc.for_each(storage, [&, is_key = true, index = Ref()](Ref item) mutable {
+    if (is_key) {
+      index = item;
+      is_key = false;
+      return;
+    }
+    is_key = true;
+    if (!doc.is_object_of(index, "MetadataIndex")) doc.bad(index, "MetadataIndex");
+    if (!doc.is_object_of(item, "_StorageInfo")) doc.bad(item, "_StorageInfo");
+    std::string_view fqn = doc.string(dcp.required(index, "fqn", "MetadataIndex"));
+    if (auto transforms = dcp.field(item, "transform_descriptors"); transforms && !doc.is(*transforms, PickleDocument::Kind::none) && doc.size(*transforms) > 0)
+      fail<FormatError>(what, ": '", fqn, "' is stored with transforms (compression or encryption), which are not supported");
+    std::string_view path = doc.string(dcp.required(item, "relative_path", "_StorageInfo"));
+    if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
+      fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
+    auto [file, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
+    if (added) layout.files.emplace_back(path);
+    std::uint64_t offset = detail::non_negative(dcp.integer(dcp.required(item, "offset", "_StorageInfo")), what, fqn);
+    std::uint64_t length = detail::non_negative(dcp.integer(dcp.required(item, "length", "_StorageInfo")), what, fqn);
+    if (auto e = entry_of.find(fqn); e != entry_of.end()) {
+      layout.entries[e->second].file = file->second;
+      layout.entries[e->second].offset = offset;
+      layout.entries[e->second].bytes = length;
+      return;
+    }
+    auto t = tensor_of.find(fqn);
+    if (t == tensor_of.end()) fail<FormatError>(what, ": storage info for '", fqn, "', which the metadata does not list");
+    StoredTensor& tensor = layout.tensors[t->second];
+    std::optional<Ref> offset_ref = dcp.field(index, "offset");
+    Dims chunk_offset = offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)
+                            ? dcp.size(*offset_ref, "a storage index offset of '" + tensor.name + "'")
+                            : Dims(tensor.shape.size(), 0);
+    std::optional<Ref> hint = dcp.field(index, "index");
+    std::size_t c = tensor.chunks.size();
+    if (hint && doc.is(*hint, PickleDocument::Kind::integer)) {
+      std::int64_t h = doc.integer(*hint);
+      if (h >= 0 && static_cast<std::size_t>(h) < tensor.chunks.size() && tensor.chunks[static_cast<std::size_t>(h)].box.offsets == chunk_offset)
+        c = static_cast<std::size_t>(h);
+    }
+    if (c == tensor.chunks.size()) {
+      auto& by_offset = chunk_by_offset[t->second];
+      if (by_offset.empty())
+        for (std::size_t k = 0; k < tensor.chunks.size(); ++k)
+          by_offset.emplace(std::vector<index_t>(tensor.chunks[k].box.offsets.begin(), tensor.chunks[k].box.offsets.end()), k);
+      auto found = by_offset.find(std::vector<index_t>(chunk_offset.begin(), chunk_offset.end()));
+      if (found == by_offset.end()) fail<FormatError>(what, ": storage info for '", fqn, "' at offset ", chunk_offset, ", where no chunk starts");
+      c = found->second;
+    }
+    tensor.chunks[c].file = file->second;
+    tensor.chunks[c].item_offset = offset;
+    tensor.chunks[c].item_bytes = length;
+  });
+  return layout;
+}
+
+}  // namespace shardalg

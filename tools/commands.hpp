@@ -13,5 +13,6 @@ void add_plan_command(CLI::App& app);       // resharding plans, lowering, relab
 void add_cost_command(CLI::App& app);       // communication volume and time of a plan
 void add_demo_command(CLI::App& app);       // the main job: a whole-model reshard, planned and simulated
 void add_run_command(CLI::App& app, int& exit_code);  // a reshard executed across MPI processes, verified
+void add_checkpoint_command(CLI::App& app, int& exit_code);  // real checkpoint folders: inspect, verify, read plans
 
 }  // namespace shardalg::cli

@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
   shardalg::cli::add_demo_command(app);
   int exit_code = 0;  // set by commands whose outcome is not just success or bad input
   shardalg::cli::add_run_command(app, exit_code);
+  shardalg::cli::add_checkpoint_command(app, exit_code);
   // CLI11 reports a misspelled subcommand as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
     std::string known;

@@ -51,3 +51,5 @@
 #include "shardalg/plan/relabeling.hpp"
 #include "shardalg/plan/reshard_plan.hpp"
 #include "shardalg/scale/scale_factors.hpp"
+#include "shardalg/storage/checkpoint_loading.hpp"
+#include "shardalg/storage/checkpoint_verification.hpp"

@@ -1,0 +1,212 @@
+// Verifying a checkpoint folder: every problem found, each naming the tensor, chunk and file.
+//
+// Checked: chunks have the tensor's rank and lie inside it; each has a file that exists and is
+// long enough; DCP archives are well-formed, match the metadata (dtype, shape) and their stored
+// bytes match their CRC-32; every element is stored, and where chunks overlap (replicas) their
+// bytes are identical. Coverage is found on the grid the chunk boundaries cut, so a missing
+// region is named by its box.
+//
+// Example: a DCP checkpoint whose rank-1 file was truncated gives
+//   "tensor 'w' chunk 1 (offsets [3, 0]) in '__1_0.distcp': ... past its end (600 bytes)".
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "shardalg/storage/checkpoint_files.hpp"
+
+namespace shardalg {
+
+struct CheckpointVerification {
+  std::vector<std::string> problems;
+  std::size_t tensors = 0, chunks = 0;
+  std::uint64_t bytes = 0;  // tensor data bytes the chunks hold
+  bool ok() const { return problems.empty(); }
+};
+
+namespace detail {
+
+// Uncovered boxes of a tensor's chunks (those in bounds), and pairs of chunks that overlap.
+// Grid cells: the chunk boundaries per dim; at most `max_cells` cells are examined.
+inline void check_coverage(const StoredTensor& tensor, const std::vector<std::size_t>& valid, std::vector<Box>& missing,
+                           std::vector<std::pair<std::size_t, std::size_t>>& overlaps, index_t max_cells = index_t{1} << 24) {
+  std::size_t n = tensor.shape.size();
+  std::vector<std::vector<index_t>> bounds(n);
+  for (std::size_t d = 0; d < n; ++d) {
+    bounds[d] = {0, tensor.shape[d]};
+    for (std::size_t c : valid) {
+      bounds[d].push_back(tensor.chunks[c].box.offsets[d]);
+      bounds[d].push_back(tensor.chunks[c].box.offsets[d] + tensor.chunks[c].box.sizes[d]);
+    }
+    std::sort(bounds[d].begin(), bounds[d].end());
+    bounds[d].erase(std::unique(bounds[d].begin(), bounds[d].end()), bounds[d].end());
+  }
+  index_t cells = 1;
+  for (std::size_t d = 0; d < n; ++d) cells = checked_mul(cells, std::max<index_t>(1, static_cast<index_t>(bounds[d].size()) - 1));
+  // Overlapping pairs, from the chunk index (each pair once).
+  std::vector<ChunkMeta> boxes;
+  for (std::size_t c : valid) boxes.push_back(tensor.chunks[c].box);
+  CheckpointIndex index(boxes);
+  for (std::size_t i = 0; i < boxes.size(); ++i) {
+    if (volume(boxes[i].sizes) == 0) continue;
+    for (const ReadItem& item : index.read_items({boxes[i]}))
+      if (item.saved > i && volume(item.lengths) > 0) overlaps.emplace_back(valid[i], valid[item.saved]);
+  }
+  if (volume(tensor.shape) == 0) return;
+  if (cells > max_cells) {  // too fine a grid: compare volumes only
+    index_t covered = 0;
+    for (std::size_t c : valid) covered += volume(tensor.chunks[c].box.sizes);
+    if (overlaps.empty() && covered < volume(tensor.shape)) missing.push_back(Box{Dims(n, 0), tensor.shape});
+    return;
+  }
+  std::vector<std::uint8_t> covered(static_cast<std::size_t>(cells), 0);
+  auto cell_range = [&](std::size_t d, index_t lo, index_t hi) {
+    return std::make_pair(std::lower_bound(bounds[d].begin(), bounds[d].end(), lo) - bounds[d].begin(),
+                          std::lower_bound(bounds[d].begin(), bounds[d].end(), hi) - bounds[d].begin());
+  };
+  for (std::size_t c : valid) {
+    const ChunkMeta& box = tensor.chunks[c].box;
+    Dims lo(n, 0), hi(n, 0), at(n, 0);
+    bool empty = false;
+    for (std::size_t d = 0; d < n; ++d) {
+      auto [a, b] = cell_range(d, box.offsets[d], box.offsets[d] + box.sizes[d]);
+      lo[d] = a;
+      hi[d] = b;
+      at[d] = a;
+      empty = empty || a == b;
+    }
+    if (empty) continue;
+    while (true) {
+      index_t cell = 0;
+      for (std::size_t d = 0; d < n; ++d) cell = cell * (static_cast<index_t>(bounds[d].size()) - 1) + at[d];
+      covered[static_cast<std::size_t>(cell)] = 1;
+      std::size_t d = n;
+      while (d > 0 && ++at[d - 1] == hi[d - 1]) {
+        at[d - 1] = lo[d - 1];
+        --d;
+      }
+      if (d == 0) break;
+    }
+  }
+  for (index_t cell = 0; cell < cells && missing.size() < 8; ++cell) {
+    if (covered[static_cast<std::size_t>(cell)]) continue;
+    Box box{Dims(n, 0), Dims(n, 0)};
+    for (std::size_t d = n, rest = static_cast<std::size_t>(cell); d-- > 0;) {
+      std::size_t count = bounds[d].size() - 1, k = rest % count;
+      rest /= count;
+      box.offset[d] = bounds[d][k];
+      box.shape[d] = bounds[d][k + 1] - bounds[d][k];
+    }
+    missing.push_back(std::move(box));
+  }
+}
+
+}  // namespace detail
+
+// Every problem of the checkpoint (see the top of this file). `check_bytes` reads every stored
+// byte to check the DCP archives' CRC-32s (otherwise only headers and overlapping replicas are read).
+inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bool check_bytes = true) {
+  CheckpointVerification report;
+  const CheckpointLayout& layout = checkpoint.layout();
+  report.tensors = layout.tensors.size();
+  auto file_name = [&](std::uint32_t f) { return f == no_file ? std::string("(no file)") : "'" + layout.files[f] + "'"; };
+  for (std::size_t t = 0; t < layout.tensors.size(); ++t) {
+    const StoredTensor& tensor = layout.tensors[t];
+    std::vector<std::size_t> valid;
+    for (std::size_t c = 0; c < tensor.chunks.size(); ++c) {
+      const StoredChunk& chunk = tensor.chunks[c];
+      ++report.chunks;
+      std::string where = detail::concat("tensor '", tensor.name, "' chunk ", c, " (offsets ", chunk.box.offsets, " sizes ", chunk.box.sizes, ") in ", file_name(chunk.file));
+      auto problem = [&](auto&&... why) { report.problems.push_back(detail::concat(where, ": ", why...)); };
+      if (chunk.box.offsets.size() != tensor.shape.size() || chunk.box.sizes.size() != tensor.shape.size()) {
+        problem("has ", chunk.box.sizes.size(), " dims; the tensor has ", tensor.shape.size());
+        continue;
+      }
+      bool inside = true;
+      for (std::size_t d = 0; d < tensor.shape.size(); ++d) inside = inside && chunk.box.offsets[d] + chunk.box.sizes[d] <= tensor.shape[d];
+      if (!inside) {
+        problem("lies outside the tensor's shape ", tensor.shape);
+        continue;
+      }
+      report.bytes += static_cast<std::uint64_t>(volume(chunk.box.sizes) * element_bytes(tensor.dtype));
+      if (chunk.file == no_file) {
+        problem("no file is recorded for it");
+        continue;
+      }
+      try {
+        const InputFile& file = checkpoint.file(chunk.file);
+        if (chunk.item_offset > file.size() || chunk.item_bytes > file.size() - chunk.item_offset)
+          detail::fail<FormatError>("its bytes [", chunk.item_offset, ", ", chunk.item_offset + chunk.item_bytes, ") are past the file's end (", file.size(), " bytes)");
+        ChunkData data = checkpoint.data(t, c);
+        if (check_bytes && data.crc32) {
+          std::uint32_t crc = 0;
+          std::vector<std::byte> block;
+          for (std::uint64_t at = 0; at < data.checked_bytes; at += block.size()) {
+            block.resize(static_cast<std::size_t>(std::min<std::uint64_t>(data.checked_bytes - at, 16 << 20)));
+            file.read(data.checked_offset + at, block);
+            crc = crc32(block, crc);
+          }
+          if (crc != *data.crc32) detail::fail<FormatError>("its stored bytes do not match their CRC-32 (corrupted data)");
+        }
+        valid.push_back(c);
+      } catch (const FormatError& e) {
+        std::string message = e.what();
+        problem(message.starts_with("tensor '") ? message.substr(message.find(": ") + 2) : message);
+      }
+    }
+    std::vector<Box> missing;
+    std::vector<std::pair<std::size_t, std::size_t>> overlaps;
+    detail::check_coverage(tensor, valid, missing, overlaps);
+    for (const Box& box : missing)
+      report.problems.push_back(detail::concat("tensor '", tensor.name, "': elements at offsets ", box.offset, " sizes ", box.shape, " are in no chunk"));
+    // Overlapping chunks must hold the same bytes: compare the overlap, in slabs of bounded size.
+    for (auto [a, b] : overlaps) {
+      const ChunkMeta &ca = tensor.chunks[a].box, &cb = tensor.chunks[b].box;
+      ReadItem item = detail::dcp_read_item(0, ca, 0, cb);  // overlap: offsets within b (storage) and within a (dest)
+      Dims in_a = item.dest_offsets, in_b = item.storage_offsets, lengths = item.lengths;
+      std::size_t n = lengths.size();
+      index_t elt = element_bytes(tensor.dtype), inner = n == 0 ? 1 : volume(lengths) / std::max<index_t>(1, lengths[0]);
+      index_t rows_per_slab = n == 0 ? 1 : std::max<index_t>(1, (index_t{64} << 20) / std::max<index_t>(1, inner * elt));
+      bool differ = false;
+      try {
+        for (index_t row = 0; row < (n == 0 ? 1 : lengths[0]) && !differ; row += rows_per_slab) {
+          Dims slab = lengths, oa = in_a, ob = in_b;
+          if (n > 0) {
+            slab[0] = std::min(rows_per_slab, lengths[0] - row);
+            oa[0] += row;
+            ob[0] += row;
+          }
+          std::vector<std::byte> xa(static_cast<std::size_t>(volume(slab) * elt)), xb(xa.size());
+          Dims strides = row_major_strides(slab);
+          checkpoint.read_box(t, a, oa, slab, xa.data(), strides);
+          checkpoint.read_box(t, b, ob, slab, xb.data(), strides);
+          differ = xa != xb;
+        }
+      } catch (const FormatError& e) {
+        report.problems.push_back(detail::concat("tensor '", tensor.name, "': comparing chunks ", a, " and ", b, ": ", e.what()));
+        continue;
+      }
+      if (differ)
+        report.problems.push_back(detail::concat("tensor '", tensor.name, "': chunks ", a, " (", file_name(tensor.chunks[a].file), ") and ", b, " (",
+                                                 file_name(tensor.chunks[b].file), ") overlap at offsets ", ca.offsets, " + ", in_a, " sizes ", lengths,
+                                                 " with different bytes"));
+    }
+  }
+  for (const StoredEntry& entry : layout.entries) {
+    if (entry.file == no_file) {
+      report.problems.push_back(detail::concat("entry '", entry.name, "': no file is recorded for it"));
+      continue;
+    }
+    try {
+      const InputFile& file = checkpoint.file(entry.file);
+      if (entry.offset > file.size() || entry.bytes > file.size() - entry.offset)
+        report.problems.push_back(detail::concat("entry '", entry.name, "' in ", file_name(entry.file), ": its bytes [", entry.offset, ", ", entry.offset + entry.bytes,
+                                                 ") are past the file's end (", file.size(), " bytes)"));
+    } catch (const FormatError& e) {
+      report.problems.push_back(detail::concat("entry '", entry.name, "': ", e.what()));
+    }
+  }
+  return report;
+}
+
+}  // namespace shardalg

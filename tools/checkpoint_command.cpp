@@ -1,0 +1,215 @@
+// shardalg checkpoint inspect | verify | read-plan: real checkpoint folders (PyTorch DCP,
+// safetensors), read without executing anything in them.
+#include <iostream>
+#include <memory>
+
+#include "commands.hpp"
+#include "model_file.hpp"
+#include "shardalg/storage/checkpoint_loading.hpp"
+#include "shardalg/storage/checkpoint_verification.hpp"
+
+namespace shardalg::cli {
+namespace {
+
+struct CheckpointOptions {
+  std::string folder, model, layout;
+  std::optional<index_t> rank;
+  bool json = false, summary = false;
+};
+
+nlohmann::ordered_json chunk_json(const Checkpoint& ck, std::size_t t, std::size_t c) {
+  const StoredTensor& tensor = ck.layout().tensors[t];
+  const StoredChunk& chunk = tensor.chunks[c];
+  ChunkData data = ck.data(t, c);
+  nlohmann::ordered_json out{{"offset", to_json(chunk.box.offsets)}, {"shape", to_json(chunk.box.sizes)}, {"file", ck.layout().files[chunk.file]},
+                             {"byte_offset", data.byte_offset}, {"bytes", volume(chunk.box.sizes) * element_bytes(tensor.dtype)}};
+  if (data.strides != row_major_strides(chunk.box.sizes)) out["strides"] = to_json(data.strides);
+  return out;
+}
+
+void inspect(const CheckpointOptions& o) {
+  Checkpoint ck = Checkpoint::open(o.folder);
+  const CheckpointLayout& layout = ck.layout();
+  if (o.json) {
+    nlohmann::ordered_json tensors = nlohmann::ordered_json::array(), entries = nlohmann::ordered_json::array();
+    for (std::size_t t = 0; t < layout.tensors.size(); ++t) {
+      const StoredTensor& tensor = layout.tensors[t];
+      nlohmann::ordered_json chunks = nlohmann::ordered_json::array();
+      for (std::size_t c = 0; c < tensor.chunks.size(); ++c) chunks.push_back(chunk_json(ck, t, c));
+      tensors.push_back({{"name", tensor.name}, {"dtype", to_string(tensor.dtype)}, {"shape", to_json(tensor.shape)}, {"chunks", std::move(chunks)}});
+    }
+    for (const StoredEntry& e : layout.entries)
+      entries.push_back({{"name", e.name}, {"file", e.file == no_file ? "" : layout.files[e.file]}, {"byte_offset", e.offset}, {"bytes", e.bytes}});
+    std::cout << nlohmann::ordered_json{{"format", to_string(layout.format)}, {"tensors", std::move(tensors)}, {"entries", std::move(entries)},
+                                        {"bytes", layout.tensor_bytes()}}.dump()
+              << "\n";
+    return;
+  }
+  std::cout << "format   " << to_string(layout.format) << "\nfiles    " << layout.files.size() << "\ntensors  " << layout.tensors.size() << " ("
+            << layout.chunk_count() << " chunks, " << layout.tensor_bytes() << " bytes)\nentries  " << layout.entries.size() << "\n";
+  for (const StoredTensor& tensor : layout.tensors) {
+    std::cout << "  " << tensor.name << "  " << tensor.dtype << " " << tensor.shape << "  " << tensor.chunks.size() << (tensor.chunks.size() == 1 ? " chunk" : " chunks");
+    for (std::size_t c = 0; c < tensor.chunks.size() && c < 4; ++c) {
+      const StoredChunk& chunk = tensor.chunks[c];
+      std::cout << (c ? ", " : ": ") << chunk.box.offsets << "+" << chunk.box.sizes << " in " << (chunk.file == no_file ? "(no file)" : layout.files[chunk.file]);
+    }
+    std::cout << (tensor.chunks.size() > 4 ? ", ..." : "") << "\n";
+  }
+  for (const StoredEntry& e : layout.entries)
+    std::cout << "  " << e.name << "  (non-tensor, " << e.bytes << " bytes in " << (e.file == no_file ? "(no file)" : layout.files[e.file]) << ")\n";
+}
+
+// The destination: a model (built-in or JSON file) under the recipe, or the recipe over every
+// tensor of the checkpoint.
+ModelLayout destination(const CheckpointOptions& o, const CheckpointLayout& layout) {
+  ModelSpec model = o.model.empty() ? checkpoint_model(layout) : load_model(o.model);
+  return layout_model(model, o.layout);
+}
+
+int verify(const CheckpointOptions& o) {
+  Checkpoint ck = Checkpoint::open(o.folder);
+  CheckpointVerification report = verify_checkpoint(ck);
+  const CheckpointLayout& layout = ck.layout();
+  if (!o.model.empty()) {
+    if (o.layout.empty()) detail::fail("verify: --model needs --layout (the recipe the checkpoint was saved under)");
+    ModelSpec model = load_model(o.model);
+    std::set<std::string> names;
+    for (const ModelTensor& t : model.tensors) {
+      names.insert(t.name);
+      auto found = layout.find(t.name);
+      if (!found)
+        report.problems.push_back("model tensor '" + t.name + "' is not in the checkpoint");
+      else if (layout.tensors[*found].shape != t.shape || layout.tensors[*found].dtype != t.dtype)
+        report.problems.push_back(detail::concat("tensor '", t.name, "' is ", layout.tensors[*found].dtype, " ", layout.tensors[*found].shape,
+                                                 " in the checkpoint but ", t.dtype, " ", t.shape, " in model '", model.name, "'"));
+    }
+    for (const StoredTensor& t : layout.tensors)
+      if (!names.count(t.name)) report.problems.push_back("checkpoint tensor '" + t.name + "' is not in model '" + model.name + "'");
+    if (report.ok()) {
+      ModelLayout saved = layout_model(model, o.layout);
+      std::size_t differ = 0;
+      std::string first;
+      for (std::size_t d = 0; d < saved.size(); ++d) {
+        std::vector<ChunkMeta> expected = saved_chunks(saved[d].layout), actual;
+        for (const StoredChunk& c : layout.tensors[*layout.find(saved[d].name)].chunks) actual.push_back(c.box);
+        auto less = [](const ChunkMeta& a, const ChunkMeta& b) {
+          return std::lexicographical_compare(a.offsets.begin(), a.offsets.end(), b.offsets.begin(), b.offsets.end()) ||
+                 (a.offsets == b.offsets && std::lexicographical_compare(a.sizes.begin(), a.sizes.end(), b.sizes.begin(), b.sizes.end()));
+        };
+        std::sort(actual.begin(), actual.end(), less);
+        std::sort(expected.begin(), expected.end(), less);
+        if (actual != expected && differ++ == 0) first = saved[d].name;
+      }
+      std::cout << (differ == 0 ? "layout: the saved chunks match '" + o.layout + "'"
+                                : detail::concat("layout: the saved chunks do not match '", o.layout, "' (", differ, " tensors differ, first '", first, "')"))
+                << "\n";
+    }
+  }
+  if (!report.ok()) {
+    for (const std::string& p : report.problems) std::cout << "problem: " << p << "\n";
+    std::cout << "not verified: " << report.problems.size() << (report.problems.size() == 1 ? " problem" : " problems") << "\n";
+    return 1;
+  }
+  std::cout << "verified: " << report.tensors << " tensors, " << report.chunks << " chunks, " << report.bytes << " bytes\n";
+  return 0;
+}
+
+void read_plan(const CheckpointOptions& o) {
+  Checkpoint ck = Checkpoint::open(o.folder);
+  const CheckpointLayout& layout = ck.layout();
+  ModelLayout want = destination(o, layout);
+  CheckpointReadPlanner planner(layout, want);
+  std::vector<index_t> ranks = o.rank ? std::vector<index_t>{*o.rank} : want.ranks();
+  if (o.rank && !std::binary_search(want.ranks().begin(), want.ranks().end(), *o.rank))
+    detail::fail("read-plan: rank ", *o.rank, " is not in layout '", o.layout, "' (ranks 0..", want.ranks().back(), ")");
+  auto bytes_of = [&](std::size_t t, const Dims& lengths) { return static_cast<std::uint64_t>(volume(lengths) * element_bytes(layout.tensors[t].dtype)); };
+  nlohmann::ordered_json reads = nlohmann::ordered_json::array(), forwards = nlohmann::ordered_json::array();
+  std::uint64_t max_read = 0, total_read = 0, forwarded = 0;
+  index_t max_rank = ranks.empty() ? 0 : ranks.front();
+  std::vector<std::pair<index_t, std::uint64_t>> per_rank;
+  for (index_t rank : ranks) {
+    RankReadPlan plan = planner.plan(rank);
+    std::uint64_t read = 0;
+    for (const CheckpointRead& r : plan.reads) {
+      read += bytes_of(r.tensor, r.lengths);
+      if (o.summary) continue;
+      const StoredChunk& chunk = layout.tensors[r.tensor].chunks[r.chunk];
+      if (!o.json) {
+        std::cout << "rank " << rank << " reads " << layout.tensors[r.tensor].name << " chunk " << chunk.box.offsets << " from " << layout.files[chunk.file]
+                  << ": storage " << r.storage_offsets << " -> dest " << r.dest_offsets << " lengths " << r.lengths << "\n";
+        continue;
+      }
+      reads.push_back({{"rank", rank}, {"tensor", layout.tensors[r.tensor].name}, {"file", layout.files[chunk.file]}, {"byte_offset", ck.data(r.tensor, r.chunk).byte_offset},
+                       {"chunk_shape", to_json(chunk.box.sizes)}, {"storage_offsets", to_json(r.storage_offsets)}, {"dest_offsets", to_json(r.dest_offsets)},
+                       {"lengths", to_json(r.lengths)}});
+    }
+    for (const CheckpointForward& f : plan.sends) {
+      forwarded += bytes_of(f.tensor, f.lengths);
+      if (o.summary) continue;
+      if (!o.json) {
+        std::cout << "rank " << f.from << " forwards " << layout.tensors[f.tensor].name << " " << f.src_offsets << " lengths " << f.lengths << " to rank " << f.to << "\n";
+        continue;
+      }
+      forwards.push_back({{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", to_json(f.src_offsets)},
+                          {"dest_offsets", to_json(f.dest_offsets)}, {"lengths", to_json(f.lengths)}});
+    }
+    if (o.rank)  // one rank: its receives are part of its plan
+      for (const CheckpointForward& f : plan.receives) {
+        if (o.summary) continue;
+        if (!o.json) {
+          std::cout << "rank " << f.to << " receives " << layout.tensors[f.tensor].name << " " << f.dest_offsets << " lengths " << f.lengths << " from rank " << f.from << "\n";
+          continue;
+        }
+        forwards.push_back({{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", to_json(f.src_offsets)},
+                            {"dest_offsets", to_json(f.dest_offsets)}, {"lengths", to_json(f.lengths)}});
+      }
+    total_read += read;
+    per_rank.emplace_back(rank, read);
+    if (read > max_read) {
+      max_read = read;
+      max_rank = rank;
+    }
+  }
+  if (!o.summary) {
+    if (o.json) std::cout << nlohmann::ordered_json{{"reads", std::move(reads)}, {"forwards", std::move(forwards)}}.dump() << "\n";
+    return;
+  }
+  if (o.json) {
+    nlohmann::ordered_json ranks_json = nlohmann::ordered_json::array();
+    for (auto [rank, read] : per_rank) ranks_json.push_back({{"rank", rank}, {"bytes_read", read}});
+    std::cout << nlohmann::ordered_json{{"ranks", std::move(ranks_json)}, {"bytes_read", total_read}, {"max_bytes_read", max_read}, {"max_rank", max_rank},
+                                        {"bytes_forwarded", forwarded}, {"bytes_stored", layout.tensor_bytes()}}.dump()
+              << "\n";
+    return;
+  }
+  for (auto [rank, read] : per_rank) std::cout << "rank " << rank << " reads " << read << " bytes\n";
+  std::cout << "bytes read      " << total_read << " (stored: " << layout.tensor_bytes() << ")\nmost by a rank  " << max_read << " (rank " << max_rank
+            << ")\nbytes forwarded " << forwarded << "\n";
+}
+
+}  // namespace
+
+void add_checkpoint_command(CLI::App& app, int& exit_code) {
+  CLI::App* cmd = app.add_subcommand("checkpoint", "Read real checkpoint folders (PyTorch DCP, safetensors): inspect, verify, plan every rank's reads");
+  cmd->require_subcommand(1);
+  auto o = std::make_shared<CheckpointOptions>();
+  CLI::App* inspect_cmd = cmd->add_subcommand("inspect", "Format, tensors, dtypes, shapes, chunks, files and bytes of a checkpoint");
+  inspect_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
+  inspect_cmd->add_flag("--json", o->json, "Print JSON");
+  inspect_cmd->callback([o] { inspect(*o); });
+  CLI::App* verify_cmd = cmd->add_subcommand("verify", "Check every chunk, file, archive and byte; exit 1 listing every problem");
+  verify_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
+  verify_cmd->add_option("--model", o->model, "Also check the checkpoint holds exactly this model's tensors (built-in name or JSON file)");
+  verify_cmd->add_option("--layout", o->layout, "With --model: the recipe the checkpoint is expected to be saved under");
+  verify_cmd->callback([o, &exit_code] { exit_code = verify(*o); });
+  CLI::App* plan_cmd = cmd->add_subcommand("read-plan", "Every rank's reads (and forwards of replicated data) to load a checkpoint into a layout");
+  plan_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
+  plan_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=8\" (without --model: over every tensor of the checkpoint)")->required();
+  plan_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
+  plan_cmd->add_option("--rank", o->rank, "Only this rank's reads, sends and receives");
+  plan_cmd->add_flag("--json", o->json, "Print JSON");
+  plan_cmd->add_flag("--summary", o->summary, "Bytes read per rank, the maximum, and bytes forwarded");
+  plan_cmd->callback([o] { read_plan(*o); });
+}
+
+}  // namespace shardalg::cli

@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "checkpoint_json.hpp"
 #include "model_file.hpp"
 #include "shardalg/storage/checkpoint_loading.hpp"
 #include "shardalg/storage/checkpoint_verification.hpp"
@@ -17,32 +18,11 @@ struct CheckpointOptions {
   bool json = false, summary = false;
 };
 
-nlohmann::ordered_json chunk_json(const Checkpoint& ck, std::size_t t, std::size_t c) {
-  const StoredTensor& tensor = ck.layout().tensors[t];
-  const StoredChunk& chunk = tensor.chunks[c];
-  ChunkData data = ck.data(t, c);
-  nlohmann::ordered_json out{{"offset", to_json(chunk.box.offsets)}, {"shape", to_json(chunk.box.sizes)}, {"file", ck.layout().files[chunk.file]},
-                             {"byte_offset", data.byte_offset}, {"bytes", volume(chunk.box.sizes) * element_bytes(tensor.dtype)}};
-  if (data.strides != row_major_strides(chunk.box.sizes)) out["strides"] = to_json(data.strides);
-  return out;
-}
-
 void inspect(const CheckpointOptions& o) {
   Checkpoint ck = Checkpoint::open(o.folder);
   const CheckpointLayout& layout = ck.layout();
   if (o.json) {
-    nlohmann::ordered_json tensors = nlohmann::ordered_json::array(), entries = nlohmann::ordered_json::array();
-    for (std::size_t t = 0; t < layout.tensors.size(); ++t) {
-      const StoredTensor& tensor = layout.tensors[t];
-      nlohmann::ordered_json chunks = nlohmann::ordered_json::array();
-      for (std::size_t c = 0; c < tensor.chunks.size(); ++c) chunks.push_back(chunk_json(ck, t, c));
-      tensors.push_back({{"name", tensor.name}, {"dtype", to_string(tensor.dtype)}, {"shape", to_json(tensor.shape)}, {"chunks", std::move(chunks)}});
-    }
-    for (const StoredEntry& e : layout.entries)
-      entries.push_back({{"name", e.name}, {"file", e.file == no_file ? "" : layout.files[e.file]}, {"byte_offset", e.offset}, {"bytes", e.bytes}});
-    std::cout << nlohmann::ordered_json{{"format", to_string(layout.format)}, {"tensors", std::move(tensors)}, {"entries", std::move(entries)},
-                                        {"bytes", layout.tensor_bytes()}}.dump()
-              << "\n";
+    std::cout << checkpoint_inspection(ck).dump() << "\n";
     return;
   }
   std::cout << "format   " << to_string(layout.format) << "\nfiles    " << layout.files.size() << "\ntensors  " << layout.tensors.size() << " ("

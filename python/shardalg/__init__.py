@@ -14,7 +14,7 @@ Errors are shardalg.Error (a ValueError) and name the bad value.
 """
 
 from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
-    BoundLocalExecution, Collective, CollectiveProgram, CostModel, DeviceMesh, Error, ExpertMetadata, FlatFragment,
+    BoundLocalExecution, Checkpoint, Collective, CollectiveProgram, CostModel, DeviceMesh, Error, ExpertMetadata, FlatFragment,
     FlatLayout, IntegerOverflowError, LayoutComparison, LocalExecution, LoweredProgram, LoweredStep, MeshLayout,
     ModelLayout, ModelReshardPlan, ModelSpec, ModelTensor, ParallelGroups, ParseError, Placement, RankHoldings,
     RankPart, ReduceOp, Relabeling, ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, Transfer, TransferList,
@@ -146,3 +146,29 @@ def execute_local(plan, sources, destinations, threads=None):
     """Runs every rank's part of `plan` once in this process (LocalExecution(plan, threads).run:
     build a LocalExecution to run one plan repeatedly). `threads`: default one per core."""
     return LocalExecution(plan, threads or 0).run(sources, destinations)
+
+
+def _load_checkpoint(self, layout, rank, like=None, threads=4, memory_limit=256 << 20):
+    """Rank `rank`'s part of the checkpoint under `layout` (a ModelLayout over tensors of this
+    checkpoint, e.g. layout_model(ck.model(), "fsdp dp=8")): its buffers, as local_buffers makes
+    them (numpy by default, torch with like="torch"), read straight from the files on `threads`
+    threads with at most `memory_limit` bytes of bounce buffers. The rank reads all it needs
+    itself (read_plan lists the reads and, for replicas, the forwards of a whole job)."""
+    buffers = layout.local_buffers(rank, like)
+    raw = rank_buffers(layout, rank, buffers, "checkpoint load", writable=True)
+    self._load(layout, rank, raw, threads, memory_limit)
+    return buffers
+
+
+def _read_tensor(self, name, like=None, threads=4):
+    """One whole tensor of the checkpoint (numpy, or torch with like="torch"), assembled from its
+    chunks."""
+    if name not in self.tensor_names:
+        raise Error(f"checkpoint: no tensor '{name}' (it has {len(self.tensor_names)} tensors)")
+    model = self.model()
+    layout = layout_model(ModelSpec(model.name, [t for t in model.tensors if t.name == name]), "replicated")
+    return _load_checkpoint(self, layout, 0, like, threads)[layout.buffer_of(name)]
+
+
+Checkpoint.load = _load_checkpoint
+Checkpoint.read_tensor = _read_tensor

@@ -44,5 +44,6 @@ void bind_layouts(py::module_& m);
 void bind_models(py::module_& m);
 void bind_plans(py::module_& m);
 void bind_execution(py::module_& m);
+void bind_checkpoints(py::module_& m);
 
 }  // namespace shardalg::python

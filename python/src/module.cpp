@@ -25,4 +25,5 @@ PYBIND11_MODULE(_shardalg, m) {
   python::bind_models(m);
   python::bind_plans(m);
   python::bind_execution(m);
+  python::bind_checkpoints(m);
 }

@@ -1,0 +1,112 @@
+// Checkpoint folders (PyTorch DCP, safetensors) from Python: inspect, verify, read plans, and a
+// rank's part loaded straight into numpy arrays or torch tensors (shardalg/__init__.py adds
+// Checkpoint.load and read_tensor over _load).
+#include "../../tools/checkpoint_json.hpp"
+#include "bindings.hpp"
+
+namespace shardalg::python {
+namespace {
+
+py::object json_to_python(const nlohmann::ordered_json& value) {
+  return py::module_::import("json").attr("loads")(value.dump());
+}
+
+py::dict forward_dict(const CheckpointLayout& layout, const CheckpointForward& f) {
+  py::dict d;
+  d["from"] = f.from;
+  d["to"] = f.to;
+  d["tensor"] = layout.tensors[f.tensor].name;
+  d["src_offsets"] = f.src_offsets;
+  d["dest_offsets"] = f.dest_offsets;
+  d["lengths"] = f.lengths;
+  return d;
+}
+
+}  // namespace
+
+void bind_checkpoints(py::module_& m) {
+  py::class_<Checkpoint>(m, "Checkpoint",
+                         "A checkpoint folder (PyTorch DCP or safetensors), opened without executing anything in it: its .metadata "
+                         "pickle is read by a restricted reader that refuses any class but DCP's record types.")
+      .def(py::init([](const std::string& folder) { return Checkpoint::open(folder); }), py::arg("folder"))
+      .def_property_readonly("format", [](const Checkpoint& ck) { return std::string(to_string(ck.layout().format)); })
+      .def_property_readonly("files", [](const Checkpoint& ck) { return ck.layout().files; })
+      .def_property_readonly("tensor_names", [](const Checkpoint& ck) {
+        std::vector<std::string> names;
+        for (const StoredTensor& t : ck.layout().tensors) names.push_back(t.name);
+        return names;
+      })
+      .def_property_readonly("entry_names", [](const Checkpoint& ck) {
+        std::vector<std::string> names;
+        for (const StoredEntry& e : ck.layout().entries) names.push_back(e.name);
+        return names;
+      })
+      .def("inspect", [](const Checkpoint& ck) { return json_to_python(cli::checkpoint_inspection(ck)); },
+           "Format, tensors (dtype, shape, chunks with file, byte_offset, bytes), non-tensor entries and total bytes, as a dict "
+           "(the JSON of `shardalg checkpoint inspect --json`).")
+      .def("verify", [](const Checkpoint& ck, bool check_bytes) {
+             CheckpointVerification report = verify_checkpoint(ck, check_bytes);
+             py::dict d;
+             d["problems"] = report.problems;
+             d["tensors"] = report.tensors;
+             d["chunks"] = report.chunks;
+             d["bytes"] = report.bytes;
+             return d;
+           }, py::arg("check_bytes") = true,
+           "Every problem (each naming tensor, chunk and file) in a dict with counts; no problems means verified.")
+      .def("model", [](const Checkpoint& ck) { return checkpoint_model(ck.layout()); },
+           "The model the checkpoint holds: each tensor's name, shape and dtype (for layout_model).")
+      .def("read_entry", [](const Checkpoint& ck, const std::string& name) {
+             for (std::size_t e = 0; e < ck.layout().entries.size(); ++e)
+               if (ck.layout().entries[e].name == name) {
+                 std::vector<std::byte> bytes = ck.read_entry(e);
+                 return py::bytes(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+               }
+             detail::fail("checkpoint: no non-tensor entry '", name, "'");
+           }, py::arg("name"), "The stored bytes of a non-tensor entry (DCP: a torch.save archive of the value).")
+      .def("read_plan", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank, bool share_replicas) {
+             CheckpointReadPlanner planner(ck.layout(), layout);
+             RankReadPlan plan = planner.plan(rank, share_replicas);
+             const CheckpointLayout& saved = ck.layout();
+             py::list reads, sends, receives;
+             for (const CheckpointRead& r : plan.reads) {
+               const StoredChunk& chunk = saved.tensors[r.tensor].chunks[r.chunk];
+               py::dict d;
+               d["tensor"] = saved.tensors[r.tensor].name;
+               d["file"] = saved.files[chunk.file];
+               d["byte_offset"] = ck.data(r.tensor, r.chunk).byte_offset;
+               d["chunk_offsets"] = chunk.box.offsets;
+               d["chunk_shape"] = chunk.box.sizes;
+               d["storage_offsets"] = r.storage_offsets;
+               d["dest_offsets"] = r.dest_offsets;
+               d["lengths"] = r.lengths;
+               reads.append(d);
+             }
+             for (const CheckpointForward& f : plan.sends) sends.append(forward_dict(saved, f));
+             for (const CheckpointForward& f : plan.receives) receives.append(forward_dict(saved, f));
+             py::dict d;
+             d["reads"] = reads;
+             d["sends"] = sends;
+             d["receives"] = receives;
+             return d;
+           }, py::arg("layout"), py::arg("rank"), py::arg("share_replicas") = true,
+           "One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored "
+           "byte be read once per job.")
+      .def("_load", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank, const std::vector<std::tuple<std::uintptr_t, std::size_t, std::string>>& raw,
+                       unsigned threads, std::uint64_t memory_limit) {
+             CheckpointReadPlanner planner(ck.layout(), layout);
+             RankReadPlan plan = planner.plan(rank, false);
+             std::vector<std::span<std::byte>> buffers;
+             for (std::size_t b = 0; b < raw.size(); ++b) {
+               auto& [address, bytes, dtype] = raw[b];
+               buffers.emplace_back(reinterpret_cast<std::byte*>(address), bytes);
+             }
+             for (std::size_t d = 0; d < layout.size(); ++d)
+               if (layout.buffer_of(d) < raw.size() && parse_dtype(std::get<2>(raw[layout.buffer_of(d)])) != layout[d].dtype)
+                 detail::fail("load: tensor '", layout[d].name, "' is ", layout[d].dtype, " but its buffer is ", std::get<2>(raw[layout.buffer_of(d)]));
+             py::gil_scoped_release release;
+             load_reads(ck, planner, plan, buffers, LoadOptions{threads, memory_limit});
+           }, py::arg("layout"), py::arg("rank"), py::arg("buffers"), py::arg("threads"), py::arg("memory_limit"));
+}
+
+}  // namespace shardalg::python

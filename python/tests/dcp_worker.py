@@ -1,0 +1,106 @@
+"""One rank of a PyTorch DCP scenario over gloo (test_checkpoints.py starts every rank):
+
+  save FOLDER      torch saves ShardedTensors (ChunkShardingSpec on dim 0 and on dim 1 with uneven
+                   sizes, 2-D blocks via EnumerableShardingSpec), a plain tensor and non-tensor
+                   values, in fp32, bf16, fp16 and int64.
+  load FOLDER      torch loads the checkpoint at this world size with every tensor ChunkShardingSpec
+                   on dim 0; shardalg loads this rank's part under "fsdp dp=WORLD"; both must agree
+                   element by element, and with the values saved.
+
+Usage: dcp_worker.py SCENARIO FOLDER RANK WORLD PORT. Exits non-zero with a message on any mismatch.
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+from torch_compat import import_torch_checkpointing  # noqa: E402
+
+import_torch_checkpointing()
+import torch  # noqa: E402
+import torch.distributed as dist  # noqa: E402
+import torch.distributed._shard.checkpoint as dcp  # noqa: E402
+from torch.distributed._shard import sharded_tensor  # noqa: E402
+from torch.distributed._shard.sharding_spec import ChunkShardingSpec, EnumerableShardingSpec, ShardMetadata  # noqa: E402
+
+# name -> (shape, dtype); values are expected_value(name) everywhere.
+TENSORS = {
+    "rows": ((10, 6), torch.float32),     # dim 0 over 4 ranks: 3, 3, 3, 1
+    "cols": ((5, 7), torch.bfloat16),     # dim 1 over 4 ranks: 2, 2, 2, 1
+    "blocks": ((6, 8), torch.float16),    # 2-D blocks: rows [0,4), [4,6) x cols [0,5), [5,8)
+    "ids": ((9,), torch.int64),           # dim 0
+    "plain": ((3, 4), torch.float32),     # a plain tensor (replicated on every rank)
+}
+VALUES = {"step": 7, "note": "saved by torch"}
+
+
+def expected_value(name):
+    shape, dtype = TENSORS[name]
+    count = 1
+    for extent in shape:
+        count *= extent
+    base = sum(map(ord, name)) % 17
+    return (torch.arange(count, dtype=torch.float64) * 0.5 + base).reshape(shape).to(dtype)
+
+
+def sharded(name, spec):
+    shape, dtype = TENSORS[name]
+    st = sharded_tensor.empty(spec, *shape, dtype=dtype)
+    whole = expected_value(name)
+    for shard in st.local_shards():
+        index = tuple(slice(o, o + s) for o, s in zip(shard.metadata.shard_offsets, shard.metadata.shard_sizes))
+        shard.tensor.copy_(whole[index])
+    return st
+
+
+def save(folder, rank, world):
+    placements = [f"rank:{r}/cpu" for r in range(world)]
+    blocks = EnumerableShardingSpec([
+        ShardMetadata([0, 0], [4, 5], f"rank:{0}/cpu"), ShardMetadata([0, 5], [4, 3], f"rank:{1 % world}/cpu"),
+        ShardMetadata([4, 0], [2, 5], f"rank:{2 % world}/cpu"), ShardMetadata([4, 5], [2, 3], f"rank:{3 % world}/cpu")])
+    state = {
+        "rows": sharded("rows", ChunkShardingSpec(dim=0, placements=placements)),
+        "cols": sharded("cols", ChunkShardingSpec(dim=1, placements=placements)),
+        "blocks": sharded("blocks", blocks),
+        "ids": sharded("ids", ChunkShardingSpec(dim=0, placements=placements)),
+        "plain": expected_value("plain"),
+        **VALUES,
+    }
+    dcp.save_state_dict(state, dcp.FileSystemWriter(folder))
+
+
+def load(folder, rank, world):
+    import shardalg
+    placements = [f"rank:{r}/cpu" for r in range(world)]
+    state = {}
+    for name, (shape, dtype) in TENSORS.items():
+        state[name] = sharded_tensor.zeros(ChunkShardingSpec(dim=0, placements=placements), *shape, dtype=dtype)
+    dcp.load_state_dict(state, dcp.FileSystemReader(folder))
+    ck = shardalg.Checkpoint(folder)
+    layout = shardalg.layout_model(ck.model(), f"fsdp dp={world}")
+    ours = ck.load(layout, rank, like="torch")
+    for name in TENSORS:
+        local = state[name].local_shards()
+        theirs = local[0].tensor if local else torch.zeros((0,) + TENSORS[name][0][1:], dtype=TENSORS[name][1])
+        mine = ours[layout.buffer_of(name)]
+        if mine.shape != theirs.shape or mine.dtype != theirs.dtype or not torch.equal(mine, theirs):
+            raise SystemExit(f"rank {rank}: '{name}' differs: shardalg {mine.dtype} {tuple(mine.shape)} {mine.flatten()[:6]} "
+                             f"torch {theirs.dtype} {tuple(theirs.shape)} {theirs.flatten()[:6]}")
+        chunk = torch.chunk(expected_value(name), world, dim=0)
+        wanted = chunk[rank] if rank < len(chunk) else theirs
+        if not torch.equal(theirs, wanted):
+            raise SystemExit(f"rank {rank}: torch loaded '{name}' differently from what was saved")
+
+
+def main():
+    scenario, folder, rank, world, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", port
+    from datetime import timedelta
+    dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
+    {"save": save, "load": load}[scenario](folder, rank, world)
+    dist.barrier()
+    dist.destroy_process_group()
+    print(f"rank {rank}: {scenario} ok")
+
+
+if __name__ == "__main__":
+    main()

@@ -18,6 +18,38 @@ class BoundLocalExecution:
     def run(self) -> dict:
         """Runs every rank's part over the bound buffers; returns byte counts."""
 
+class Checkpoint:
+    """A checkpoint folder (PyTorch DCP or safetensors), opened without executing anything in it: its .metadata pickle is read by a restricted reader that refuses any class but DCP's record types."""
+    def __init__(self, folder: str) -> None:
+        ...
+    @property
+    def format(self) -> str:
+        ...
+    @property
+    def files(self) -> list[str]:
+        ...
+    @property
+    def tensor_names(self) -> list[str]:
+        ...
+    @property
+    def entry_names(self) -> list[str]:
+        ...
+    def inspect(self) -> Any:
+        """Format, tensors (dtype, shape, chunks with file, byte_offset, bytes), non-tensor entries and total bytes, as a dict (the JSON of `shardalg checkpoint inspect --json`)."""
+    def verify(self, check_bytes: bool = True) -> dict:
+        """Every problem (each naming tensor, chunk and file) in a dict with counts; no problems means verified."""
+    def model(self) -> ModelSpec:
+        """The model the checkpoint holds: each tensor's name, shape and dtype (for layout_model)."""
+    def read_entry(self, name: str) -> bytes:
+        """The stored bytes of a non-tensor entry (DCP: a torch.save archive of the value)."""
+    def read_plan(self, layout: ModelLayout, rank: int, share_replicas: bool = True) -> dict:
+        """One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored byte be read once per job."""
+    def load(self, layout: ModelLayout, rank: int, like: Any = None, threads: int = 4,
+             memory_limit: int = 268435456) -> dict[str, Any]:
+        """Rank `rank`'s part under `layout`: its buffers (numpy, or torch with like="torch"), read straight from the files."""
+    def read_tensor(self, name: str, like: Any = None, threads: int = 4) -> Any:
+        """One whole tensor, assembled from its chunks."""
+
 class Collective:
     sum: ClassVar[Collective]
     avg: ClassVar[Collective]

@@ -25,6 +25,12 @@ __version__: str
 
 # The Python layer (shardalg/__init__.py): functions added to the core's classes, and its own.
 PYTHON_LAYER_METHODS = {
+    "Checkpoint": '''    def load(self, layout: ModelLayout, rank: int, like: Any = None, threads: int = 4,
+             memory_limit: int = 268435456) -> dict[str, Any]:
+        """Rank `rank`'s part under `layout`: its buffers (numpy, or torch with like="torch"), read straight from the files."""
+    def read_tensor(self, name: str, like: Any = None, threads: int = 4) -> Any:
+        """One whole tensor, assembled from its chunks."""
+''',
     "LocalExecution": '''    def bind(self, sources: dict[int, dict[str, Any]], destinations: dict[int, dict[str, Any]]) -> BoundLocalExecution:
         """Binds every rank's buffers for repeated runs."""
     def run(self, sources: dict[int, dict[str, Any]], destinations: dict[int, dict[str, Any]]) -> dict[str, int]:

@@ -64,7 +64,9 @@ inline SafetensorsHeader read_safetensors_header(const ByteSource& source) {
   if (!json.is_object()) fail<FormatError>(what, ": safetensors header is not a JSON object");
   SafetensorsHeader header;
   std::uint64_t data_start = 8 + header_length;
-  for (auto& [name, entry] : json.items()) {
+  for (auto& item : json.items()) {
+    const std::string name = item.key();
+    auto& entry = item.value();
     if (name == "__metadata__") {
       if (!entry.is_object()) fail<FormatError>(what, ": __metadata__ is not an object");
       for (auto& [key, value] : entry.items()) {

@@ -15,6 +15,7 @@
 #include <string_view>
 
 #include "shardalg/core/checked.hpp"
+#include "shardalg/core/dims.hpp"
 #include "shardalg/storage/format_dtypes.hpp"
 #include "shardalg/storage/pickle_reader.hpp"
 #include "shardalg/storage/zip_archive.hpp"

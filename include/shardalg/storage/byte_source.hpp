@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,6 +94,31 @@ class InputFile final : public ByteSource {
   int fd_ = -1;
   std::uint64_t size_ = 0;
   std::string name_;
+};
+
+// A whole file mapped read-only (the page cache's pages, no copy): for a file parsed at once,
+// such as DCP's .metadata.
+class MappedFile {
+ public:
+  explicit MappedFile(const InputFile& file, const std::string& path) : size_(file.size()) {
+    if (size_ == 0) return;
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) detail::fail<FormatError>("cannot open ", file.name(), ": ", std::strerror(errno));
+    void* at = ::mmap(nullptr, static_cast<std::size_t>(size_), PROT_READ, MAP_PRIVATE, fd, 0);
+    ::close(fd);
+    if (at == MAP_FAILED) detail::fail<FormatError>("cannot map ", file.name(), ": ", std::strerror(errno));
+    data_ = static_cast<const char*>(at);
+  }
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+  ~MappedFile() {
+    if (data_) ::munmap(const_cast<char*>(data_), static_cast<std::size_t>(size_));
+  }
+  std::string_view view() const { return data_ ? std::string_view(data_, static_cast<std::size_t>(size_)) : std::string_view(); }
+
+ private:
+  const char* data_ = nullptr;
+  std::uint64_t size_ = 0;
 };
 
 namespace detail {

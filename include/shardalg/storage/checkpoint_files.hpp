@@ -45,11 +45,11 @@ class Checkpoint {
     if (!fs::is_directory(folder, ec)) detail::fail<FormatError>("checkpoint folder '", folder.string(), "' does not exist or is not a folder");
     Checkpoint ck(folder);
     if (fs::exists(folder / ".metadata")) {
-      InputFile file((folder / ".metadata").string());
+      std::string path = (folder / ".metadata").string();
+      InputFile file(path);
       if (file.size() > max_metadata_bytes) detail::fail<FormatError>(file.name(), ": ", file.size(), " bytes of metadata (at most ", max_metadata_bytes, ")");
-      std::string metadata(file.size(), '\0');
-      file.read(0, std::as_writable_bytes(std::span(metadata.data(), metadata.size())));
-      ck.layout_ = read_dcp_metadata(metadata, file.name());
+      MappedFile metadata(file, path);
+      ck.layout_ = read_dcp_metadata(metadata.view(), file.name());
     } else {
       ck.open_safetensors();
     }

@@ -69,17 +69,17 @@ class DcpDecoder {
     if (!value) fail<FormatError>(doc_.what(), ": a DCP ", record, " has no field '", name, "'");
     return *value;
   }
-  // torch.Size(tuple) -> its extents.
-  Dims size(Ref r, std::string_view what) const {
-    if (!doc_.is_object_of(r, "Size")) fail<FormatError>(doc_.what(), ": ", what, " is not a torch.Size");
+  // torch.Size(tuple) -> its extents. `what` and `name` say which (for errors only).
+  Dims size(Ref r, std::string_view what, std::string_view name) const {
+    if (!doc_.is_object_of(r, "Size")) fail<FormatError>(doc_.what(), ": ", what, name, "' is not a torch.Size");
     Ref args = doc_.object(r).args;
     Dims dims;
     if (doc_.size(args) == 0) return dims;
     Ref values = doc_.item(args, 0);
-    if (doc_.size(values) > 64) fail<FormatError>(doc_.what(), ": ", what, " has ", doc_.size(values), " dims");
+    if (doc_.size(values) > 64) fail<FormatError>(doc_.what(), ": ", what, name, "' has ", doc_.size(values), " dims");
     doc_.for_each(values, [&](Ref v) {
       std::int64_t extent = doc_.integer(v);
-      if (extent < 0) fail<FormatError>(doc_.what(), ": ", what, " has a negative extent ", extent);
+      if (extent < 0) fail<FormatError>(doc_.what(), ": ", what, name, "' has a negative extent ", extent);
       dims.push_back(extent);
     });
     return dims;
@@ -144,14 +144,14 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     }
     if (!doc.is_object_of(item, "TensorStorageMetadata")) doc.bad(item, "TensorStorageMetadata or BytesStorageMetadata");
     StoredTensor tensor{std::string(key), dcp.dtype(dcp.required(item, "properties", "TensorStorageMetadata"), key),
-                        dcp.size(dcp.required(item, "size", "TensorStorageMetadata"), "the size of '" + std::string(key) + "'"), {}};
+                        dcp.size(dcp.required(item, "size", "TensorStorageMetadata"), "the size of '", key), {}};
     Ref chunks = dcp.required(item, "chunks", "TensorStorageMetadata");
     tensor.chunks.reserve(doc.size(chunks));
     doc.for_each(chunks, [&](Ref chunk) {
       if (!doc.is_object_of(chunk, "ChunkStorageMetadata")) doc.bad(chunk, "ChunkStorageMetadata");
       StoredChunk c;
-      c.box.offsets = dcp.size(dcp.required(chunk, "offsets", "ChunkStorageMetadata"), "a chunk offset of '" + tensor.name + "'");
-      c.box.sizes = dcp.size(dcp.required(chunk, "sizes", "ChunkStorageMetadata"), "a chunk size of '" + tensor.name + "'");
+      c.box.offsets = dcp.size(dcp.required(chunk, "offsets", "ChunkStorageMetadata"), "a chunk offset of '", tensor.name);
+      c.box.sizes = dcp.size(dcp.required(chunk, "sizes", "ChunkStorageMetadata"), "a chunk size of '", tensor.name);
       tensor.chunks.push_back(std::move(c));
     });
     tensor_of.emplace(key, layout.tensors.size());
@@ -193,7 +193,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     StoredTensor& tensor = layout.tensors[t->second];
     std::optional<Ref> offset_ref = dcp.field(index, "offset");
     Dims chunk_offset = offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)
-                            ? dcp.size(*offset_ref, "a storage index offset of '" + tensor.name + "'")
+                            ? dcp.size(*offset_ref, "a storage index offset of '", tensor.name)
                             : Dims(tensor.shape.size(), 0);
     std::optional<Ref> hint = dcp.field(index, "index");
     std::size_t c = tensor.chunks.size();

@@ -275,6 +275,12 @@ class PickleDocument {
   }
 
   void parse(std::span<const PickleGlobal> allowed) {
+    // Capacity for typical pickles up front (about one value per 8 bytes): growing these arrays
+    // by doubling copied and re-touched them, a third of the time on a 200 MB file.
+    nodes_.reserve(data_.size() / 6 + 16);
+    memo_.reserve(data_.size() / 6 + 16);
+    pool_.reserve(data_.size() / 8 + 16);
+    segments_.reserve(data_.size() / 16 + 16);
     while (true) {
       std::uint8_t op = static_cast<std::uint8_t>(data_[need(1)]);
       switch (op) {

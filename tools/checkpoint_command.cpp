@@ -103,6 +103,10 @@ void read_plan(const CheckpointOptions& o) {
   if (o.rank && !std::binary_search(want.ranks().begin(), want.ranks().end(), *o.rank))
     detail::fail("read-plan: rank ", *o.rank, " is not in layout '", o.layout, "' (ranks 0..", want.ranks().back(), ")");
   auto bytes_of = [&](std::size_t t, const Dims& lengths) { return static_cast<std::uint64_t>(volume(lengths) * element_bytes(layout.tensors[t].dtype)); };
+  auto forward_json = [&](const CheckpointForward& f) {
+    return nlohmann::ordered_json{{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", to_json(f.src_offsets)},
+                                  {"dest_offsets", to_json(f.dest_offsets)}, {"lengths", to_json(f.lengths)}};
+  };
   nlohmann::ordered_json reads = nlohmann::ordered_json::array(), forwards = nlohmann::ordered_json::array();
   std::uint64_t max_read = 0, total_read = 0, forwarded = 0;
   index_t max_rank = ranks.empty() ? 0 : ranks.front();
@@ -130,8 +134,7 @@ void read_plan(const CheckpointOptions& o) {
         std::cout << "rank " << f.from << " forwards " << layout.tensors[f.tensor].name << " " << f.src_offsets << " lengths " << f.lengths << " to rank " << f.to << "\n";
         continue;
       }
-      forwards.push_back({{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", to_json(f.src_offsets)},
-                          {"dest_offsets", to_json(f.dest_offsets)}, {"lengths", to_json(f.lengths)}});
+      forwards.push_back(forward_json(f));
     }
     if (o.rank)  // one rank: its receives are part of its plan
       for (const CheckpointForward& f : plan.receives) {
@@ -140,8 +143,7 @@ void read_plan(const CheckpointOptions& o) {
           std::cout << "rank " << f.to << " receives " << layout.tensors[f.tensor].name << " " << f.dest_offsets << " lengths " << f.lengths << " from rank " << f.from << "\n";
           continue;
         }
-        forwards.push_back({{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", to_json(f.src_offsets)},
-                            {"dest_offsets", to_json(f.dest_offsets)}, {"lengths", to_json(f.lengths)}});
+        forwards.push_back(forward_json(f));
       }
     total_read += read;
     per_rank.emplace_back(rank, read);

@@ -50,40 +50,15 @@ int verify(const CheckpointOptions& o) {
   Checkpoint ck = Checkpoint::open(o.folder);
   CheckpointVerification report = verify_checkpoint(ck);
   const CheckpointLayout& layout = ck.layout();
+  if (o.model.empty() != o.layout.empty()) detail::fail("verify: --model and --layout go together (the model and the recipe it was saved under)");
   if (!o.model.empty()) {
-    if (o.layout.empty()) detail::fail("verify: --model needs --layout (the recipe the checkpoint was saved under)");
-    ModelSpec model = load_model(o.model);
-    std::set<std::string> names;
-    for (const ModelTensor& t : model.tensors) {
-      names.insert(t.name);
-      auto found = layout.find(t.name);
-      if (!found)
-        report.problems.push_back("model tensor '" + t.name + "' is not in the checkpoint");
-      else if (layout.tensors[*found].shape != t.shape || layout.tensors[*found].dtype != t.dtype)
-        report.problems.push_back(detail::concat("tensor '", t.name, "' is ", layout.tensors[*found].dtype, " ", layout.tensors[*found].shape,
-                                                 " in the checkpoint but ", t.dtype, " ", t.shape, " in model '", model.name, "'"));
-    }
-    for (const StoredTensor& t : layout.tensors)
-      if (!names.count(t.name)) report.problems.push_back("checkpoint tensor '" + t.name + "' is not in model '" + model.name + "'");
-    if (report.ok()) {
-      ModelLayout saved = layout_model(model, o.layout);
-      std::size_t differ = 0;
-      std::string first;
-      for (std::size_t d = 0; d < saved.size(); ++d) {
-        std::vector<ChunkMeta> expected = saved_chunks(saved[d].layout), actual;
-        for (const StoredChunk& c : layout.tensors[*layout.find(saved[d].name)].chunks) actual.push_back(c.box);
-        auto less = [](const ChunkMeta& a, const ChunkMeta& b) {
-          return std::lexicographical_compare(a.offsets.begin(), a.offsets.end(), b.offsets.begin(), b.offsets.end()) ||
-                 (a.offsets == b.offsets && std::lexicographical_compare(a.sizes.begin(), a.sizes.end(), b.sizes.begin(), b.sizes.end()));
-        };
-        std::sort(actual.begin(), actual.end(), less);
-        std::sort(expected.begin(), expected.end(), less);
-        if (actual != expected && differ++ == 0) first = saved[d].name;
-      }
-      std::cout << (differ == 0 ? "layout: the saved chunks match '" + o.layout + "'"
-                                : detail::concat("layout: the saved chunks do not match '", o.layout, "' (", differ, " tensors differ, first '", first, "')"))
+    ModelMatch match = match_model(layout, load_model(o.model), o.layout);
+    report.problems.insert(report.problems.end(), match.problems.begin(), match.problems.end());
+    if (match.problems.empty())
+      std::cout << (match.matches() ? "layout: the saved chunks match '" + o.layout + "'"
+                                    : detail::concat("layout: the saved chunks do not match '", o.layout, "' (", match.differing,
+                                                     " tensors differ, first '", match.first_differing, "')"))
                 << "\n";
-    }
   }
   if (!report.ok()) {
     for (const std::string& p : report.problems) std::cout << "problem: " << p << "\n";
@@ -103,10 +78,6 @@ void read_plan(const CheckpointOptions& o) {
   if (o.rank && !std::binary_search(want.ranks().begin(), want.ranks().end(), *o.rank))
     detail::fail("read-plan: rank ", *o.rank, " is not in layout '", o.layout, "' (ranks 0..", want.ranks().back(), ")");
   auto bytes_of = [&](std::size_t t, const Dims& lengths) { return static_cast<std::uint64_t>(volume(lengths) * element_bytes(layout.tensors[t].dtype)); };
-  auto forward_json = [&](const CheckpointForward& f) {
-    return nlohmann::ordered_json{{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", to_json(f.src_offsets)},
-                                  {"dest_offsets", to_json(f.dest_offsets)}, {"lengths", to_json(f.lengths)}};
-  };
   nlohmann::ordered_json reads = nlohmann::ordered_json::array(), forwards = nlohmann::ordered_json::array();
   std::uint64_t max_read = 0, total_read = 0, forwarded = 0;
   index_t max_rank = ranks.empty() ? 0 : ranks.front();
@@ -123,9 +94,7 @@ void read_plan(const CheckpointOptions& o) {
                   << ": storage " << r.storage_offsets << " -> dest " << r.dest_offsets << " lengths " << r.lengths << "\n";
         continue;
       }
-      reads.push_back({{"rank", rank}, {"tensor", layout.tensors[r.tensor].name}, {"file", layout.files[chunk.file]}, {"byte_offset", ck.data(r.tensor, r.chunk).byte_offset},
-                       {"chunk_shape", to_json(chunk.box.sizes)}, {"storage_offsets", to_json(r.storage_offsets)}, {"dest_offsets", to_json(r.dest_offsets)},
-                       {"lengths", to_json(r.lengths)}});
+      reads.push_back(read_json(ck, rank, r));
     }
     for (const CheckpointForward& f : plan.sends) {
       forwarded += bytes_of(f.tensor, f.lengths);
@@ -134,7 +103,7 @@ void read_plan(const CheckpointOptions& o) {
         std::cout << "rank " << f.from << " forwards " << layout.tensors[f.tensor].name << " " << f.src_offsets << " lengths " << f.lengths << " to rank " << f.to << "\n";
         continue;
       }
-      forwards.push_back(forward_json(f));
+      forwards.push_back(forward_json(layout, f));
     }
     if (o.rank)  // one rank: its receives are part of its plan
       for (const CheckpointForward& f : plan.receives) {
@@ -143,7 +112,7 @@ void read_plan(const CheckpointOptions& o) {
           std::cout << "rank " << f.to << " receives " << layout.tensors[f.tensor].name << " " << f.dest_offsets << " lengths " << f.lengths << " from rank " << f.from << "\n";
           continue;
         }
-        forwards.push_back(forward_json(f));
+        forwards.push_back(forward_json(layout, f));
       }
     total_read += read;
     per_rank.emplace_back(rank, read);

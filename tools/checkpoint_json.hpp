@@ -1,5 +1,5 @@
-// A checkpoint's inspection as JSON: what `shardalg checkpoint inspect --json` prints and
-// Python's Checkpoint.inspect() returns.
+// A checkpoint's inspection and read plans as JSON: what `shardalg checkpoint inspect --json` and
+// `read-plan --json` print, and Python's Checkpoint.inspect() and read_plan() return.
 //   {"format": "dcp"|"safetensors", "tensors": [{"name", "dtype", "shape", "chunks": [{"offset",
 //    "shape", "file", "byte_offset", "bytes"[, "strides"]}]}], "entries": [{"name", "file",
 //    "byte_offset", "bytes"}], "bytes": total tensor bytes}
@@ -10,13 +10,31 @@
 #include <nlohmann/json.hpp>
 
 #include "shardalg/storage/checkpoint_files.hpp"
+#include "shardalg/storage/checkpoint_read_plan.hpp"
 
 namespace shardalg::cli {
+
+inline nlohmann::ordered_json dims_json(const Dims& d) { return nlohmann::ordered_json(std::vector<index_t>(d.begin(), d.end())); }
+
+// A read item: {"rank", "tensor", "file", "byte_offset" (the saved chunk's raw data in the file),
+// "chunk_shape", "storage_offsets", "dest_offsets", "lengths"}.
+inline nlohmann::ordered_json read_json(const Checkpoint& ck, index_t rank, const CheckpointRead& r) {
+  const StoredTensor& tensor = ck.layout().tensors[r.tensor];
+  const StoredChunk& chunk = tensor.chunks[r.chunk];
+  return {{"rank", rank}, {"tensor", tensor.name}, {"file", ck.layout().files[chunk.file]}, {"byte_offset", ck.data(r.tensor, r.chunk).byte_offset},
+          {"chunk_shape", dims_json(chunk.box.sizes)}, {"storage_offsets", dims_json(r.storage_offsets)}, {"dest_offsets", dims_json(r.dest_offsets)},
+          {"lengths", dims_json(r.lengths)}};
+}
+
+// A forward: {"from", "to", "tensor", "src_offsets", "dest_offsets", "lengths"}.
+inline nlohmann::ordered_json forward_json(const CheckpointLayout& layout, const CheckpointForward& f) {
+  return {{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", dims_json(f.src_offsets)},
+          {"dest_offsets", dims_json(f.dest_offsets)}, {"lengths", dims_json(f.lengths)}};
+}
 
 inline nlohmann::ordered_json checkpoint_inspection(const Checkpoint& ck) {
   using json = nlohmann::ordered_json;
   const CheckpointLayout& layout = ck.layout();
-  auto dims = [](const Dims& d) { return json(std::vector<index_t>(d.begin(), d.end())); };
   json tensors = json::array(), entries = json::array();
   for (std::size_t t = 0; t < layout.tensors.size(); ++t) {
     const StoredTensor& tensor = layout.tensors[t];
@@ -24,12 +42,12 @@ inline nlohmann::ordered_json checkpoint_inspection(const Checkpoint& ck) {
     for (std::size_t c = 0; c < tensor.chunks.size(); ++c) {
       const StoredChunk& chunk = tensor.chunks[c];
       ChunkData data = ck.data(t, c);
-      json out{{"offset", dims(chunk.box.offsets)}, {"shape", dims(chunk.box.sizes)}, {"file", layout.files[chunk.file]},
+      json out{{"offset", dims_json(chunk.box.offsets)}, {"shape", dims_json(chunk.box.sizes)}, {"file", layout.files[chunk.file]},
                {"byte_offset", data.byte_offset}, {"bytes", volume(chunk.box.sizes) * element_bytes(tensor.dtype)}};
-      if (data.strides != row_major_strides(chunk.box.sizes)) out["strides"] = dims(data.strides);
+      if (data.strides != row_major_strides(chunk.box.sizes)) out["strides"] = dims_json(data.strides);
       chunks.push_back(std::move(out));
     }
-    tensors.push_back({{"name", tensor.name}, {"dtype", to_string(tensor.dtype)}, {"shape", dims(tensor.shape)}, {"chunks", std::move(chunks)}});
+    tensors.push_back({{"name", tensor.name}, {"dtype", to_string(tensor.dtype)}, {"shape", dims_json(tensor.shape)}, {"chunks", std::move(chunks)}});
   }
   for (const StoredEntry& e : layout.entries)
     entries.push_back({{"name", e.name}, {"file", e.file == no_file ? "" : layout.files[e.file]}, {"byte_offset", e.offset}, {"bytes", e.bytes}});

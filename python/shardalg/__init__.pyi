@@ -36,13 +36,13 @@ class Checkpoint:
         ...
     def inspect(self) -> Any:
         """Format, tensors (dtype, shape, chunks with file, byte_offset, bytes), non-tensor entries and total bytes, as a dict (the JSON of `shardalg checkpoint inspect --json`)."""
-    def verify(self, check_bytes: bool = True) -> dict:
-        """Every problem (each naming tensor, chunk and file) in a dict with counts; no problems means verified."""
+    def verify(self, check_bytes: bool = True, model: ModelSpec | None = None, layout: str | None = None) -> dict:
+        """Every problem (each naming tensor, chunk and file) in a dict with counts; no problems means verified. With a model and the recipe it was saved under, also the model's tensors checked and whether the saved chunks are the recipe's (layout_matches, tensors_differing)."""
     def model(self) -> ModelSpec:
         """The model the checkpoint holds: each tensor's name, shape and dtype (for layout_model)."""
     def read_entry(self, name: str) -> bytes:
         """The stored bytes of a non-tensor entry (DCP: a torch.save archive of the value)."""
-    def read_plan(self, layout: ModelLayout, rank: int, share_replicas: bool = True) -> dict:
+    def read_plan(self, layout: ModelLayout, rank: int, share_replicas: bool = True) -> Any:
         """One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored byte be read once per job."""
     def load(self, layout: ModelLayout, rank: int, like: Any = None, threads: int = 4,
              memory_limit: int = 268435456) -> dict[str, Any]:

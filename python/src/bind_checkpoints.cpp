@@ -11,17 +11,6 @@ py::object json_to_python(const nlohmann::ordered_json& value) {
   return py::module_::import("json").attr("loads")(value.dump());
 }
 
-py::dict forward_dict(const CheckpointLayout& layout, const CheckpointForward& f) {
-  py::dict d;
-  d["from"] = f.from;
-  d["to"] = f.to;
-  d["tensor"] = layout.tensors[f.tensor].name;
-  d["src_offsets"] = f.src_offsets;
-  d["dest_offsets"] = f.dest_offsets;
-  d["lengths"] = f.lengths;
-  return d;
-}
-
 }  // namespace
 
 void bind_checkpoints(py::module_& m) {
@@ -44,16 +33,25 @@ void bind_checkpoints(py::module_& m) {
       .def("inspect", [](const Checkpoint& ck) { return json_to_python(cli::checkpoint_inspection(ck)); },
            "Format, tensors (dtype, shape, chunks with file, byte_offset, bytes), non-tensor entries and total bytes, as a dict "
            "(the JSON of `shardalg checkpoint inspect --json`).")
-      .def("verify", [](const Checkpoint& ck, bool check_bytes) {
+      .def("verify", [](const Checkpoint& ck, bool check_bytes, const std::optional<ModelSpec>& model, const std::optional<std::string>& layout) {
+             if (model.has_value() != layout.has_value()) detail::fail("verify: model and layout go together (the model and the recipe it was saved under)");
              CheckpointVerification report = verify_checkpoint(ck, check_bytes);
              py::dict d;
+             if (model) {
+               ModelMatch match = match_model(ck.layout(), *model, *layout);
+               report.problems.insert(report.problems.end(), match.problems.begin(), match.problems.end());
+               d["layout_matches"] = match.matches();
+               d["tensors_differing"] = match.differing;
+             }
              d["problems"] = report.problems;
              d["tensors"] = report.tensors;
              d["chunks"] = report.chunks;
              d["bytes"] = report.bytes;
              return d;
-           }, py::arg("check_bytes") = true,
-           "Every problem (each naming tensor, chunk and file) in a dict with counts; no problems means verified.")
+           }, py::arg("check_bytes") = true, py::arg("model") = py::none(), py::arg("layout") = py::none(),
+           "Every problem (each naming tensor, chunk and file) in a dict with counts; no problems means verified. With a model and "
+           "the recipe it was saved under, also the model's tensors checked and whether the saved chunks are the recipe's "
+           "(layout_matches, tensors_differing).")
       .def("model", [](const Checkpoint& ck) { return checkpoint_model(ck.layout()); },
            "The model the checkpoint holds: each tensor's name, shape and dtype (for layout_model).")
       .def("read_entry", [](const Checkpoint& ck, const std::string& name) {
@@ -67,28 +65,11 @@ void bind_checkpoints(py::module_& m) {
       .def("read_plan", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank, bool share_replicas) {
              CheckpointReadPlanner planner(ck.layout(), layout);
              RankReadPlan plan = planner.plan(rank, share_replicas);
-             const CheckpointLayout& saved = ck.layout();
-             py::list reads, sends, receives;
-             for (const CheckpointRead& r : plan.reads) {
-               const StoredChunk& chunk = saved.tensors[r.tensor].chunks[r.chunk];
-               py::dict d;
-               d["tensor"] = saved.tensors[r.tensor].name;
-               d["file"] = saved.files[chunk.file];
-               d["byte_offset"] = ck.data(r.tensor, r.chunk).byte_offset;
-               d["chunk_offsets"] = chunk.box.offsets;
-               d["chunk_shape"] = chunk.box.sizes;
-               d["storage_offsets"] = r.storage_offsets;
-               d["dest_offsets"] = r.dest_offsets;
-               d["lengths"] = r.lengths;
-               reads.append(d);
-             }
-             for (const CheckpointForward& f : plan.sends) sends.append(forward_dict(saved, f));
-             for (const CheckpointForward& f : plan.receives) receives.append(forward_dict(saved, f));
-             py::dict d;
-             d["reads"] = reads;
-             d["sends"] = sends;
-             d["receives"] = receives;
-             return d;
+             nlohmann::ordered_json reads = nlohmann::ordered_json::array(), sends = reads, receives = reads;
+             for (const CheckpointRead& r : plan.reads) reads.push_back(cli::read_json(ck, rank, r));
+             for (const CheckpointForward& f : plan.sends) sends.push_back(cli::forward_json(ck.layout(), f));
+             for (const CheckpointForward& f : plan.receives) receives.push_back(cli::forward_json(ck.layout(), f));
+             return json_to_python(nlohmann::ordered_json{{"reads", std::move(reads)}, {"sends", std::move(sends)}, {"receives", std::move(receives)}});
            }, py::arg("layout"), py::arg("rank"), py::arg("share_replicas") = true,
            "One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored "
            "byte be read once per job.")

@@ -116,7 +116,14 @@ def test_verify_passes_and_counts(saved):
     out = cli("verify", saved)
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.strip().splitlines()[-1] == f"verified: {tensor_count} tensors, {len(chunks)} chunks, {nbytes} bytes"
-    assert shardalg.Checkpoint(saved).verify()["problems"] == []
+    ck = shardalg.Checkpoint(saved)
+    assert ck.verify()["problems"] == []
+    # Against its model: the ShardedTensors were saved 4-way on dim 0 (rows, ids) but not cols,
+    # blocks or plain, so "fsdp dp=4" matches 2 of 5 tensors.
+    report = ck.verify(model=ck.model(), layout="fsdp dp=4")
+    assert report["problems"] == [] and not report["layout_matches"] and report["tensors_differing"] == 3
+    with pytest.raises(shardalg.Error, match="model and layout go together"):
+        ck.verify(model=ck.model())
 
 
 def test_each_rank_part_equals_torch_load_at_three_ranks(saved):

@@ -53,6 +53,24 @@ TEST_CASE("a DCP checkpoint written by torch 1.13: layout, chunk places, values,
   CHECK(report.bytes == 15 * 4 + 4 * 2);
 }
 
+TEST_CASE("match_model: the torch 1.13 checkpoint against its model under recipes") {
+  Checkpoint ck = Checkpoint::open(torch_checkpoint);
+  ModelSpec model{"m", {ModelTensor{"w", Dims{5, 3}, TensorRole::replicated, DType::fp32}, ModelTensor{"b", Dims{4}, TensorRole::replicated, DType::bf16}}};
+  ModelMatch fsdp = match_model(ck.layout(), model, "fsdp dp=2");  // w as saved; b was saved whole
+  CHECK(fsdp.problems.empty());
+  CHECK(fsdp.differing == 1);
+  CHECK(fsdp.first_differing == "b");
+  CHECK(match_model(ck.layout(), model, "replicated").differing == 1);  // now w differs and b matches
+  ModelSpec other = model;
+  other.tensors[1].dtype = DType::fp32;
+  other.tensors.push_back(ModelTensor{"extra", Dims{2}, TensorRole::replicated, DType::fp32});
+  ModelMatch wrong = match_model(ck.layout(), other, "fsdp dp=2");
+  REQUIRE(wrong.problems.size() == 2);
+  CHECK(wrong.problems[0] == "tensor 'b' is bf16 [4] in the checkpoint but fp32 [4] in model 'm'");
+  CHECK(wrong.problems[1] == "model tensor 'extra' is not in the checkpoint");
+  CHECK_FALSE(wrong.matches());
+}
+
 TEST_CASE("safetensors: header round trip and its errors") {
   std::string header = safetensors_header_bytes({{"a", DType::bf16, Dims{2, 3}}, {"b", DType::int64, Dims{}}});
   CHECK(header.size() % 8 == 0);

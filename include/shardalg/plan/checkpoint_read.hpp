@@ -213,13 +213,17 @@ class CheckpointIndex {
 
 // The chunks a checkpoint saved under `layout` holds: every held box once (replicas saved once,
 // as DCP deduplicates them), ordered by offset.
+// Chunks ordered by offsets, then sizes (lexicographically).
+inline bool chunk_before(const ChunkMeta& a, const ChunkMeta& b) {
+  if (a.offsets != b.offsets) return std::lexicographical_compare(a.offsets.begin(), a.offsets.end(), b.offsets.begin(), b.offsets.end());
+  return std::lexicographical_compare(a.sizes.begin(), a.sizes.end(), b.sizes.begin(), b.sizes.end());
+}
+
 inline std::vector<ChunkMeta> saved_chunks(const TensorLayout& layout) {
   std::vector<ChunkMeta> chunks;
   for (index_t rank : layout.mesh().devices())
     for (Piece& piece : layout.pieces(rank)) chunks.push_back(ChunkMeta{std::move(piece.global.offset), std::move(piece.global.shape)});
-  auto key = [](const ChunkMeta& c) { return std::make_pair(std::vector<index_t>(c.offsets.begin(), c.offsets.end()),
-                                                            std::vector<index_t>(c.sizes.begin(), c.sizes.end())); };
-  std::sort(chunks.begin(), chunks.end(), [&](const ChunkMeta& a, const ChunkMeta& b) { return key(a) < key(b); });
+  std::sort(chunks.begin(), chunks.end(), chunk_before);
   chunks.erase(std::unique(chunks.begin(), chunks.end()), chunks.end());
   return chunks;
 }

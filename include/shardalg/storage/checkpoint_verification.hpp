@@ -10,9 +10,11 @@
 //   "tensor 'w' chunk 1 (offsets [3, 0]) in '__1_0.distcp': ... past its end (600 bytes)".
 #pragma once
 
+#include <set>
 #include <string>
 #include <vector>
 
+#include "shardalg/model/layout_recipe.hpp"
 #include "shardalg/storage/checkpoint_files.hpp"
 
 namespace shardalg {
@@ -41,8 +43,8 @@ inline void check_coverage(const StoredTensor& tensor, const std::vector<std::si
     std::sort(bounds[d].begin(), bounds[d].end());
     bounds[d].erase(std::unique(bounds[d].begin(), bounds[d].end()), bounds[d].end());
   }
-  index_t cells = 1;
-  for (std::size_t d = 0; d < n; ++d) cells = checked_mul(cells, std::max<index_t>(1, static_cast<index_t>(bounds[d].size()) - 1));
+  index_t cells = 1;  // capped just past max_cells: only whether the grid is small enough matters then
+  for (std::size_t d = 0; d < n; ++d) cells = std::min(max_cells + 1, cells * std::max<index_t>(1, static_cast<index_t>(bounds[d].size()) - 1));
   // Overlapping pairs, from the chunk index (each pair once).
   std::vector<ChunkMeta> boxes;
   for (std::size_t c : valid) boxes.push_back(tensor.chunks[c].box);
@@ -133,26 +135,37 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
         problem("no file is recorded for it");
         continue;
       }
+      const InputFile* file = nullptr;
       try {
-        const InputFile& file = checkpoint.file(chunk.file);
-        if (chunk.item_offset > file.size() || chunk.item_bytes > file.size() - chunk.item_offset)
-          detail::fail<FormatError>("its bytes [", chunk.item_offset, ", ", chunk.item_offset + chunk.item_bytes, ") are past the file's end (", file.size(), " bytes)");
-        ChunkData data = checkpoint.data(t, c);
+        file = &checkpoint.file(chunk.file);
+      } catch (const FormatError& e) {
+        problem(e.what());
+        continue;
+      }
+      if (chunk.item_offset > file->size() || chunk.item_bytes > file->size() - chunk.item_offset) {
+        problem("its bytes [", chunk.item_offset, ", ", chunk.item_offset + chunk.item_bytes, ") are past the file's end (", file->size(), " bytes)");
+        continue;
+      }
+      try {
+        ChunkData data = checkpoint.data(t, c);  // errors name the tensor, chunk and file
         if (check_bytes && data.crc32) {
           std::uint32_t crc = 0;
           std::vector<std::byte> block;
           for (std::uint64_t at = 0; at < data.checked_bytes; at += block.size()) {
             block.resize(static_cast<std::size_t>(std::min<std::uint64_t>(data.checked_bytes - at, 16 << 20)));
-            file.read(data.checked_offset + at, block);
+            file->read(data.checked_offset + at, block);
             crc = crc32(block, crc);
           }
-          if (crc != *data.crc32) detail::fail<FormatError>("its stored bytes do not match their CRC-32 (corrupted data)");
+          if (crc != *data.crc32) {
+            problem("its stored bytes do not match their CRC-32 (corrupted data)");
+            continue;
+          }
         }
-        valid.push_back(c);
       } catch (const FormatError& e) {
-        std::string message = e.what();
-        problem(message.starts_with("tensor '") ? message.substr(message.find(": ") + 2) : message);
+        report.problems.push_back(e.what());
+        continue;
       }
+      valid.push_back(c);
     }
     std::vector<Box> missing;
     std::vector<std::pair<std::size_t, std::size_t>> overlaps;
@@ -207,6 +220,41 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
     }
   }
   return report;
+}
+
+// How a checkpoint compares with a model saved under a recipe.
+struct ModelMatch {
+  std::vector<std::string> problems;  // tensors missing on either side, or of another shape or dtype
+  std::size_t differing = 0;          // tensors whose saved chunks are not the recipe's (when no problems)
+  std::string first_differing;
+  bool matches() const { return problems.empty() && differing == 0; }
+};
+
+// Whether the checkpoint holds exactly `model`'s tensors (names, shapes, dtypes) and, if so,
+// whether each tensor's saved chunks are those `recipe` gives it (replicas saved once).
+inline ModelMatch match_model(const CheckpointLayout& checkpoint, const ModelSpec& model, std::string_view recipe) {
+  ModelMatch match;
+  std::set<std::string_view> names;
+  for (const ModelTensor& t : model.tensors) {
+    names.insert(t.name);
+    auto found = checkpoint.find(t.name);
+    if (!found)
+      match.problems.push_back(detail::concat("model tensor '", t.name, "' is not in the checkpoint"));
+    else if (checkpoint.tensors[*found].shape != t.shape || checkpoint.tensors[*found].dtype != t.dtype)
+      match.problems.push_back(detail::concat("tensor '", t.name, "' is ", checkpoint.tensors[*found].dtype, " ", checkpoint.tensors[*found].shape,
+                                              " in the checkpoint but ", t.dtype, " ", t.shape, " in model '", model.name, "'"));
+  }
+  for (const StoredTensor& t : checkpoint.tensors)
+    if (!names.count(t.name)) match.problems.push_back(detail::concat("checkpoint tensor '", t.name, "' is not in model '", model.name, "'"));
+  if (!match.problems.empty()) return match;
+  ModelLayout saved = layout_model(model, recipe);
+  for (std::size_t d = 0; d < saved.size(); ++d) {
+    std::vector<ChunkMeta> expected = saved_chunks(saved[d].layout), actual;
+    for (const StoredChunk& c : checkpoint.tensors[*checkpoint.find(saved[d].name)].chunks) actual.push_back(c.box);
+    std::sort(actual.begin(), actual.end(), chunk_before);
+    if (actual != expected && match.differing++ == 0) match.first_differing = saved[d].name;
+  }
+  return match;
 }
 
 }  // namespace shardalg

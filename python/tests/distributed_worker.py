@@ -63,33 +63,35 @@ def partial_sum(rank):
     check_equal(expected, destinations, f"rank {rank}")
 
 
+def expect_refusal(call, message, otherwise):
+    """`call` must raise shardalg.Error saying `message`; AssertionError(otherwise) if it returns."""
+    try:
+        call()
+    except shardalg.Error as e:
+        if message not in str(e):
+            raise
+        return
+    raise AssertionError(otherwise)
+
+
 def mixed_executors(rank):
     """Ranks asking for different executors: every rank fails with an Error saying so."""
     model = shardalg.model_from_zoo("llama3-8b", scale_down=64).with_dtype("fp32")
     src, dst = shardalg.layout_model(model, "zero3 dp=4"), shardalg.layout_model(model, "fsdp dp=4")
     plan = shardalg.ModelReshardPlan(src, dst)
-    try:
-        shardalg.torch.reshard(plan, src.local_buffers(rank, like=torch), dst.local_buffers(rank, like=torch), timeout=TIMEOUT,
-                               executor=EXECUTOR)
-    except shardalg.Error as e:
-        if "different executors" not in str(e):
-            raise
-        return
-    raise AssertionError("ranks with different executors went ahead")
+    expect_refusal(lambda: shardalg.torch.reshard(plan, src.local_buffers(rank, like=torch), dst.local_buffers(rank, like=torch),
+                                                  timeout=TIMEOUT, executor=EXECUTOR),
+                   "different executors", "ranks with different executors went ahead")
 
 
 def engine_options(rank):
     """The tensor executor asked for the engine's memory limit: every rank refuses rather than ignore it."""
     model = shardalg.model_from_zoo("llama3-8b", scale_down=64).with_dtype("fp32")
     src, dst = shardalg.layout_model(model, "zero3 dp=4"), shardalg.layout_model(model, "fsdp dp=4")
-    try:
-        shardalg.torch.reshard(shardalg.ModelReshardPlan(src, dst), src.local_buffers(rank, like=torch), dst.local_buffers(rank, like=torch),
-                               timeout=TIMEOUT, executor=EXECUTOR, memory_limit=1 << 20)
-    except shardalg.Error as e:
-        if "memory_limit" not in str(e):
-            raise
-        return
-    raise AssertionError("the tensor executor ignored memory_limit")
+    expect_refusal(lambda: shardalg.torch.reshard(shardalg.ModelReshardPlan(src, dst), src.local_buffers(rank, like=torch),
+                                                  dst.local_buffers(rank, like=torch), timeout=TIMEOUT, executor=EXECUTOR,
+                                                  memory_limit=1 << 20),
+                   "memory_limit", "the tensor executor ignored memory_limit")
 
 
 def bad_buffer(rank):

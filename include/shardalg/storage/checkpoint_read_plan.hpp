@@ -96,13 +96,13 @@ class CheckpointReadPlanner {
         for (std::size_t k = 0; k < group.size(); ++k) {
           auto [offset, length] = part(box, group.size(), k);
           if (length.empty() ? k > 0 : volume(length) == 0) continue;
-          if (k == me) add_reads(result, t, w, box, offset, length);
-          if (k == me)
-            for (std::size_t j = 0; j < group.size(); ++j) {
-              if (j != me) result.sends.push_back(CheckpointForward{rank, group[j].first, t, w, group[j].second, offset, offset, length});
-            }
-          else
+          if (k != me) {
             result.receives.push_back(CheckpointForward{group[k].first, rank, t, group[k].second, w, offset, offset, length});
+            continue;
+          }
+          add_reads(result, t, w, box, offset, length);
+          for (std::size_t j = 0; j < group.size(); ++j)
+            if (j != me) result.sends.push_back(CheckpointForward{rank, group[j].first, t, w, group[j].second, offset, offset, length});
         }
       }
     }

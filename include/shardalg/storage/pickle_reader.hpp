@@ -84,12 +84,8 @@ class PickleDocument {
     if (kind(r) != Kind::object) bad(r, "an object");
     return objects_[nodes_[r].a];
   }
-  // Whether `r` is an object made by the global module.name.
-  bool is_object_of(Ref r, std::string_view name) const {
-    if (kind(r) != Kind::object) return false;
-    const PickleGlobal& g = global(object(r).callable);
-    return g.name == name;
-  }
+  // Whether `r` is an object made by an allowed global named `name` (the allow list fixes the module).
+  bool is_object_of(Ref r, std::string_view name) const { return kind(r) == Kind::object && global(object(r).callable).name == name; }
   // The pid of a persistent id.
   Ref persistent_id(Ref r) const {
     if (kind(r) != Kind::persistent_id) bad(r, "a persistent id");

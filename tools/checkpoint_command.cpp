@@ -1,13 +1,15 @@
-// shardalg checkpoint inspect | verify | read-plan: real checkpoint folders (PyTorch DCP,
-// safetensors), read without executing anything in them.
+// shardalg checkpoint inspect | verify | read-plan | reshard | consolidate: real checkpoint
+// folders (PyTorch DCP, safetensors), read without executing anything in them, converted
+// between topologies and formats.
 #include <iostream>
 #include <memory>
 
 #include "commands.hpp"
 #include "checkpoint_json.hpp"
 #include "model_file.hpp"
+#include "checkpoint_writing.hpp"
+#include "shardalg/core/byte_size.hpp"
 #include "shardalg/storage/checkpoint_loading.hpp"
-#include "shardalg/storage/checkpoint_verification.hpp"
 
 namespace shardalg::cli {
 namespace {
@@ -16,6 +18,10 @@ struct CheckpointOptions {
   std::string folder, model, layout;
   std::optional<index_t> rank;
   bool json = false, summary = false;
+  // reshard and consolidate
+  std::string destination, format = "dcp", torch_version, memory_limit = "256MiB", max_shard_size = "5GB";
+  unsigned threads = 4;
+  bool check = false, quiet = false, skip_entries = false;
 };
 
 void inspect(const CheckpointOptions& o) {
@@ -138,6 +144,29 @@ void read_plan(const CheckpointOptions& o) {
             << ")\nbytes forwarded " << forwarded << "\n";
 }
 
+WriteSettings settings(const CheckpointOptions& o) {
+  return WriteSettings{o.threads, parse_byte_size(o.memory_limit, "--memory-limit"), o.check, o.quiet, !o.skip_entries};
+}
+
+int reshard(const CheckpointOptions& o) {
+  Checkpoint source = Checkpoint::open(o.folder);
+  const CheckpointLayout& layout = source.layout();
+  if (o.format != "dcp") detail::fail("reshard: --format '", o.format, "' is not written yet; 'dcp' is (whole tensors as safetensors: checkpoint consolidate)");
+  DcpFlavor flavor = o.torch_version == "1.13" ? DcpFlavor::torch_1_13
+                     : o.torch_version == "2"  ? DcpFlavor::torch_2
+                     : layout.format == CheckpointFormat::dcp ? layout.dcp_flavor
+                                                              : DcpFlavor::torch_2;
+  ModelLayout want = destination(o, layout);
+  CheckpointOutput output = plan_dcp_output(layout, want, flavor);
+  return write_and_check(source, output, o.destination, settings(o), "resharded");
+}
+
+int consolidate(const CheckpointOptions& o) {
+  Checkpoint source = Checkpoint::open(o.folder);
+  CheckpointOutput output = plan_safetensors_output(source.layout(), parse_byte_size(o.max_shard_size, "--max-shard-size"), o.skip_entries);
+  return write_and_check(source, output, o.destination, settings(o), "consolidated");
+}
+
 }  // namespace
 
 void add_checkpoint_command(CLI::App& app, int& exit_code) {
@@ -161,6 +190,28 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   plan_cmd->add_flag("--json", o->json, "Print JSON");
   plan_cmd->add_flag("--summary", o->summary, "Bytes read per rank, the maximum, and bytes forwarded");
   plan_cmd->callback([o] { read_plan(*o); });
+  auto add_writing_options = [&](CLI::App* c) {
+    c->add_option("--memory-limit", o->memory_limit, "Buffers of all threads together, e.g. 256MiB (default), 1GB");
+    c->add_option("--threads", o->threads, "Copying threads (default 4)")->check(CLI::Range(1u, 256u));
+    c->add_flag("--check", o->check, "Re-read the output, verify it and compare it with the source element by element");
+    c->add_flag("--quiet", o->quiet, "No progress output");
+  };
+  CLI::App* reshard_cmd = cmd->add_subcommand("reshard", "Convert a checkpoint to another layout (N ranks' files to M ranks' files), written whole or not at all");
+  reshard_cmd->add_option("source", o->folder, "Checkpoint folder to read")->required();
+  reshard_cmd->add_option("destination", o->destination, "Folder to create (must not exist)")->required();
+  reshard_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=3\" (without --model: over every tensor of the checkpoint)")->required();
+  reshard_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
+  reshard_cmd->add_option("--format", o->format, "Output format: dcp (PyTorch Distributed Checkpoint)");
+  reshard_cmd->add_option("--torch", o->torch_version, "DCP module paths for this torch: 1.13 or 2 (default: the source's, else 2)")->check(CLI::IsMember({"1.13", "2"}));
+  add_writing_options(reshard_cmd);
+  reshard_cmd->callback([o, &exit_code] { exit_code = reshard(*o); });
+  CLI::App* consolidate_cmd = cmd->add_subcommand("consolidate", "Whole tensors as Hugging Face safetensors files (dtypes kept), in bounded memory");
+  consolidate_cmd->add_option("source", o->folder, "Checkpoint folder to read")->required();
+  consolidate_cmd->add_option("destination", o->destination, "Folder to create (must not exist)")->required();
+  consolidate_cmd->add_option("--max-shard-size", o->max_shard_size, "Largest file, e.g. 5GB (default), 500MB, 2GiB");
+  consolidate_cmd->add_flag("--skip-entries", o->skip_entries, "Leave out non-tensor entries (safetensors holds tensors only)");
+  add_writing_options(consolidate_cmd);
+  consolidate_cmd->callback([o, &exit_code] { exit_code = consolidate(*o); });
 }
 
 }  // namespace shardalg::cli

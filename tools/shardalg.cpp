@@ -63,8 +63,8 @@ int main(int argc, char** argv) {
   shardalg::cli::add_scale_command(app);
   shardalg::cli::add_plan_command(app);
   shardalg::cli::add_cost_command(app);
-  shardalg::cli::add_demo_command(app);
   int exit_code = 0;  // set by commands whose outcome is not just success or bad input
+  shardalg::cli::add_demo_command(app, exit_code);
   shardalg::cli::add_run_command(app, exit_code);
   shardalg::cli::add_checkpoint_command(app, exit_code);
   // CLI11 reports a misspelled subcommand as a missing one; name it instead.

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "shardalg/core/box.hpp"
+#include "shardalg/core/byte_size.hpp"
 #include "shardalg/core/checked.hpp"
 #include "shardalg/core/chunk.hpp"
 #include "shardalg/core/deadline.hpp"
@@ -51,5 +52,7 @@
 #include "shardalg/plan/relabeling.hpp"
 #include "shardalg/plan/reshard_plan.hpp"
 #include "shardalg/scale/scale_factors.hpp"
+#include "shardalg/storage/checkpoint_comparison.hpp"
 #include "shardalg/storage/checkpoint_loading.hpp"
 #include "shardalg/storage/checkpoint_verification.hpp"
+#include "shardalg/storage/checkpoint_writer.hpp"

@@ -11,6 +11,40 @@ py::object json_to_python(const nlohmann::ordered_json& value) {
   return py::module_::import("json").attr("loads")(value.dump());
 }
 
+// A byte size given as an int or as text ("256MiB", "5GB").
+std::uint64_t byte_size(const py::object& value, std::string_view what) {
+  if (py::isinstance<py::str>(value)) return parse_byte_size(value.cast<std::string>(), what);
+  long long bytes = value.cast<long long>();
+  if (bytes < 0) detail::fail(what, " ", bytes, " is negative");
+  return static_cast<std::uint64_t>(bytes);
+}
+
+// Writes `output` from `ck` with the GIL released; `progress(done, total)` (if not None) is called
+// with the GIL held. Returns a summary dict.
+py::dict write_output(const Checkpoint& ck, const CheckpointOutput& output, const std::string& destination, unsigned threads, const py::object& memory_limit,
+                      const py::object& progress) {
+  WriteOptions options;
+  options.threads = threads;
+  options.memory_limit = byte_size(memory_limit, "memory_limit");
+  if (!progress.is_none())
+    options.progress = [&progress](std::uint64_t done, std::uint64_t total) {
+      py::gil_scoped_acquire hold;
+      progress(done, total);
+    };
+  {
+    py::gil_scoped_release release;
+    write_checkpoint(ck, output, destination, options);
+  }
+  py::dict d;
+  d["format"] = std::string(to_string(output.layout.format));
+  d["files"] = output.layout.files;
+  d["tensors"] = output.layout.tensors.size();
+  d["chunks"] = output.layout.chunk_count();
+  d["entries"] = output.layout.entries.size();
+  d["bytes"] = output.total_bytes();
+  return d;
+}
+
 }  // namespace
 
 void bind_checkpoints(py::module_& m) {
@@ -73,6 +107,46 @@ void bind_checkpoints(py::module_& m) {
            }, py::arg("layout"), py::arg("rank"), py::arg("share_replicas") = true,
            "One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored "
            "byte be read once per job.")
+      .def("reshard", [](const Checkpoint& ck, const std::string& destination, const ModelLayout& layout, const std::optional<std::string>& torch_version,
+                         unsigned threads, const py::object& memory_limit, const py::object& progress) {
+             DcpFlavor flavor = ck.layout().format == CheckpointFormat::dcp ? ck.layout().dcp_flavor : DcpFlavor::torch_2;
+             if (torch_version) {
+               if (*torch_version != "1.13" && *torch_version != "2") detail::fail("reshard: torch '", *torch_version, "': expected '1.13' or '2'");
+               flavor = *torch_version == "1.13" ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
+             }
+             return write_output(ck, plan_dcp_output(ck.layout(), layout, flavor), destination, threads, memory_limit, progress);
+           }, py::arg("destination"), py::arg("layout"), py::arg("torch") = py::none(), py::arg("threads") = 4, py::arg("memory_limit") = "256MiB",
+           py::arg("progress") = py::none(),
+           "Writes the checkpoint as a new DCP folder `destination` laid out as `layout` (each box a rank holds saved once, in its "
+           "rank's file), whole or not at all: built in a hidden partial folder and renamed when synced. torch: '1.13' or '2', "
+           "the module paths of the torch that will load it (default: the source's). progress(done, total) is called as bytes "
+           "are written. Returns a summary dict.")
+      .def("consolidate", [](const Checkpoint& ck, const std::string& destination, const py::object& max_shard_size, bool skip_entries, unsigned threads,
+                             const py::object& memory_limit, const py::object& progress) {
+             CheckpointOutput output = plan_safetensors_output(ck.layout(), byte_size(max_shard_size, "max_shard_size"), skip_entries);
+             return write_output(ck, output, destination, threads, memory_limit, progress);
+           }, py::arg("destination"), py::arg("max_shard_size") = "5GB", py::arg("skip_entries") = false, py::arg("threads") = 4,
+           py::arg("memory_limit") = "256MiB", py::arg("progress") = py::none(),
+           "Writes every tensor whole as Hugging Face safetensors (model.safetensors, or model-0000k-of-0000n.safetensors files of "
+           "at most max_shard_size with model.safetensors.index.json), dtypes kept, in bounded memory. Non-tensor entries are "
+           "refused unless skip_entries.")
+      .def("compare", [](const Checkpoint& ck, const Checkpoint& other, bool entries, unsigned threads, const py::object& memory_limit) {
+             std::uint64_t limit = byte_size(memory_limit, "memory_limit");
+             CheckpointComparison result;
+             {
+               py::gil_scoped_release release;
+               result = compare_checkpoints(ck, other, threads, limit, entries);
+             }
+             py::dict d;
+             d["equal"] = result.equal();
+             d["tensors"] = result.tensors;
+             d["entries"] = result.entries;
+             d["bytes"] = result.bytes;
+             d["differences"] = result.differences;
+             return d;
+           }, py::arg("other"), py::arg("entries") = true, py::arg("threads") = 4, py::arg("memory_limit") = "256MiB",
+           "Compares every tensor (and, with entries, every non-tensor entry) of this checkpoint with `other` element by element, whatever their formats and "
+           "layouts: a dict with equal, counts and the differences (the first differing element of each tensor).")
       .def("_load", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank, const std::vector<std::tuple<std::uintptr_t, std::size_t, std::string>>& raw,
                        unsigned threads, std::uint64_t memory_limit) {
              CheckpointReadPlanner planner(ck.layout(), layout);

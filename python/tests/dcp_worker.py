@@ -6,6 +6,9 @@
   load FOLDER      torch loads the checkpoint at this world size with every tensor ChunkShardingSpec
                    on dim 0; shardalg loads this rank's part under "fsdp dp=WORLD"; both must agree
                    element by element, and with the values saved.
+  expect FOLDER    torch alone loads the checkpoint (written by shardalg) at this world size, every
+                   tensor ChunkShardingSpec on dim 0, and the non-tensor values; each must equal
+                   what the save scenario saved.
 
 Usage: dcp_worker.py SCENARIO FOLDER RANK WORLD PORT. Exits non-zero with a message on any mismatch.
 """
@@ -91,12 +94,32 @@ def load(folder, rank, world):
             raise SystemExit(f"rank {rank}: torch loaded '{name}' differently from what was saved")
 
 
+def expect(folder, rank, world):
+    placements = [f"rank:{r}/cpu" for r in range(world)]
+    state = {name: sharded_tensor.zeros(ChunkShardingSpec(dim=0, placements=placements), *shape, dtype=dtype)
+             for name, (shape, dtype) in TENSORS.items()}
+    state.update({name: None for name in VALUES})
+    dcp.load_state_dict(state, dcp.FileSystemReader(folder))
+    for name in TENSORS:
+        chunks = torch.chunk(expected_value(name), world, dim=0)
+        local = state[name].local_shards()
+        if rank >= len(chunks):
+            if local and local[0].tensor.numel():
+                raise SystemExit(f"rank {rank}: '{name}' should hold nothing")
+            continue
+        if not local or not torch.equal(local[0].tensor, chunks[rank]):
+            raise SystemExit(f"rank {rank}: '{name}' loaded by torch differs from what was saved")
+    for name, value in VALUES.items():
+        if state[name] != value:
+            raise SystemExit(f"rank {rank}: value '{name}' is {state[name]!r}, saved {value!r}")
+
+
 def main():
     scenario, folder, rank, world, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", port
     from datetime import timedelta
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
-    {"save": save, "load": load}[scenario](folder, rank, world)
+    {"save": save, "load": load, "expect": expect}[scenario](folder, rank, world)
     dist.barrier()
     dist.destroy_process_group()
     print(f"rank {rank}: {scenario} ok")

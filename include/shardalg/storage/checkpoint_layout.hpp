@@ -29,6 +29,11 @@ enum class CheckpointFormat : std::uint8_t { dcp, safetensors };
 
 inline std::string_view to_string(CheckpointFormat format) { return format == CheckpointFormat::dcp ? "dcp" : "safetensors"; }
 
+// Which torch's module paths a DCP metadata file names its records by: torch 1.13 keeps them
+// under torch.distributed._shard.checkpoint, torch 2.x under torch.distributed.checkpoint (and
+// each loads only its own).
+enum class DcpFlavor : std::uint8_t { torch_1_13, torch_2 };
+
 // No file recorded for a chunk (a DCP metadata file without storage info for it).
 inline constexpr std::uint32_t no_file = 0xffffffffu;
 
@@ -56,6 +61,7 @@ struct StoredEntry {
 
 struct CheckpointLayout {
   CheckpointFormat format = CheckpointFormat::dcp;
+  DcpFlavor dcp_flavor = DcpFlavor::torch_2;  // DCP: the torch that wrote it
   std::vector<std::string> files;  // relative to the checkpoint folder
   std::vector<StoredTensor> tensors;
   std::vector<StoredEntry> entries;

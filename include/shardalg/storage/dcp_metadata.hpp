@@ -129,6 +129,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
 
   CheckpointLayout layout;
   layout.format = CheckpointFormat::dcp;
+  layout.dcp_flavor = doc.global(doc.object(root).callable).module == detail::dcp_v1 ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
   std::unordered_map<std::string_view, std::size_t> tensor_of, entry_of;
   doc.for_each(dcp.required(root, "state_dict_metadata", "Metadata"), [&, is_key = true, key = std::string_view()](Ref item) mutable {
     if (is_key) {

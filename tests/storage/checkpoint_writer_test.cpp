@@ -1,0 +1,247 @@
+#include <filesystem>
+#include <fstream>
+
+#include "../test_support.hpp"
+
+using namespace shardalg;
+
+namespace {
+
+const std::filesystem::path torch_saved = std::filesystem::path(__FILE__).parent_path() / "data" / "dcp_torch113";
+
+std::filesystem::path fresh_path(const std::string& name) {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / ("shardalg_writer_test_" + name);
+  std::filesystem::remove_all(path);
+  std::filesystem::remove_all(partial_folder(path));
+  return path;
+}
+
+std::string archive_bytes(DType dtype, const Dims& shape, const std::string& data, bool zip64) {
+  TorchArchiveWriter archive(dtype, shape, zip64);
+  std::uint32_t crc = crc32(std::as_bytes(std::span(data.data(), data.size())));
+  std::string prefix = archive.prefix();
+  for (int i = 0; i < 4; ++i) prefix[archive.data_crc_offset() + static_cast<std::size_t>(i)] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  return prefix + data + archive.suffix(crc);
+}
+
+}  // namespace
+
+TEST_CASE("PickleWriter: values and memoized globals read back by the restricted reader") {
+  PickleWriter p;
+  p.mark();
+  for (std::int64_t v : {std::int64_t{0}, std::int64_t{255}, std::int64_t{256}, std::int64_t{65536}, std::int64_t{-1}, std::int64_t{1} << 40, INT64_MIN})
+    p.integer(v);
+  p.string("wörd");
+  p.global("torch", "Size");
+  p.global("torch", "Size");  // the second time from the memo
+  p.tuple(0);
+  p.reduce();
+  p.tuple(-1);
+  std::string bytes = p.finish();
+  static constexpr PickleGlobal allowed[] = {{"torch", "Size"}};
+  PickleDocument doc(bytes, allowed, "test pickle");
+  using Ref = PickleDocument::Ref;
+  Ref root = doc.root();
+  REQUIRE(doc.size(root) == 10);
+  std::vector<std::int64_t> ints;
+  for (std::size_t i = 0; i < 7; ++i) ints.push_back(doc.integer(doc.item(root, i)));
+  CHECK(ints == std::vector<std::int64_t>{0, 255, 256, 65536, -1, std::int64_t{1} << 40, INT64_MIN});
+  CHECK(doc.string(doc.item(root, 7)) == "wörd");
+  CHECK(doc.is_object_of(doc.item(root, 9), "Size"));
+  CHECK(std::count(bytes.begin(), bytes.end(), 'S') == 1);  // "Size" spelled once
+}
+
+TEST_CASE("TorchArchiveWriter: the archive holds the tensor where it says, zip64 or not") {
+  std::string data;
+  for (int i = 0; i < 12; ++i) data.push_back(static_cast<char>(i));
+  for (bool zip64 : {false, true}) {
+    CAPTURE(zip64);
+    std::string bytes = archive_bytes(DType::fp16, Dims{2, 3}, data, zip64);
+    TorchArchiveWriter archive(DType::fp16, Dims{2, 3}, zip64);
+    CHECK(bytes.size() == archive.size());
+    CHECK(archive.data_offset() % 64 == 0);
+    MemorySource source(std::as_bytes(std::span(bytes.data(), bytes.size())), "archive");
+    SavedTensorData saved = read_saved_tensor(source, 0, bytes.size());
+    CHECK(saved.dtype == DType::fp16);
+    CHECK(saved.shape == Dims{2, 3});
+    CHECK(saved.strides == Dims{3, 1});
+    CHECK(saved.byte_offset == archive.data_offset());
+    CHECK(saved.crc32 == crc32(std::as_bytes(std::span(data.data(), data.size()))));
+    for (const ZipEntry& entry : read_zip_directory(source, 0, bytes.size()))
+      CHECK(entry.crc32 == crc32(std::as_bytes(std::span(bytes.data() + entry.data_offset, static_cast<std::size_t>(entry.size)))));
+  }
+}
+
+TEST_CASE("crc32: the standard check value, and continuing equals checksumming at once") {
+  std::string_view text = "123456789";
+  CHECK(crc32(std::as_bytes(std::span(text.data(), text.size()))) == 0xcbf43926u);
+  std::string long_text(1000, 'x');
+  for (std::size_t i = 0; i < long_text.size(); ++i) long_text[i] = static_cast<char>(i * 31 + 7);
+  auto all = std::as_bytes(std::span(long_text.data(), long_text.size()));
+  for (std::size_t split : {0u, 1u, 7u, 8u, 333u, 1000u}) CHECK(crc32(all.subspan(split), crc32(all.first(split))) == crc32(all));
+}
+
+TEST_CASE("dcp_metadata_bytes: read back as the same layout, under either torch's module paths") {
+  Checkpoint ck = Checkpoint::open(torch_saved);
+  CHECK(ck.layout().dcp_flavor == DcpFlavor::torch_1_13);
+  for (DcpFlavor flavor : {DcpFlavor::torch_1_13, DcpFlavor::torch_2}) {
+    std::string bytes = dcp_metadata_bytes(ck.layout(), flavor);
+    CheckpointLayout back = read_dcp_metadata(bytes, "written metadata");
+    CHECK(back.dcp_flavor == flavor);
+    CHECK(back.files == ck.layout().files);
+    REQUIRE(back.tensors.size() == ck.layout().tensors.size());
+    for (std::size_t t = 0; t < back.tensors.size(); ++t) {
+      const StoredTensor &a = back.tensors[t], &b = ck.layout().tensors[t];
+      CHECK(a.name == b.name);
+      CHECK(a.dtype == b.dtype);
+      CHECK(a.shape == b.shape);
+      REQUIRE(a.chunks.size() == b.chunks.size());
+      for (std::size_t c = 0; c < a.chunks.size(); ++c) {
+        CHECK(a.chunks[c].box == b.chunks[c].box);
+        CHECK(a.chunks[c].file == b.chunks[c].file);
+        CHECK(a.chunks[c].item_offset == b.chunks[c].item_offset);
+        CHECK(a.chunks[c].item_bytes == b.chunks[c].item_bytes);
+      }
+    }
+    REQUIRE(back.entries.size() == 2);
+    CHECK(back.entries[1].name == ck.layout().entries[1].name);
+    CHECK(back.entries[1].bytes == ck.layout().entries[1].bytes);
+  }
+  CheckpointLayout no_file = ck.layout();
+  no_file.tensors[0].chunks[0].file = shardalg::no_file;
+  CHECK_THROWS_WITH_AS(dcp_metadata_bytes(no_file, DcpFlavor::torch_2), doctest::Contains("has no file"), Error);
+}
+
+TEST_CASE("for_each_band: bands tile the chunk in order, each within the limit") {
+  struct Case {
+    Dims shape;
+    std::uint64_t max_bytes;
+  };
+  for (const Case& c : {Case{{1000, 64}, 4096}, Case{{4, 10, 16}, 100}, Case{{4, 10, 16}, 64}, Case{{7}, 8}, Case{{3, 5}, 1}, Case{{}, 4}, Case{{0, 5}, 64},
+                        Case{{2, 3, 4, 5}, 1 << 20}}) {
+    CAPTURE(c.shape);
+    CAPTURE(c.max_bytes);
+    std::uint64_t next = 0;
+    std::size_t bands = 0;
+    Dims strides = row_major_strides(c.shape);
+    for_each_band(c.shape, 4, c.max_bytes, [&](const Dims& offset, const Dims& shape, std::uint64_t at) {
+      ++bands;
+      CHECK(at == next);  // contiguous and in order
+      std::uint64_t bytes = static_cast<std::uint64_t>(volume(shape)) * 4;
+      CHECK((bytes <= c.max_bytes || volume(shape) == 1));  // one element when even that exceeds the limit
+      for (std::size_t d = 0; d < shape.size(); ++d) CHECK(offset[d] + shape[d] <= c.shape[d]);
+      next += bytes;
+    });
+    CHECK(next == static_cast<std::uint64_t>(volume(c.shape)) * 4);
+    CHECK((bands == 0) == (volume(c.shape) == 0));
+  }
+}
+
+TEST_CASE("reshard the torch 1.13 checkpoint: to 3 ranks and back to 2, element by element, entries kept") {
+  Checkpoint source = Checkpoint::open(torch_saved);
+  std::filesystem::path three = fresh_path("three"), two = fresh_path("two");
+  CheckpointOutput out = plan_dcp_output(source.layout(), layout_model(checkpoint_model(source.layout()), "fsdp dp=3"), DcpFlavor::torch_1_13);
+  CHECK(out.layout.files == std::vector<std::string>{"__0_0.distcp", "__1_0.distcp", "__2_0.distcp"});
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> progress;
+  WriteOptions options;
+  options.threads = 3;
+  options.memory_limit = 4096;
+  options.progress = [&](std::uint64_t done, std::uint64_t total) { progress.emplace_back(done, total); };
+  write_checkpoint(source, out, three, options);
+  REQUIRE(!progress.empty());
+  CHECK(progress.back() == std::pair<std::uint64_t, std::uint64_t>{68, 68});
+  CHECK(!std::filesystem::exists(partial_folder(three)));
+  Checkpoint resharded = Checkpoint::open(three);
+  CHECK(verify_checkpoint(resharded).ok());
+  const StoredTensor& w = resharded.layout().tensors[*resharded.layout().find("w")];
+  REQUIRE(w.chunks.size() == 3);
+  CHECK(w.chunks[2].box == ChunkMeta{Dims{4, 0}, Dims{1, 3}});
+  CheckpointComparison same = compare_checkpoints(source, resharded, 2, 1024);
+  CHECK(same.equal());
+  CHECK(same.tensors == 2);
+  CHECK(same.entries == 2);
+  CHECK(same.bytes == 68);
+
+  write_checkpoint(resharded, plan_dcp_output(resharded.layout(), layout_model(checkpoint_model(resharded.layout()), "replicated ranks=2"), DcpFlavor::torch_2), two);
+  Checkpoint back = Checkpoint::open(two);
+  CHECK(back.layout().dcp_flavor == DcpFlavor::torch_2);
+  CHECK(back.layout().tensors[0].chunks.size() == 1);  // replicas saved once
+  CHECK(compare_checkpoints(source, back).equal());
+
+  // A flipped data byte is found and named by element.
+  const StoredChunk& last = w.chunks[2];
+  ChunkData where = resharded.data(*resharded.layout().find("w"), 2);
+  {
+    std::fstream file(three / resharded.layout().files[last.file], std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(where.byte_offset + 4));
+    file.put('\x7f');
+  }
+  CheckpointComparison differs = compare_checkpoints(source, Checkpoint::open(three));
+  REQUIRE(differs.differences.size() == 1);
+  CHECK(differs.differences[0] == "tensor 'w': element [4, 1] differs");
+  std::filesystem::remove_all(three);
+  std::filesystem::remove_all(two);
+}
+
+TEST_CASE("write_checkpoint: an existing destination is refused; a failure leaves nothing that looks complete") {
+  Checkpoint source = Checkpoint::open(torch_saved);
+  CheckpointOutput out = plan_dcp_output(source.layout(), layout_model(checkpoint_model(source.layout()), "fsdp dp=2"), DcpFlavor::torch_2);
+  std::filesystem::path existing = fresh_path("existing");
+  std::filesystem::create_directories(existing);
+  CHECK_THROWS_WITH_AS(write_checkpoint(source, out, existing), doctest::Contains("already exists"), Error);
+  CHECK(std::filesystem::is_empty(existing));
+  std::filesystem::remove_all(existing);
+
+  // A source file cut short after planning: the copy fails part-way.
+  std::filesystem::path cut = fresh_path("cut_source"), destination = fresh_path("after_failure");
+  std::filesystem::copy(torch_saved, cut);
+  Checkpoint damaged = Checkpoint::open(cut);
+  std::filesystem::resize_file(cut / "__1_0.distcp", 100);
+  std::filesystem::create_directories(partial_folder(destination) / "stale");  // left by an earlier, killed run
+  CHECK_THROWS_AS(write_checkpoint(damaged, plan_dcp_output(damaged.layout(), layout_model(checkpoint_model(damaged.layout()), "fsdp dp=2"), DcpFlavor::torch_2), destination),
+                  FormatError);
+  CHECK(!std::filesystem::exists(destination));
+  CHECK(!std::filesystem::exists(partial_folder(destination)));
+  // A re-run from an intact source succeeds.
+  write_checkpoint(source, out, destination);
+  CHECK(compare_checkpoints(source, Checkpoint::open(destination)).equal());
+  std::filesystem::remove_all(cut);
+  std::filesystem::remove_all(destination);
+}
+
+TEST_CASE("plan outputs: destinations must place every tensor; safetensors refuses entries unless skipped") {
+  Checkpoint source = Checkpoint::open(torch_saved);
+  ModelSpec only_w{"only_w", {ModelTensor{"w", Dims{5, 3}, TensorRole::replicated, DType::fp32}}};
+  CHECK_THROWS_WITH_AS(plan_dcp_output(source.layout(), layout_model(only_w, "fsdp dp=2"), DcpFlavor::torch_2), doctest::Contains("no place for tensor 'b'"), Error);
+  CHECK_THROWS_WITH_AS(plan_safetensors_output(source.layout(), 1000), doctest::Contains("2 non-tensor entries ('step', 'name')"), Error);
+  CheckpointOutput out = plan_safetensors_output(source.layout(), 1000, true);
+  CHECK(out.layout.files == std::vector<std::string>{"model.safetensors"});
+  CHECK(out.index_json.empty());
+}
+
+TEST_CASE("consolidate to Hugging Face safetensors: files of bounded size, an index, equal tensors") {
+  Checkpoint source = Checkpoint::open(torch_saved);
+  std::filesystem::path destination = fresh_path("consolidated");
+  CheckpointOutput out = plan_safetensors_output(source.layout(), 40, true);  // w (60 bytes) alone, then b
+  CHECK(out.layout.files == std::vector<std::string>{"model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"});
+  write_checkpoint(source, out, destination);
+  CHECK(std::filesystem::exists(destination / "model.safetensors.index.json"));
+  Checkpoint consolidated = Checkpoint::open(destination);
+  CHECK(consolidated.layout().format == CheckpointFormat::safetensors);
+  CHECK(verify_checkpoint(consolidated).ok());
+  CheckpointComparison result = compare_checkpoints(source, consolidated);
+  REQUIRE(result.differences.size() == 2);  // the entries, which safetensors cannot hold
+  CHECK(result.differences[0] == "entry 'step' is missing");
+  CHECK(result.tensors == 2);
+  std::filesystem::remove_all(destination);
+}
+
+TEST_CASE("parse_byte_size: decimal and binary units; bad text named") {
+  CHECK(parse_byte_size("4096", "size") == 4096);
+  CHECK(parse_byte_size("5GB", "size") == 5'000'000'000u);
+  CHECK(parse_byte_size("256MiB", "size") == 268'435'456u);
+  CHECK(parse_byte_size("1.5 kB", "size") == 1500);
+  CHECK_THROWS_WITH_AS(parse_byte_size("12 parsecs", "--memory-limit"), doctest::Contains("unknown unit 'parsecs'"), ParseError);
+  CHECK_THROWS_WITH_AS(parse_byte_size("GB", "--memory-limit"), doctest::Contains("--memory-limit 'GB'"), ParseError);
+  CHECK_THROWS_AS(parse_byte_size("100000000TB", "size"), OverflowError);
+}

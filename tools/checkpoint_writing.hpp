@@ -20,6 +20,12 @@ struct WriteSettings {
   bool entries = true;  // the output holds the source's non-tensor entries (checked with the tensors)
 };
 
+inline std::string fixed_seconds(double seconds) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f", seconds);
+  return text;
+}
+
 // Writes `output` (planned from `source`) as `destination`. Returns the exit code: 0, or 1 when
 // the check finds the output unequal to the source (each difference printed).
 inline int write_and_check(const Checkpoint& source, const CheckpointOutput& output, const std::string& destination, const WriteSettings& s,
@@ -34,7 +40,7 @@ inline int write_and_check(const Checkpoint& source, const CheckpointOutput& out
   const CheckpointLayout& layout = output.layout;
   std::cout << verb << " " << destination << ": " << to_string(layout.format) << ", " << layout.files.size() << (layout.files.size() == 1 ? " file, " : " files, ")
             << layout.tensors.size() << " tensors (" << layout.chunk_count() << " chunks), " << layout.entries.size() << " entries, " << output.total_bytes()
-            << " bytes in " << seconds << " s (" << human_bytes(static_cast<double>(output.total_bytes()) / std::max(seconds, 1e-9)) << "/s)\n";
+            << " bytes in " << fixed_seconds(seconds) << " s (" << human_bytes(static_cast<double>(output.total_bytes()) / std::max(seconds, 1e-9)) << "/s)\n";
   if (!s.check) return 0;
   Checkpoint written = Checkpoint::open(destination);
   CheckpointVerification report = verify_checkpoint(written);

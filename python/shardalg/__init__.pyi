@@ -44,6 +44,12 @@ class Checkpoint:
         """The stored bytes of a non-tensor entry (DCP: a torch.save archive of the value)."""
     def read_plan(self, layout: ModelLayout, rank: int, share_replicas: bool = True) -> Any:
         """One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored byte be read once per job."""
+    def reshard(self, destination: str, layout: ModelLayout, torch: str | None = None, threads: int = 4, memory_limit: Any = '256MiB', progress: Any = None) -> dict:
+        """Writes the checkpoint as a new DCP folder `destination` laid out as `layout` (each box a rank holds saved once, in its rank's file), whole or not at all: built in a hidden partial folder and renamed when synced. torch: '1.13' or '2', the module paths of the torch that will load it (default: the source's). progress(done, total) is called as bytes are written. Returns a summary dict."""
+    def consolidate(self, destination: str, max_shard_size: Any = '5GB', skip_entries: bool = False, threads: int = 4, memory_limit: Any = '256MiB', progress: Any = None) -> dict:
+        """Writes every tensor whole as Hugging Face safetensors (model.safetensors, or model-0000k-of-0000n.safetensors files of at most max_shard_size with model.safetensors.index.json), dtypes kept, in bounded memory. Non-tensor entries are refused unless skip_entries."""
+    def compare(self, other: Checkpoint, entries: bool = True, threads: int = 4, memory_limit: Any = '256MiB') -> dict:
+        """Compares every tensor (and, with entries, every non-tensor entry) of this checkpoint with `other` element by element, whatever their formats and layouts: a dict with equal, counts and the differences (the first differing element of each tensor)."""
     def load(self, layout: ModelLayout, rank: int, like: Any = None, threads: int = 4,
              memory_limit: int = 268435456) -> dict[str, Any]:
         """Rank `rank`'s part under `layout`: its buffers (numpy, or torch with like="torch"), read straight from the files."""

@@ -4,8 +4,8 @@
 //   renamed to the destination only when every file is complete and synced, so a crash, a kill or
 //   a full disk never leaves a checkpoint that looks complete. A partial folder left by an earlier
 //   run is removed first; an existing destination is refused.
-// - Files get their final size up front (posix_fallocate where the file system has it, so a
-//   full disk shows before the copy), then chunks are copied on threads in bands of bounded size:
+// - The free space is checked first (a checkpoint that cannot fit fails before any copy), files
+//   get their final size, then chunks are copied on threads in bands of bounded size:
 //   each band is read from the source chunks that overlap it, checksummed (DCP's torch.save
 //   archives carry a CRC-32 per entry) and written at its place. Memory: the band and bounce
 //   buffers, at most the memory limit whatever the checkpoint's size.
@@ -19,7 +19,6 @@
 #pragma once
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -56,13 +55,10 @@ class OutputFile {
   ~OutputFile() {
     if (fd_ >= 0) ::close(fd_);
   }
-  // Reserves the file's final size (a full disk fails here); where the file system cannot
-  // reserve, the size is set and space taken as it is written.
-  void reserve(std::uint64_t bytes) {
-    if (bytes == 0) return;
-    int rc = ::posix_fallocate(fd_, 0, static_cast<off_t>(bytes));
-    if (rc == EOPNOTSUPP || rc == EINVAL) rc = ::ftruncate(fd_, static_cast<off_t>(bytes)) == 0 ? 0 : errno;
-    if (rc != 0) fail("cannot reserve ", bytes, " bytes for '", name_, "': ", std::strerror(rc));
+  // Sets the file's final size (sparse: space is taken as bytes are written, so nothing is
+  // written twice; the free space was checked before).
+  void set_size(std::uint64_t bytes) {
+    if (::ftruncate(fd_, static_cast<off_t>(bytes)) != 0) fail("cannot size '", name_, "' to ", bytes, " bytes: ", std::strerror(errno));
   }
   void write(std::uint64_t offset, const void* data, std::uint64_t bytes) const {
     const char* p = static_cast<const char*>(data);
@@ -120,11 +116,13 @@ inline void write_checkpoint(const Checkpoint& source, const CheckpointOutput& o
   fs::create_directories(partial, ec);
   if (ec) detail::fail("cannot create '", partial.string(), "': ", ec.message());
   try {
+    if (fs::space_info space = fs::space(partial, ec); !ec && space.available < output.total_bytes())
+      detail::fail("not enough space for '", destination.string(), "': the checkpoint needs ", output.total_bytes(), " bytes, ", space.available, " are free");
     const CheckpointLayout& layout = output.layout;
     std::vector<std::unique_ptr<detail::OutputFile>> files;
     for (std::size_t f = 0; f < layout.files.size(); ++f) {
       files.push_back(std::make_unique<detail::OutputFile>(partial / layout.files[f]));
-      files.back()->reserve(output.file_bytes[f]);
+      files.back()->set_size(output.file_bytes[f]);
       if (f < output.file_headers.size()) files.back()->write(0, output.file_headers[f].data(), output.file_headers[f].size());
     }
     unsigned threads = std::max(1u, options.threads);

@@ -249,3 +249,37 @@ TEST_CASE("parse_byte_size: decimal and binary units; bad text named") {
   CHECK_THROWS_WITH_AS(parse_byte_size("GB", "--memory-limit"), doctest::Contains("--memory-limit 'GB'"), ParseError);
   CHECK_THROWS_AS(parse_byte_size("100000000TB", "size"), OverflowError);
 }
+
+TEST_CASE("FSDP2+TP with uneven strided shards (n = 7, dp = 3, tp = 2) saved, then resharded on disk to dp = 2, tp = 3") {
+  ModelSpec model{"strided", {ModelTensor{"q", Dims{7, 4}, TensorRole::column_parallel, DType::fp32}, ModelTensor{"o", Dims{4, 7}, TensorRole::row_parallel, DType::fp32}}};
+  std::filesystem::path values = fresh_path("strided_values"), saved_at = fresh_path("strided_6"), moved_at = fresh_path("strided_6b");
+  std::filesystem::create_directories(values);
+  {
+    std::vector<SafetensorsItem> items;
+    std::string data;
+    for (const ModelTensor& t : model.tensors) {
+      items.push_back(SafetensorsItem{t.name, t.dtype, t.shape});
+      for (index_t i = 0; i < volume(t.shape); ++i) {
+        float v = static_cast<float>(100 * items.size() + static_cast<std::size_t>(i));
+        data.append(reinterpret_cast<const char*>(&v), sizeof v);
+      }
+    }
+    std::ofstream(values / "model.safetensors", std::ios::binary) << safetensors_header_bytes(items) << data;
+  }
+  Checkpoint flat = Checkpoint::open(values);
+  write_checkpoint(flat, plan_dcp_output(flat.layout(), layout_model(model, "fsdp-tp dp=3,tp=2"), DcpFlavor::torch_2), saved_at);
+  Checkpoint saved = Checkpoint::open(saved_at);
+  ModelMatch as_saved = match_model(saved.layout(), model, "fsdp-tp dp=3,tp=2");
+  CHECK(as_saved.problems.empty());
+  CHECK(as_saved.matches());  // the chunks are exactly the strided layout's boxes
+  // tp halves of 4 and 3 rows, each split over dp = 3 torch.chunk style: 2 + 2 (+ nothing) and 1 + 1 + 1.
+  CHECK(saved.layout().tensors[*saved.layout().find("q")].chunks.size() == 5);
+  write_checkpoint(saved, plan_dcp_output(saved.layout(), layout_model(model, "fsdp-tp dp=2,tp=3"), DcpFlavor::torch_2), moved_at);
+  Checkpoint moved = Checkpoint::open(moved_at);
+  CHECK(match_model(moved.layout(), model, "fsdp-tp dp=2,tp=3").matches());
+  CHECK(verify_checkpoint(moved).ok());
+  CheckpointComparison result = compare_checkpoints(flat, moved);
+  CHECK(result.equal());
+  CHECK(result.bytes == 2 * 28 * 4);
+  for (const auto& path : {values, saved_at, moved_at}) std::filesystem::remove_all(path);
+}

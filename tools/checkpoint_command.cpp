@@ -152,12 +152,7 @@ int reshard(const CheckpointOptions& o) {
   Checkpoint source = Checkpoint::open(o.folder);
   const CheckpointLayout& layout = source.layout();
   if (o.format != "dcp") detail::fail("reshard: --format '", o.format, "' is not written yet; 'dcp' is (whole tensors as safetensors: checkpoint consolidate)");
-  DcpFlavor flavor = o.torch_version == "1.13" ? DcpFlavor::torch_1_13
-                     : o.torch_version == "2"  ? DcpFlavor::torch_2
-                     : layout.format == CheckpointFormat::dcp ? layout.dcp_flavor
-                                                              : DcpFlavor::torch_2;
-  ModelLayout want = destination(o, layout);
-  CheckpointOutput output = plan_dcp_output(layout, want, flavor);
+  CheckpointOutput output = plan_dcp_output(layout, destination(o, layout), dcp_flavor_for(layout, o.torch_version));
   return write_and_check(source, output, o.destination, settings(o), "resharded");
 }
 

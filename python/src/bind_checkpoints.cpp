@@ -109,11 +109,7 @@ void bind_checkpoints(py::module_& m) {
            "byte be read once per job.")
       .def("reshard", [](const Checkpoint& ck, const std::string& destination, const ModelLayout& layout, const std::optional<std::string>& torch_version,
                          unsigned threads, const py::object& memory_limit, const py::object& progress) {
-             DcpFlavor flavor = ck.layout().format == CheckpointFormat::dcp ? ck.layout().dcp_flavor : DcpFlavor::torch_2;
-             if (torch_version) {
-               if (*torch_version != "1.13" && *torch_version != "2") detail::fail("reshard: torch '", *torch_version, "': expected '1.13' or '2'");
-               flavor = *torch_version == "1.13" ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
-             }
+             DcpFlavor flavor = dcp_flavor_for(ck.layout(), torch_version.value_or(""));
              return write_output(ck, plan_dcp_output(ck.layout(), layout, flavor), destination, threads, memory_limit, progress);
            }, py::arg("destination"), py::arg("layout"), py::arg("torch") = py::none(), py::arg("threads") = 4, py::arg("memory_limit") = "256MiB",
            py::arg("progress") = py::none(),

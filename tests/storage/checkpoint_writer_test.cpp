@@ -213,6 +213,17 @@ TEST_CASE("write_checkpoint: an existing destination is refused; a failure leave
   std::filesystem::remove_all(destination);
 }
 
+TEST_CASE("dcp_flavor_for: the version asked for, else the source's; other versions named") {
+  Checkpoint source = Checkpoint::open(torch_saved);
+  CHECK(dcp_flavor_for(source.layout(), "") == DcpFlavor::torch_1_13);
+  CHECK(dcp_flavor_for(source.layout(), "2") == DcpFlavor::torch_2);
+  CheckpointLayout safetensors;
+  safetensors.format = CheckpointFormat::safetensors;
+  CHECK(dcp_flavor_for(safetensors, "") == DcpFlavor::torch_2);
+  CHECK(dcp_flavor_for(safetensors, "1.13") == DcpFlavor::torch_1_13);
+  CHECK_THROWS_WITH_AS(dcp_flavor_for(source.layout(), "2.1"), doctest::Contains("torch version '2.1'"), Error);
+}
+
 TEST_CASE("plan outputs: destinations must place every tensor; safetensors refuses entries unless skipped") {
   Checkpoint source = Checkpoint::open(torch_saved);
   ModelSpec only_w{"only_w", {ModelTensor{"w", Dims{5, 3}, TensorRole::replicated, DType::fp32}}};

@@ -72,6 +72,15 @@ inline void add_reads(CheckpointOutput& out, const CheckpointLayout& source, std
 
 }  // namespace detail
 
+// The module paths to write DCP's records under: those of `torch_version` ("1.13" or "2"), or when
+// empty the source's own (a safetensors source: torch 2). Error naming any other version.
+inline DcpFlavor dcp_flavor_for(const CheckpointLayout& source, std::string_view torch_version) {
+  if (torch_version == "1.13") return DcpFlavor::torch_1_13;
+  if (torch_version == "2") return DcpFlavor::torch_2;
+  if (!torch_version.empty()) detail::fail("torch version '", torch_version, "': DCP is written for '1.13' or '2'");
+  return source.format == CheckpointFormat::dcp ? source.dcp_flavor : DcpFlavor::torch_2;
+}
+
 // The DCP checkpoint of `source`'s tensors under `destination` (tensors matched by name). Errors:
 // as CheckpointReadPlanner's (a tensor missing from the source, of another shape or dtype), and a
 // source tensor the destination does not place.

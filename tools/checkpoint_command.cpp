@@ -8,6 +8,7 @@
 #include "checkpoint_json.hpp"
 #include "model_file.hpp"
 #include "checkpoint_writing.hpp"
+#include "plan_support.hpp"
 #include "shardalg/core/byte_size.hpp"
 #include "shardalg/storage/checkpoint_loading.hpp"
 
@@ -15,7 +16,7 @@ namespace shardalg::cli {
 namespace {
 
 struct CheckpointOptions {
-  std::string folder, model, layout;
+  std::string folder, model, layout, optimizer = "none";
   std::optional<index_t> rank;
   bool json = false, summary = false;
   // reshard and consolidate
@@ -45,11 +46,14 @@ void inspect(const CheckpointOptions& o) {
     std::cout << "  " << e.name << "  (non-tensor, " << e.bytes << " bytes in " << (e.file == no_file ? "(no file)" : layout.files[e.file]) << ")\n";
 }
 
-// The destination: a model (built-in or JSON file) under the recipe, or the recipe over every
-// tensor of the checkpoint.
+// The model the options name (built-in or JSON file) with its optimizer's states.
+ModelSpec named_model(const CheckpointOptions& o) { return with_optimizer(load_model(o.model), o.optimizer); }
+
+// The destination: a model under the recipe, or the recipe over every tensor of the checkpoint.
 ModelLayout destination(const CheckpointOptions& o, const CheckpointLayout& layout) {
-  ModelSpec model = o.model.empty() ? checkpoint_model(layout) : load_model(o.model);
-  return layout_model(model, o.layout);
+  if (o.model.empty() && o.optimizer != "none")
+    detail::fail("--optimizer ", o.optimizer, " needs --model (the parameters whose states the checkpoint holds)");
+  return layout_model(o.model.empty() ? checkpoint_model(layout) : named_model(o), o.layout);
 }
 
 int verify(const CheckpointOptions& o) {
@@ -58,7 +62,7 @@ int verify(const CheckpointOptions& o) {
   const CheckpointLayout& layout = ck.layout();
   if (o.model.empty() != o.layout.empty()) detail::fail("verify: --model and --layout go together (the model and the recipe it was saved under)");
   if (!o.model.empty()) {
-    ModelMatch match = match_model(layout, load_model(o.model), o.layout);
+    ModelMatch match = match_model(layout, named_model(o), o.layout);
     report.problems.insert(report.problems.end(), match.problems.begin(), match.problems.end());
     if (match.problems.empty())
       std::cout << (match.matches() ? "layout: the saved chunks match '" + o.layout + "'"
@@ -176,11 +180,13 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   verify_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
   verify_cmd->add_option("--model", o->model, "Also check the checkpoint holds exactly this model's tensors (built-in name or JSON file)");
   verify_cmd->add_option("--layout", o->layout, "With --model: the recipe the checkpoint is expected to be saved under");
+  add_optimizer_option(*verify_cmd, o->optimizer)->needs("--model");
   verify_cmd->callback([o, &exit_code] { exit_code = verify(*o); });
   CLI::App* plan_cmd = cmd->add_subcommand("read-plan", "Every rank's reads (and forwards of replicated data) to load a checkpoint into a layout");
   plan_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
   plan_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=8\" (without --model: over every tensor of the checkpoint)")->required();
   plan_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
+  add_optimizer_option(*plan_cmd, o->optimizer);
   plan_cmd->add_option("--rank", o->rank, "Only this rank's reads, sends and receives");
   plan_cmd->add_flag("--json", o->json, "Print JSON");
   plan_cmd->add_flag("--summary", o->summary, "Bytes read per rank, the maximum, and bytes forwarded");
@@ -196,6 +202,7 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   reshard_cmd->add_option("destination", o->destination, "Folder to create (must not exist)")->required();
   reshard_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=3\" (without --model: over every tensor of the checkpoint)")->required();
   reshard_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
+  add_optimizer_option(*reshard_cmd, o->optimizer);
   reshard_cmd->add_option("--format", o->format, "Output format: dcp (PyTorch Distributed Checkpoint)");
   reshard_cmd->add_option("--torch", o->torch_version, "DCP module paths for this torch: 1.13 or 2 (default: the source's, else 2)")->check(CLI::IsMember({"1.13", "2"}));
   add_writing_options(reshard_cmd);

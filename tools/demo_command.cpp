@@ -1,7 +1,8 @@
-// `shardalg demo`: the main job. A real-shaped model moved between two layouts: the full-size
-// plan computed, verified and summarized, then executed in the host simulator on a scaled-down
-// copy with every element checked; then that copy's state written as a real DCP checkpoint under
-// the source layout and resharded on disk to the destination layout, checked element by element.
+// `shardalg demo`: the main job. A real-shaped model state (parameters and, by default, Adam's
+// states) moved between two layouts: the full-size plan computed, verified and summarized, then
+// executed in the host simulator on a scaled-down copy with every element checked; then that
+// copy's state written as a real DCP checkpoint under the source layout and resharded on disk to
+// the destination layout, checked element by element.
 #include <unistd.h>
 
 #include <chrono>
@@ -17,7 +18,7 @@ namespace shardalg::cli {
 namespace {
 
 struct DemoOptions {
-  std::string model = "llama3-8b", src_layout = "fsdp-tp dp=4,tp=2", dst_layout = "zero3 dp=6";
+  std::string model = "llama3-8b", src_layout = "fsdp-tp dp=4,tp=2", dst_layout = "zero3 dp=6", optimizer = "adam";
   index_t scale_down_factor = 16;
   std::string checkpoint_dir;  // empty: a temporary folder, removed at the end
   bool quiet = false;
@@ -27,10 +28,14 @@ double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
+// The model the options name, with its optimizer's states.
+ModelSpec demo_model(const DemoOptions& o) { return with_optimizer(load_model(o.model), o.optimizer); }
+
 void run(const DemoOptions& o) {
-  ModelSpec model = load_model(o.model);
-  std::cout << "reshard " << model.name << " (" << model.tensors.size() << " tensors, " << model.parameter_count()
-            << " parameters) from \"" << o.src_layout << "\" to \"" << o.dst_layout << "\"\n\n";
+  ModelSpec model = demo_model(o);
+  std::cout << "reshard " << model.name << " (" << model.tensors.size() << " tensors, " << model.parameter_count() << " parameters";
+  if (!model.optimizer.empty()) std::cout << ", " << model.state_count() << " elements of " << model.optimizer << " state";
+  std::cout << ") from \"" << o.src_layout << "\" to \"" << o.dst_layout << "\"\n\n";
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan(layout_model(model, o.src_layout), layout_model(model, o.dst_layout));
   TransferList transfers = plan.all_transfers();
@@ -41,24 +46,25 @@ void run(const DemoOptions& o) {
             << "from a source rank holding it\n";
   print_summary(plan, transfers, plan_seconds);
   ModelSpec small = scale_down(model, o.scale_down_factor);
-  std::cout << "\nexecuting on a copy scaled down " << o.scale_down_factor << "x (" << small.parameter_count()
-            << " parameters) in the host simulator\n";
+  std::cout << "\nexecuting on a copy scaled down " << o.scale_down_factor << "x (" << small.parameter_count() << " parameters, "
+            << small.state_count() << " state elements) in the host simulator\n";
   ModelReshardPlan small_plan(layout_model(small, o.src_layout), layout_model(small, o.dst_layout));
   if (simulate_and_check(small_plan, small_plan.all_transfers()) > 0) detail::fail("simulation found mismatches");
 }
 
-// The scaled-down model's state (bf16, each element a hash of its tensor and position) as one
+// The scaled-down model's state (each element's bytes a hash of its tensor and position) as one
 // safetensors file: the values the checkpoints carry.
 void write_values(const std::filesystem::path& file, const ModelSpec& model) {
   std::vector<SafetensorsItem> items;
   for (const ModelTensor& t : model.tensors) items.push_back(SafetensorsItem{t.name, t.dtype, t.shape});
   std::ofstream out(file, std::ios::binary);
   out << safetensors_header_bytes(items);
-  std::vector<std::uint16_t> block;
+  std::vector<std::uint32_t> block;
   for (std::size_t t = 0; t < model.tensors.size(); ++t) {
-    block.resize(static_cast<std::size_t>(volume(model.tensors[t].shape)));
-    for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<std::uint16_t>(((t + 1) * 0x9e3779b1u + i * 0x85ebca6bu) >> 13);
-    out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(block.size() * 2));
+    auto bytes = static_cast<std::size_t>(volume(model.tensors[t].shape) * element_bytes(model.tensors[t].dtype));
+    block.resize((bytes + 3) / 4);
+    for (std::size_t i = 0; i < block.size(); ++i) block[i] = static_cast<std::uint32_t>(((t + 1) * 0x9e3779b97f4a7c15u + i * 0xbf58476d1ce4e5b9u) >> 29);
+    out.write(reinterpret_cast<const char*>(block.data()), static_cast<std::streamsize>(bytes));
   }
   if (!out) detail::fail("cannot write '", file.string(), "'");
 }
@@ -67,7 +73,6 @@ void write_values(const std::filesystem::path& file, const ModelSpec& model) {
 // destination layout with progress, and checks the result element by element. Returns the exit code.
 int checkpoint_stage(const DemoOptions& o, ModelSpec small) {
   namespace fs = std::filesystem;
-  for (ModelTensor& t : small.tensors) t.dtype = DType::bf16;
   bool temporary = o.checkpoint_dir.empty();
   fs::path root = temporary ? fs::temp_directory_path() / ("shardalg-demo-" + std::to_string(::getpid())) : fs::path(o.checkpoint_dir);
   if (fs::exists(root)) detail::fail("--checkpoint-dir '", root.string(), "' already exists (the demo creates it)");
@@ -83,7 +88,7 @@ int checkpoint_stage(const DemoOptions& o, ModelSpec small) {
   write_values(root / "values" / "model.safetensors", small);
   Checkpoint values = Checkpoint::open(root / "values");
   ModelLayout src_layout = layout_model(small, o.src_layout), dst_layout = layout_model(small, o.dst_layout);
-  std::cout << "\nsaving it as a PyTorch DCP checkpoint under \"" << o.src_layout << "\" (" << src_layout.ranks().size() << " ranks, bf16) in " << root.string()
+  std::cout << "\nsaving it as a PyTorch DCP checkpoint under \"" << o.src_layout << "\" (" << src_layout.ranks().size() << " ranks) in " << root.string()
             << "\n";
   WriteSettings settings;
   settings.quiet = o.quiet;
@@ -105,11 +110,12 @@ void add_demo_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--src-layout", o->src_layout, "Source recipe")->capture_default_str();
   cmd->add_option("--dst-layout", o->dst_layout, "Destination recipe")->capture_default_str();
   cmd->add_option("--scale-down", o->scale_down_factor, "Scale-down factor of the executed copy")->capture_default_str();
+  add_optimizer_option(*cmd, o->optimizer);
   cmd->add_option("--checkpoint-dir", o->checkpoint_dir, "Keep the demo's checkpoints in this new folder (default: a temporary one, removed)");
   cmd->add_flag("--quiet", o->quiet, "No progress bars");
   cmd->callback([o, &exit_code] {
     run(*o);
-    exit_code = checkpoint_stage(*o, scale_down(load_model(o->model), o->scale_down_factor));
+    exit_code = checkpoint_stage(*o, scale_down(demo_model(*o), o->scale_down_factor));
   });
 }
 

@@ -12,13 +12,14 @@
 
 #include <nlohmann/json.hpp>
 
-#include "shardalg/model/model_zoo.hpp"
+#include "shardalg/model/optimizer_state.hpp"
 
 namespace shardalg::cli {
 
-// A model from JSON text: {"name": "...", "tensors": [{"name", "shape", "dtype", "role"}]}.
-// dtype defaults to bf16 and role to replicated; the name defaults to `default_name`. Errors
-// (ParseError) name `path` (where the text came from) and the bad entry.
+// A model from JSON text: {"name": "...", "tensors": [{"name", "shape", "dtype", "role", "group"}],
+// "param_groups": [{"name", "weight_decay"}]}. dtype defaults to bf16, role to replicated, group
+// to none (then with_optimizer assigns decay/no_decay); the name defaults to `default_name`.
+// Errors (ParseError) name `path` (where the text came from) and the bad entry.
 inline ModelSpec parse_model_json(std::string_view text, const std::string& path, const std::string& default_name) {
   nlohmann::json json;
   try {
@@ -32,6 +33,17 @@ inline ModelSpec parse_model_json(std::string_view text, const std::string& path
   if (json.contains("name") && !json["name"].is_string())
     detail::fail<ParseError>("model file '", path, "': \"name\" must be a string, not ", json["name"].dump());
   ModelSpec model{json.value("name", default_name), {}};
+  if (json.contains("param_groups")) {
+    const auto& groups = json["param_groups"];
+    if (!groups.is_array()) detail::fail<ParseError>("model file '", path, "': \"param_groups\" must be an array, not ", groups.dump());
+    for (std::size_t i = 0; i < groups.size(); ++i) {
+      const auto& g = groups[i];
+      if (!g.is_object() || !g.contains("name") || !g["name"].is_string() || g["name"].get<std::string>().empty() ||
+          (g.contains("weight_decay") && !g["weight_decay"].is_number()))
+        detail::fail<ParseError>("model file '", path, "': param_groups[", i, "] needs a non-empty string \"name\" and a number \"weight_decay\", not ", g.dump());
+      model.param_groups.push_back(ParamGroup{g["name"].get<std::string>(), g.value("weight_decay", 0.0)});
+    }
+  }
   const auto& tensors = json["tensors"];
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     const auto& t = tensors[i];
@@ -39,7 +51,7 @@ inline ModelSpec parse_model_json(std::string_view text, const std::string& path
       detail::fail<ParseError>(where(i), " needs a string \"name\" and an array \"shape\"");
     std::string name = t["name"].get<std::string>();
     if (name.empty()) detail::fail<ParseError>(where(i), " has an empty name");
-    for (const char* key : {"dtype", "role"})
+    for (const char* key : {"dtype", "role", "group"})
       if (t.contains(key) && !t[key].is_string())
         detail::fail<ParseError>(where(i), " ('", name, "'): \"", key, "\" must be a string, not ", t[key].dump());
     Dims shape;
@@ -57,7 +69,10 @@ inline ModelSpec parse_model_json(std::string_view text, const std::string& path
     } catch (const Error& e) {
       detail::fail<ParseError>(where(i), " ('", name, "'): ", e.what());
     }
-    model.tensors.push_back(ModelTensor{name, shape, role, dtype});
+    std::string group = t.value("group", "");
+    if (!group.empty() && std::none_of(model.param_groups.begin(), model.param_groups.end(), [&](const ParamGroup& g) { return g.name == group; }))
+      detail::fail<ParseError>(where(i), " ('", name, "'): group '", group, "' is not listed in \"param_groups\"");
+    model.tensors.push_back(ModelTensor{name, shape, role, dtype, group});
   }
   if (model.tensors.empty()) detail::fail<ParseError>("model file '", path, "' lists no tensors");
   return model;
@@ -82,7 +97,7 @@ inline ModelSpec load_model(const std::string& name_or_path) {
 // Keeps only the named tensors (all when `names` is empty); an unknown name is an error.
 inline ModelSpec select_tensors(ModelSpec model, const std::vector<std::string>& names) {
   if (names.empty()) return model;
-  ModelSpec selected{model.name, {}};
+  ModelSpec selected{model.name, {}, model.optimizer, model.param_groups};
   for (const std::string& name : names) {
     auto it = std::find_if(model.tensors.begin(), model.tensors.end(), [&](const ModelTensor& t) { return t.name == name; });
     if (it == model.tensors.end()) detail::fail("--tensor '", name, "' is not a tensor of model '", model.name, "'");

@@ -13,7 +13,7 @@ namespace shardalg::cli {
 // The options that describe a plan's two layouts (shardalg plan, shardalg run).
 struct LayoutOptions {
   std::string shape, role = "column_parallel", model, src_layout, dst_layout;
-  std::string src_mesh, src_placements, src_devices, dst_mesh, dst_placements, dst_devices, dtype = "fp32";
+  std::string src_mesh, src_placements, src_devices, dst_mesh, dst_placements, dst_devices, dtype = "fp32", optimizer = "none";
   std::vector<std::string> tensors;
   index_t scale_down_factor = 1;
 };
@@ -38,10 +38,10 @@ inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
     }
     if (!o.model.empty() && cmd.count("--dtype"))
       for (ModelTensor& t : model.tensors) t.dtype = dtype;
-    model = scale_down(std::move(model), o.scale_down_factor);
+    model = with_optimizer(scale_down(std::move(model), o.scale_down_factor), o.optimizer);
     return ModelReshardPlan(layout_model(model, o.src_layout), layout_model(model, o.dst_layout));
   }
-  for (const char* flag : {"--role", "--tensor", "--scale-down"})
+  for (const char* flag : {"--role", "--tensor", "--scale-down", "--optimizer"})
     if (cmd.count(flag)) detail::fail("option ", flag, " applies to recipes (--src-layout/--dst-layout)");
   if (o.shape.empty() || o.src_mesh.empty() || o.src_placements.empty() || o.dst_placements.empty())
     detail::fail("give --shape, --src-mesh, --src-placements and --dst-placements (or --src-layout and --dst-layout)");
@@ -122,6 +122,7 @@ inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
   cmd.add_option("--role", o.role, "Role of the --shape tensor under recipes (column_parallel, row_parallel, ...)")->capture_default_str();
   cmd.add_option("--tensor", o.tensors, "Plan only this tensor of the model (repeatable)");
   cmd.add_option("--scale-down", o.scale_down_factor, "Divide every dimension of the model by K, rounding up")->capture_default_str();
+  add_optimizer_option(cmd, o.optimizer);
   cmd.add_option("--src-mesh", o.src_mesh, "Source mesh, e.g. dp=8");
   cmd.add_option("--src-placements", o.src_placements, "Source placements, e.g. \"S(0)\"");
   cmd.add_option("--src-devices", o.src_devices, "Source mesh ranks (XLA form or list; default row-major 0..N-1)");

@@ -13,6 +13,12 @@
 
 namespace shardalg::cli {
 
+// --optimizer: the optimizer whose states the model carries (model/optimizer_state.hpp).
+inline CLI::Option* add_optimizer_option(CLI::App& cmd, std::string& optimizer) {
+  return cmd.add_option("--optimizer", optimizer, "Optimizer state with the model: " + optimizer_names() + " (adam: fp32 master, exp_avg, exp_avg_sq, step)")
+      ->capture_default_str();
+}
+
 // The plan's totals, as CommunicationVolume computes them, and the time it took to plan.
 inline void print_summary(const ModelReshardPlan& plan, const TransferList& transfers, double plan_seconds) {
   CommunicationVolume volume(plan, transfers);
@@ -27,8 +33,9 @@ inline void print_summary(const ModelReshardPlan& plan, const TransferList& tran
             << "plan time                  " << plan_seconds * 1e3 << " ms\n";
 }
 
-// {"transfers": [{"src", "dst", "tensor", "boxes": [{"offset", "shape", "src_offset", "dst_offset"}]}]},
-// one entry per (src, dst, tensor) in plan order.
+// {"transfers": [{"src", "dst", "tensor", "src_buffer", "dst_buffer", "boxes": [{"offset", "shape",
+// "src_offset", "dst_offset"}]}]}, one entry per (src, dst, tensor) in plan order; a buffer is
+// named as ModelLayout::buffer_name names it (the tensor, or a flat partition's scheme and first tensor).
 inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const TransferList& transfers) {
   std::map<std::tuple<index_t, index_t, index_t>, std::size_t> entry_of;
   nlohmann::ordered_json out = nlohmann::ordered_json::array();
@@ -37,8 +44,10 @@ inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const
     auto it = entry_of.find(key);
     if (it == entry_of.end()) {
       it = entry_of.emplace(key, out.size()).first;
-      out.push_back({{"src", t.src_rank}, {"dst", t.dst_rank}, {"tensor", plan.source()[static_cast<std::size_t>(t.tensor)].name},
-                     {"boxes", nlohmann::ordered_json::array()}});
+      auto tensor = static_cast<std::size_t>(t.tensor);
+      const ModelLayout &src = plan.source(), &dst = plan.destination();
+      out.push_back({{"src", t.src_rank}, {"dst", t.dst_rank}, {"tensor", src[tensor].name}, {"src_buffer", src.buffer_name(src.buffer_of(tensor))},
+                     {"dst_buffer", dst.buffer_name(dst.buffer_of(plan.destination_index(tensor)))}, {"boxes", nlohmann::ordered_json::array()}});
     }
     out[it->second]["boxes"].push_back({{"offset", to_json(t.global.offset)}, {"shape", to_json(t.global.shape)},
                                         {"src_offset", to_json(t.src_local)}, {"dst_offset", to_json(t.dst_local)}});

@@ -38,6 +38,7 @@
 #include "shardalg/mesh/static_mesh.hpp"
 #include "shardalg/model/layout_recipe.hpp"
 #include "shardalg/model/model_zoo.hpp"
+#include "shardalg/model/optimizer_state.hpp"
 #include "shardalg/placement/local_split.hpp"
 #include "shardalg/placement/placement.hpp"
 #include "shardalg/placement/placement_text.hpp"

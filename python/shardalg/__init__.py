@@ -16,7 +16,7 @@ Errors are shardalg.Error (a ValueError) and name the bad value.
 from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
     BoundLocalExecution, Checkpoint, Collective, CollectiveProgram, CostModel, DeviceMesh, Error, ExpertMetadata, FlatFragment,
     FlatLayout, IntegerOverflowError, LayoutComparison, LocalExecution, LoweredProgram, LoweredStep, MeshLayout,
-    ModelLayout, ModelReshardPlan, ModelSpec, ModelTensor, ParallelGroups, ParseError, Placement, RankHoldings,
+    ModelLayout, ModelReshardPlan, ModelSpec, ModelTensor, ParallelGroups, ParamGroup, ParseError, Placement, RankHoldings,
     RankPart, ReduceOp, Relabeling, ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, Transfer, TransferList,
     autoep_groups, compare_layouts, deepspeed_dbe_groups, deepspeed_groups, deepspeed_scale, deepspeed_tp_groups,
     dtype_names, element_bytes, expert_metadata, expert_parallel_layout, format_placements, fsdp1_scale, fsdp2_scale,

@@ -387,8 +387,8 @@ class ModelReshardPlan:
         ...
 
 class ModelSpec:
-    """A model: named tensors with shapes, dtypes and roles."""
-    def __init__(self, name: str, tensors: list[ModelTensor]) -> None:
+    """A model state: named tensors with shapes, dtypes and roles; optimizer states and param groups when an optimizer is named."""
+    def __init__(self, name: str, tensors: list[ModelTensor], param_groups: list[ParamGroup] = []) -> None:
         ...
     @property
     def name(self) -> str:
@@ -396,8 +396,18 @@ class ModelSpec:
     @property
     def tensors(self) -> list[ModelTensor]:
         ...
-    def parameter_count(self) -> int:
+    @property
+    def optimizer(self) -> str:
         ...
+    @property
+    def param_groups(self) -> list[ParamGroup]:
+        ...
+    def parameter_count(self) -> int:
+        """Elements of the parameters."""
+    def state_count(self) -> int:
+        """Elements of the optimizer states."""
+    def with_optimizer(self, optimizer: str) -> ModelSpec:
+        """The model with each parameter's optimizer states added ('adam', 'adamw': fp32 master for non-fp32 parameters, exp_avg, exp_avg_sq, a scalar step), named 'optimizer.state.<parameter>.<state>'; without param groups, matrices go to 'decay' and vectors to 'no_decay'."""
     def scale_down(self, factor: int) -> ModelSpec:
         """Every extent divided by `factor`, rounding up (real shapes made small enough to run on one machine)."""
     def with_dtype(self, dtype: str) -> ModelSpec:
@@ -410,8 +420,8 @@ class ModelSpec:
         ...
 
 class ModelTensor:
-    """One tensor of a model: name, global shape, dtype and role (how TP splits it)."""
-    def __init__(self, name: str, shape: tuple[int, ...], dtype: str = 'bf16', role: str = 'replicated') -> None:
+    """One tensor of a model: name, global shape, dtype, role (how TP splits it) and optimizer param group; for an optimizer state also its parameter and state name."""
+    def __init__(self, name: str, shape: tuple[int, ...], dtype: str = 'bf16', role: str = 'replicated', group: str = '') -> None:
         ...
     @property
     def name(self) -> str:
@@ -424,6 +434,15 @@ class ModelTensor:
         ...
     @property
     def role(self) -> str:
+        ...
+    @property
+    def group(self) -> str:
+        ...
+    @property
+    def parameter(self) -> str:
+        ...
+    @property
+    def state(self) -> str:
         ...
     def numel(self) -> int:
         ...
@@ -447,6 +466,19 @@ class ParallelGroups:
     def families(self) -> dict[str, list[list[int]]]:
         ...
     def group_of(self, family: str, rank: int) -> list[int]:
+        ...
+    def __repr__(self) -> str:
+        ...
+
+class ParamGroup:
+    """An optimizer param group: a name and its weight decay."""
+    def __init__(self, name: str, weight_decay: float = 0.0) -> None:
+        ...
+    @property
+    def name(self) -> str:
+        ...
+    @property
+    def weight_decay(self) -> float:
         ...
     def __repr__(self) -> str:
         ...
@@ -769,15 +801,15 @@ def fsdp_over_tp_physical(mesh: DeviceMesh, dp: str, tp: str, shape: tuple[int, 
 def layout_model(model: ModelSpec, recipe: str) -> ModelLayout:
     """Every tensor's layout under a recipe: 'replicated', 'fsdp dp=N', 'fsdp-tp dp=N,tp=M', 'zero1|zero2|zero3 dp=N[,tp=M]', 'megatron-distopt dp=N,tp=M[,bucket=B]', 'ep ep=E,dp=N[,experts=K][,dense=K]'."""
 def load_model(name_or_path: str) -> ModelSpec:
-    """A built-in model by name, or a JSON model file {"name", "tensors": [{"name", "shape", "dtype", "role"}]}."""
+    """A built-in model by name, or a JSON model file {"name", "tensors": [{"name", "shape", "dtype", "role", "group"}], "param_groups": [{"name", "weight_decay"}]}."""
 def lower_reshard(source: MeshLayout, destination: MeshLayout, element_bytes: int, cost_model: CostModel = ...) -> LoweredProgram:
     """The cheapest program of collectives (all-gather, reduce-scatter, all-reduce, all-to-all on mesh-dim groups) between two layouts of one mesh, or point-to-point."""
 def megatron_groups(world: int, tp: int = 1, cp: int = 1, ep: int = 1, pp: int = 1, etp: int | None = None, order: str = 'tp-cp-ep-dp-pp') -> ParallelGroups:
     """Megatron-LM's groups (first token of `order` varies fastest)."""
 def megatron_scale(dp_cp: int, edp: int | None, expert: bool, average_in_collective: bool) -> ScaleFactors:
     ...
-def model_from_zoo(name: str, scale_down: int = 1) -> ModelSpec:
-    """A built-in model ('llama3-8b', 'llama3-70b', 'llama3-405b', 'deepseek-v3'), optionally with every extent divided by `scale_down`."""
+def model_from_zoo(name: str, scale_down: int = 1, optimizer: str = 'none') -> ModelSpec:
+    """A built-in model ('llama3-8b', 'llama3-70b', 'llama3-405b', 'deepseek-v3'), optionally with every extent divided by `scale_down` and with an optimizer's states ('adam', see ModelSpec.with_optimizer)."""
 def model_zoo_names() -> list[str]:
     """The built-in models."""
 def parse_placements(text: str) -> list[Placement]:

@@ -8,24 +8,13 @@ namespace {
 
 std::string model_tensor_repr(const ModelTensor& t) {
   return detail::concat("shardalg.ModelTensor(", repr_of(t.name), ", ", py::repr(py::cast(t.shape)).cast<std::string>(), ", ",
-                        repr_of(to_string(t.dtype)), ", ", repr_of(to_string(t.role)), ")");
+                        repr_of(to_string(t.dtype)), ", ", repr_of(to_string(t.role)), t.group.empty() ? "" : ", group=" + repr_of(t.group),
+                        t.is_state() ? ", parameter=" + repr_of(t.parameter) + ", state=" + repr_of(t.state) : "", ")");
 }
 
-// A name for each of a layout's buffers, as local_buffers keys them: a mesh-laid-out tensor's
-// tile is named by the tensor; a flat partition by its scheme and its first tensor
-// ("zero3:tok_embeddings.weight"), since it holds many.
 std::vector<std::string> buffer_names(const ModelLayout& layout) {
-  std::vector<std::string> names(layout.buffer_count());
-  for (std::size_t t = 0; t < layout.size(); ++t) {
-    std::string& name = names[layout.buffer_of(t)];
-    if (!name.empty()) continue;
-    const TensorLayout& tl = layout[t].layout;
-    if (!tl.is_flat()) {
-      name = layout[t].name;
-      continue;
-    }
-    name = detail::concat(to_string(tl.flat_layout()->options().scheme), ":", layout[t].name);
-  }
+  std::vector<std::string> names;
+  for (std::size_t b = 0; b < layout.buffer_count(); ++b) names.push_back(layout.buffer_name(b));
   return names;
 }
 
@@ -53,29 +42,48 @@ std::string layout_kind(const TensorLayout& tl) {
 }  // namespace
 
 void bind_models(py::module_& m) {
-  py::class_<ModelTensor>(m, "ModelTensor", "One tensor of a model: name, global shape, dtype and role (how TP splits it).")
-      .def(py::init([](std::string name, Dims shape, std::string_view dtype, std::string_view role) {
-             return ModelTensor{std::move(name), std::move(shape), parse_tensor_role(role), parse_dtype(dtype)};
+  py::class_<ParamGroup>(m, "ParamGroup", "An optimizer param group: a name and its weight decay.")
+      .def(py::init([](std::string name, double weight_decay) { return ParamGroup{std::move(name), weight_decay}; }), py::arg("name"),
+           py::arg("weight_decay") = 0.0)
+      .def_readonly("name", &ParamGroup::name)
+      .def_readonly("weight_decay", &ParamGroup::weight_decay)
+      .def("__repr__", [](const ParamGroup& g) { return detail::concat("shardalg.ParamGroup(", repr_of(g.name), ", weight_decay=", g.weight_decay, ")"); });
+  py::class_<ModelTensor>(m, "ModelTensor",
+                          "One tensor of a model: name, global shape, dtype, role (how TP splits it) and optimizer param group; "
+                          "for an optimizer state also its parameter and state name.")
+      .def(py::init([](std::string name, Dims shape, std::string_view dtype, std::string_view role, std::string group) {
+             return ModelTensor{std::move(name), std::move(shape), parse_tensor_role(role), parse_dtype(dtype), std::move(group)};
            }),
-           py::arg("name"), py::arg("shape"), py::arg("dtype") = "bf16", py::arg("role") = "replicated")
+           py::arg("name"), py::arg("shape"), py::arg("dtype") = "bf16", py::arg("role") = "replicated", py::arg("group") = "")
       .def_readonly("name", &ModelTensor::name)
       .def_readonly("shape", &ModelTensor::shape)
       .def_property_readonly("dtype", [](const ModelTensor& t) { return std::string(to_string(t.dtype)); })
       .def_property_readonly("role", [](const ModelTensor& t) { return std::string(to_string(t.role)); })
+      .def_readonly("group", &ModelTensor::group, "The optimizer param group ('' when the model has one).")
+      .def_readonly("parameter", &ModelTensor::parameter, "For an optimizer state, the parameter it belongs to; '' for a parameter.")
+      .def_readonly("state", &ModelTensor::state, "For an optimizer state, its name ('master', 'exp_avg', 'exp_avg_sq', 'step'); '' for a parameter.")
       .def("numel", [](const ModelTensor& t) { return volume(t.shape); })
       .def("__eq__", [](const ModelTensor& a, const ModelTensor& b) {
-        return a.name == b.name && a.shape == b.shape && a.dtype == b.dtype && a.role == b.role;
+        return a.name == b.name && a.shape == b.shape && a.dtype == b.dtype && a.role == b.role && a.group == b.group && a.parameter == b.parameter &&
+               a.state == b.state;
       })
       .def("__repr__", &model_tensor_repr);
-  py::class_<ModelSpec>(m, "ModelSpec", "A model: named tensors with shapes, dtypes and roles.")
-      .def(py::init([](std::string name, std::vector<ModelTensor> tensors) {
+  py::class_<ModelSpec>(m, "ModelSpec", "A model state: named tensors with shapes, dtypes and roles; optimizer states and param groups when an optimizer is named.")
+      .def(py::init([](std::string name, std::vector<ModelTensor> tensors, std::vector<ParamGroup> param_groups) {
              if (tensors.empty()) detail::fail("model '", name, "' has no tensors");
-             return ModelSpec{std::move(name), std::move(tensors)};
+             return ModelSpec{std::move(name), std::move(tensors), "", std::move(param_groups)};
            }),
-           py::arg("name"), py::arg("tensors"))
+           py::arg("name"), py::arg("tensors"), py::arg("param_groups") = std::vector<ParamGroup>{})
       .def_readonly("name", &ModelSpec::name)
       .def_readonly("tensors", &ModelSpec::tensors)
-      .def("parameter_count", &ModelSpec::parameter_count)
+      .def_readonly("optimizer", &ModelSpec::optimizer, "The optimizer whose states the model holds ('' for parameters only).")
+      .def_readonly("param_groups", &ModelSpec::param_groups)
+      .def("parameter_count", &ModelSpec::parameter_count, "Elements of the parameters.")
+      .def("state_count", &ModelSpec::state_count, "Elements of the optimizer states.")
+      .def("with_optimizer", [](const ModelSpec& model, std::string_view optimizer) { return with_optimizer(model, optimizer); }, py::arg("optimizer"),
+           "The model with each parameter's optimizer states added ('adam', 'adamw': fp32 master for non-fp32 parameters, "
+           "exp_avg, exp_avg_sq, a scalar step), named 'optimizer.state.<parameter>.<state>'; without param groups, "
+           "matrices go to 'decay' and vectors to 'no_decay'.")
       .def("scale_down", [](const ModelSpec& model, index_t factor) { return scale_down(model, factor); }, py::arg("factor"),
            "Every extent divided by `factor`, rounding up (real shapes made small enough to run on one machine).")
       .def("with_dtype", [](ModelSpec model, std::string_view dtype) {
@@ -92,14 +100,16 @@ void bind_models(py::module_& m) {
         return out + "])";
       });
   m.def("model_zoo_names", &model_zoo_names, "The built-in models.");
-  m.def("model_from_zoo", [](std::string_view name, index_t scale_down_factor) {
+  m.def("model_from_zoo", [](std::string_view name, index_t scale_down_factor, std::string_view optimizer) {
           ModelSpec model = model_from_zoo(name);
-          return scale_down_factor == 1 ? model : scale_down(std::move(model), scale_down_factor);
+          return with_optimizer(scale_down_factor == 1 ? model : scale_down(std::move(model), scale_down_factor), optimizer);
         },
-        py::arg("name"), py::arg("scale_down") = 1,
-        "A built-in model ('llama3-8b', 'llama3-70b', 'llama3-405b', 'deepseek-v3'), optionally with every extent divided by `scale_down`.");
+        py::arg("name"), py::arg("scale_down") = 1, py::arg("optimizer") = "none",
+        "A built-in model ('llama3-8b', 'llama3-70b', 'llama3-405b', 'deepseek-v3'), optionally with every extent divided by "
+        "`scale_down` and with an optimizer's states ('adam', see ModelSpec.with_optimizer).");
   m.def("load_model", [](const std::string& name_or_path) { return cli::load_model(name_or_path); }, py::arg("name_or_path"),
-        "A built-in model by name, or a JSON model file {\"name\", \"tensors\": [{\"name\", \"shape\", \"dtype\", \"role\"}]}.");
+        "A built-in model by name, or a JSON model file {\"name\", \"tensors\": [{\"name\", \"shape\", \"dtype\", \"role\", \"group\"}], "
+        "\"param_groups\": [{\"name\", \"weight_decay\"}]}.");
 
   py::class_<NamedTensorLayout>(m, "TensorLayoutInfo", "One tensor of a ModelLayout: its name, dtype and how it is laid out.")
       .def_readonly("name", &NamedTensorLayout::name)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 
+import numpy
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -143,3 +144,50 @@ def test_consolidate_to_hugging_face_files(saved, tmp_path):
     ck = shardalg.Checkpoint(out)
     for name in TENSORS:
         assert torch.equal(ck.read_tensor(name, like="torch"), expected_value(name)), name
+
+
+def write_safetensors(folder, tensors):
+    """One safetensors file of (name, dtype, shape) tensors, every 32-bit word distinct."""
+    os.makedirs(folder)
+    header, data = {}, b""
+    for index, (name, dtype, shape) in enumerate(tensors):
+        size = (4 if dtype == "fp32" else 2) * (int(numpy.prod(shape)) if shape else 1)
+        words = numpy.arange(index << 20, (index << 20) + (size + 3) // 4, dtype=numpy.uint32)
+        header[name] = {"dtype": dtype.replace("fp", "F").replace("bf16", "BF16"), "shape": list(shape),
+                        "data_offsets": [len(data), len(data) + size]}
+        data += words.tobytes()[:size]
+    text = json.dumps(header).encode()
+    with open(os.path.join(folder, "model.safetensors"), "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text + data)
+
+
+def test_adam_state_zero3_elastic_from_python_and_the_cli(tmp_path):
+    params = [shardalg.ModelTensor("embed", [37, 5], "bf16", "vocab_parallel"), shardalg.ModelTensor("norm", [5], "bf16")]
+    model = shardalg.ModelSpec("tiny", params).with_optimizer("adam")
+    assert model.optimizer == "adam" and [g.name for g in model.param_groups] == ["decay", "no_decay"]
+    assert [t.name for t in model.tensors][2:6] == ["optimizer.state.embed.master", "optimizer.state.embed.exp_avg",
+                                                    "optimizer.state.embed.exp_avg_sq", "optimizer.state.embed.step"]
+    assert model.tensors[3].parameter == "embed" and model.tensors[3].state == "exp_avg" and model.tensors[3].group == "decay"
+    at8 = shardalg.layout_model(model, "zero3 dp=8")
+    assert at8.buffer_of("optimizer.state.embed.exp_avg") == "zero3:optimizer.state.embed.exp_avg"
+    assert at8.buffer_of("norm") != at8.buffer_of("embed")  # DeepSpeed flattens each param group apart
+    values = str(tmp_path / "values")
+    write_safetensors(values, [(t.name, t.dtype, t.shape) for t in model.tensors])
+    source = shardalg.Checkpoint(values)
+    source.reshard(str(tmp_path / "dp8"), at8)
+    shardalg.Checkpoint(str(tmp_path / "dp8")).reshard(str(tmp_path / "dp6"), shardalg.layout_model(model, "zero3 dp=6"))
+    with open(tmp_path / "tiny.json", "w") as f:
+        json.dump({"name": "tiny", "tensors": [{"name": t.name, "shape": t.shape, "role": t.role} for t in params]}, f)
+    done = cli("reshard", str(tmp_path / "dp6"), str(tmp_path / "dp12"), "--model", str(tmp_path / "tiny.json"), "--optimizer", "adam",
+               "--layout", "zero3 dp=12", "--check", "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "checked: 10 tensors" in done.stdout
+    dp12 = shardalg.Checkpoint(str(tmp_path / "dp12"))
+    assert sum(f.endswith(".distcp") for f in os.listdir(tmp_path / "dp12")) == 12
+    report = dp12.verify(model=model, layout="zero3 dp=12")
+    assert report["problems"] == [] and report["layout_matches"], report
+    result = source.compare(dp12)
+    assert result["equal"], result["differences"]
+    assert result["tensors"] == 10
+    refused = cli("reshard", str(tmp_path / "dp6"), str(tmp_path / "refused"), "--optimizer", "adam", "--layout", "zero3 dp=2")
+    assert refused.returncode == 2 and "--optimizer adam needs --model" in refused.stderr

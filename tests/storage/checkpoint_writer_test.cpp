@@ -24,6 +24,40 @@ std::string archive_bytes(DType dtype, const Dims& shape, const std::string& dat
   return prefix + data + archive.suffix(crc);
 }
 
+// A safetensors file of the model's tensors in their dtypes, each 32-bit word of a tensor's bytes
+// distinct (tensor index, word index), so a misplaced element shows.
+Checkpoint state_values(const std::filesystem::path& folder, const ModelSpec& model) {
+  std::filesystem::create_directories(folder);
+  std::vector<SafetensorsItem> items;
+  std::string data;
+  for (std::size_t t = 0; t < model.tensors.size(); ++t) {
+    const ModelTensor& tensor = model.tensors[t];
+    items.push_back(SafetensorsItem{tensor.name, tensor.dtype, tensor.shape});
+    std::size_t bytes = static_cast<std::size_t>(volume(tensor.shape) * element_bytes(tensor.dtype));
+    for (std::size_t i = 0; i < bytes; i += 4) {
+      std::uint32_t word = static_cast<std::uint32_t>(t << 20 | i / 4);
+      data.append(reinterpret_cast<const char*>(&word), std::min<std::size_t>(4, bytes - i));
+    }
+  }
+  std::ofstream(folder / "model.safetensors", std::ios::binary) << safetensors_header_bytes(items) << data;
+  return Checkpoint::open(folder);
+}
+
+// Every rank's buffers under `layout`, loaded from the checkpoint (bytes no tensor covers stay 0xff).
+std::vector<std::vector<std::vector<std::byte>>> rank_buffers(const Checkpoint& checkpoint, const ModelLayout& layout) {
+  CheckpointReadPlanner planner(checkpoint.layout(), layout);
+  std::vector<std::vector<std::vector<std::byte>>> ranks;
+  for (index_t rank : layout.ranks()) {
+    std::vector<std::vector<std::byte>> storage;
+    std::vector<std::span<std::byte>> buffers;
+    for (std::uint64_t size : rank_buffer_bytes(planner, rank)) storage.emplace_back(size, std::byte{0xff});
+    for (auto& buffer : storage) buffers.emplace_back(buffer);
+    load_reads(checkpoint, planner, planner.plan(rank, false), buffers);
+    ranks.push_back(std::move(storage));
+  }
+  return ranks;
+}
+
 }  // namespace
 
 TEST_CASE("PickleWriter: values and memoized globals read back by the restricted reader") {
@@ -293,4 +327,64 @@ TEST_CASE("FSDP2+TP with uneven strided shards (n = 7, dp = 3, tp = 2) saved, th
   CHECK(result.equal());
   CHECK(result.bytes == 2 * 28 * 4);
   for (const auto& path : {values, saved_at, moved_at}) std::filesystem::remove_all(path);
+}
+
+TEST_CASE("ZeRO-3 elastic with Adam state: DP 8 -> 6 -> 12 on disk, consolidated, equals the original parameters and states") {
+  using R = TensorRole;
+  ModelSpec model = with_optimizer(ModelSpec{"zero", {{"embed", Dims{37, 5}, R::vocab_parallel}, {"q", Dims{5, 5}, R::column_parallel}, {"norm", Dims{5}, R::replicated}}},
+                                   "adam");
+  std::filesystem::path values_at = fresh_path("zero_values"), at8 = fresh_path("zero_8"), at6 = fresh_path("zero_6"), at12 = fresh_path("zero_12"),
+                        whole = fresh_path("zero_whole");
+  Checkpoint values = state_values(values_at, model);
+  std::optional<Checkpoint> saved;
+  std::vector<std::filesystem::path> steps{at8, at6, at12};
+  std::vector<std::string> recipes{"zero3 dp=8", "zero3 dp=6", "zero3 dp=12"};
+  for (std::size_t i = 0; i < steps.size(); ++i) {
+    CAPTURE(recipes[i]);
+    const Checkpoint& from = saved ? *saved : values;
+    write_checkpoint(from, plan_dcp_output(from.layout(), layout_model(model, recipes[i]), DcpFlavor::torch_2), steps[i]);
+    saved.emplace(Checkpoint::open(steps[i]));
+    ModelMatch match = match_model(saved->layout(), model, recipes[i]);
+    CHECK(match.problems.empty());
+    CHECK(match.matches());  // the chunks are the flat padded partitions' boxes, states included
+  }
+  const Checkpoint& source = *saved;
+  // 210 bf16 elements in the decay group over 12 ranks: a rank's partition of embed's master holds
+  // a piece of a row, so the chunks are more than the tensors.
+  CHECK(source.layout().chunk_count() > source.layout().tensors.size());
+  write_checkpoint(source, plan_safetensors_output(source.layout(), 1 << 20, false), whole);
+  CheckpointComparison result = compare_checkpoints(values, Checkpoint::open(whole));
+  CHECK(result.equal());
+  CHECK(result.tensors == model.tensors.size());
+  CHECK(result.bytes == static_cast<std::uint64_t>(2 * model.parameter_count() + 4 * model.state_count()));
+  for (const auto& path : {values_at, at8, at6, at12, whole}) std::filesystem::remove_all(path);
+}
+
+TEST_CASE("experts with their Adam state: EP 2 -> 4 -> 2 on disk, every rank's buffers equal to the original's") {
+  using R = TensorRole;
+  ModelSpec model = with_optimizer(
+      ModelSpec{"experts", {{"q", Dims{6, 5}, R::column_parallel}, {"w1", Dims{4, 3, 5}, R::expert_w1}, {"w2", Dims{4, 5, 3}, R::expert_w2}, {"norm", Dims{5}, R::replicated}}},
+      "adam");
+  std::filesystem::path values_at = fresh_path("ep_values"), ep2 = fresh_path("ep_2"), ep4 = fresh_path("ep_4"), back = fresh_path("ep_2b");
+  Checkpoint values = state_values(values_at, model);
+  const std::string from = "ep ep=2,dp=4,experts=zero1", to = "ep ep=4,dp=4,experts=zero1";
+  write_checkpoint(values, plan_dcp_output(values.layout(), layout_model(model, from), DcpFlavor::torch_2), ep2);
+  Checkpoint original = Checkpoint::open(ep2);
+  write_checkpoint(original, plan_dcp_output(original.layout(), layout_model(model, to), DcpFlavor::torch_2), ep4);
+  Checkpoint middle = Checkpoint::open(ep4);
+  CHECK(match_model(middle.layout(), model, to).matches());
+  write_checkpoint(middle, plan_dcp_output(middle.layout(), layout_model(model, from), DcpFlavor::torch_2), back);
+  Checkpoint returned = Checkpoint::open(back);
+  CHECK(match_model(returned.layout(), model, from).matches());
+  CHECK(compare_checkpoints(values, returned).equal());
+  // Loaded at EP 2, each rank's partitions (its experts' exp_avg included) equal the original's.
+  ModelLayout layout = layout_model(model, from);
+  auto before = rank_buffers(original, layout), after = rank_buffers(returned, layout);
+  REQUIRE(before.size() == 4);
+  CHECK(before == after);
+  // A rank's expert exp_avg partition holds exactly its experts: EP rank 1 (ranks 1 and 3 under
+  // torchtitan's (edp, ep) mesh) holds experts 2 and 3 of w1.
+  std::size_t avg = *layout.find("optimizer.state.w1.exp_avg");
+  for (const Piece& piece : layout[avg].layout.pieces(1)) CHECK(piece.global.offset[0] >= 2);
+  for (const auto& path : {values_at, ep2, ep4, back}) std::filesystem::remove_all(path);
 }

@@ -31,7 +31,12 @@ class ModelLayout {
     for (std::size_t t = 0; t < tensors_.size(); ++t) {
       if (!by_name_.emplace(tensors_[t].name, t).second) detail::fail("model layout: tensor '", tensors_[t].name, "' is listed twice");
       auto [it, added] = buffer_by_owner.emplace(tensors_[t].layout.buffer_owner(), buffer_by_owner.size());
-      if (added) first_of_buffer.push_back(t);
+      if (added) {
+        first_of_buffer.push_back(t);
+        const TensorLayout& layout = tensors_[t].layout;
+        buffer_names_.push_back(layout.is_flat() ? detail::concat(to_string(layout.flat_layout()->options().scheme), ":", tensors_[t].name)
+                                                 : tensors_[t].name);
+      }
       const NamedTensorLayout& first = tensors_[first_of_buffer[it->second]];
       if (first.dtype != tensors_[t].dtype)
         detail::fail("model layout: tensors '", first.name, "' (", first.dtype, ") and '", tensors_[t].name, "' (", tensors_[t].dtype,
@@ -64,6 +69,11 @@ class ModelLayout {
   std::size_t buffer_count() const { return buffer_count_; }
   std::size_t buffer_of(std::size_t t) const { return buffer_of_[t]; }
 
+  // A buffer's name: a mesh-laid-out tensor's tile is named by its tensor; a flat partition,
+  // which holds many, by its scheme and first tensor ("zero3:model.embed_tokens.weight",
+  // "zero3:optimizer.state.model.embed_tokens.weight.exp_avg").
+  const std::string& buffer_name(std::size_t b) const { return buffer_names_[b]; }
+
   // Every rank any tensor's layout uses, ascending.
   const std::vector<index_t>& ranks() const { return ranks_; }
 
@@ -71,6 +81,7 @@ class ModelLayout {
   std::vector<NamedTensorLayout> tensors_;
   std::unordered_map<std::string, std::size_t> by_name_;
   std::vector<std::size_t> buffer_of_;
+  std::vector<std::string> buffer_names_;
   std::size_t buffer_count_ = 0;
   std::vector<index_t> ranks_;
 };

@@ -15,7 +15,9 @@
 //
 // TP by role: column_parallel and vocab_parallel split dim 0, row_parallel dim 1, stacked experts
 // their intermediate dim (w1, w3: dim 1; w2: dim 2); replicated and router tensors are whole.
-// Flat schemes (zero1/2/3, megatron-distopt) keep one flat partition per dtype.
+// Flat schemes (zero1/2/3, megatron-distopt) keep one flat partition per dtype (zero1/2/3: per
+// param group and dtype). Optimizer states (model/optimizer_state.hpp) are laid out as their
+// parameters are; in flat schemes, in partitions of their own with the parameters' geometry.
 #pragma once
 
 #include <algorithm>
@@ -24,11 +26,12 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "shardalg/layout/expert_layout.hpp"
 #include "shardalg/layout/fsdp_over_tp.hpp"
 #include "shardalg/layout/model_layout.hpp"
-#include "shardalg/model/model_zoo.hpp"
+#include "shardalg/model/optimizer_state.hpp"
 
 namespace shardalg {
 
@@ -147,25 +150,47 @@ inline FlatSchemeOptions flat_options(const LayoutRecipe& recipe, std::string_vi
 }
 
 // Flattens `tensors` (indices into model.tensors, each laid out by `place` before flattening
-// over `flat_dim`) into one flat layout per dtype, in the order dtypes first appear: the
-// frameworks keep one flat buffer per dtype (Megatron one per (param, grad) dtype; DeepSpeed
-// flattens a parameter group with torch.cat). Appends to `out`.
+// over `flat_dim`) into flat layouts, appended to `out`. The frameworks keep one flat buffer per
+// dtype (Megatron one per (param, grad) dtype; DeepSpeed one per optimizer param group and dtype,
+// flattened with torch.cat); each optimizer state gets buffers of the same geometry as its
+// parameters', so a rank's state partition covers the elements of its parameter partition.
+// Scalars (Adam's step) are not flattened: they stay whole on every rank of their mesh.
 template <class Place>
 void flat_layouts(const ModelSpec& model, const std::vector<std::size_t>& tensors, std::string_view flat_dim, const FlatSchemeOptions& options,
                   Place&& place, std::map<std::size_t, NamedTensorLayout>& out) {
-  std::vector<DType> dtypes;
-  for (std::size_t t : tensors)
-    if (std::find(dtypes.begin(), dtypes.end(), model.tensors[t].dtype) == dtypes.end()) dtypes.push_back(model.tensors[t].dtype);
-  for (DType dtype : dtypes) {
+  std::unordered_map<std::string_view, DType> parameter_dtype;
+  for (const ModelTensor& t : model.tensors)
+    if (!t.is_state()) parameter_dtype.emplace(t.name, t.dtype);
+  struct BufferKey {
+    std::string_view group, state;
+    DType parameter_dtype;
+    bool operator==(const BufferKey&) const = default;
+  };
+  auto key_of = [&](const ModelTensor& t) {
+    auto p = parameter_dtype.find(t.is_state() ? std::string_view(t.parameter) : std::string_view(t.name));
+    if (p == parameter_dtype.end()) fail("model '", model.name, "': state '", t.name, "' belongs to parameter '", t.parameter, "', which the model lacks");
+    return BufferKey{options.scheme == FlatScheme::megatron ? std::string_view{} : std::string_view(t.group), t.state, p->second};
+  };
+  std::vector<BufferKey> keys;
+  for (std::size_t t : tensors) {
+    const ModelTensor& tensor = model.tensors[t];
+    if (tensor.shape.empty()) {
+      out.emplace(t, NamedTensorLayout{tensor.name, tensor.dtype, TensorLayout(place(tensor))});
+      continue;
+    }
+    if (BufferKey key = key_of(tensor); std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+  }
+  for (const BufferKey& key : keys) {
     std::vector<std::size_t> group;
     std::vector<NamedMeshLayout> placed;
     for (std::size_t t : tensors)
-      if (model.tensors[t].dtype == dtype) {
+      if (!model.tensors[t].shape.empty() && key_of(model.tensors[t]) == key) {
         group.push_back(t);
         placed.push_back(NamedMeshLayout{model.tensors[t].name, place(model.tensors[t])});
       }
     auto flat = std::make_shared<const ComposedFlatLayout>(std::move(placed), std::string(flat_dim), options);
-    for (std::size_t k = 0; k < group.size(); ++k) out.emplace(group[k], NamedTensorLayout{model.tensors[group[k]].name, dtype, TensorLayout(flat, k)});
+    for (std::size_t k = 0; k < group.size(); ++k)
+      out.emplace(group[k], NamedTensorLayout{model.tensors[group[k]].name, model.tensors[group[k]].dtype, TensorLayout(flat, k)});
   }
 }
 

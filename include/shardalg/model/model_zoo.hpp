@@ -38,11 +38,24 @@ constexpr std::string_view to_string(TensorRole role) {
   return "?";
 }
 
+// A parameter, or one optimizer state of a parameter (model/optimizer_state.hpp adds them).
 struct ModelTensor {
   std::string name;
   Dims shape;
   TensorRole role;
   DType dtype = DType::bf16;
+  std::string group = {};      // the optimizer param group ("": the model has one)
+  std::string parameter = {};  // for a state: the parameter it belongs to; "" for a parameter
+  std::string state = {};      // for a state: its name (master, exp_avg, exp_avg_sq, step)
+
+  bool is_state() const { return !state.empty(); }
+};
+
+// An optimizer param group: its members share hyperparameters, and DeepSpeed flattens each
+// group into partitions of its own.
+struct ParamGroup {
+  std::string name;
+  double weight_decay = 0;
 };
 
 // The role named by its to_string form; Error listing the roles otherwise.
@@ -58,13 +71,23 @@ inline bool is_expert(TensorRole role) {
   return role == TensorRole::expert_w1 || role == TensorRole::expert_w2 || role == TensorRole::expert_w3;
 }
 
+// A model state: parameters, and optimizer states with their param groups when an optimizer
+// is named (with_optimizer).
 struct ModelSpec {
   std::string name;
   std::vector<ModelTensor> tensors;
+  std::string optimizer = {};              // "": parameters only
+  std::vector<ParamGroup> param_groups = {};
 
-  index_t parameter_count() const {
+  // Elements of the parameters, and of the optimizer states.
+  index_t parameter_count() const { return element_count(false); }
+  index_t state_count() const { return element_count(true); }
+
+ private:
+  index_t element_count(bool states) const {
     index_t total = 0;
-    for (const ModelTensor& t : tensors) total = checked_add(total, volume(t.shape));
+    for (const ModelTensor& t : tensors)
+      if (t.is_state() == states) total = checked_add(total, volume(t.shape));
     return total;
   }
 };

@@ -1,8 +1,9 @@
 """Checkpoint conversion at the speed of the disk (numbers in docs/benchmarks.md).
 
-Makes a bf16 checkpoint of a built-in model's shapes scaled down (values are a pattern; speed does
-not depend on them), saved as DCP at 8 ranks ("fsdp dp=8") by shardalg, then times, in the same
-run and on the same file system:
+Makes a checkpoint of a built-in model's shapes scaled down (bf16 parameters, with --optimizer adam
+also Adam's fp32 master, exp_avg, exp_avg_sq and step per parameter; values are a pattern: speed
+does not depend on them), saved as DCP at 8 ranks ("fsdp dp=8") by shardalg, then times, in the
+same run and on the same file system:
 
   shardalg   `shardalg checkpoint reshard SRC DST --layout "fsdp dp=6"` (the whole process;
              files synced before the rename, as DCP syncs them), and its peak RSS;
@@ -11,8 +12,8 @@ run and on the same file system:
   torch      with --torch: PyTorch's own reshard (bench/torch_dcp_reshard.py: load at 6 gloo ranks,
              then save), its in-process time.
 
-Usage: reshard_bench.py SHARDALG FOLDER [--model llama3-8b] [--scale 2] [--repeat 3]
-                        [--memory-limit 256MiB] [--threads 4] [--torch]
+Usage: reshard_bench.py SHARDALG FOLDER [--model llama3-8b] [--scale 2] [--optimizer none|adam]
+                        [--repeat 3] [--memory-limit 256MiB] [--threads 4] [--torch]
 FOLDER is where the checkpoints go (a disk path, or /dev/shm/... for tmpfs); it is emptied.
 """
 import argparse
@@ -42,17 +43,17 @@ def folder_bytes(folder):
     return sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
 
 
-def make_source(shardalg, model, scale, root):
-    """A safetensors file of the model's shapes (bf16), resharded by shardalg to DCP at 8 ranks."""
-    import shardalg as lib  # the Python package, for the model's shapes
-    tensors = lib.model_from_zoo(model, scale_down=scale).tensors
+def make_source(shardalg, model, scale, optimizer, root):
+    """A safetensors file of the model's state, resharded by shardalg to DCP at 8 ranks."""
+    import shardalg as lib  # the Python package, for the model's shapes and states
+    tensors = lib.model_from_zoo(model, scale_down=scale, optimizer=optimizer).tensors
     flat = os.path.join(root, "flat")
     os.makedirs(flat)
     header, at = {}, 0
     for t in tensors:
-        count = int(numpy.prod(t.shape)) if len(t.shape) else 1
-        header[t.name] = {"dtype": "BF16", "shape": list(t.shape), "data_offsets": [at, at + 2 * count]}
-        at += 2 * count
+        size = (int(numpy.prod(t.shape)) if len(t.shape) else 1) * lib.element_bytes(t.dtype)
+        header[t.name] = {"dtype": {"bf16": "BF16", "fp32": "F32"}[t.dtype], "shape": list(t.shape), "data_offsets": [at, at + size]}
+        at += size
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
     with open(os.path.join(flat, "model.safetensors"), "wb") as f:
@@ -74,6 +75,7 @@ def main():
     parser.add_argument("folder")
     parser.add_argument("--model", default="llama3-8b")
     parser.add_argument("--scale", type=int, default=2)
+    parser.add_argument("--optimizer", default="none", choices=["none", "adam"])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-limit", default="256MiB")
     parser.add_argument("--threads", default="4")
@@ -81,9 +83,10 @@ def main():
     args = parser.parse_args()
     shutil.rmtree(args.folder, ignore_errors=True)
     os.makedirs(args.folder)
-    source, data = make_source(args.shardalg, args.model, args.scale, args.folder)
+    source, data = make_source(args.shardalg, args.model, args.scale, args.optimizer, args.folder)
     size = folder_bytes(source)
-    print(f"source: {args.model} / {args.scale}, bf16, {data / 1e9:.2f} GB of weights, DCP at 8 ranks ({size / 1e9:.2f} GB) in {args.folder}")
+    state = "bf16 weights" if args.optimizer == "none" else "bf16 weights + fp32 Adam state"
+    print(f"source: {args.model} / {args.scale}, {data / 1e9:.2f} GB of {state}, DCP at 8 ranks ({size / 1e9:.2f} GB) in {args.folder}")
     results = {"shardalg": [], "cp": [], "consolidate": [], "rss": []}
     for _ in range(args.repeat):
         out = os.path.join(args.folder, "dcp6")

@@ -155,8 +155,7 @@ WriteSettings settings(const CheckpointOptions& o) {
 int reshard(const CheckpointOptions& o) {
   Checkpoint source = Checkpoint::open(o.folder);
   const CheckpointLayout& layout = source.layout();
-  if (o.format != "dcp") detail::fail("reshard: --format '", o.format, "' is not written yet; 'dcp' is (whole tensors as safetensors: checkpoint consolidate)");
-  CheckpointOutput output = plan_dcp_output(layout, destination(o, layout), dcp_flavor_for(layout, o.torch_version));
+  CheckpointOutput output = plan_reshard_output(layout, destination(o, layout), o.format, o.torch_version, o.skip_entries);
   return write_and_check(source, output, o.destination, settings(o), "resharded");
 }
 
@@ -203,7 +202,8 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   reshard_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=3\" (without --model: over every tensor of the checkpoint)")->required();
   reshard_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
   add_optimizer_option(*reshard_cmd, o->optimizer);
-  reshard_cmd->add_option("--format", o->format, "Output format: dcp (PyTorch Distributed Checkpoint)");
+  reshard_cmd->add_option("--format", o->format, "Output format: dcp (PyTorch Distributed Checkpoint, default) or safetensors (per rank, torch's sharded Hugging Face files)");
+  reshard_cmd->add_flag("--skip-entries", o->skip_entries, "With --format safetensors: leave out non-tensor entries");
   reshard_cmd->add_option("--torch", o->torch_version, "DCP module paths for this torch: 1.13 or 2 (default: the source's, else 2)")->check(CLI::IsMember({"1.13", "2"}));
   add_writing_options(reshard_cmd);
   reshard_cmd->callback([o, &exit_code] { exit_code = reshard(*o); });

@@ -107,16 +107,18 @@ void bind_checkpoints(py::module_& m) {
            }, py::arg("layout"), py::arg("rank"), py::arg("share_replicas") = true,
            "One rank's reads (DCP read-item semantics) and, where ranks replicate a tensor, the forwards that let each stored "
            "byte be read once per job.")
-      .def("reshard", [](const Checkpoint& ck, const std::string& destination, const ModelLayout& layout, const std::optional<std::string>& torch_version,
-                         unsigned threads, const py::object& memory_limit, const py::object& progress) {
-             DcpFlavor flavor = dcp_flavor_for(ck.layout(), torch_version.value_or(""));
-             return write_output(ck, plan_dcp_output(ck.layout(), layout, flavor), destination, threads, memory_limit, progress);
-           }, py::arg("destination"), py::arg("layout"), py::arg("torch") = py::none(), py::arg("threads") = 4, py::arg("memory_limit") = "256MiB",
-           py::arg("progress") = py::none(),
-           "Writes the checkpoint as a new DCP folder `destination` laid out as `layout` (each box a rank holds saved once, in its "
-           "rank's file), whole or not at all: built in a hidden partial folder and renamed when synced. torch: '1.13' or '2', "
-           "the module paths of the torch that will load it (default: the source's). progress(done, total) is called as bytes "
-           "are written. Returns a summary dict.")
+      .def("reshard", [](const Checkpoint& ck, const std::string& destination, const ModelLayout& layout, const std::string& format,
+                         const std::optional<std::string>& torch_version, bool skip_entries, unsigned threads, const py::object& memory_limit,
+                         const py::object& progress) {
+             CheckpointOutput output = plan_reshard_output(ck.layout(), layout, format, torch_version.value_or(""), skip_entries);
+             return write_output(ck, output, destination, threads, memory_limit, progress);
+           }, py::arg("destination"), py::arg("layout"), py::arg("format") = "dcp", py::arg("torch") = py::none(), py::arg("skip_entries") = false,
+           py::arg("threads") = 4, py::arg("memory_limit") = "256MiB", py::arg("progress") = py::none(),
+           "Writes the checkpoint as a new folder `destination` laid out as `layout` (each box a rank holds saved once, in its "
+           "rank's file), whole or not at all: built in a hidden partial folder and renamed when synced. format: 'dcp' (torch: "
+           "'1.13' or '2', the module paths of the torch that will load it; default: the source's) or 'safetensors' (per rank, "
+           "as torch's HuggingFaceStorageWriter(save_sharded=True) writes them; non-tensor entries refused unless skip_entries). "
+           "progress(done, total) is called as bytes are written. Returns a summary dict.")
       .def("consolidate", [](const Checkpoint& ck, const std::string& destination, const py::object& max_shard_size, bool skip_entries, unsigned threads,
                              const py::object& memory_limit, const py::object& progress) {
              CheckpointOutput output = plan_safetensors_output(ck.layout(), byte_size(max_shard_size, "max_shard_size"), skip_entries);

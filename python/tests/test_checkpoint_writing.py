@@ -191,3 +191,22 @@ def test_adam_state_zero3_elastic_from_python_and_the_cli(tmp_path):
     assert result["tensors"] == 10
     refused = cli("reshard", str(tmp_path / "dp6"), str(tmp_path / "refused"), "--optimizer", "adam", "--layout", "zero3 dp=2")
     assert refused.returncode == 2 and "--optimizer adam needs --model" in refused.stderr
+
+
+def test_safetensors_per_rank_from_python_and_the_cli(tmp_path):
+    model = shardalg.ModelSpec("tiny", [shardalg.ModelTensor("embed", [11, 4], "bf16", "vocab_parallel")]).with_optimizer("adam")
+    values = str(tmp_path / "values")
+    write_safetensors(values, [(t.name, t.dtype, t.shape) for t in model.tensors])
+    source = shardalg.Checkpoint(values)
+    summary = source.reshard(str(tmp_path / "ranks"), shardalg.layout_model(model, "fsdp dp=4"), format="safetensors")
+    assert summary["format"] == "safetensors"
+    assert summary["files"] == [f"shard-0000{r}-model-00001-of-00001.safetensors" for r in (1, 2, 3, 4)]
+    ranks = shardalg.Checkpoint(str(tmp_path / "ranks"))
+    assert ranks.verify(model=model, layout="fsdp dp=4")["layout_matches"]
+    assert source.compare(ranks)["equal"]
+    done = cli("reshard", str(tmp_path / "ranks"), str(tmp_path / "zero"), "--format", "safetensors", "--layout", "zero3 dp=3",
+               "--check", "--quiet")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resharded " in done.stdout and ": safetensors, 7 files" in done.stdout, done.stdout  # 44 elements over 3: 2 + 3 + 2 boxes
+    with pytest.raises(shardalg.Error, match="applies to the dcp format"):
+        source.reshard(str(tmp_path / "bad"), shardalg.layout_model(model, "fsdp dp=2"), format="safetensors", torch="2")

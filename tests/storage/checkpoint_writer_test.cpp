@@ -388,3 +388,64 @@ TEST_CASE("experts with their Adam state: EP 2 -> 4 -> 2 on disk, every rank's b
   for (const Piece& piece : layout[avg].layout.pieces(1)) CHECK(piece.global.offset[0] >= 2);
   for (const auto& path : {values_at, ep2, ep4, back}) std::filesystem::remove_all(path);
 }
+
+TEST_CASE("safetensors per rank (torch's sharded Hugging Face files): boxes with their saved offsets, read back as chunks") {
+  using R = TensorRole;
+  ModelSpec model = with_optimizer(ModelSpec{"sharded", {{"embed", Dims{11, 4}, R::vocab_parallel}, {"norm", Dims{4}, R::replicated}}}, "adam");
+  std::filesystem::path values_at = fresh_path("st_values"), per_rank = fresh_path("st_ranks"), back = fresh_path("st_back");
+  Checkpoint values = state_values(values_at, model);
+  const std::string recipe = "zero3 dp=3";
+  write_checkpoint(values, plan_reshard_output(values.layout(), layout_model(model, recipe), "safetensors"), per_rank);
+  // embed's 44 elements at dp = 3: windows of 15; rank 1's window [15, 30) is three boxes (rest of
+  // row 3, rows 4-6, start of row 7), so each rank has up to three files.
+  CHECK(std::filesystem::exists(per_rank / "shard-00001-model-00001-of-00003.safetensors"));
+  CHECK(std::filesystem::exists(per_rank / "shard-00002-model-00003-of-00003.safetensors"));
+  CHECK_FALSE(std::filesystem::exists(per_rank / "model.safetensors.index.json"));
+  {
+    InputFile file((per_rank / "shard-00002-model-00001-of-00003.safetensors").string());
+    SafetensorsHeader header = read_safetensors_header(file);
+    CHECK(header.metadata.at(std::string(dcp_sharding_info_key)).find("\"embed\":{\"saved_offsets\":[3,3]}") != std::string::npos);
+  }
+  Checkpoint saved = Checkpoint::open(per_rank);
+  CHECK(saved.layout().format == CheckpointFormat::safetensors);
+  CHECK(saved.layout().tensors[*saved.layout().find("embed")].shape == Dims{11, 4});
+  ModelMatch match = match_model(saved.layout(), model, recipe);
+  CHECK(match.problems.empty());
+  CHECK(match.matches());
+  CHECK(verify_checkpoint(saved).ok());
+  CHECK(compare_checkpoints(values, saved).equal());
+  write_checkpoint(saved, plan_reshard_output(saved.layout(), layout_model(model, "fsdp dp=2"), "dcp"), back);
+  CHECK(compare_checkpoints(values, Checkpoint::open(back)).equal());
+  // A missing rank file leaves a hole that verification names.
+  std::filesystem::remove(per_rank / "shard-00003-model-00001-of-00003.safetensors");
+  CHECK_FALSE(verify_checkpoint(Checkpoint::open(per_rank)).ok());
+  // Outputs and options that do not go together are refused.
+  SHARDALG_CHECK_THROWS_CONTAINING(plan_reshard_output(values.layout(), layout_model(model, recipe), "npz"), Error, "unknown checkpoint format 'npz' (dcp, safetensors)");
+  SHARDALG_CHECK_THROWS_CONTAINING(plan_reshard_output(values.layout(), layout_model(model, recipe), "safetensors", "2"), Error, "applies to the dcp format");
+  Checkpoint with_entries = Checkpoint::open(torch_saved);
+  SHARDALG_CHECK_THROWS_CONTAINING(plan_reshard_output(with_entries.layout(), layout_model(checkpoint_model(with_entries.layout()), "fsdp dp=2"), "safetensors"),
+                                   Error, "non-tensor entries");
+  for (const auto& path : {values_at, per_rank, back}) std::filesystem::remove_all(path);
+}
+
+TEST_CASE("sharded safetensors from elsewhere: bad DCP_SHARDING_INFO is named") {
+  std::filesystem::path folder = fresh_path("st_bad");
+  std::filesystem::create_directories(folder);
+  auto write = [&](const std::string& name, const std::string& info) {
+    std::ofstream(folder / name, std::ios::binary) << safetensors_header_bytes({SafetensorsItem{"w", DType::fp32, Dims{1, 2}}}, {{"DCP_SHARDING_INFO", info}})
+                                                  << std::string(8, '\0');
+  };
+  write("shard-00001-model-00001-of-00001.safetensors", "{\"w\": {\"saved_offsets\": [0, 0]}}");
+  write("shard-00002-model-00001-of-00001.safetensors", "{\"w\": {\"saved_offsets\": [1, 0]}}");
+  CHECK(Checkpoint::open(folder).layout().tensors[0].shape == Dims{2, 2});
+  write("shard-00002-model-00001-of-00001.safetensors", "{\"w\": {\"saved_offsets\": [1]}}");
+  SHARDALG_CHECK_THROWS_CONTAINING(Checkpoint::open(folder), FormatError, "tensor 'w' has 2 dims but saved_offsets [1] has 1");
+  write("shard-00002-model-00001-of-00001.safetensors", "{\"v\": {}}");
+  SHARDALG_CHECK_THROWS_CONTAINING(Checkpoint::open(folder), FormatError, "gives no \"saved_offsets\" array for tensor 'w'");
+  write("shard-00002-model-00001-of-00001.safetensors", "{\"w\": ");
+  SHARDALG_CHECK_THROWS_CONTAINING(Checkpoint::open(folder), FormatError, "DCP_SHARDING_INFO is not valid JSON");
+  std::ofstream(folder / "shard-00002-model-00001-of-00001.safetensors", std::ios::binary)
+      << safetensors_header_bytes({SafetensorsItem{"w", DType::fp32, Dims{1, 2}}}) << std::string(8, '\0');
+  SHARDALG_CHECK_THROWS_CONTAINING(Checkpoint::open(folder), FormatError, "only sharded files, with DCP_SHARDING_INFO, may each hold a part");
+  std::filesystem::remove_all(folder);
+}

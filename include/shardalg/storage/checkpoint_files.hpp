@@ -16,9 +16,11 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 #include "shardalg/storage/dcp_metadata.hpp"
@@ -225,22 +227,69 @@ class Checkpoint {
     if (names.empty())
       detail::fail<FormatError>("checkpoint folder '", folder_.string(), "' holds no checkpoint: neither a DCP .metadata nor safetensors files");
     std::map<std::string, std::string> file_of;
+    std::map<std::string, std::size_t> tensor_of;
+    std::vector<bool> sharded;  // per tensor: its chunks come from files with DCP_SHARDING_INFO
     for (const std::string& name : names) {
       InputFile file((folder_ / name).string());
       SafetensorsHeader header = read_safetensors_header(file);
+      std::optional<nlohmann::json> sharding = sharding_info(header, file.name());
       std::uint32_t f = static_cast<std::uint32_t>(layout_.files.size());
       layout_.files.push_back(name);
       for (SafetensorsTensor& t : header.tensors) {
-        if (auto [it, added] = file_of.emplace(t.name, name); !added)
-          detail::fail<FormatError>("checkpoint '", folder_.string(), "': tensor '", t.name, "' is in both '", it->second, "' and '", name, "'");
+        Dims offset = sharding ? saved_offsets(*sharding, t, file.name()) : Dims(t.shape.size(), 0);
+        auto [at, added] = tensor_of.emplace(t.name, layout_.tensors.size());
+        if (added) {
+          layout_.tensors.push_back(StoredTensor{t.name, t.dtype, Dims(t.shape.size(), 0), {}});
+          sharded.push_back(sharding.has_value());
+        } else if (!sharding || !sharded[at->second]) {
+          detail::fail<FormatError>("checkpoint '", folder_.string(), "': tensor '", t.name, "' is in both '", file_of[t.name], "' and '", name,
+                                    "' (only sharded files, with ", dcp_sharding_info_key, ", may each hold a part)");
+        }
+        StoredTensor& tensor = layout_.tensors[at->second];
+        if (tensor.dtype != t.dtype || tensor.shape.size() != t.shape.size())
+          detail::fail<FormatError>(file.name(), ": tensor '", t.name, "' is ", t.dtype, " ", t.shape, " here but ", tensor.dtype, " with ",
+                                    tensor.shape.size(), " dims in '", file_of[t.name], "'");
+        file_of.emplace(t.name, name);
         if (!weight_map.empty() && weight_map.count(t.name) && weight_map[t.name] != name)
           detail::fail<FormatError>("checkpoint '", folder_.string(), "': tensor '", t.name, "' is in '", name, "' but the index says '", weight_map[t.name], "'");
-        StoredChunk chunk{ChunkMeta{Dims(t.shape.size(), 0), t.shape}, f, t.byte_offset, t.bytes};
-        layout_.tensors.push_back(StoredTensor{std::move(t.name), t.dtype, t.shape, {std::move(chunk)}});
+        // The global shape of a sharded tensor is where its furthest part ends, as torch reads it.
+        for (std::size_t d = 0; d < t.shape.size(); ++d) tensor.shape[d] = std::max(tensor.shape[d], checked_add(offset[d], t.shape[d]));
+        tensor.chunks.push_back(StoredChunk{ChunkMeta{std::move(offset), t.shape}, f, t.byte_offset, t.bytes});
       }
     }
     for (const auto& [tensor, name] : weight_map)
       if (!file_of.count(tensor)) detail::fail<FormatError>("checkpoint '", folder_.string(), "': the index lists tensor '", tensor, "' in '", name, "', which does not hold it");
+  }
+
+  // The parsed DCP_SHARDING_INFO of a safetensors file, if it has one.
+  static std::optional<nlohmann::json> sharding_info(const SafetensorsHeader& header, const std::string& file) {
+    auto it = header.metadata.find(std::string(dcp_sharding_info_key));
+    if (it == header.metadata.end()) return std::nullopt;
+    nlohmann::json json;
+    try {
+      json = nlohmann::json::parse(it->second);
+    } catch (const nlohmann::json::exception& e) {
+      detail::fail<FormatError>(file, ": ", dcp_sharding_info_key, " is not valid JSON: ", e.what());
+    }
+    if (!json.is_object()) detail::fail<FormatError>(file, ": ", dcp_sharding_info_key, " is not a JSON object");
+    return json;
+  }
+
+  // Where tensor `t` of a sharded file sits in the global tensor: its "saved_offsets".
+  static Dims saved_offsets(const nlohmann::json& sharding, const SafetensorsTensor& t, const std::string& file) {
+    if (!sharding.contains(t.name) || !sharding[t.name].is_object() || !sharding[t.name].contains("saved_offsets") ||
+        !sharding[t.name]["saved_offsets"].is_array())
+      detail::fail<FormatError>(file, ": ", dcp_sharding_info_key, " gives no \"saved_offsets\" array for tensor '", t.name, "'");
+    const nlohmann::json& offsets = sharding[t.name]["saved_offsets"];
+    if (offsets.size() != t.shape.size())
+      detail::fail<FormatError>(file, ": tensor '", t.name, "' has ", t.shape.size(), " dims but saved_offsets ", offsets.dump(), " has ", offsets.size());
+    Dims result;
+    for (const nlohmann::json& v : offsets) {
+      if (!v.is_number_unsigned() || v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
+        detail::fail<FormatError>(file, ": tensor '", t.name, "': saved offset ", v.dump(), " is not a non-negative integer");
+      result.push_back(static_cast<index_t>(v.get<std::uint64_t>()));
+    }
+    return result;
   }
 
   std::filesystem::path folder_;

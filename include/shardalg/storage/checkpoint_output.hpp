@@ -4,6 +4,8 @@
 // - DCP under a destination layout: every box a rank holds is one chunk, saved once (replicas
 //   deduplicated, as DCP's saver does) in the file of the first rank holding it,
 //   `__<rank>_0.distcp`, as a torch.save archive; non-tensor entries are copied into rank 0's file.
+// - safetensors per rank (torch's HuggingFaceStorageWriter with save_sharded): each rank's boxes
+//   in `shard-<rank+1>-model-<k>-of-<n>.safetensors` files whose metadata records each box's offset.
 // - Hugging Face safetensors (consolidated): each tensor whole, in source order, in files of at
 //   most `max_file_bytes` (a larger tensor gets a file of its own): `model.safetensors` when one
 //   file suffices, else `model-0000k-of-0000n.safetensors` with `model.safetensors.index.json`.
@@ -81,15 +83,49 @@ inline DcpFlavor dcp_flavor_for(const CheckpointLayout& source, std::string_view
   return source.format == CheckpointFormat::dcp ? source.dcp_flavor : DcpFlavor::torch_2;
 }
 
-// The DCP checkpoint of `source`'s tensors under `destination` (tensors matched by name). Errors:
-// as CheckpointReadPlanner's (a tensor missing from the source, of another shape or dtype), and a
-// source tensor the destination does not place.
-inline CheckpointOutput plan_dcp_output(const CheckpointLayout& source, const ModelLayout& destination, DcpFlavor flavor) {
-  CheckpointReadPlanner match(source, destination);  // checks names, shapes and dtypes
+namespace detail {
+
+// Calls visit(d, rank, box) for every box a rank holds of destination tensor d, each box once
+// (replicas are saved by the first rank holding them, as DCP's saver deduplicates them), ranks
+// ascending. Returns the planner that matched `source`'s tensors to the destination's.
+// Errors: as CheckpointReadPlanner's (a tensor missing from the source, of another shape or
+// dtype), and a source tensor the destination does not place (nothing is dropped silently).
+template <class Visit>
+CheckpointReadPlanner for_each_saved_box(const CheckpointLayout& source, const ModelLayout& destination, Visit&& visit) {
+  CheckpointReadPlanner match(source, destination);
   std::vector<bool> placed(source.tensors.size(), false);
   for (std::size_t d = 0; d < destination.size(); ++d) placed[match.checkpoint_tensor(d)] = true;
   for (std::size_t t = 0; t < source.tensors.size(); ++t)
-    if (!placed[t]) detail::fail("the destination layout has no place for tensor '", source.tensors[t].name, "' of the checkpoint (nothing is dropped silently)");
+    if (!placed[t]) fail("the destination layout has no place for tensor '", source.tensors[t].name, "' of the checkpoint (nothing is dropped silently)");
+  const std::vector<index_t>& ranks = destination.ranks();
+  for (std::size_t d = 0; d < destination.size(); ++d) {
+    std::set<std::pair<std::vector<index_t>, std::vector<index_t>>> seen;
+    for (index_t rank : ranks)
+      for (Piece& piece : destination[d].layout.pieces(rank)) {
+        if (piece.global.volume() == 0) continue;
+        if (seen.emplace(std::vector<index_t>(piece.global.offset.begin(), piece.global.offset.end()),
+                         std::vector<index_t>(piece.global.shape.begin(), piece.global.shape.end()))
+                .second)
+          visit(d, rank, piece.global);
+      }
+  }
+  return match;
+}
+
+// Refuses a source with non-tensor entries for a safetensors output unless they are skipped.
+inline void refuse_entries_in_safetensors(const CheckpointLayout& source, bool skip_entries) {
+  if (source.entries.empty() || skip_entries) return;
+  std::string names;
+  for (std::size_t e = 0; e < source.entries.size() && e < 5; ++e) names += (e ? ", '" : "'") + source.entries[e].name + "'";
+  fail("safetensors holds tensors only; the checkpoint also has ", source.entries.size(), " non-tensor entries (", names,
+       source.entries.size() > 5 ? ", ..." : "", "): leave them out explicitly (--skip-entries) to go on");
+}
+
+}  // namespace detail
+
+// The DCP checkpoint of `source`'s tensors under `destination` (tensors matched by name). Errors:
+// see detail::for_each_saved_box.
+inline CheckpointOutput plan_dcp_output(const CheckpointLayout& source, const ModelLayout& destination, DcpFlavor flavor) {
   CheckpointOutput out;
   CheckpointLayout& layout = out.layout;
   layout.format = CheckpointFormat::dcp;
@@ -103,28 +139,18 @@ inline CheckpointOutput plan_dcp_output(const CheckpointLayout& source, const Mo
     }
     return it->second;
   };
-  std::vector<index_t> ranks = destination.ranks();
-  for (std::size_t d = 0; d < destination.size(); ++d) {
-    const NamedTensorLayout& want = destination[d];
-    StoredTensor tensor{want.name, want.dtype, want.layout.global_shape(), {}};
-    std::set<std::pair<std::vector<index_t>, std::vector<index_t>>> seen;
-    std::size_t t = layout.tensors.size();
-    for (index_t rank : ranks)
-      for (Piece& piece : want.layout.pieces(rank)) {
-        if (piece.global.volume() == 0) continue;
-        if (!seen.emplace(std::vector<index_t>(piece.global.offset.begin(), piece.global.offset.end()),
-                          std::vector<index_t>(piece.global.shape.begin(), piece.global.shape.end()))
-                 .second)
-          continue;
-        TorchArchiveWriter archive(want.dtype, piece.global.shape);
-        std::uint32_t f = file_of(rank);
-        StoredChunk chunk{ChunkMeta{piece.global.offset, piece.global.shape}, f, out.file_bytes[f], archive.size()};
-        out.chunks.push_back(OutputChunk{t, tensor.chunks.size(), match.checkpoint_tensor(d), out.file_bytes[f] + archive.data_offset(), {}});
-        out.file_bytes[f] += chunk.item_bytes;
-        tensor.chunks.push_back(std::move(chunk));
-      }
-    layout.tensors.push_back(std::move(tensor));
-  }
+  for (std::size_t d = 0; d < destination.size(); ++d)
+    layout.tensors.push_back(StoredTensor{destination[d].name, destination[d].dtype, destination[d].layout.global_shape(), {}});
+  CheckpointReadPlanner match = detail::for_each_saved_box(source, destination, [&](std::size_t d, index_t rank, const Box& box) {
+    StoredTensor& tensor = layout.tensors[d];
+    TorchArchiveWriter archive(tensor.dtype, box.shape);
+    std::uint32_t f = file_of(rank);
+    out.chunks.push_back(OutputChunk{d, tensor.chunks.size(), 0, out.file_bytes[f] + archive.data_offset(), {}});
+    tensor.chunks.push_back(StoredChunk{ChunkMeta{box.offset, box.shape}, f, out.file_bytes[f], archive.size()});
+    out.file_bytes[f] += archive.size();
+  });
+  for (OutputChunk& chunk : out.chunks) chunk.source_tensor = match.checkpoint_tensor(chunk.tensor);
+  const std::vector<index_t>& ranks = destination.ranks();
   for (std::size_t e = 0; e < source.entries.size(); ++e) {
     std::uint32_t f = file_of(ranks.empty() ? 0 : ranks.front());
     layout.entries.push_back(StoredEntry{source.entries[e].name, f, out.file_bytes[f], source.entries[e].bytes});
@@ -136,15 +162,79 @@ inline CheckpointOutput plan_dcp_output(const CheckpointLayout& source, const Mo
   return out;
 }
 
+// `source`'s tensors under `destination` as safetensors per rank, in the layout of
+// torch.distributed.checkpoint's HuggingFaceStorageWriter(save_sharded=True): rank r's boxes in
+// `shard-<r+1>-model-<k>-of-<n>.safetensors` (5 digits each), each file's `__metadata__` holding
+// DCP_SHARDING_INFO, a JSON text {tensor: {"saved_offsets": [...]}} giving each box's global
+// offset. A tensor appears once per file, so a rank's k-th box of a tensor goes to its k-th file
+// (n: the most boxes a rank holds of one tensor). Replicas are saved once, by the first rank
+// holding them. Errors: as plan_dcp_output's, and non-tensor entries unless `skip_entries`.
+inline CheckpointOutput plan_sharded_safetensors_output(const CheckpointLayout& source, const ModelLayout& destination, bool skip_entries = false) {
+  detail::refuse_entries_in_safetensors(source, skip_entries);
+  struct SavedBox {
+    std::size_t tensor;
+    Box box;
+  };
+  std::map<std::pair<index_t, std::size_t>, std::vector<SavedBox>> boxes;  // (rank, k) -> boxes
+  std::map<std::pair<index_t, std::size_t>, std::size_t> count;           // (rank, tensor) -> boxes so far
+  std::size_t files_per_rank = 0;
+  CheckpointReadPlanner match = detail::for_each_saved_box(source, destination, [&](std::size_t d, index_t rank, const Box& box) {
+    std::size_t k = count[{rank, d}]++;
+    files_per_rank = std::max(files_per_rank, k + 1);
+    boxes[{rank, k}].push_back(SavedBox{d, box});
+  });
+  CheckpointOutput out;
+  CheckpointLayout& layout = out.layout;
+  layout.format = CheckpointFormat::safetensors;
+  for (std::size_t d = 0; d < destination.size(); ++d)
+    layout.tensors.push_back(StoredTensor{destination[d].name, destination[d].dtype, destination[d].layout.global_shape(), {}});
+  for (const auto& [key, saved] : boxes) {
+    char name[96];
+    std::snprintf(name, sizeof name, "shard-%05lld-model-%05zu-of-%05zu.safetensors", static_cast<long long>(key.first) + 1, key.second + 1, files_per_rank);
+    std::uint32_t f = static_cast<std::uint32_t>(layout.files.size());
+    layout.files.push_back(name);
+    std::vector<SafetensorsItem> items;
+    nlohmann::ordered_json sharding = nlohmann::ordered_json::object();
+    for (const SavedBox& b : saved) {
+      items.push_back(SafetensorsItem{destination[b.tensor].name, destination[b.tensor].dtype, b.box.shape});
+      sharding[destination[b.tensor].name] = {{"saved_offsets", std::vector<index_t>(b.box.offset.begin(), b.box.offset.end())}};
+    }
+    std::string header = safetensors_header_bytes(items, {{std::string(dcp_sharding_info_key), sharding.dump()}, {"DCP_VERSION", "1.0"}, {"format", "pt"}});
+    std::uint64_t at = header.size();
+    for (const SavedBox& b : saved) {
+      StoredTensor& tensor = layout.tensors[b.tensor];
+      auto bytes = static_cast<std::uint64_t>(volume(b.box.shape) * element_bytes(tensor.dtype));
+      out.chunks.push_back(OutputChunk{b.tensor, tensor.chunks.size(), match.checkpoint_tensor(b.tensor), at, {}});
+      tensor.chunks.push_back(StoredChunk{ChunkMeta{b.box.offset, b.box.shape}, f, at, bytes});
+      at += bytes;
+    }
+    out.file_bytes.push_back(at);
+    out.file_headers.push_back(std::move(header));
+  }
+  std::vector<std::unique_ptr<CheckpointIndex>> indexes(source.tensors.size());
+  detail::add_reads(out, source, indexes);
+  return out;
+}
+
+// The output of a reshard in `format`: "dcp" (with `torch_version`'s module paths, see
+// dcp_flavor_for; entries copied) or "safetensors" (per rank, see plan_sharded_safetensors_output;
+// entries refused unless `skip_entries`). Errors name another format, or a torch version or
+// skip_entries given where they do not apply.
+inline CheckpointOutput plan_reshard_output(const CheckpointLayout& source, const ModelLayout& destination, std::string_view format,
+                                            std::string_view torch_version = {}, bool skip_entries = false) {
+  if (format == "dcp") {
+    if (skip_entries) detail::fail("skipping entries applies to the safetensors format; DCP keeps them");
+    return plan_dcp_output(source, destination, dcp_flavor_for(source, torch_version));
+  }
+  if (format != "safetensors") detail::fail("unknown checkpoint format '", format, "' (dcp, safetensors)");
+  if (!torch_version.empty()) detail::fail("a torch version (", torch_version, ") applies to the dcp format, not safetensors");
+  return plan_sharded_safetensors_output(source, destination, skip_entries);
+}
+
 // Every tensor of `source` whole, as Hugging Face safetensors files of at most `max_file_bytes`.
 // Errors: non-tensor entries in the source (safetensors holds tensors only) unless `skip_entries`.
 inline CheckpointOutput plan_safetensors_output(const CheckpointLayout& source, std::uint64_t max_file_bytes, bool skip_entries = false) {
-  if (!source.entries.empty() && !skip_entries) {
-    std::string names;
-    for (std::size_t e = 0; e < source.entries.size() && e < 5; ++e) names += (e ? ", '" : "'") + source.entries[e].name + "'";
-    detail::fail("safetensors holds tensors only; the checkpoint also has ", source.entries.size(), " non-tensor entries (", names,
-                 source.entries.size() > 5 ? ", ..." : "", "): leave them out explicitly (--skip-entries) to go on");
-  }
+  detail::refuse_entries_in_safetensors(source, skip_entries);
   CheckpointOutput out;
   CheckpointLayout& layout = out.layout;
   layout.format = CheckpointFormat::safetensors;

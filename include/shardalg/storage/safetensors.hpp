@@ -31,6 +31,10 @@ namespace shardalg {
 
 inline constexpr std::uint64_t safetensors_max_header = 100'000'000;
 
+// The `__metadata__` key under which torch's sharded safetensors (HuggingFaceStorageWriter with
+// save_sharded) record each tensor's box: a JSON text {tensor: {"saved_offsets": [...]}}.
+inline constexpr std::string_view dcp_sharding_info_key = "DCP_SHARDING_INFO";
+
 struct SafetensorsTensor {
   std::string name;
   DType dtype = DType::fp32;

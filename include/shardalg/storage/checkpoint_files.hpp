@@ -16,11 +16,9 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <unordered_map>
 
 #include "shardalg/storage/dcp_metadata.hpp"
@@ -232,11 +230,11 @@ class Checkpoint {
     for (const std::string& name : names) {
       InputFile file((folder_ / name).string());
       SafetensorsHeader header = read_safetensors_header(file);
-      std::optional<nlohmann::json> sharding = sharding_info(header, file.name());
+      std::optional<std::map<std::string, Dims>> sharding = safetensors_saved_offsets(header, file.name());
       std::uint32_t f = static_cast<std::uint32_t>(layout_.files.size());
       layout_.files.push_back(name);
       for (SafetensorsTensor& t : header.tensors) {
-        Dims offset = sharding ? saved_offsets(*sharding, t, file.name()) : Dims(t.shape.size(), 0);
+        Dims offset = sharding ? sharding->at(t.name) : Dims(t.shape.size(), 0);
         auto [at, added] = tensor_of.emplace(t.name, layout_.tensors.size());
         if (added) {
           layout_.tensors.push_back(StoredTensor{t.name, t.dtype, Dims(t.shape.size(), 0), {}});
@@ -259,37 +257,6 @@ class Checkpoint {
     }
     for (const auto& [tensor, name] : weight_map)
       if (!file_of.count(tensor)) detail::fail<FormatError>("checkpoint '", folder_.string(), "': the index lists tensor '", tensor, "' in '", name, "', which does not hold it");
-  }
-
-  // The parsed DCP_SHARDING_INFO of a safetensors file, if it has one.
-  static std::optional<nlohmann::json> sharding_info(const SafetensorsHeader& header, const std::string& file) {
-    auto it = header.metadata.find(std::string(dcp_sharding_info_key));
-    if (it == header.metadata.end()) return std::nullopt;
-    nlohmann::json json;
-    try {
-      json = nlohmann::json::parse(it->second);
-    } catch (const nlohmann::json::exception& e) {
-      detail::fail<FormatError>(file, ": ", dcp_sharding_info_key, " is not valid JSON: ", e.what());
-    }
-    if (!json.is_object()) detail::fail<FormatError>(file, ": ", dcp_sharding_info_key, " is not a JSON object");
-    return json;
-  }
-
-  // Where tensor `t` of a sharded file sits in the global tensor: its "saved_offsets".
-  static Dims saved_offsets(const nlohmann::json& sharding, const SafetensorsTensor& t, const std::string& file) {
-    if (!sharding.contains(t.name) || !sharding[t.name].is_object() || !sharding[t.name].contains("saved_offsets") ||
-        !sharding[t.name]["saved_offsets"].is_array())
-      detail::fail<FormatError>(file, ": ", dcp_sharding_info_key, " gives no \"saved_offsets\" array for tensor '", t.name, "'");
-    const nlohmann::json& offsets = sharding[t.name]["saved_offsets"];
-    if (offsets.size() != t.shape.size())
-      detail::fail<FormatError>(file, ": tensor '", t.name, "' has ", t.shape.size(), " dims but saved_offsets ", offsets.dump(), " has ", offsets.size());
-    Dims result;
-    for (const nlohmann::json& v : offsets) {
-      if (!v.is_number_unsigned() || v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
-        detail::fail<FormatError>(file, ": tensor '", t.name, "': saved offset ", v.dump(), " is not a non-negative integer");
-      result.push_back(static_cast<index_t>(v.get<std::uint64_t>()));
-    }
-    return result;
   }
 
   std::filesystem::path folder_;

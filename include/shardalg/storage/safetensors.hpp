@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <limits>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <tuple>
@@ -117,6 +118,39 @@ inline SafetensorsHeader read_safetensors_header(const ByteSource& source) {
   }
   if (at != source.size()) fail<FormatError>(what, ": the tensors end at byte ", at, " but the file has ", source.size(), " (trailing bytes)");
   return header;
+}
+
+// Each tensor's global offset from a header's DCP_SHARDING_INFO (torch's sharded safetensors),
+// or nullopt when the header has none. Errors (FormatError naming `what` and the tensor): the
+// record is not a JSON object, or gives a tensor no "saved_offsets" array of one non-negative
+// integer per dim.
+inline std::optional<std::map<std::string, Dims>> safetensors_saved_offsets(const SafetensorsHeader& header, const std::string& what) {
+  using detail::fail;
+  auto it = header.metadata.find(std::string(dcp_sharding_info_key));
+  if (it == header.metadata.end()) return std::nullopt;
+  nlohmann::json json;
+  try {
+    json = nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    fail<FormatError>(what, ": ", dcp_sharding_info_key, " is not valid JSON: ", e.what());
+  }
+  if (!json.is_object()) fail<FormatError>(what, ": ", dcp_sharding_info_key, " is not a JSON object");
+  std::map<std::string, Dims> result;
+  for (const SafetensorsTensor& t : header.tensors) {
+    auto entry = json.find(t.name);
+    if (entry == json.end() || !entry->is_object() || !entry->contains("saved_offsets") || !(*entry)["saved_offsets"].is_array())
+      fail<FormatError>(what, ": ", dcp_sharding_info_key, " gives no \"saved_offsets\" array for tensor '", t.name, "'");
+    const nlohmann::json& offsets = (*entry)["saved_offsets"];
+    if (offsets.size() != t.shape.size())
+      fail<FormatError>(what, ": tensor '", t.name, "' has ", t.shape.size(), " dims but saved_offsets ", offsets.dump(), " has ", offsets.size());
+    Dims& offset = result[t.name];
+    for (const nlohmann::json& v : offsets) {
+      if (!v.is_number_unsigned() || v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
+        fail<FormatError>(what, ": tensor '", t.name, "': saved offset ", v.dump(), " is not a non-negative integer");
+      offset.push_back(static_cast<index_t>(v.get<std::uint64_t>()));
+    }
+  }
+  return result;
 }
 
 // The text of a safetensors header for tensors laid out in the given order, padded with spaces to

@@ -172,22 +172,24 @@ void flat_layouts(const ModelSpec& model, const std::vector<std::size_t>& tensor
     return BufferKey{options.scheme == FlatScheme::megatron ? std::string_view{} : std::string_view(t.group), t.state, p->second};
   };
   std::vector<BufferKey> keys;
+  std::vector<std::vector<std::size_t>> members;  // per key, its tensors in model order
   for (std::size_t t : tensors) {
     const ModelTensor& tensor = model.tensors[t];
     if (tensor.shape.empty()) {
       out.emplace(t, NamedTensorLayout{tensor.name, tensor.dtype, TensorLayout(place(tensor))});
       continue;
     }
-    if (BufferKey key = key_of(tensor); std::find(keys.begin(), keys.end(), key) == keys.end()) keys.push_back(key);
+    BufferKey key = key_of(tensor);
+    auto k = static_cast<std::size_t>(std::find(keys.begin(), keys.end(), key) - keys.begin());
+    if (k == keys.size()) {
+      keys.push_back(key);
+      members.emplace_back();
+    }
+    members[k].push_back(t);
   }
-  for (const BufferKey& key : keys) {
-    std::vector<std::size_t> group;
+  for (const std::vector<std::size_t>& group : members) {
     std::vector<NamedMeshLayout> placed;
-    for (std::size_t t : tensors)
-      if (!model.tensors[t].shape.empty() && key_of(model.tensors[t]) == key) {
-        group.push_back(t);
-        placed.push_back(NamedMeshLayout{model.tensors[t].name, place(model.tensors[t])});
-      }
+    for (std::size_t t : group) placed.push_back(NamedMeshLayout{model.tensors[t].name, place(model.tensors[t])});
     auto flat = std::make_shared<const ComposedFlatLayout>(std::move(placed), std::string(flat_dim), options);
     for (std::size_t k = 0; k < group.size(); ++k)
       out.emplace(group[k], NamedTensorLayout{model.tensors[group[k]].name, model.tensors[group[k]].dtype, TensorLayout(flat, k)});

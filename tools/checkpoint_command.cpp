@@ -51,8 +51,6 @@ ModelSpec named_model(const CheckpointOptions& o) { return with_optimizer(load_m
 
 // The destination: a model under the recipe, or the recipe over every tensor of the checkpoint.
 ModelLayout destination(const CheckpointOptions& o, const CheckpointLayout& layout) {
-  if (o.model.empty() && o.optimizer != "none")
-    detail::fail("--optimizer ", o.optimizer, " needs --model (the parameters whose states the checkpoint holds)");
   return layout_model(o.model.empty() ? checkpoint_model(layout) : named_model(o), o.layout);
 }
 
@@ -177,15 +175,18 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   inspect_cmd->callback([o] { inspect(*o); });
   CLI::App* verify_cmd = cmd->add_subcommand("verify", "Check every chunk, file, archive and byte; exit 1 listing every problem");
   verify_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
-  verify_cmd->add_option("--model", o->model, "Also check the checkpoint holds exactly this model's tensors (built-in name or JSON file)");
+  // --model, and --optimizer (the states of the model's parameters), which needs it.
+  auto add_model_options = [&](CLI::App* c, const std::string& help) {
+    CLI::Option* model = c->add_option("--model", o->model, help);
+    add_optimizer_option(*c, o->optimizer)->needs(model);
+  };
+  add_model_options(verify_cmd, "Also check the checkpoint holds exactly this model's tensors (built-in name or JSON file)");
   verify_cmd->add_option("--layout", o->layout, "With --model: the recipe the checkpoint is expected to be saved under");
-  add_optimizer_option(*verify_cmd, o->optimizer)->needs("--model");
   verify_cmd->callback([o, &exit_code] { exit_code = verify(*o); });
   CLI::App* plan_cmd = cmd->add_subcommand("read-plan", "Every rank's reads (and forwards of replicated data) to load a checkpoint into a layout");
   plan_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
   plan_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=8\" (without --model: over every tensor of the checkpoint)")->required();
-  plan_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
-  add_optimizer_option(*plan_cmd, o->optimizer);
+  add_model_options(plan_cmd, "Destination model (built-in name or JSON file)");
   plan_cmd->add_option("--rank", o->rank, "Only this rank's reads, sends and receives");
   plan_cmd->add_flag("--json", o->json, "Print JSON");
   plan_cmd->add_flag("--summary", o->summary, "Bytes read per rank, the maximum, and bytes forwarded");
@@ -200,8 +201,7 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   reshard_cmd->add_option("source", o->folder, "Checkpoint folder to read")->required();
   reshard_cmd->add_option("destination", o->destination, "Folder to create (must not exist)")->required();
   reshard_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=3\" (without --model: over every tensor of the checkpoint)")->required();
-  reshard_cmd->add_option("--model", o->model, "Destination model (built-in name or JSON file)");
-  add_optimizer_option(*reshard_cmd, o->optimizer);
+  add_model_options(reshard_cmd, "Destination model (built-in name or JSON file)");
   reshard_cmd->add_option("--format", o->format, "Output format: dcp (PyTorch Distributed Checkpoint, default) or safetensors (per rank, torch's sharded Hugging Face files)");
   reshard_cmd->add_flag("--skip-entries", o->skip_entries, "With --format safetensors: leave out non-tensor entries");
   reshard_cmd->add_option("--torch", o->torch_version, "DCP module paths for this torch: 1.13 or 2 (default: the source's, else 2)")->check(CLI::IsMember({"1.13", "2"}));

@@ -150,17 +150,30 @@ WriteSettings settings(const CheckpointOptions& o) {
   return WriteSettings{o.threads, parse_byte_size(o.memory_limit, "--memory-limit"), o.check, o.quiet, !o.skip_entries};
 }
 
+// Opens the source and plans the output on every process of the team (agreeing on failure), then
+// writes it, the files divided among the processes.
+template <class Plan>
+int convert(const CheckpointOptions& o, std::string_view verb, Plan&& plan) {
+  WriteTeam team;
+  std::optional<Checkpoint> source;
+  std::optional<CheckpointOutput> output;
+  team.step([&] {
+    source.emplace(Checkpoint::open(o.folder));
+    output.emplace(plan(source->layout()));
+  });
+  return write_and_check(team, *source, *output, o.destination, settings(o), verb);
+}
+
 int reshard(const CheckpointOptions& o) {
-  Checkpoint source = Checkpoint::open(o.folder);
-  const CheckpointLayout& layout = source.layout();
-  CheckpointOutput output = plan_reshard_output(layout, destination(o, layout), o.format, o.torch_version, o.skip_entries);
-  return write_and_check(source, output, o.destination, settings(o), "resharded");
+  return convert(o, "resharded", [&](const CheckpointLayout& layout) {
+    return plan_reshard_output(layout, destination(o, layout), o.format, o.torch_version, o.skip_entries);
+  });
 }
 
 int consolidate(const CheckpointOptions& o) {
-  Checkpoint source = Checkpoint::open(o.folder);
-  CheckpointOutput output = plan_safetensors_output(source.layout(), parse_byte_size(o.max_shard_size, "--max-shard-size"), o.skip_entries);
-  return write_and_check(source, output, o.destination, settings(o), "consolidated");
+  return convert(o, "consolidated", [&](const CheckpointLayout& layout) {
+    return plan_safetensors_output(layout, parse_byte_size(o.max_shard_size, "--max-shard-size"), o.skip_entries);
+  });
 }
 
 }  // namespace

@@ -92,11 +92,12 @@ int checkpoint_stage(const DemoOptions& o, ModelSpec small) {
             << "\n";
   WriteSettings settings;
   settings.quiet = o.quiet;
-  write_and_check(values, plan_dcp_output(values.layout(), src_layout, DcpFlavor::torch_2), (root / "src").string(), settings, "saved");
+  WriteTeam alone(false);  // the demo's temporary folders are this process's own
+  write_and_check(alone, values, plan_dcp_output(values.layout(), src_layout, DcpFlavor::torch_2), (root / "src").string(), settings, "saved");
   Checkpoint saved = Checkpoint::open(root / "src");
   std::cout << "resharding it on disk to \"" << o.dst_layout << "\" (" << dst_layout.ranks().size() << " ranks)\n";
   settings.check = true;
-  int code = write_and_check(saved, plan_dcp_output(saved.layout(), dst_layout, DcpFlavor::torch_2), (root / "dst").string(), settings, "resharded");
+  int code = write_and_check(alone, saved, plan_dcp_output(saved.layout(), dst_layout, DcpFlavor::torch_2), (root / "dst").string(), settings, "resharded");
   if (!temporary) std::cout << "checkpoints kept in " << root.string() << " (src, dst)\n";
   return code;
 }

@@ -8,6 +8,7 @@
 #include <optional>
 
 #include "commands.hpp"
+#include "mpi_launch.hpp"
 #include "plan_options.hpp"
 #include "shardalg/exec/check_data.hpp"
 #include "shardalg/exec/engine.hpp"
@@ -27,20 +28,6 @@ struct RunOptions : LayoutOptions {
   index_t repeat = 1;
   std::string transport = "mpi";
   index_t shared_memory_capacity = MpiSharedMemoryCommunicator::default_capacity;
-};
-
-// MPI initialized for the lifetime of the command, finalized on every path.
-struct MpiSession {
-  MpiSession() {
-    int ready = 0;
-    MPI_Initialized(&ready);
-    if (!ready) MPI_Init(nullptr, nullptr);
-  }
-  ~MpiSession() {
-    int done = 0;
-    MPI_Finalized(&done);
-    if (!done) MPI_Finalize();
-  }
 };
 
 // 1. Validate: the options, the plan, the world size, the lowering, and this rank's data and

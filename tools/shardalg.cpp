@@ -2,7 +2,6 @@
 #include <mpi.h>
 
 #include <chrono>
-#include <cstdlib>
 #include <iostream>
 #include <new>
 #include <optional>
@@ -14,15 +13,10 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "mpi_launch.hpp"
 
 namespace {
-// Under an MPI launcher (`mpirun -np N shardalg run ...`) every process parses the same command
-// line: only the first reports a bad one, so that the error is one line.
-std::optional<std::string_view> rank_from_launcher() {
-  for (const char* variable : {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"})
-    if (const char* rank = std::getenv(variable)) return rank;
-  return std::nullopt;
-}
+using shardalg::cli::rank_from_launcher;
 
 // The launcher tears the job down at the first process that exits non-zero, so the silent
 // processes must not exit before the reporting one has written its line: all meet in a barrier.
@@ -45,6 +39,8 @@ void wait_for_the_reporting_process() {
   if (arrived) MPI_Finalize();
 }
 
+// Under an MPI launcher every process parses the same command line and meets the same errors:
+// only the first reports, so that the error is one line.
 int fail_with(const char* message) {
   // One write: under mpirun, the launcher's own messages would otherwise land inside the line.
   const std::optional<std::string_view> rank = rank_from_launcher();

@@ -13,6 +13,7 @@
 #include "shardalg/core/index_map.hpp"
 #include "shardalg/core/rank_limit.hpp"
 #include "shardalg/core/tile.hpp"
+#include "shardalg/core/work_share.hpp"
 #include "shardalg/exec/agreement.hpp"
 #include "shardalg/exec/collective_step.hpp"
 #include "shardalg/exec/host/host_simulator.hpp"

@@ -6,7 +6,9 @@ Consolidation to Hugging Face safetensors keeps every tensor element by element.
 
 import json
 import os
+import re
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -70,6 +72,47 @@ def test_a_flipped_byte_is_found_by_check(saved, tmp_path):
     result = shardalg.Checkpoint(saved).compare(shardalg.Checkpoint(out))
     assert not result["equal"]
     assert any("differs" in d for d in result["differences"]), result
+
+
+def mpirun_cli(processes, *args):
+    """`mpirun -np PROCESSES shardalg checkpoint ARGS...`, bounded in time."""
+    mpirun = shutil.which("mpirun")
+    if not CLI or not mpirun:
+        pytest.skip("SHARDALG_CLI or mpirun is missing")
+    flags = ["--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    return subprocess.run([mpirun, *flags, "-np", str(processes), CLI, "checkpoint", *args], capture_output=True, text=True, timeout=180)
+
+
+def test_reshard_divided_among_mpi_processes_equals_one_process(saved, tmp_path):
+    alone, shared = str(tmp_path / "alone"), str(tmp_path / "shared")
+    assert cli("reshard", saved, alone, "--layout", "fsdp dp=3", "--quiet").returncode == 0
+    done = mpirun_cli(2, "reshard", saved, shared, "--layout", "fsdp dp=3", "--check")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("resharded ") == 1 and "2 processes" in done.stdout  # the leader's summary only
+    assert done.stdout.count("checked: 5 tensors") == 1 and "2 entries equal the source" in done.stdout
+    assert "process 0's share of 2" in done.stderr
+    for name in sorted(os.listdir(alone)):  # the same bytes, whoever wrote each file
+        with open(os.path.join(alone, name), "rb") as a, open(os.path.join(shared, name), "rb") as b:
+            assert a.read() == b.read(), name
+    assert sorted(os.listdir(shared)) == sorted(os.listdir(alone))
+    run_ranks("expect", shared, 3)
+
+
+def test_one_mpi_process_failing_stops_all_and_leaves_nothing(saved, tmp_path):
+    broken, out = tmp_path / "broken", str(tmp_path / "out")
+    shutil.copytree(saved, broken)
+    last = broken / "__3_0.distcp"
+    os.truncate(last, os.path.getsize(last) // 2)  # only the processes whose files read it fail
+    done = mpirun_cli(3, "reshard", str(broken), out, "--layout", "fsdp dp=4", "--quiet")
+    assert done.returncode != 0
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.match(r"error: process \d: .*__3_0\.distcp", errors[0]), done.stderr
+    assert not os.path.exists(out) and not os.path.exists(partial(out))
+    shutil.rmtree(broken)
+    shutil.copytree(saved, broken)  # repaired: the same command succeeds
+    again = mpirun_cli(3, "reshard", str(broken), out, "--layout", "fsdp dp=4", "--quiet", "--check")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "checked: 5 tensors" in again.stdout
 
 
 @pytest.fixture(scope="module")

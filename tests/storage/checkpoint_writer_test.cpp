@@ -1,5 +1,7 @@
+#include <barrier>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "../test_support.hpp"
 
@@ -243,6 +245,131 @@ TEST_CASE("write_checkpoint: an existing destination is refused; a failure leave
   // A re-run from an intact source succeeds.
   write_checkpoint(source, out, destination);
   CHECK(compare_checkpoints(source, Checkpoint::open(destination)).equal());
+  std::filesystem::remove_all(cut);
+  std::filesystem::remove_all(destination);
+}
+
+namespace {
+
+// Processes of a team as threads: their agreement meets at a barrier (as MPI's all-reduce does).
+class ThreadTeam {
+ public:
+  explicit ThreadTeam(index_t processes) : failures_(static_cast<std::size_t>(processes)), meet_(processes) {}
+  FailureAgreement agreement(index_t process) {
+    return [this, process](const std::string& failure) {
+      failures_[static_cast<std::size_t>(process)] = failure;
+      meet_.arrive_and_wait();
+      std::string agreed;
+      for (std::size_t p = failures_.size(); p-- > 0 && agreed.empty();)
+        if (!failures_[p].empty()) agreed = detail::concat("process ", p, ": ", failures_[p]);
+      meet_.arrive_and_wait();  // all have read before the next step writes
+      return agreed;
+    };
+  }
+  // Runs work(process) on a thread per process; returns each one's error message ("" if none).
+  template <class Work>
+  std::vector<std::string> run(Work&& work) {
+    std::vector<std::string> errors(failures_.size());
+    std::vector<std::thread> threads;
+    for (std::size_t p = 0; p < failures_.size(); ++p)
+      threads.emplace_back([&, p] {
+        try {
+          work(static_cast<index_t>(p));
+        } catch (const std::exception& e) {
+          errors[p] = e.what();
+        }
+      });
+    for (std::thread& t : threads) t.join();
+    return errors;
+  }
+
+ private:
+  std::vector<std::string> failures_;
+  std::barrier<> meet_;
+};
+
+}  // namespace
+
+TEST_CASE("write_checkpoint shared by a team: each process writes its files; together the same bytes as one process") {
+  Checkpoint source = Checkpoint::open(torch_saved);
+  CheckpointOutput out = plan_dcp_output(source.layout(), layout_model(checkpoint_model(source.layout()), "fsdp dp=5"), DcpFlavor::torch_2);
+  std::filesystem::path alone = fresh_path("team_alone"), shared = fresh_path("team_shared");
+  write_checkpoint(source, out, alone);
+  const index_t processes = 3;
+  ThreadTeam team(processes);
+  std::vector<std::uint64_t> copied(processes, 0);
+  std::vector<std::string> errors = team.run([&](index_t p) {
+    WriteOptions options;
+    options.share = ProcessShare{p, processes};
+    options.agree = team.agreement(p);
+    options.progress = [&copied, p](std::uint64_t done, std::uint64_t) { copied[static_cast<std::size_t>(p)] = done; };
+    write_checkpoint(source, out, shared, options);
+  });
+  CHECK(errors == std::vector<std::string>(processes));
+  CHECK(copied[0] + copied[1] + copied[2] == out.data_bytes);  // each element copied by one process
+  CHECK(std::count(copied.begin(), copied.end(), 0) == 0);
+  for (const std::string& name : out.layout.files) {
+    std::ifstream a(alone / name, std::ios::binary), b(shared / name, std::ios::binary);
+    CHECK_MESSAGE(std::string(std::istreambuf_iterator<char>(a), {}) == std::string(std::istreambuf_iterator<char>(b), {}), name);
+  }
+  // The check divided: the shares' byte counts add up, and a flipped byte is found by one share.
+  Checkpoint written = Checkpoint::open(shared);
+  const StoredTensor& w = written.layout().tensors[*written.layout().find("w")];
+  ChunkData where = written.data(*written.layout().find("w"), 1);
+  {
+    std::fstream file(shared / written.layout().files[w.chunks[1].file], std::ios::in | std::ios::out | std::ios::binary);
+    file.seekp(static_cast<std::streamoff>(where.byte_offset));
+    file.put('\x7f');
+  }
+  Checkpoint flipped = Checkpoint::open(shared);
+  std::uint64_t bytes = 0;
+  std::size_t differences = 0, corrupted = 0;
+  for (index_t p = 0; p < processes; ++p) {
+    CheckpointComparison part = compare_checkpoints(source, flipped, 2, 1 << 20, true, 20, ProcessShare{p, processes});
+    bytes += part.bytes;
+    differences += part.differences.size();
+    CheckpointVerification verified = verify_checkpoint(flipped, true, ProcessShare{p, processes});
+    corrupted += verified.problems.size();
+    CHECK(verified.chunks == flipped.layout().chunk_count());  // every process sees every chunk
+  }
+  CHECK(bytes == 68);
+  CHECK(differences == 1);
+  CHECK(corrupted == 1);  // the chunk's CRC-32, checked by its one owner
+  std::filesystem::remove_all(alone);
+  std::filesystem::remove_all(shared);
+}
+
+TEST_CASE("write_checkpoint shared by a team: one process failing stops all; nothing is left; a re-run succeeds") {
+  std::filesystem::path cut = fresh_path("team_cut"), destination = fresh_path("team_after_failure");
+  std::filesystem::copy(torch_saved, cut);
+  Checkpoint damaged = Checkpoint::open(cut);
+  std::filesystem::resize_file(cut / "__1_0.distcp", 100);  // only the process writing rank 1's rows reads it
+  CheckpointOutput out = plan_dcp_output(damaged.layout(), layout_model(checkpoint_model(damaged.layout()), "fsdp dp=2"), DcpFlavor::torch_2);
+  ThreadTeam team(2);
+  std::vector<std::string> errors = team.run([&](index_t p) {
+    WriteOptions options;
+    options.share = ProcessShare{p, 2};
+    options.agree = team.agreement(p);
+    write_checkpoint(damaged, out, destination, options);
+  });
+  REQUIRE(errors.size() == 2);
+  // The failed process reports its own error; the other is told it, naming the process.
+  std::size_t failed = errors[0].starts_with("process ") ? 1 : 0;
+  CHECK(errors[failed].find("__1_0.distcp") != std::string::npos);
+  CHECK(errors[1 - failed] == detail::concat("process ", failed, ": ", errors[failed]));
+  CHECK(!std::filesystem::exists(destination));
+  CHECK(!std::filesystem::exists(partial_folder(destination)));
+  std::filesystem::remove_all(cut);
+  std::filesystem::copy(torch_saved, cut);
+  ThreadTeam again(2);
+  errors = again.run([&](index_t p) {
+    WriteOptions options;
+    options.share = ProcessShare{p, 2};
+    options.agree = again.agreement(p);
+    write_checkpoint(Checkpoint::open(cut), out, destination, options);
+  });
+  CHECK(errors == std::vector<std::string>(2));
+  CHECK(compare_checkpoints(Checkpoint::open(torch_saved), Checkpoint::open(destination)).equal());
   std::filesystem::remove_all(cut);
   std::filesystem::remove_all(destination);
 }

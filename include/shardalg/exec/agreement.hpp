@@ -10,6 +10,8 @@
 // "execute: rank 2 failed its checks; nothing was sent".
 #pragma once
 
+#include <exception>
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -17,6 +19,32 @@
 #include "shardalg/core/error.hpp"
 
 namespace shardalg {
+
+// How the processes of a team agree on failure, message included: given this process's failure
+// ("" when it succeeded), returns on every process one failed process's message prefixed with its
+// number ("process 2: ..."), or "" when none failed. An empty function stands for a team of one.
+using FailureAgreement = std::function<std::string(const std::string&)>;
+
+// One step of work shared by a team: `work` runs where `here` holds, then the processes agree on
+// the outcome (`agree`; empty: a team of one). When any failed, `cleanup` runs on every process,
+// after all have stopped working; then the failed process rethrows its own error (any
+// std::exception) and the others throw the agreed message.
+template <class Work, class Cleanup>
+void agreed_step(const FailureAgreement& agree, bool here, Work&& work, Cleanup&& cleanup) {
+  std::exception_ptr error;
+  std::string failure;
+  if (here) try {
+      work();
+    } catch (const std::exception& e) {
+      error = std::current_exception();
+      failure = e.what();
+    }
+  std::string agreed = agree ? agree(failure) : failure;
+  if (agreed.empty()) return;
+  cleanup();
+  if (error) std::rethrow_exception(error);
+  throw Error(agreed);
+}
 
 // Runs `checks` (which throw Error on failure) and returns the message, empty when they passed.
 template <class Checks>

@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "shardalg/core/work_share.hpp"
 #include "shardalg/storage/chunk_bands.hpp"
 
 namespace shardalg {
@@ -24,13 +25,18 @@ struct CheckpointComparison {
 // the same name in `actual`: missing ones, other shapes or dtypes, and differing elements (the
 // first per tensor) are differences.
 // Errors: unreadable or inconsistent files (FormatError naming them).
+// With a `share` of several processes, each compares the chunks of `actual` that owners_by_size
+// gives it (and the leader also the names, shapes and entries): the shares' results together are
+// the whole comparison.
 inline CheckpointComparison compare_checkpoints(const Checkpoint& expected, const Checkpoint& actual, unsigned threads = 4,
                                                 std::uint64_t memory_limit = std::uint64_t{256} << 20, bool entries = true,
-                                                std::size_t max_differences = 20) {
+                                                std::size_t max_differences = 20, const ProcessShare& share = {}) {
+  check_share(share);
   CheckpointComparison result;
   std::mutex mutex;
   auto differ = [&](std::string text) {
     std::lock_guard lock(mutex);
+    if (!share.leader()) return;  // every process finds these; the leader reports them
     if (result.differences.size() < max_differences) result.differences.push_back(std::move(text));
   };
   const CheckpointLayout &want = expected.layout(), &got = actual.layout();
@@ -59,6 +65,19 @@ inline CheckpointComparison compare_checkpoints(const Checkpoint& expected, cons
   }
   for (const StoredTensor& tensor : got.tensors)
     if (!want.find(tensor.name)) differ(detail::concat("tensor '", tensor.name, "' is not in the original"));
+  if (share.processes > 1) {
+    std::vector<std::uint64_t> sizes;
+    for (const Task& task : tasks) {
+      const StoredTensor& copy = got.tensors[task.actual_tensor];
+      sizes.push_back(static_cast<std::uint64_t>(volume(copy.chunks[task.chunk].box.sizes) * element_bytes(copy.dtype)));
+    }
+    std::vector<index_t> owners = owners_by_size(sizes, share.processes);
+    std::vector<Task> mine;
+    for (std::size_t i = 0; i < tasks.size(); ++i)
+      if (owners[i] == share.process) mine.push_back(std::move(tasks[i]));
+    tasks = std::move(mine);
+    entries = entries && share.leader();
+  }
   std::vector<bool> tensor_differs(want.tensors.size(), false);
   threads = std::max(1u, threads);
   std::uint64_t band_bytes = std::max<std::uint64_t>(memory_limit / threads / 4, 1 << 16);

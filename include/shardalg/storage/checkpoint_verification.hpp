@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "shardalg/core/work_share.hpp"
 #include "shardalg/model/layout_recipe.hpp"
 #include "shardalg/storage/checkpoint_files.hpp"
 
@@ -107,16 +108,26 @@ inline void check_coverage(const StoredTensor& tensor, const std::vector<std::si
 
 // Every problem of the checkpoint (see the top of this file). `check_bytes` reads every stored
 // byte to check the DCP archives' CRC-32s (otherwise only headers and overlapping replicas are read).
-inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bool check_bytes = true) {
+// With a `share` of several processes, each checks the CRC-32s of the chunks owners_by_size gives
+// it and reports only those problems; the leader also checks and reports everything else.
+inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bool check_bytes = true, const ProcessShare& share = {}) {
+  check_share(share);
   CheckpointVerification report;
   const CheckpointLayout& layout = checkpoint.layout();
   report.tensors = layout.tensors.size();
+  std::vector<std::uint64_t> sizes;  // of every chunk, tensor by tensor
+  for (const StoredTensor& tensor : layout.tensors)
+    for (const StoredChunk& chunk : tensor.chunks) sizes.push_back(chunk.item_bytes);
+  const std::vector<index_t> owners = owners_by_size(sizes, share.processes);
+  std::vector<std::string> corrupted;  // CRC-32 mismatches: the problems every process reports for its chunks
+  std::size_t chunk_number = 0;
   auto file_name = [&](std::uint32_t f) { return f == no_file ? std::string("(no file)") : "'" + layout.files[f] + "'"; };
   for (std::size_t t = 0; t < layout.tensors.size(); ++t) {
     const StoredTensor& tensor = layout.tensors[t];
     std::vector<std::size_t> valid;
     for (std::size_t c = 0; c < tensor.chunks.size(); ++c) {
       const StoredChunk& chunk = tensor.chunks[c];
+      const bool crc_here = check_bytes && owners[chunk_number++] == share.process;
       ++report.chunks;
       std::string where = detail::concat("tensor '", tensor.name, "' chunk ", c, " (offsets ", chunk.box.offsets, " sizes ", chunk.box.sizes, ") in ", file_name(chunk.file));
       auto problem = [&](auto&&... why) { report.problems.push_back(detail::concat(where, ": ", why...)); };
@@ -148,7 +159,7 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
       }
       try {
         ChunkData data = checkpoint.data(t, c);  // errors name the tensor, chunk and file
-        if (check_bytes && data.crc32) {
+        if (crc_here && data.crc32) {
           std::uint32_t crc = 0;
           std::vector<std::byte> block;
           for (std::uint64_t at = 0; at < data.checked_bytes; at += block.size()) {
@@ -158,6 +169,7 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
           }
           if (crc != *data.crc32) {
             problem("its stored bytes do not match their CRC-32 (corrupted data)");
+            corrupted.push_back(report.problems.back());
             continue;
           }
         }
@@ -167,6 +179,7 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
       }
       valid.push_back(c);
     }
+    if (!share.leader()) continue;
     std::vector<Box> missing;
     std::vector<std::pair<std::size_t, std::size_t>> overlaps;
     detail::check_coverage(tensor, valid, missing, overlaps);
@@ -219,6 +232,7 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
       report.problems.push_back(detail::concat("entry '", entry.name, "': ", e.what()));
     }
   }
+  if (!share.leader()) report.problems = std::move(corrupted);
   return report;
 }
 

@@ -11,6 +11,8 @@
 //   buffers, at most the memory limit whatever the checkpoint's size.
 // - The metadata (DCP's .metadata, or the Hugging Face index) is written last; files, the folder
 //   and its parent are synced around the rename, as DCP's own writer syncs its files.
+// - Processes under mpirun share the work: each writes the files owners_by_size gives it, reading
+//   only what they need; they agree after each step, so a failure anywhere stops all of them.
 //
 // Example:
 //   Checkpoint src = Checkpoint::open("ck8");
@@ -25,6 +27,8 @@
 #include <chrono>
 #include <functional>
 
+#include "shardalg/core/work_share.hpp"
+#include "shardalg/exec/agreement.hpp"
 #include "shardalg/storage/checkpoint_output.hpp"
 #include "shardalg/storage/chunk_bands.hpp"
 #include "shardalg/storage/dcp_metadata_writer.hpp"
@@ -32,13 +36,16 @@
 namespace shardalg {
 
 struct WriteOptions {
-  unsigned threads = 4;
+  unsigned threads = 4;  // of this process
   std::uint64_t memory_limit = std::uint64_t{256} << 20;  // band and bounce buffers of all threads
   bool sync = true;                                       // fsync files and folders before and after the rename
   // Called on the calling thread about every `progress_interval` and once at the end with
-  // (bytes written, bytes to write).
+  // (bytes written, bytes to write) by this process.
   std::function<void(std::uint64_t, std::uint64_t)> progress;
   std::chrono::milliseconds progress_interval{200};
+  // Processes writing one checkpoint together (see write_checkpoint); by default this one alone.
+  ProcessShare share;
+  FailureAgreement agree;
 };
 
 namespace detail {
@@ -103,36 +110,63 @@ inline std::filesystem::path partial_folder(const std::filesystem::path& destina
 }
 
 // Writes `output` (planned from `source`'s layout) as the folder `destination`.
+// A team (`options.share`, `options.agree`: processes under mpirun, sharing one file system)
+// divides the files by size (owners_by_size); each process reads only the source chunks its files
+// need. The leader (process 0) prepares the partial folder, then all write and sync their files,
+// then the leader writes the metadata and renames; the processes agree after each step.
 // Errors: the destination exists; a source chunk unreadable or inconsistent (FormatError naming
-// it); a write, reservation or sync failure (naming the file and errno). On any error the partial
-// folder is removed and the destination does not exist.
+// it); a write, reservation or sync failure (naming the file and errno); another process's failure
+// (its message, naming the process). On any error the partial folder is removed and the
+// destination does not exist.
 inline void write_checkpoint(const Checkpoint& source, const CheckpointOutput& output, const std::filesystem::path& destination, const WriteOptions& options = {}) {
   namespace fs = std::filesystem;
-  std::error_code ec;
-  if (fs::exists(destination, ec)) detail::fail("destination '", destination.string(), "' already exists (nothing was written; remove it or choose another)");
-  fs::path partial = partial_folder(destination);
-  fs::remove_all(partial, ec);
-  if (ec) detail::fail("cannot remove the partial folder '", partial.string(), "' of an earlier run: ", ec.message());
-  fs::create_directories(partial, ec);
-  if (ec) detail::fail("cannot create '", partial.string(), "': ", ec.message());
-  try {
+  check_share(options.share);
+  const fs::path partial = partial_folder(destination);
+  const CheckpointLayout& layout = output.layout;
+  // Each step agreed by the team; after a failure anywhere the leader removes the partial folder.
+  auto step = [&](bool here, auto&& work) {
+    agreed_step(options.agree, here, work, [&] {
+      std::error_code ec;
+      if (options.share.leader()) fs::remove_all(partial, ec);
+    });
+  };
+  step(options.share.leader(), [&] {
+    std::error_code ec;
+    if (fs::exists(destination, ec)) detail::fail("destination '", destination.string(), "' already exists (nothing was written; remove it or choose another)");
+    fs::remove_all(partial, ec);
+    if (ec) detail::fail("cannot remove the partial folder '", partial.string(), "' of an earlier run: ", ec.message());
+    fs::create_directories(partial, ec);
+    if (ec) detail::fail("cannot create '", partial.string(), "': ", ec.message());
     if (fs::space_info space = fs::space(partial, ec); !ec && space.available < output.total_bytes())
       detail::fail("not enough space for '", destination.string(), "': the checkpoint needs ", output.total_bytes(), " bytes, ", space.available, " are free");
-    const CheckpointLayout& layout = output.layout;
-    std::vector<std::unique_ptr<detail::OutputFile>> files;
-    for (std::size_t f = 0; f < layout.files.size(); ++f) {
-      files.push_back(std::make_unique<detail::OutputFile>(partial / layout.files[f]));
-      files.back()->set_size(output.file_bytes[f]);
-      if (f < output.file_headers.size()) files.back()->write(0, output.file_headers[f].data(), output.file_headers[f].size());
+  });
+  const std::vector<index_t> owners = owners_by_size(output.file_bytes, options.share.processes);
+  auto mine = [&](std::uint32_t file) { return owners[file] == options.share.process; };
+  step(true, [&] {
+    std::vector<std::unique_ptr<detail::OutputFile>> files(layout.files.size());
+    for (std::uint32_t f = 0; f < layout.files.size(); ++f) {
+      if (!mine(f)) continue;
+      files[f] = std::make_unique<detail::OutputFile>(partial / layout.files[f]);
+      files[f]->set_size(output.file_bytes[f]);
+      if (f < output.file_headers.size()) files[f]->write(0, output.file_headers[f].data(), output.file_headers[f].size());
+    }
+    std::vector<std::size_t> chunks;  // this process's, largest first as planned
+    std::uint64_t to_copy = 0;
+    for (std::size_t i = 0; i < output.chunks.size(); ++i) {
+      const OutputChunk& oc = output.chunks[i];
+      const StoredChunk& chunk = layout.tensors[oc.tensor].chunks[oc.chunk];
+      if (!mine(chunk.file)) continue;
+      chunks.push_back(i);
+      to_copy += static_cast<std::uint64_t>(volume(chunk.box.sizes) * element_bytes(layout.tensors[oc.tensor].dtype));
     }
     unsigned threads = std::max(1u, options.threads);
     std::uint64_t per_thread = std::max<std::uint64_t>(options.memory_limit / threads, 1 << 16);
     std::uint64_t band_bytes = per_thread / 2, bounce_limit = per_thread / 2;
     std::atomic<std::uint64_t> done{0};
     std::vector<std::vector<std::byte>> bands(threads), bounces(threads);
-    auto copy_chunk = [&](unsigned worker, std::size_t i) {
+    auto copy_chunk = [&](unsigned worker, std::size_t task) {
       std::vector<std::byte>& band = bands[worker];
-      const OutputChunk& oc = output.chunks[i];
+      const OutputChunk& oc = output.chunks[chunks[task]];
       const StoredTensor& tensor = layout.tensors[oc.tensor];
       const StoredChunk& chunk = tensor.chunks[oc.chunk];
       const detail::OutputFile& file = *files[chunk.file];
@@ -156,18 +190,21 @@ inline void write_checkpoint(const Checkpoint& source, const CheckpointOutput& o
       }
     };
     auto report = [&] {
-      if (options.progress) options.progress(done, output.data_bytes);
+      if (options.progress) options.progress(done, to_copy);
     };
-    run_chunk_tasks(output.chunks.size(), threads, copy_chunk, report, options.progress_interval);
+    run_chunk_tasks(chunks.size(), threads, copy_chunk, report, options.progress_interval);
     for (const OutputEntry& e : output.entries) {
-      std::vector<std::byte> bytes = source.read_entry(e.source_entry);
       const StoredEntry& entry = layout.entries[e.entry];
+      if (!mine(entry.file)) continue;
+      std::vector<std::byte> bytes = source.read_entry(e.source_entry);
       files[entry.file]->write(entry.offset, bytes.data(), bytes.size());
     }
     report();
     if (options.sync)
-      for (auto& file : files) file->sync();
-    files.clear();
+      for (auto& file : files)
+        if (file) file->sync();
+  });
+  step(options.share.leader(), [&] {
     std::string metadata = layout.format == CheckpointFormat::dcp ? dcp_metadata_bytes(layout, layout.dcp_flavor) : output.index_json;
     if (!metadata.empty()) {
       detail::OutputFile file(partial / (layout.format == CheckpointFormat::dcp ? ".metadata" : "model.safetensors.index.json"));
@@ -175,13 +212,11 @@ inline void write_checkpoint(const Checkpoint& source, const CheckpointOutput& o
       if (options.sync) file.sync();
     }
     if (options.sync) detail::sync_folder(partial);
+    std::error_code ec;
     fs::rename(partial, destination, ec);
     if (ec) detail::fail("cannot rename '", partial.string(), "' to '", destination.string(), "': ", ec.message());
     if (options.sync) detail::sync_folder(partial.parent_path().empty() ? fs::path(".") : partial.parent_path());
-  } catch (...) {
-    fs::remove_all(partial, ec);
-    throw;
-  }
+  });
 }
 
 }  // namespace shardalg

@@ -21,6 +21,7 @@
 
 #include "shardalg/core/deadline.hpp"
 #include "shardalg/core/error.hpp"
+#include "shardalg/exec/agreement.hpp"
 #include "shardalg/exec/strided_rows.hpp"
 
 namespace shardalg {
@@ -80,6 +81,25 @@ class MpiCommunicator {
   index_t all_sum(index_t value, double timeout_seconds = 300) {
     all_reduce(std::span<index_t>(&value, 1), MPI_SUM, timeout_seconds);
     return value;
+  }
+
+  // A FailureAgreement over every rank: given this rank's failure ("" when it succeeded), the
+  // highest failing rank's message (its first 1,024 bytes) as "process R: ...", or "" when none
+  // failed. Two all-reduces, bounded by `timeout_seconds` each.
+  std::string agree_on_failure(const std::string& failure, double timeout_seconds = 300) {
+    index_t failed = all_max(failure_vote(failure, rank_), timeout_seconds);
+    if (failed < 0) return {};
+    constexpr std::size_t max_bytes = 1024;
+    std::vector<index_t> text(max_bytes, 0);  // one byte per value: the all-max picks the failed rank's
+    if (failed == rank_)
+      for (std::size_t i = 0; i < failure.size() && i < max_bytes; ++i) text[i] = static_cast<unsigned char>(failure[i]);
+    all_reduce(text, MPI_MAX, timeout_seconds);
+    std::string message;
+    for (index_t c : text) {
+      if (c == 0) break;
+      message += static_cast<char>(c);
+    }
+    return detail::concat("process ", failed, ": ", message);
   }
 
   void post_receive(std::byte* data, std::size_t bytes, index_t peer, int tag) {

@@ -101,6 +101,16 @@ class _Communicator:
         _wait(work, timeout, f"reshard: rank {self.rank} waited {timeout} s for {what}")
 
 
+def _message_of(failed, rank, message, group):
+    """The failed rank's message (its first _MESSAGE_BYTES bytes), broadcast to every rank."""
+    text = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
+    if failed == rank:
+        encoded = message.encode()[:_MESSAGE_BYTES]
+        text[:len(encoded)] = torch.tensor(list(encoded), dtype=torch.uint8)
+    dist.broadcast(text, src=_global_rank(group, failed), group=group)
+    return bytes(text.tolist()).rstrip(b"\0").decode(errors="replace")
+
+
 def _agree(rank, message, executor, group):
     """Every rank learns whether any rank failed its checks, and the lowest such rank's message
     (one all-reduce when all passed: the lowest failing rank wins the max of _NO_FAILURE - rank;
@@ -112,13 +122,25 @@ def _agree(rank, message, executor, group):
             return "reshard: ranks chose different executors (engine and tensor); every rank must run the same one"
         return None
     failed = _NO_FAILURE - int(vote[0].item())
-    text = torch.zeros(_MESSAGE_BYTES, dtype=torch.uint8)
-    if failed == rank:
-        encoded = message.encode()[:_MESSAGE_BYTES]
-        text[:len(encoded)] = torch.tensor(list(encoded), dtype=torch.uint8)
-    dist.broadcast(text, src=_global_rank(group, failed), group=group)
-    detail = bytes(text.tolist()).rstrip(b"\0").decode(errors="replace")
-    return f"reshard: rank {failed} failed its checks: {detail}"
+    return f"reshard: rank {failed} failed its checks: {_message_of(failed, rank, message, group)}"
+
+
+def agreement(group=None):
+    """How the ranks of `group` (default: the world) agree on failure when they share work, such
+    as Checkpoint.reshard(..., process=rank, processes=world, agree=shardalg.torch.agreement()):
+    a function that takes this rank's failure ("" when it succeeded) and returns on every rank the
+    lowest failing rank's message as "process R: ...", or "" when none failed."""
+    rank = dist.get_rank(group)
+
+    def agree(failure):
+        vote = torch.tensor([_NO_FAILURE - rank if failure else 0], dtype=torch.int64)
+        dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=group)
+        if vote.item() == 0:
+            return ""
+        failed = _NO_FAILURE - int(vote.item())
+        return f"process {failed}: {_message_of(failed, rank, failure, group)}"
+
+    return agree
 
 
 def _identity(op, dtype):

@@ -18,3 +18,6 @@ def reshard(plan: ModelReshardPlan, sources: dict[str, Any], destinations: dict[
             part: RankPart | None = None, timeout: float = 300.0, memory_limit: int = 0,
             progress: Callable[[int, int], None] | None = None, executor: str | None = None) -> dict[str, int]:
     """Runs this rank's part of `plan` once over the process group `group` (default: the world)."""
+
+def agreement(group: Any = None) -> Callable[[str], str]:
+    """How the ranks of `group` agree on failure when they share work (Checkpoint.reshard's agree)."""

@@ -19,17 +19,26 @@ std::uint64_t byte_size(const py::object& value, std::string_view what) {
   return static_cast<std::uint64_t>(bytes);
 }
 
-// Writes `output` from `ck` with the GIL released; `progress(done, total)` (if not None) is called
+// Writes `output` from `ck` with the GIL released, this process's share of the files when
+// `processes` > 1; `progress(done, total)` and `agree(failure) -> str` (if not None) are called
 // with the GIL held. Returns a summary dict.
 py::dict write_output(const Checkpoint& ck, const CheckpointOutput& output, const std::string& destination, unsigned threads, const py::object& memory_limit,
-                      const py::object& progress) {
+                      const py::object& progress, index_t process, index_t processes, const py::object& agree) {
   WriteOptions options;
   options.threads = threads;
   options.memory_limit = byte_size(memory_limit, "memory_limit");
+  options.share = ProcessShare{process, processes};
+  check_share(options.share);
+  if (processes > 1 && agree.is_none()) detail::fail("writing as process ", process, " of ", processes, " needs agree (e.g. shardalg.torch.agreement())");
   if (!progress.is_none())
     options.progress = [&progress](std::uint64_t done, std::uint64_t total) {
       py::gil_scoped_acquire hold;
       progress(done, total);
+    };
+  if (!agree.is_none())
+    options.agree = [&agree](const std::string& failure) {
+      py::gil_scoped_acquire hold;
+      return agree(failure).cast<std::string>();
     };
   {
     py::gil_scoped_release release;
@@ -109,25 +118,29 @@ void bind_checkpoints(py::module_& m) {
            "byte be read once per job.")
       .def("reshard", [](const Checkpoint& ck, const std::string& destination, const ModelLayout& layout, const std::string& format,
                          const std::optional<std::string>& torch_version, bool skip_entries, unsigned threads, const py::object& memory_limit,
-                         const py::object& progress) {
+                         const py::object& progress, index_t process, index_t processes, const py::object& agree) {
              CheckpointOutput output = plan_reshard_output(ck.layout(), layout, format, torch_version.value_or(""), skip_entries);
-             return write_output(ck, output, destination, threads, memory_limit, progress);
+             return write_output(ck, output, destination, threads, memory_limit, progress, process, processes, agree);
            }, py::arg("destination"), py::arg("layout"), py::arg("format") = "dcp", py::arg("torch") = py::none(), py::arg("skip_entries") = false,
-           py::arg("threads") = 4, py::arg("memory_limit") = "256MiB", py::arg("progress") = py::none(),
+           py::arg("threads") = 4, py::arg("memory_limit") = "256MiB", py::arg("progress") = py::none(), py::kw_only(), py::arg("process") = 0,
+           py::arg("processes") = 1, py::arg("agree") = py::none(),
            "Writes the checkpoint as a new folder `destination` laid out as `layout` (each box a rank holds saved once, in its "
            "rank's file), whole or not at all: built in a hidden partial folder and renamed when synced. format: 'dcp' (torch: "
            "'1.13' or '2', the module paths of the torch that will load it; default: the source's) or 'safetensors' (per rank, "
            "as torch's HuggingFaceStorageWriter(save_sharded=True) writes them; non-tensor entries refused unless skip_entries). "
-           "progress(done, total) is called as bytes are written. Returns a summary dict.")
+           "progress(done, total) is called as bytes are written (this process's). Several processes (e.g. torch.distributed ranks) "
+           "share the work with process=rank, processes=world and agree=shardalg.torch.agreement(): each writes the files "
+           "its share gives it, and a failure anywhere fails all, leaving nothing. Returns a summary dict.")
       .def("consolidate", [](const Checkpoint& ck, const std::string& destination, const py::object& max_shard_size, bool skip_entries, unsigned threads,
-                             const py::object& memory_limit, const py::object& progress) {
+                             const py::object& memory_limit, const py::object& progress, index_t process, index_t processes, const py::object& agree) {
              CheckpointOutput output = plan_safetensors_output(ck.layout(), byte_size(max_shard_size, "max_shard_size"), skip_entries);
-             return write_output(ck, output, destination, threads, memory_limit, progress);
+             return write_output(ck, output, destination, threads, memory_limit, progress, process, processes, agree);
            }, py::arg("destination"), py::arg("max_shard_size") = "5GB", py::arg("skip_entries") = false, py::arg("threads") = 4,
-           py::arg("memory_limit") = "256MiB", py::arg("progress") = py::none(),
+           py::arg("memory_limit") = "256MiB", py::arg("progress") = py::none(), py::kw_only(), py::arg("process") = 0,
+           py::arg("processes") = 1, py::arg("agree") = py::none(),
            "Writes every tensor whole as Hugging Face safetensors (model.safetensors, or model-0000k-of-0000n.safetensors files of "
            "at most max_shard_size with model.safetensors.index.json), dtypes kept, in bounded memory. Non-tensor entries are "
-           "refused unless skip_entries.")
+           "refused unless skip_entries. process, processes, agree: shared by several processes, as reshard.")
       .def("compare", [](const Checkpoint& ck, const Checkpoint& other, bool entries, unsigned threads, const py::object& memory_limit) {
              std::uint64_t limit = byte_size(memory_limit, "memory_limit");
              CheckpointComparison result;

@@ -9,6 +9,10 @@
   expect FOLDER    torch alone loads the checkpoint (written by shardalg) at this world size, every
                    tensor ChunkShardingSpec on dim 0, and the non-tensor values; each must equal
                    what the save scenario saved.
+  convert FOLDER   the ranks share `Checkpoint.reshard` of FOLDER to FOLDER.converted at this world
+                   size (shardalg.torch.agreement), then torch loads it as `expect` does.
+  convert-damaged FOLDER   as convert, the last rank reading FOLDER.damaged: every rank must fail
+                   with that rank's error and no output may be left.
 
 Usage: dcp_worker.py SCENARIO FOLDER RANK WORLD PORT. Exits non-zero with a message on any mismatch.
 """
@@ -114,12 +118,45 @@ def expect(folder, rank, world):
             raise SystemExit(f"rank {rank}: value '{name}' is {state[name]!r}, saved {value!r}")
 
 
+def convert(folder, rank, world):
+    """The ranks share a conversion of FOLDER to FOLDER.converted at this world size (each writes
+    the files its share gives it), then torch loads it as `expect` does."""
+    import shardalg
+    import shardalg.torch
+    ck = shardalg.Checkpoint(folder)
+    ck.reshard(folder + ".converted", shardalg.layout_model(ck.model(), f"fsdp dp={world}"),
+               process=rank, processes=world, agree=shardalg.torch.agreement())
+    expect(folder + ".converted", rank, world)
+
+
+def convert_damaged(folder, rank, world):
+    """As convert, but the last rank reads FOLDER.damaged (a file cut short): every rank must fail
+    with that rank's error (the others naming its process) and leave no output."""
+    import shardalg
+    import shardalg.torch
+    source = folder + ".damaged" if rank == world - 1 else folder
+    ck = shardalg.Checkpoint(source)
+    out = folder + ".failed"
+    try:
+        ck.reshard(out, shardalg.layout_model(ck.model(), f"fsdp dp={world}"), process=rank, processes=world,
+                   agree=shardalg.torch.agreement())
+    except shardalg.Error as e:
+        message = str(e)
+    else:
+        raise SystemExit(f"rank {rank}: the reshard succeeded from a damaged source")
+    if ".damaged" not in message or (source == folder and not message.startswith("process ")):
+        raise SystemExit(f"rank {rank}: unexpected error: {message}")
+    dist.barrier()
+    if os.path.exists(out) or os.path.exists(os.path.join(os.path.dirname(out), "." + os.path.basename(out) + ".partial")):
+        raise SystemExit(f"rank {rank}: a failed conversion left output")
+
+
 def main():
     scenario, folder, rank, world, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", port
     from datetime import timedelta
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
-    {"save": save, "load": load, "expect": expect}[scenario](folder, rank, world)
+    {"save": save, "load": load, "expect": expect, "convert": convert, "convert-damaged": convert_damaged}[scenario](folder, rank, world)
     dist.barrier()
     dist.destroy_process_group()
     print(f"rank {rank}: {scenario} ok")

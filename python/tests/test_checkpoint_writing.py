@@ -115,6 +115,28 @@ def test_one_mpi_process_failing_stops_all_and_leaves_nothing(saved, tmp_path):
     assert "checked: 5 tensors" in again.stdout
 
 
+def test_torch_ranks_share_a_conversion_then_load_it(saved, tmp_path):
+    source = str(tmp_path / "ck")
+    shutil.copytree(saved, source)
+    run_ranks("convert", source, 3)  # each rank writes its share; torch then loads the result at 3 ranks
+    assert sorted(os.listdir(source + ".converted")) == [".metadata", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp"]
+    assert shardalg.Checkpoint(saved).compare(shardalg.Checkpoint(source + ".converted"))["equal"]
+    shutil.copytree(saved, source + ".damaged")
+    last = os.path.join(source + ".damaged", "__3_0.distcp")
+    os.truncate(last, os.path.getsize(last) // 2)
+    run_ranks("convert-damaged", source, 3)
+
+
+def test_sharing_needs_an_agreement_and_a_valid_share(saved, tmp_path):
+    ck = shardalg.Checkpoint(saved)
+    layout = shardalg.layout_model(ck.model(), "fsdp dp=2")
+    with pytest.raises(shardalg.Error, match="process 1 of 2 needs agree"):
+        ck.reshard(str(tmp_path / "a"), layout, process=1, processes=2)
+    with pytest.raises(shardalg.Error, match="process 2 of 2: a share needs"):
+        ck.consolidate(str(tmp_path / "b"), skip_entries=True, process=2, processes=2, agree=lambda failure: failure)
+    assert not os.listdir(tmp_path)
+
+
 @pytest.fixture(scope="module")
 def large(tmp_path_factory):
     """A ~48 MB safetensors checkpoint: long enough to be killed while copying."""

@@ -96,15 +96,15 @@ inline int write_and_check(WriteTeam& team, const Checkpoint& source, const Chec
   for (const std::string& d : comparison->differences) found += "differs: " + d + "\n";
   std::cout << found << std::flush;
   std::uint64_t failures = team.sum(found.empty() ? 0 : 1), bytes = team.sum(comparison->bytes);
-  if (!share.leader()) return failures == 0 ? 0 : 1;
-  if (failures > 0) {
-    std::cout << "check failed: the output does not equal the source\n";
-    return 1;
+  if (share.leader() && failures > 0) std::cout << "check failed: the output does not equal the source\n";
+  if (share.leader() && failures == 0) {
+    std::cout << "checked: " << comparison->tensors << " tensors (" << bytes << " bytes) and " << comparison->entries << " entries equal the source, element by element";
+    if (!s.entries) std::cout << " (" << source.layout().entries.size() << " non-tensor entries left out)";
+    std::cout << "\n";
   }
-  std::cout << "checked: " << comparison->tensors << " tensors (" << bytes << " bytes) and " << comparison->entries << " entries equal the source, element by element";
-  if (!s.entries) std::cout << " (" << source.layout().entries.size() << " non-tensor entries left out)";
-  std::cout << "\n";
-  return 0;
+  std::cout << std::flush;
+  team.sum(0);  // the others exit after the leader's verdict is out (the launcher stops at a failed exit)
+  return failures == 0 ? 0 : 1;
 }
 
 }  // namespace shardalg::cli

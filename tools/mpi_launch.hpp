@@ -5,6 +5,7 @@
 #include <mpi.h>
 
 #include <cstdlib>
+#include <exception>
 #include <optional>
 #include <string_view>
 
@@ -18,7 +19,9 @@ inline std::optional<std::string_view> rank_from_launcher() {
   return std::nullopt;
 }
 
-// MPI initialized for the lifetime of a command, finalized on every path.
+// MPI initialized for the lifetime of a command. Finalized when the command ends; when it ends
+// by an error, left to main's error report, which finalizes after the reporting process has
+// written the error (a process that exited first would let the launcher kill the reporter).
 struct MpiSession {
   MpiSession() {
     int ready = 0;
@@ -28,6 +31,7 @@ struct MpiSession {
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
   ~MpiSession() {
+    if (std::uncaught_exceptions() > 0) return;
     int done = 0;
     MPI_Finalized(&done);
     if (!done) MPI_Finalize();

@@ -26,7 +26,7 @@ void wait_for_the_reporting_process() {
   int finalized = 0;
   MPI_Initialized(&initialized);
   MPI_Finalized(&finalized);
-  if (finalized) return;  // the run command agreed on its errors itself
+  if (finalized) return;
   if (!initialized) MPI_Init(nullptr, nullptr);
   MPI_Request barrier = MPI_REQUEST_NULL;
   MPI_Ibarrier(MPI_COMM_WORLD, &barrier);

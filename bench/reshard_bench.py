@@ -9,11 +9,13 @@ same run and on the same file system:
              files synced before the rename, as DCP syncs them), and its peak RSS;
   cp         `cp -r SRC COPY && sync` of the same files;
   consolidate `shardalg checkpoint consolidate SRC HF` (Hugging Face safetensors);
+  mpirun     with --processes K: the same reshard by `mpirun -np K shardalg ...` (the destination
+             files divided among K processes);
   torch      with --torch: PyTorch's own reshard (bench/torch_dcp_reshard.py: load at 6 gloo ranks,
              then save), its in-process time.
 
 Usage: reshard_bench.py SHARDALG FOLDER [--model llama3-8b] [--scale 2] [--optimizer none|adam]
-                        [--repeat 3] [--memory-limit 256MiB] [--threads 4] [--torch]
+                        [--repeat 3] [--memory-limit 256MiB] [--threads 4] [--processes K] [--torch]
 FOLDER is where the checkpoints go (a disk path, or /dev/shm/... for tmpfs); it is emptied.
 """
 import argparse
@@ -79,6 +81,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-limit", default="256MiB")
     parser.add_argument("--threads", default="4")
+    parser.add_argument("--processes", type=int, default=1)
     parser.add_argument("--torch", action="store_true")
     args = parser.parse_args()
     shutil.rmtree(args.folder, ignore_errors=True)
@@ -87,7 +90,7 @@ def main():
     size = folder_bytes(source)
     state = "bf16 weights" if args.optimizer == "none" else "bf16 weights + fp32 Adam state"
     print(f"source: {args.model} / {args.scale}, {data / 1e9:.2f} GB of {state}, DCP at 8 ranks ({size / 1e9:.2f} GB) in {args.folder}")
-    results = {"shardalg": [], "cp": [], "consolidate": [], "rss": []}
+    results = {"shardalg": [], "cp": [], "consolidate": [], "rss": [], "mpi": []}
     for _ in range(args.repeat):
         out = os.path.join(args.folder, "dcp6")
         seconds, rss, _ = run([args.shardalg, "checkpoint", "reshard", source, out, "--layout", "fsdp dp=6", "--quiet",
@@ -95,6 +98,12 @@ def main():
         results["shardalg"].append(seconds)
         results["rss"].append(rss)
         shutil.rmtree(out)
+        if args.processes > 1:
+            mpirun = ["mpirun", "--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+            results["mpi"].append(run(mpirun + ["-np", str(args.processes), args.shardalg, "checkpoint", "reshard", source, out,
+                                                "--layout", "fsdp dp=6", "--quiet", "--memory-limit", args.memory_limit,
+                                                "--threads", args.threads])[0])
+            shutil.rmtree(out)
         copy = os.path.join(args.folder, "copy")
         results["cp"].append(run(["sh", "-c", f"cp -r '{source}' '{copy}' && sync"])[0])
         shutil.rmtree(copy)
@@ -102,12 +111,15 @@ def main():
         results["consolidate"].append(run([args.shardalg, "checkpoint", "consolidate", source, hf, "--quiet",
                                            "--memory-limit", args.memory_limit, "--threads", args.threads])[0])
         shutil.rmtree(hf)
-    best = {k: min(v) for k, v in results.items() if k != "rss"}
+    best = {k: min(v) for k, v in results.items() if k != "rss" and v}
     print(f"shardalg reshard dp=8 -> dp=6: best {best['shardalg']:.2f} s of {results['shardalg']}, "
           f"{size / best['shardalg'] / 1e9:.2f} GB/s, peak RSS {max(results['rss']):.0f} MiB (limit {args.memory_limit})")
     print(f"cp -r + sync:                   best {best['cp']:.2f} s of {results['cp']}, {size / best['cp'] / 1e9:.2f} GB/s")
     print(f"shardalg consolidate:           best {best['consolidate']:.2f} s of {results['consolidate']}, "
           f"{size / best['consolidate'] / 1e9:.2f} GB/s")
+    if args.processes > 1:
+        print(f"mpirun -np {args.processes} shardalg reshard:  best {best['mpi']:.2f} s of {results['mpi']}, "
+              f"{size / best['mpi'] / 1e9:.2f} GB/s ({best['cp'] / best['mpi']:.2f}x cp)")
     print(f"reshard throughput / cp: {best['cp'] / best['shardalg']:.2f}x; consolidate / cp: {best['cp'] / best['consolidate']:.2f}x")
     if args.torch:
         peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "torch_dcp_reshard.py")

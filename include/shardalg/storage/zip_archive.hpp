@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "shardalg/storage/byte_source.hpp"
+#include "shardalg/storage/crc32.hpp"
 
 namespace shardalg {
 
@@ -36,34 +37,6 @@ inline std::uint64_t zip_field(const std::vector<std::byte>& b, std::size_t at, 
 }
 
 }  // namespace detail
-
-// CRC-32 (IEEE, zip's) of `bytes`, continuing from `crc` (0 to start). Eight bytes per step
-// through eight tables (table k: the CRC of a byte followed by k zero bytes), so checksumming
-// keeps up with the disk when writing archives.
-inline std::uint32_t crc32(std::span<const std::byte> bytes, std::uint32_t crc = 0) {
-  using Tables = std::array<std::array<std::uint32_t, 256>, 8>;
-  static const Tables tables = [] {
-    Tables t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-      t[0][i] = c;
-    }
-    for (std::size_t k = 1; k < 8; ++k)
-      for (std::uint32_t i = 0; i < 256; ++i) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
-    return t;
-  }();
-  auto byte = [&](std::size_t i) { return std::to_integer<std::uint32_t>(bytes[i]); };
-  crc = ~crc;
-  std::size_t i = 0, n = bytes.size();
-  for (; i + 8 <= n; i += 8) {
-    std::uint32_t low = crc ^ (byte(i) | byte(i + 1) << 8 | byte(i + 2) << 16 | byte(i + 3) << 24);
-    crc = tables[7][low & 0xff] ^ tables[6][(low >> 8) & 0xff] ^ tables[5][(low >> 16) & 0xff] ^ tables[4][low >> 24] ^ tables[3][byte(i + 4)] ^
-          tables[2][byte(i + 5)] ^ tables[1][byte(i + 6)] ^ tables[0][byte(i + 7)];
-  }
-  for (; i < n; ++i) crc = tables[0][(crc ^ byte(i)) & 0xff] ^ (crc >> 8);
-  return ~crc;
-}
 
 // The entries of the zip archive occupying [offset, offset + length) of `source`. Each entry's
 // local header is checked against the central directory.

@@ -19,6 +19,7 @@ from torch_compat import import_torch_checkpointing  # noqa: E402
 
 def rank_main(rank, world, port, source, destination, result):
     import_torch_checkpointing()
+    import torch
     import torch.distributed as dist
     import torch.distributed._shard.checkpoint as dcp
     from torch.distributed._shard import sharded_tensor
@@ -29,7 +30,8 @@ def rank_main(rank, world, port, source, destination, result):
     with open(os.path.join(source, ".metadata"), "rb") as f:
         metadata = pickle.load(f)  # torch's own reading of its own format (the peer)
     spec = ChunkShardingSpec(dim=0, placements=[f"rank:{r}/cpu" for r in range(world)])
-    state = {name: sharded_tensor.empty(spec, *md.size, dtype=md.properties.dtype)
+    # Sharded on dim 0; scalars (Adam's step) are plain tensors, whole on every rank.
+    state = {name: sharded_tensor.empty(spec, *md.size, dtype=md.properties.dtype) if len(md.size) else torch.empty((), dtype=md.properties.dtype)
              for name, md in metadata.state_dict_metadata.items() if hasattr(md, "chunks")}
     dist.barrier()
     start = time.perf_counter()

@@ -127,6 +127,19 @@ def test_torch_ranks_share_a_conversion_then_load_it(saved, tmp_path):
     run_ranks("convert-damaged", source, 3)
 
 
+def test_a_checkpoint_with_a_hole_is_refused_not_converted(tmp_path):
+    write_safetensors(tmp_path / "flat", [("w", "fp32", (6, 2))])
+    ck = shardalg.Checkpoint(str(tmp_path / "flat"))
+    ck.reshard(str(tmp_path / "per"), shardalg.layout_model(ck.model(), "fsdp dp=3"), format="safetensors")
+    os.remove(tmp_path / "per" / "shard-00002-model-00001-of-00001.safetensors")  # rows [2, 4) of w
+    holed = shardalg.Checkpoint(str(tmp_path / "per"))
+    with pytest.raises(shardalg.Error, match=r"tensor 'w' is incomplete in the checkpoint: elements at offsets \[2, 0\] sizes \[2, 2\]"):
+        holed.reshard(str(tmp_path / "out"), shardalg.layout_model(holed.model(), "fsdp dp=2"))
+    assert not os.path.exists(tmp_path / "out")
+    with pytest.raises(shardalg.Error, match="incomplete"):
+        holed.load(shardalg.layout_model(holed.model(), "fsdp dp=2"), rank=0)
+
+
 def test_sharing_needs_an_agreement_and_a_valid_share(saved, tmp_path):
     ck = shardalg.Checkpoint(saved)
     layout = shardalg.layout_model(ck.model(), "fsdp dp=2")

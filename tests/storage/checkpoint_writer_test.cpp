@@ -534,9 +534,13 @@ TEST_CASE("safetensors per rank (torch's sharded Hugging Face files): boxes with
   CHECK(compare_checkpoints(values, saved).equal());
   write_checkpoint(saved, plan_reshard_output(saved.layout(), layout_model(model, "fsdp dp=2"), "dcp"), back);
   CHECK(compare_checkpoints(values, Checkpoint::open(back)).equal());
-  // A missing rank file leaves a hole that verification names.
+  // A missing rank file leaves a hole that verification names, and that no conversion or load
+  // plans over (its elements would be left unwritten).
   std::filesystem::remove(per_rank / "shard-00003-model-00001-of-00003.safetensors");
-  CHECK_FALSE(verify_checkpoint(Checkpoint::open(per_rank)).ok());
+  Checkpoint holed = Checkpoint::open(per_rank);
+  CHECK_FALSE(verify_checkpoint(holed).ok());
+  SHARDALG_CHECK_THROWS_CONTAINING(plan_reshard_output(holed.layout(), layout_model(model, "fsdp dp=2"), "dcp"), Error,
+                                   "read plan: tensor 'embed' is incomplete in the checkpoint: elements at offsets [7, 2] sizes [1, 1] are in no chunk");
   // Outputs and options that do not go together are refused.
   SHARDALG_CHECK_THROWS_CONTAINING(plan_reshard_output(values.layout(), layout_model(model, recipe), "npz"), Error, "unknown checkpoint format 'npz' (dcp, safetensors)");
   SHARDALG_CHECK_THROWS_CONTAINING(plan_reshard_output(values.layout(), layout_model(model, recipe), "safetensors", "2"), Error, "applies to the dcp format");

@@ -12,6 +12,7 @@
 //                           chunk offsets [3, 0] sizes [2, 3] in __1_0.distcp at 0 (747 bytes).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -19,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "shardalg/core/box.hpp"
 #include "shardalg/core/dims.hpp"
 #include "shardalg/core/dtype.hpp"
 #include "shardalg/plan/checkpoint_read.hpp"
@@ -91,5 +93,98 @@ struct CheckpointLayout {
  private:
   mutable std::unordered_map<std::string, std::size_t> index_;
 };
+
+namespace detail {
+
+// Uncovered boxes of a tensor's chunks `valid` (those of the tensor's rank, in bounds), and pairs
+// of chunks that overlap. Grid cells: the chunk boundaries per dim; at most `max_cells` cells are
+// examined (beyond, volumes are compared).
+inline void check_coverage(const StoredTensor& tensor, const std::vector<std::size_t>& valid, std::vector<Box>& missing,
+                           std::vector<std::pair<std::size_t, std::size_t>>& overlaps, index_t max_cells = index_t{1} << 24) {
+  std::size_t n = tensor.shape.size();
+  std::vector<std::vector<index_t>> bounds(n);
+  for (std::size_t d = 0; d < n; ++d) {
+    bounds[d] = {0, tensor.shape[d]};
+    for (std::size_t c : valid) {
+      bounds[d].push_back(tensor.chunks[c].box.offsets[d]);
+      bounds[d].push_back(tensor.chunks[c].box.offsets[d] + tensor.chunks[c].box.sizes[d]);
+    }
+    std::sort(bounds[d].begin(), bounds[d].end());
+    bounds[d].erase(std::unique(bounds[d].begin(), bounds[d].end()), bounds[d].end());
+  }
+  index_t cells = 1;  // capped just past max_cells: only whether the grid is small enough matters then
+  for (std::size_t d = 0; d < n; ++d) cells = std::min(max_cells + 1, cells * std::max<index_t>(1, static_cast<index_t>(bounds[d].size()) - 1));
+  // Overlapping pairs, from the chunk index (each pair once).
+  std::vector<ChunkMeta> boxes;
+  for (std::size_t c : valid) boxes.push_back(tensor.chunks[c].box);
+  CheckpointIndex index(boxes);
+  for (std::size_t i = 0; i < boxes.size(); ++i) {
+    if (volume(boxes[i].sizes) == 0) continue;
+    for (const ReadItem& item : index.read_items({boxes[i]}))
+      if (item.saved > i && volume(item.lengths) > 0) overlaps.emplace_back(valid[i], valid[item.saved]);
+  }
+  if (volume(tensor.shape) == 0) return;
+  if (cells > max_cells) {  // too fine a grid: compare volumes only
+    index_t covered = 0;
+    for (std::size_t c : valid) covered += volume(tensor.chunks[c].box.sizes);
+    if (overlaps.empty() && covered < volume(tensor.shape)) missing.push_back(Box{Dims(n, 0), tensor.shape});
+    return;
+  }
+  std::vector<std::uint8_t> covered(static_cast<std::size_t>(cells), 0);
+  auto cell_range = [&](std::size_t d, index_t lo, index_t hi) {
+    return std::make_pair(std::lower_bound(bounds[d].begin(), bounds[d].end(), lo) - bounds[d].begin(),
+                          std::lower_bound(bounds[d].begin(), bounds[d].end(), hi) - bounds[d].begin());
+  };
+  for (std::size_t c : valid) {
+    const ChunkMeta& box = tensor.chunks[c].box;
+    Dims lo(n, 0), hi(n, 0), at(n, 0);
+    bool empty = false;
+    for (std::size_t d = 0; d < n; ++d) {
+      auto [a, b] = cell_range(d, box.offsets[d], box.offsets[d] + box.sizes[d]);
+      lo[d] = a;
+      hi[d] = b;
+      at[d] = a;
+      empty = empty || a == b;
+    }
+    if (empty) continue;
+    while (true) {
+      index_t cell = 0;
+      for (std::size_t d = 0; d < n; ++d) cell = cell * (static_cast<index_t>(bounds[d].size()) - 1) + at[d];
+      covered[static_cast<std::size_t>(cell)] = 1;
+      std::size_t d = n;
+      while (d > 0 && ++at[d - 1] == hi[d - 1]) {
+        at[d - 1] = lo[d - 1];
+        --d;
+      }
+      if (d == 0) break;
+    }
+  }
+  for (index_t cell = 0; cell < cells && missing.size() < 8; ++cell) {
+    if (covered[static_cast<std::size_t>(cell)]) continue;
+    Box box{Dims(n, 0), Dims(n, 0)};
+    for (std::size_t d = n, rest = static_cast<std::size_t>(cell); d-- > 0;) {
+      std::size_t count = bounds[d].size() - 1, k = rest % count;
+      rest /= count;
+      box.offset[d] = bounds[d][k];
+      box.shape[d] = bounds[d][k + 1] - bounds[d][k];
+    }
+    missing.push_back(std::move(box));
+  }
+}
+
+}  // namespace detail
+
+// The indices of `tensor`'s chunks that have its rank and lie inside it.
+inline std::vector<std::size_t> chunks_in_bounds(const StoredTensor& tensor) {
+  std::vector<std::size_t> valid;
+  for (std::size_t c = 0; c < tensor.chunks.size(); ++c) {
+    const ChunkMeta& box = tensor.chunks[c].box;
+    bool inside = box.offsets.size() == tensor.shape.size() && box.sizes.size() == tensor.shape.size();
+    for (std::size_t d = 0; inside && d < tensor.shape.size(); ++d)
+      inside = box.offsets[d] >= 0 && box.sizes[d] >= 0 && box.offsets[d] <= tensor.shape[d] && box.sizes[d] <= tensor.shape[d] - box.offsets[d];
+    if (inside) valid.push_back(c);
+  }
+  return valid;
+}
 
 }  // namespace shardalg

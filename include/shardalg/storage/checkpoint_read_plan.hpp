@@ -59,7 +59,8 @@ inline ModelSpec checkpoint_model(const CheckpointLayout& checkpoint, std::strin
 class CheckpointReadPlanner {
  public:
   // Pairs each destination tensor with the checkpoint's tensor of the same name.
-  // Errors naming the tensor: missing from the checkpoint, or another shape or dtype there.
+  // Errors naming the tensor: missing from the checkpoint, another shape or dtype there, or
+  // elements no chunk of the checkpoint holds (naming the first such region).
   CheckpointReadPlanner(const CheckpointLayout& checkpoint, const ModelLayout& destination) : checkpoint_(checkpoint), destination_(destination) {
     indexes_.resize(checkpoint.tensors.size());
     for (std::size_t d = 0; d < destination.size(); ++d) {
@@ -70,6 +71,12 @@ class CheckpointReadPlanner {
       if (saved.shape != want.layout.global_shape() || saved.dtype != want.dtype)
         detail::fail("read plan: tensor '", want.name, "' is ", saved.dtype, " ", saved.shape, " in the checkpoint but ", want.dtype, " ",
                      want.layout.global_shape(), " in the destination");
+      std::vector<Box> missing;  // an element no chunk holds would be left unwritten: refused
+      std::vector<std::pair<std::size_t, std::size_t>> overlaps;
+      detail::check_coverage(saved, chunks_in_bounds(saved), missing, overlaps);
+      if (!missing.empty())
+        detail::fail("read plan: tensor '", want.name, "' is incomplete in the checkpoint: elements at offsets ", missing.front().offset, " sizes ",
+                     missing.front().shape, " are in no chunk (checkpoint verify lists every problem)");
       checkpoint_tensor_.push_back(*t);
     }
   }

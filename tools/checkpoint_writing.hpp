@@ -41,7 +41,6 @@ class WriteTeam {
     comm_.emplace();
   }
   ProcessShare share() const { return comm_ ? ProcessShare{comm_->rank(), comm_->size()} : ProcessShare{}; }
-  bool leader() const { return share().leader(); }
   FailureAgreement agreement() {
     if (!comm_) return {};
     return [this](const std::string& failure) { return comm_->agree_on_failure(failure); };

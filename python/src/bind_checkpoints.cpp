@@ -28,7 +28,6 @@ py::dict write_output(const Checkpoint& ck, const CheckpointOutput& output, cons
   options.threads = threads;
   options.memory_limit = byte_size(memory_limit, "memory_limit");
   options.share = ProcessShare{process, processes};
-  check_share(options.share);
   if (processes > 1 && agree.is_none()) detail::fail("writing as process ", process, " of ", processes, " needs agree (e.g. shardalg.torch.agreement())");
   if (!progress.is_none())
     options.progress = [&progress](std::uint64_t done, std::uint64_t total) {

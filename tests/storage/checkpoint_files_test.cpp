@@ -1,5 +1,6 @@
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include "../test_support.hpp"
 
@@ -151,4 +152,25 @@ TEST_CASE("read plans refuse a destination the checkpoint cannot fill, naming th
   CheckpointReadPlanner planner(ck.layout(), fine);
   std::vector<std::span<std::byte>> buffers{std::span(small)};
   CHECK_THROWS_WITH(load_reads(ck, planner, planner.plan(0, false), buffers), doctest::Contains("buffer 0 has 8 bytes; it needs 32"));
+}
+
+TEST_CASE("uncovered_regions and overlapping_chunks: holes named on the chunk grid, replicas paired") {
+  auto chunk = [](Dims offsets, Dims sizes) { return StoredChunk{ChunkMeta{std::move(offsets), std::move(sizes)}, 0, 0, 0}; };
+  StoredTensor w{"w", DType::fp32, Dims{6, 2}, {chunk({0, 0}, {2, 2}), chunk({4, 0}, {2, 2})}};
+  std::vector<std::size_t> both{0, 1};
+  std::vector<Box> holes = uncovered_regions(w, both);
+  REQUIRE(holes.size() == 1);
+  CHECK(holes[0] == Box{Dims{2, 0}, Dims{2, 2}});
+  // A grid too fine to build: volumes decide, and the hole is reported as the whole tensor.
+  CHECK(uncovered_regions(w, both, 1) == std::vector<Box>{Box{Dims{0, 0}, Dims{6, 2}}});
+  w.chunks.push_back(chunk({1, 0}, {4, 2}));  // fills the hole, overlapping both
+  std::vector<std::size_t> all{0, 1, 2};
+  CHECK(uncovered_regions(w, all).empty());
+  CHECK(uncovered_regions(w, all, 1).empty());  // 12 elements stored in 16: nothing found missing
+  CHECK(overlapping_chunks(w, all) == std::vector<std::pair<std::size_t, std::size_t>>{{0, 2}, {1, 2}});
+  CHECK(chunk_inside(w, ChunkMeta{Dims{5, 0}, Dims{1, 2}}));
+  CHECK_FALSE(chunk_inside(w, ChunkMeta{Dims{5, 0}, Dims{2, 2}}));
+  CHECK_FALSE(chunk_inside(w, ChunkMeta{Dims{1, 0}, Dims{std::numeric_limits<index_t>::max(), 2}}));  // no overflow
+  CHECK_FALSE(chunk_inside(w, ChunkMeta{Dims{0}, Dims{6}}));
+  CHECK(chunks_in_bounds(w) == all);
 }

@@ -94,14 +94,30 @@ struct CheckpointLayout {
   mutable std::unordered_map<std::string, std::size_t> index_;
 };
 
-namespace detail {
+// Whether `box` has `tensor`'s rank and lies inside it (no overflow for any extents).
+inline bool chunk_inside(const StoredTensor& tensor, const ChunkMeta& box) {
+  if (box.offsets.size() != tensor.shape.size() || box.sizes.size() != tensor.shape.size()) return false;
+  for (std::size_t d = 0; d < tensor.shape.size(); ++d)
+    if (box.offsets[d] < 0 || box.sizes[d] < 0 || box.offsets[d] > tensor.shape[d] || box.sizes[d] > tensor.shape[d] - box.offsets[d]) return false;
+  return true;
+}
 
-// Uncovered boxes of a tensor's chunks `valid` (those of the tensor's rank, in bounds), and pairs
-// of chunks that overlap. Grid cells: the chunk boundaries per dim; at most `max_cells` cells are
-// examined (beyond, volumes are compared).
-inline void check_coverage(const StoredTensor& tensor, const std::vector<std::size_t>& valid, std::vector<Box>& missing,
-                           std::vector<std::pair<std::size_t, std::size_t>>& overlaps, index_t max_cells = index_t{1} << 24) {
+// The indices of `tensor`'s chunks that lie inside it (chunk_inside).
+inline std::vector<std::size_t> chunks_in_bounds(const StoredTensor& tensor) {
+  std::vector<std::size_t> valid;
+  for (std::size_t c = 0; c < tensor.chunks.size(); ++c)
+    if (chunk_inside(tensor, tensor.chunks[c].box)) valid.push_back(c);
+  return valid;
+}
+
+// Regions of `tensor` that none of its chunks `valid` (each inside it) holds: at most 8 boxes of the
+// grid the chunk boundaries cut. A grid of more than `max_cells` cells is not built; then only
+// chunks whose volumes add up to less than the tensor's are found, reported as the whole tensor.
+// Example: "w" [6, 2] with chunks rows [0, 2) and [4, 6): one region, offsets [2, 0] shape [2, 2].
+inline std::vector<Box> uncovered_regions(const StoredTensor& tensor, const std::vector<std::size_t>& valid, index_t max_cells = index_t{1} << 24) {
   std::size_t n = tensor.shape.size();
+  std::vector<Box> missing;
+  if (volume(tensor.shape) == 0) return missing;
   std::vector<std::vector<index_t>> bounds(n);
   for (std::size_t d = 0; d < n; ++d) {
     bounds[d] = {0, tensor.shape[d]};
@@ -114,21 +130,11 @@ inline void check_coverage(const StoredTensor& tensor, const std::vector<std::si
   }
   index_t cells = 1;  // capped just past max_cells: only whether the grid is small enough matters then
   for (std::size_t d = 0; d < n; ++d) cells = std::min(max_cells + 1, cells * std::max<index_t>(1, static_cast<index_t>(bounds[d].size()) - 1));
-  // Overlapping pairs, from the chunk index (each pair once).
-  std::vector<ChunkMeta> boxes;
-  for (std::size_t c : valid) boxes.push_back(tensor.chunks[c].box);
-  CheckpointIndex index(boxes);
-  for (std::size_t i = 0; i < boxes.size(); ++i) {
-    if (volume(boxes[i].sizes) == 0) continue;
-    for (const ReadItem& item : index.read_items({boxes[i]}))
-      if (item.saved > i && volume(item.lengths) > 0) overlaps.emplace_back(valid[i], valid[item.saved]);
-  }
-  if (volume(tensor.shape) == 0) return;
-  if (cells > max_cells) {  // too fine a grid: compare volumes only
+  if (cells > max_cells) {  // too fine a grid: compare volumes only (overlaps only add to the sum)
     index_t covered = 0;
-    for (std::size_t c : valid) covered += volume(tensor.chunks[c].box.sizes);
-    if (overlaps.empty() && covered < volume(tensor.shape)) missing.push_back(Box{Dims(n, 0), tensor.shape});
-    return;
+    for (std::size_t c : valid) covered = std::min(volume(tensor.shape), covered + volume(tensor.chunks[c].box.sizes));
+    if (covered < volume(tensor.shape)) missing.push_back(Box{Dims(n, 0), tensor.shape});
+    return missing;
   }
   std::vector<std::uint8_t> covered(static_cast<std::size_t>(cells), 0);
   auto cell_range = [&](std::size_t d, index_t lo, index_t hi) {
@@ -170,21 +176,21 @@ inline void check_coverage(const StoredTensor& tensor, const std::vector<std::si
     }
     missing.push_back(std::move(box));
   }
+  return missing;
 }
 
-}  // namespace detail
-
-// The indices of `tensor`'s chunks that have its rank and lie inside it.
-inline std::vector<std::size_t> chunks_in_bounds(const StoredTensor& tensor) {
-  std::vector<std::size_t> valid;
-  for (std::size_t c = 0; c < tensor.chunks.size(); ++c) {
-    const ChunkMeta& box = tensor.chunks[c].box;
-    bool inside = box.offsets.size() == tensor.shape.size() && box.sizes.size() == tensor.shape.size();
-    for (std::size_t d = 0; inside && d < tensor.shape.size(); ++d)
-      inside = box.offsets[d] >= 0 && box.sizes[d] >= 0 && box.offsets[d] <= tensor.shape[d] && box.sizes[d] <= tensor.shape[d] - box.offsets[d];
-    if (inside) valid.push_back(c);
+// Pairs of `tensor`'s chunks `valid` that share elements, each pair once (from a chunk index).
+inline std::vector<std::pair<std::size_t, std::size_t>> overlapping_chunks(const StoredTensor& tensor, const std::vector<std::size_t>& valid) {
+  std::vector<std::pair<std::size_t, std::size_t>> overlaps;
+  std::vector<ChunkMeta> boxes;
+  for (std::size_t c : valid) boxes.push_back(tensor.chunks[c].box);
+  CheckpointIndex index(boxes);
+  for (std::size_t i = 0; i < boxes.size(); ++i) {
+    if (volume(boxes[i].sizes) == 0) continue;
+    for (const ReadItem& item : index.read_items({boxes[i]}))
+      if (item.saved > i && volume(item.lengths) > 0) overlaps.emplace_back(valid[i], valid[item.saved]);
   }
-  return valid;
+  return overlaps;
 }
 
 }  // namespace shardalg

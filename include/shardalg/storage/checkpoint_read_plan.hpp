@@ -71,9 +71,7 @@ class CheckpointReadPlanner {
       if (saved.shape != want.layout.global_shape() || saved.dtype != want.dtype)
         detail::fail("read plan: tensor '", want.name, "' is ", saved.dtype, " ", saved.shape, " in the checkpoint but ", want.dtype, " ",
                      want.layout.global_shape(), " in the destination");
-      std::vector<Box> missing;  // an element no chunk holds would be left unwritten: refused
-      std::vector<std::pair<std::size_t, std::size_t>> overlaps;
-      detail::check_coverage(saved, chunks_in_bounds(saved), missing, overlaps);
+      std::vector<Box> missing = uncovered_regions(saved, chunks_in_bounds(saved));  // would be left unwritten: refused
       if (!missing.empty())
         detail::fail("read plan: tensor '", want.name, "' is incomplete in the checkpoint: elements at offsets ", missing.front().offset, " sizes ",
                      missing.front().shape, " are in no chunk (checkpoint verify lists every problem)");

@@ -56,9 +56,7 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
         problem("has ", chunk.box.sizes.size(), " dims; the tensor has ", tensor.shape.size());
         continue;
       }
-      bool inside = true;
-      for (std::size_t d = 0; d < tensor.shape.size(); ++d) inside = inside && chunk.box.offsets[d] + chunk.box.sizes[d] <= tensor.shape[d];
-      if (!inside) {
+      if (!chunk_inside(tensor, chunk.box)) {
         problem("lies outside the tensor's shape ", tensor.shape);
         continue;
       }
@@ -101,13 +99,10 @@ inline CheckpointVerification verify_checkpoint(const Checkpoint& checkpoint, bo
       valid.push_back(c);
     }
     if (!share.leader()) continue;
-    std::vector<Box> missing;
-    std::vector<std::pair<std::size_t, std::size_t>> overlaps;
-    detail::check_coverage(tensor, valid, missing, overlaps);
-    for (const Box& box : missing)
+    for (const Box& box : uncovered_regions(tensor, valid))
       report.problems.push_back(detail::concat("tensor '", tensor.name, "': elements at offsets ", box.offset, " sizes ", box.shape, " are in no chunk"));
     // Overlapping chunks must hold the same bytes: compare the overlap, in slabs of bounded size.
-    for (auto [a, b] : overlaps) {
+    for (auto [a, b] : overlapping_chunks(tensor, valid)) {
       const ChunkMeta &ca = tensor.chunks[a].box, &cb = tensor.chunks[b].box;
       ReadItem item = detail::dcp_read_item(0, ca, 0, cb);  // overlap: offsets within b (storage) and within a (dest)
       Dims in_a = item.dest_offsets, in_b = item.storage_offsets, lengths = item.lengths;

@@ -71,6 +71,7 @@ inline int write_and_check(WriteTeam& team, const Checkpoint& source, const Chec
   options.agree = team.agreement();
   std::string what(verb);
   if (share.processes > 1) what += detail::concat(" (process 0's share of ", share.processes, ")");
+  std::cout << std::flush;  // what was said before the work shows before its progress (on stderr)
   ProgressReport progress(what, s.quiet || !share.leader());
   options.progress = std::ref(progress);
   write_checkpoint(source, output, destination, options);

@@ -1,5 +1,6 @@
 // libFuzzer target: every text form shardalg reads from users (mesh specs, device lists,
-// placements, shard orders, dtypes, layout recipes, flat scheme names, byte sizes) and the layouts they build. The law: any input
+// placements, shard orders, dtypes, layout recipes, flat scheme names, byte sizes, shapes and
+// shape lists) and the layouts they build. The law: any input
 // either parses or throws shardalg::Error; nothing else escapes (libFuzzer reports an uncaught
 // exception, a crash or a sanitizer finding as a failure).
 //
@@ -9,6 +10,7 @@
 #include <string>
 #include <string_view>
 
+#include "cli_support.hpp"
 #include "shardalg/core/byte_size.hpp"
 #include "shardalg/core/dtype.hpp"
 #include "shardalg/layout/mesh_layout.hpp"
@@ -39,7 +41,7 @@ Dims small_shape(std::string_view text) {
 }
 
 void run(std::uint8_t which, std::string_view text) {
-  switch (which % 9) {
+  switch (which % 11) {
     case 0: DeviceMesh::parse(text); break;
     case 1: DeviceMesh::parse("a=2,b=3", text); break;
     case 2: parse_placements(text); break;
@@ -52,6 +54,8 @@ void run(std::uint8_t which, std::string_view text) {
     }
     case 6: parse_flat_scheme(text); break;
     case 7: parse_byte_size(text, "size"); break;
+    case 9: cli::parse_shape(text); break;
+    case 10: cli::parse_shape_list(text); break;
     default: {  // 8: a layout, "mesh|placements|dims", every rank's tile
       auto first = text.find('|'), second = first == std::string_view::npos ? first : text.find('|', first + 1);
       if (second == std::string_view::npos) return;

@@ -200,7 +200,7 @@ void add_checkpoint_command(CLI::App& app, int& exit_code) {
   plan_cmd->add_option("folder", o->folder, "Checkpoint folder")->required();
   plan_cmd->add_option("--layout", o->layout, "Destination recipe, e.g. \"fsdp dp=8\" (without --model: over every tensor of the checkpoint)")->required();
   add_model_options(plan_cmd, "Destination model (built-in name or JSON file)");
-  plan_cmd->add_option("--rank", o->rank, "Only this rank's reads, sends and receives");
+  plan_cmd->add_option("--rank", o->rank, "Only this rank's reads, sends and receives")->check(within(0, max_ranks - 1));
   plan_cmd->add_flag("--json", o->json, "Print JSON");
   plan_cmd->add_flag("--summary", o->summary, "Bytes read per rank, the maximum, and bytes forwarded");
   plan_cmd->callback([o] { read_plan(*o); });

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <cmath>
+#include <ostream>
 #include <string>
 #include <vector>
 #include <string_view>
@@ -62,6 +64,24 @@ inline std::vector<Dims> parse_shape_list(std::string_view text) {
   return shapes;
 }
 
+// An integer option's stated range: shown in --help, and a value outside it is refused naming
+// the range (and `why`, when the range has a reason beyond sense). Values that are not integers
+// are left to the option's conversion, which names them.
+// Example: ->check(within(1, max_ranks)) on --world refuses 0 with "--world: 0 is outside its
+// range [1, 16777216]".
+inline CLI::Validator within(index_t low, index_t high, std::string why = {}) {
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        index_t value = 0;
+        auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+        bool too_large = error == std::errc::result_out_of_range;
+        if (!too_large && (error != std::errc() || end != text.data() + text.size() || (value >= low && value <= high))) return {};
+        return detail::concat(too_large ? detail::echoed(text) : std::to_string(value), " is outside its range [", low, ", ", high, "]",
+                              why.empty() ? "" : "; ", why);
+      },
+      detail::concat("in [", low, ", ", high, "]"));
+}
+
 // Error unless every option given on the command line is among `allowed` for this choice.
 inline void require_applicable(const CLI::App& cmd, const std::vector<std::string>& optional_flags,
                                const std::vector<std::string>& allowed, std::string_view choice) {
@@ -77,6 +97,20 @@ inline nlohmann::ordered_json byte_count(double bytes) {
   constexpr double int64_limit = 9223372036854775808.0;  // 2^63
   if (bytes > -int64_limit && bytes < int64_limit) return std::llround(bytes);
   return bytes;
+}
+
+// Writes integers as a JSON array ("[0,1,2]", as nlohmann's dump writes it) straight to `out`:
+// listings of every rank stream rather than build a document.
+template <class Integers>
+void write_json_array(std::ostream& out, const Integers& values) {
+  out << '[';
+  bool first = true;
+  for (index_t v : values) {
+    if (!first) out << ',';
+    out << v;
+    first = false;
+  }
+  out << ']';
 }
 
 inline nlohmann::ordered_json to_json(const Dims& dims) {

@@ -14,6 +14,7 @@ struct CostCommandOptions : LayoutOptions {
 
 void run(const CLI::App& cmd, const CostCommandOptions& o) {
   ModelReshardPlan plan = plan_from(cmd, o);
+  require_plannable(plan, o, 96.0, false);
   CostModel model = cost_model_from(o.cost);
   TransferList transfers = plan.all_transfers();
   verify_plan(plan, transfers);

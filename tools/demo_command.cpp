@@ -110,7 +110,7 @@ void add_demo_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--model", o->model, "Built-in model or JSON model file")->capture_default_str();
   cmd->add_option("--src-layout", o->src_layout, "Source recipe")->capture_default_str();
   cmd->add_option("--dst-layout", o->dst_layout, "Destination recipe")->capture_default_str();
-  cmd->add_option("--scale-down", o->scale_down_factor, "Scale-down factor of the executed copy")->capture_default_str();
+  cmd->add_option("--scale-down", o->scale_down_factor, "Scale-down factor of the executed copy")->capture_default_str()->check(within(1, index_t{1} << 62));
   add_optimizer_option(*cmd, o->optimizer);
   cmd->add_option("--checkpoint-dir", o->checkpoint_dir, "Keep the demo's checkpoints in this new folder (default: a temporary one, removed)");
   cmd->add_flag("--quiet", o->quiet, "No progress bars");

@@ -6,6 +6,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "memory_bound.hpp"
 
 namespace shardalg::cli {
 namespace {
@@ -14,6 +15,7 @@ struct GroupsOptions {
   std::string convention, order = "tp-cp-ep-dp-pp";
   index_t world = 0, ep = 1, tp = 1, pp = 1, etp = 1, cp = 1, dp_shard = 0, dp_replicate = 1, rank = -1, num_experts = 0;
   bool json = false;
+  MemoryBound memory;
 };
 
 const std::vector<std::string> kOptionalFlags = {"--tp", "--pp", "--etp", "--cp", "--dp-shard", "--dp-replicate", "--order"};
@@ -49,44 +51,65 @@ ParallelGroups build(const CLI::App& cmd, const GroupsOptions& o) {
 void run(const CLI::App& cmd, const GroupsOptions& o) {
   bool with_rank = cmd.count("--rank") > 0, with_experts = cmd.count("--num-experts") > 0;
   if (with_experts && !with_rank) detail::fail("--num-experts needs --rank");
-  if (with_experts && o.num_experts <= 0) detail::fail("--num-experts ", o.num_experts, " must be positive");
+  // Each family lists every rank once, in groups of a few words each.
+  o.memory.require(static_cast<double>(o.world) * 11 * 64, "groups",
+                   detail::concat(o.world, " ranks in up to 11 group families, about 64 bytes each"));
   ParallelGroups groups = build(cmd, o);
   // The rank's groups and experts are found before anything prints: a bad rank prints only its error.
   std::vector<std::pair<std::string, std::vector<index_t>>> mine;
   std::optional<ExpertMetadata> experts;
   if (with_rank) {
-    if (o.rank < 0 || o.rank >= o.world) detail::fail("--rank ", o.rank, " is not a rank of the world of ", o.world);
+    if (o.rank >= o.world) detail::fail("--rank ", o.rank, " is not a rank of the world of ", o.world);
     for (const auto& [family, list] : groups.families) mine.emplace_back(family, groups.group_of(family, o.rank));
     if (with_experts) experts = expert_metadata(groups, o.num_experts, o.rank);
   }
-  if (o.json) {
-    nlohmann::ordered_json out;
-    for (const auto& [family, list] : groups.families) out[family] = list;
+  if (o.json) {  // streamed: a world of millions of ranks never becomes one document in memory
+    std::cout << '{';
+    bool first = true;
+    for (const auto& [family, list] : groups.families) {
+      std::cout << (first ? "" : ",") << nlohmann::json(family).dump() << ":[";
+      for (std::size_t g = 0; g < list.size(); ++g) {
+        if (g) std::cout << ',';
+        write_json_array(std::cout, list[g]);
+      }
+      std::cout << ']';
+      first = false;
+    }
     if (with_rank) {
-      nlohmann::ordered_json of_rank;
-      for (const auto& [family, group] : mine) of_rank[family] = group;
-      out["rank"] = o.rank;
-      out["groups_of_rank"] = of_rank;
+      std::cout << ",\"rank\":" << o.rank << ",\"groups_of_rank\":{";
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        std::cout << (i ? "," : "") << nlohmann::json(mine[i].first).dump() << ':';
+        write_json_array(std::cout, mine[i].second);
+      }
+      std::cout << '}';
     }
     if (experts) {
       const ExpertMetadata& m = *experts;
-      out["expert_metadata"] = {{"num_experts", m.num_experts}, {"num_local_experts", m.num_local_experts}, {"ep_size", m.ep_size},
-                                {"ep_rank", m.ep_rank}, {"edp_rank", m.edp_rank}, {"edp_size", m.edp_size},
-                                {"global_expert_start", m.global_expert_start}, {"global_expert_end", m.global_expert_end}};
+      nlohmann::ordered_json metadata = {{"num_experts", m.num_experts}, {"num_local_experts", m.num_local_experts}, {"ep_size", m.ep_size},
+                                         {"ep_rank", m.ep_rank}, {"edp_rank", m.edp_rank}, {"edp_size", m.edp_size},
+                                         {"global_expert_start", m.global_expert_start}, {"global_expert_end", m.global_expert_end}};
+      std::cout << ",\"expert_metadata\":" << metadata.dump();
     }
-    std::cout << out.dump() << "\n";
+    std::cout << "}\n";
     return;
   }
   std::cout << groups.convention << ": dense mesh " << groups.dense.to_string() << "\n";
   if (groups.expert) std::cout << groups.convention << ": expert mesh " << groups.expert->to_string() << "\n";
   for (const auto& [family, list] : groups.families) {
     std::cout << family << ":";
-    for (const auto& group : list) std::cout << " " << nlohmann::json(group).dump();
+    for (const auto& group : list) {
+      std::cout << ' ';
+      write_json_array(std::cout, group);
+    }
     std::cout << "\n";
   }
   if (with_rank) {
     std::cout << "\nrank " << o.rank << ":\n";
-    for (const auto& [family, group] : mine) std::cout << "  " << family << " " << nlohmann::json(group).dump() << "\n";
+    for (const auto& [family, group] : mine) {
+      std::cout << "  " << family << ' ';
+      write_json_array(std::cout, group);
+      std::cout << '\n';
+    }
   }
   if (experts) {
     const ExpertMetadata& m = *experts;
@@ -103,18 +126,19 @@ void add_groups_command(CLI::App& app) {
   cmd->add_option("--convention", o->convention, "deepspeed, deepspeed-dbe, deepspeed-tp, autoep, megatron or torchtitan")
       ->required()
       ->check(CLI::IsMember({"deepspeed", "deepspeed-dbe", "deepspeed-tp", "autoep", "megatron", "torchtitan"}));
-  cmd->add_option("--world", o->world, "World size")->required();
-  cmd->add_option("--ep", o->ep, "Expert-parallel size")->capture_default_str();
-  cmd->add_option("--tp", o->tp, "Tensor-parallel size");
-  cmd->add_option("--pp", o->pp, "Pipeline-parallel size");
-  cmd->add_option("--etp", o->etp, "megatron: expert tensor-parallel size (default: --tp)");
-  cmd->add_option("--cp", o->cp, "Context-parallel size (megatron, torchtitan)");
+  cmd->add_option("--world", o->world, "World size")->required()->check(within(1, max_ranks));
+  cmd->add_option("--ep", o->ep, "Expert-parallel size")->capture_default_str()->check(within(1, max_ranks));
+  cmd->add_option("--tp", o->tp, "Tensor-parallel size")->check(within(1, max_ranks));
+  cmd->add_option("--pp", o->pp, "Pipeline-parallel size")->check(within(1, max_ranks));
+  cmd->add_option("--etp", o->etp, "megatron: expert tensor-parallel size (default: --tp)")->check(within(1, max_ranks));
+  cmd->add_option("--cp", o->cp, "Context-parallel size (megatron, torchtitan)")->check(within(1, max_ranks));
   cmd->add_option("--order", o->order, "megatron: rank order, first varies fastest")->capture_default_str();
-  cmd->add_option("--dp-shard", o->dp_shard, "torchtitan: FSDP size (default: what the other sizes leave)");
-  cmd->add_option("--dp-replicate", o->dp_replicate, "torchtitan: HSDP replicate size");
-  cmd->add_option("--rank", o->rank, "Also show the groups containing this rank");
-  cmd->add_option("--num-experts", o->num_experts, "With --rank: also show that rank's experts and AutoEP-style metadata");
+  cmd->add_option("--dp-shard", o->dp_shard, "torchtitan: FSDP size (default: what the other sizes leave)")->check(within(1, max_ranks));
+  cmd->add_option("--dp-replicate", o->dp_replicate, "torchtitan: HSDP replicate size")->check(within(1, max_ranks));
+  cmd->add_option("--rank", o->rank, "Also show the groups containing this rank")->check(within(0, max_ranks - 1));
+  cmd->add_option("--num-experts", o->num_experts, "With --rank: also show that rank's experts and AutoEP-style metadata")->check(within(1, index_t{1} << 30));
   cmd->add_flag("--json", o->json, "Print JSON: one key per group family, each a list of rank lists");
+  o->memory.add_to(*cmd);
   cmd->callback([cmd, o] { run(*cmd, *o); });
 }
 

@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 
 #include "shardalg/model/optimizer_state.hpp"
+#include "shardalg/storage/byte_source.hpp"
+#include "shardalg/storage/json_input.hpp"
 
 namespace shardalg::cli {
 
@@ -21,26 +23,21 @@ namespace shardalg::cli {
 // to none (then with_optimizer assigns decay/no_decay); the name defaults to `default_name`.
 // Errors (ParseError) name `path` (where the text came from) and the bad entry.
 inline ModelSpec parse_model_json(std::string_view text, const std::string& path, const std::string& default_name) {
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    detail::fail<ParseError>("model file '", path, "' is not valid JSON: ", e.what());
-  }
+  nlohmann::json json = parse_untrusted_json<ParseError>(text, detail::concat("model file '", detail::echoed(path), "'"));
   auto where = [&](std::size_t i) { return detail::concat("model file '", path, "': tensors[", i, "]"); };
   if (!json.is_object() || !json.contains("tensors") || !json["tensors"].is_array())
     detail::fail<ParseError>("model file '", path, "': expected an object with a \"tensors\" array");
   if (json.contains("name") && !json["name"].is_string())
-    detail::fail<ParseError>("model file '", path, "': \"name\" must be a string, not ", json["name"].dump());
+    detail::fail<ParseError>("model file '", path, "': \"name\" must be a string, not ", json_excerpt(json["name"]));
   ModelSpec model{json.value("name", default_name), {}};
   if (json.contains("param_groups")) {
     const auto& groups = json["param_groups"];
-    if (!groups.is_array()) detail::fail<ParseError>("model file '", path, "': \"param_groups\" must be an array, not ", groups.dump());
+    if (!groups.is_array()) detail::fail<ParseError>("model file '", path, "': \"param_groups\" must be an array, not ", json_excerpt(groups));
     for (std::size_t i = 0; i < groups.size(); ++i) {
       const auto& g = groups[i];
       if (!g.is_object() || !g.contains("name") || !g["name"].is_string() || g["name"].get<std::string>().empty() ||
           (g.contains("weight_decay") && !g["weight_decay"].is_number()))
-        detail::fail<ParseError>("model file '", path, "': param_groups[", i, "] needs a non-empty string \"name\" and a number \"weight_decay\", not ", g.dump());
+        detail::fail<ParseError>("model file '", path, "': param_groups[", i, "] needs a non-empty string \"name\" and a number \"weight_decay\", not ", json_excerpt(g));
       model.param_groups.push_back(ParamGroup{g["name"].get<std::string>(), g.value("weight_decay", 0.0)});
     }
   }
@@ -53,11 +50,11 @@ inline ModelSpec parse_model_json(std::string_view text, const std::string& path
     if (name.empty()) detail::fail<ParseError>(where(i), " has an empty name");
     for (const char* key : {"dtype", "role", "group"})
       if (t.contains(key) && !t[key].is_string())
-        detail::fail<ParseError>(where(i), " ('", name, "'): \"", key, "\" must be a string, not ", t[key].dump());
+        detail::fail<ParseError>(where(i), " ('", name, "'): \"", key, "\" must be a string, not ", json_excerpt(t[key]));
     Dims shape;
     for (const auto& extent : t["shape"]) {
       if (!extent.is_number_integer() || extent.get<index_t>() < 0)
-        detail::fail<ParseError>(where(i), " ('", name, "'): shape extent ", extent.dump(), " is not a non-negative integer");
+        detail::fail<ParseError>(where(i), " ('", name, "'): shape extent ", json_excerpt(extent), " is not a non-negative integer");
       shape.push_back(extent.get<index_t>());
     }
     with_overflow_context([&] { return volume(shape); }, [&] { return detail::concat(where(i), " ('", name, "')"); });
@@ -78,12 +75,18 @@ inline ModelSpec parse_model_json(std::string_view text, const std::string& path
   return model;
 }
 
+// Largest model file read: a JSON entry per tensor, so a million tensors fit in far less.
+inline constexpr std::uint64_t model_file_max_bytes = std::uint64_t{256} << 20;
+
 // A model from a JSON file (parse_model_json), named after the file unless it says otherwise.
+// Directories, unreadable files and files over model_file_max_bytes are errors naming the path.
 inline ModelSpec read_model_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) detail::fail("model file '", path, "' cannot be read");
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return parse_model_json(text, path, std::filesystem::path(path).stem().string());
+  InputFile file(path);
+  if (file.size() > model_file_max_bytes)
+    detail::fail<ParseError>("model ", file.name(), " has ", file.size(), " bytes; model files are at most ", model_file_max_bytes, " bytes");
+  std::vector<std::byte> bytes = file.read(0, file.size());
+  return parse_model_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), path,
+                          std::filesystem::path(path).stem().string());
 }
 
 // A built-in model name, or the path of a JSON model file.

@@ -4,6 +4,7 @@
 
 #include "cli_support.hpp"
 #include "commands.hpp"
+#include "memory_bound.hpp"
 
 namespace shardalg::cli {
 namespace {
@@ -16,6 +17,7 @@ struct PartitionOptions {
   std::vector<index_t> shared_embedding;
   bool pad_nccl_busbw = false;
   bool json = false;
+  MemoryBound memory;
 };
 
 const std::vector<std::string> kOptionalFlags = {"--bucket-size", "--sub-group-size", "--alignment", "--shared-embedding",
@@ -65,16 +67,18 @@ std::string format_boxes(const std::vector<Box>& boxes) {
 }
 
 void run(const CLI::App& cmd, const PartitionOptions& o) {
+  // The layout keeps each rank's position; fragments are computed rank by rank as they print.
+  o.memory.require(static_cast<double>(o.world) * 64, "partition", detail::concat(o.world, " ranks, about 64 bytes each"));
   FlatLayout layout = build_layout(cmd, o);
   bool with_boxes = !o.shapes.empty();
   std::vector<Zero3SubGroup> sub_groups;
   if (o.scheme == "zero3" && cmd.count("--sub-group-size")) sub_groups = zero3_sub_groups(layout, o.sub_group_size);
-  if (o.json) {
-    nlohmann::ordered_json out;
-    out["scheme"] = o.scheme;
-    out["world"] = o.world;
-    out["partition_size"] = layout.partition_size();
-    nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
+  if (o.json) {  // streamed rank by rank: a group of millions never becomes one document in memory
+    nlohmann::ordered_json head = {{"scheme", o.scheme}, {"world", o.world}, {"partition_size", layout.partition_size()}};
+    std::string text = head.dump();
+    text.pop_back();  // the closing brace: the ranks and what follows them come next
+    std::cout << text << ",\"ranks\":[";
+    bool first = true;
     for (index_t rank : layout.group()) {
       nlohmann::ordered_json fragments = nlohmann::ordered_json::array();
       for (const FlatFragment& f : layout.fragments(rank)) {
@@ -87,9 +91,11 @@ void run(const CLI::App& cmd, const PartitionOptions& o) {
         }
         fragments.push_back(item);
       }
-      ranks.push_back({{"rank", rank}, {"padding", layout.padding(rank)}, {"fragments", fragments}});
+      std::cout << (first ? "" : ",") << nlohmann::ordered_json{{"rank", rank}, {"padding", layout.padding(rank)}, {"fragments", fragments}}.dump();
+      first = false;
     }
-    out["ranks"] = ranks;
+    std::cout << ']';
+    nlohmann::ordered_json out = nlohmann::ordered_json::object();
     if (o.scheme == "megatron") {
       nlohmann::ordered_json buckets = nlohmann::ordered_json::array(), params = nlohmann::ordered_json::array();
       for (const FlatBucket& b : layout.buckets()) buckets.push_back({{"start", b.begin}, {"end", b.end}});
@@ -105,7 +111,8 @@ void run(const CLI::App& cmd, const PartitionOptions& o) {
                           {"partition_numel", g.partition_numel}});
       out["sub_groups"] = groups;
     }
-    std::cout << out.dump() << "\n";
+    std::string rest = out.dump();  // "{...}" or "{}": its members follow the ranks
+    std::cout << (rest.size() > 2 ? "," + rest.substr(1) : "}") << "\n";
     return;
   }
   std::cout << "scheme " << o.scheme << ", world " << o.world << ", partition size " << layout.partition_size()
@@ -142,16 +149,17 @@ void add_partition_command(CLI::App& app) {
   cmd->add_option("--scheme", o->scheme, "zero3 (DeepSpeed per-parameter), zero12 (DeepSpeed flat group), megatron (distributed optimizer)")
       ->required()
       ->check(CLI::IsMember({"zero3", "zero12", "megatron"}));
-  cmd->add_option("--world", o->world, "Ranks in the partition group (the DP group; for experts the expert-DP group)")->required();
+  cmd->add_option("--world", o->world, "Ranks in the partition group (the DP group; for experts the expert-DP group)")->required()->check(within(1, max_ranks));
   cmd->add_option("--numels", o->numels, "Element counts of the params in order, e.g. 10,6,3");
   cmd->add_option("--shapes", o->shapes, "Shapes of the params, e.g. 2x5,6,3 (then fragments also show global boxes)");
-  cmd->add_option("--bucket-size", o->bucket_size, "megatron: elements after which a bucket closes");
-  cmd->add_option("--shared-embedding", o->shared_embedding, "megatron: index of a param that gets its own bucket (repeatable)");
+  cmd->add_option("--bucket-size", o->bucket_size, "megatron: elements after which a bucket closes")->check(within(1, index_t{1} << 62));
+  cmd->add_option("--shared-embedding", o->shared_embedding, "megatron: index of a param that gets its own bucket (repeatable)")->check(within(0, index_t{1} << 30));
   cmd->add_flag("--pad-nccl-busbw", o->pad_nccl_busbw, "megatron: pad buckets to lcm(D, 128, 65536)");
-  cmd->add_option("--sub-group-size", o->sub_group_size, "zero3: per-rank elements after which an optimizer sub-group closes");
+  cmd->add_option("--sub-group-size", o->sub_group_size, "zero3: per-rank elements after which an optimizer sub-group closes")->check(within(1, index_t{1} << 62));
   cmd->add_option("--alignment", o->alignment, "zero12: alignment factor (the buffer is padded to a multiple of it times the world)")
-      ->capture_default_str();
+      ->capture_default_str()->check(within(1, index_t{1} << 20));
   cmd->add_flag("--json", o->json, "Print JSON");
+  o->memory.add_to(*cmd);
   cmd->callback([cmd, o] { run(*cmd, *o); });
 }
 

@@ -113,9 +113,9 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
 }
 
 void run(const CLI::App& cmd, const PlanOptions& o) {
-  if (cmd.count("--rank") > 0 && o.rank < 0) detail::fail("--rank ", o.rank, " must be a non-negative rank");
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
+  if (o.rank < 0) require_plannable(plan, o, o.json ? 512.0 : 96.0, o.simulate);  // JSON: a document entry per transfer
   if (o.lower) return print_lowering(plan, o);
   if (o.relabel) return print_relabeling(plan, o);
   TransferList transfers;
@@ -151,7 +151,7 @@ void add_plan_command(CLI::App& app) {
   auto o = std::make_shared<PlanOptions>();
   CLI::App* cmd = app.add_subcommand("plan", "Resharding plan of one tensor or a whole model between two layouts (any meshes)");
   add_layout_options(*cmd, *o);
-  cmd->add_option("--rank", o->rank, "Only this rank's receives and sends, planned without the rest");
+  cmd->add_option("--rank", o->rank, "Only this rank's receives and sends, planned without the rest")->check(within(0, max_ranks - 1));
   cmd->add_flag("--json", o->json, "Print the transfers as JSON");
   cmd->add_flag("--summary", o->summary, "Print bytes moved and kept, messages, per-rank maxima, the lower bound and plan time");
   auto* simulate = cmd->add_flag("--simulate", o->simulate,
@@ -160,7 +160,7 @@ void add_plan_command(CLI::App& app) {
   auto* relabel = cmd->add_flag("--relabel", o->relabel, "The destination rank relabeling that moves the fewest bytes");
   cmd->add_option("--relabel-exact-limit", o->relabel_exact_limit, "Largest world solved exactly; greedy above")
       ->capture_default_str()
-      ->needs(relabel);
+      ->needs(relabel)->check(within(0, 1024, "the exact solver's cubic time passes a few seconds above 1024 ranks; larger worlds use the greedy method"));
   add_cost_options(*cmd, o->cost, lower);
   lower->excludes(relabel);
   for (auto* other : {simulate, cmd->get_option("--summary"), cmd->get_option("--rank")}) {

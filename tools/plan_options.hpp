@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "memory_bound.hpp"
 #include "plan_support.hpp"
 
 namespace shardalg::cli {
@@ -16,7 +17,34 @@ struct LayoutOptions {
   std::string src_mesh, src_placements, src_devices, dst_mesh, dst_placements, dst_devices, dtype = "fp32", optimizer = "none";
   std::vector<std::string> tensors;
   index_t scale_down_factor = 1;
+  MemoryBound memory;
+  index_t max_replica_visits = index_t{1} << 27;
 };
+
+// What planning every rank will need, estimated from the layouts before any work, refused with
+// one line when over the bounds: the transfers' memory (at least one per destination rank and
+// tensor; `bytes_per_transfer` with what the command builds from them), a simulation's buffers
+// (every element each source and destination rank holds), and the replica choices of replicated
+// sources (each destination rank's part visits every replica of what it needs).
+// Example: S(0),R on dp=4096,tp=4096 to R,R: 16,777,216 destination ranks x 4,096 replicas =
+// 2^36 visits, over the default 2^27: refused naming --max-replica-visits and --rank.
+inline void require_plannable(const ModelReshardPlan& plan, const LayoutOptions& o, double bytes_per_transfer, bool simulate) {
+  double transfers = 0, visits = 0, simulated_bytes = 0;
+  for (std::size_t t = 0; t < plan.size(); ++t) {
+    const ReshardPlan& part = plan.tensor_plan(t);
+    const MeshLayout &src = part.source().placement_layout(), &dst = part.destination().placement_layout();
+    double dst_ranks = static_cast<double>(dst.mesh().size()), replicas = static_cast<double>(src.replication_factor());
+    transfers += dst_ranks;
+    if (replicas > 1) visits += dst_ranks * replicas;
+    double elements = static_cast<double>(volume(src.global_shape()));
+    simulated_bytes += elements * static_cast<double>(element_bytes(plan.source()[t].dtype)) * (replicas + static_cast<double>(dst.replication_factor()));
+  }
+  if (visits > static_cast<double>(o.max_replica_visits))
+    detail::fail("planning every rank would visit about ", byte_count(visits).dump(), " source replicas (each destination rank's part visits every replica of ",
+                 "what it needs), over the bound of ", o.max_replica_visits, " (--max-replica-visits; or plan one rank with --rank)");
+  o.memory.require(transfers * bytes_per_transfer, "planning every rank", detail::concat(transfers, " transfers at least, ", bytes_per_transfer, " bytes each"));
+  if (simulate) o.memory.require(simulated_bytes, "--simulate", "every element each source and destination rank holds");
+}
 
 // The plan between the two model layouts the options describe: a whole model or one tensor
 // under recipes, or one tensor between explicit mesh layouts.
@@ -109,7 +137,7 @@ inline void add_cost_options(CLI::App& cmd, CostOptions& o, CLI::Option* only_wi
       cmd.add_option("--inter-node", o.inter_node,
                      detail::concat("Inter-node link as ALPHA_US,GBPS (default ", defaults.inter_node.alpha_us, ",",
                                     defaults.inter_node.gigabytes_per_second, ": InfiniBand)")),
-      cmd.add_option("--ranks-per-node", o.ranks_per_node, "Consecutive ranks sharing a node")->capture_default_str()};
+      cmd.add_option("--ranks-per-node", o.ranks_per_node, "Consecutive ranks sharing a node")->capture_default_str()->check(within(1, max_ranks))};
   if (only_with)
     for (CLI::Option* option : options) option->needs(only_with);
 }
@@ -121,7 +149,7 @@ inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
   cmd.add_option("--dst-layout", o.dst_layout, "Destination recipe, e.g. \"fsdp-tp dp=4,tp=2\"");
   cmd.add_option("--role", o.role, "Role of the --shape tensor under recipes (column_parallel, row_parallel, ...)")->capture_default_str();
   cmd.add_option("--tensor", o.tensors, "Plan only this tensor of the model (repeatable)");
-  cmd.add_option("--scale-down", o.scale_down_factor, "Divide every dimension of the model by K, rounding up")->capture_default_str();
+  cmd.add_option("--scale-down", o.scale_down_factor, "Divide every dimension of the model by K, rounding up")->capture_default_str()->check(within(1, index_t{1} << 62));
   add_optimizer_option(cmd, o.optimizer);
   cmd.add_option("--src-mesh", o.src_mesh, "Source mesh, e.g. dp=8");
   cmd.add_option("--src-placements", o.src_placements, "Source placements, e.g. \"S(0)\"");
@@ -131,6 +159,11 @@ inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
   cmd.add_option("--dst-devices", o.dst_devices, "Destination mesh ranks (default row-major 0..N-1)");
   cmd.add_option("--dtype", o.dtype, "Element type (" + dtype_names() + "); overrides a model's")
       ->capture_default_str();
+  o.memory.add_to(cmd);
+  cmd.add_option("--max-replica-visits", o.max_replica_visits,
+                 "Refuse plans of every rank whose replica choices exceed this many visits (2^27: about 10 s)")
+      ->capture_default_str()
+      ->check(CLI::Range(index_t{1}, index_t{1} << 40));
 }
 
 }  // namespace shardalg::cli

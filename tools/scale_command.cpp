@@ -88,16 +88,16 @@ void add_scale_command(CLI::App& app) {
   cmd->add_option("--world", o->world,
                   "Data-parallel size: the DP world (deepspeed, zero3-autoep), the reduce world N (fsdp1/2), |dp*cp| (megatron), "
                   "dp_replicate*dp_shard*cp (torchtitan)")
-      ->required();
-  cmd->add_option("--ep", o->ep, "Expert-parallel size");
+      ->required()->check(within(1, max_ranks));
+  cmd->add_option("--ep", o->ep, "Expert-parallel size")->check(within(1, max_ranks));
   cmd->add_flag("--expert", o->expert, "The parameter is an expert parameter");
   cmd->add_option("--predivide-factor", o->predivide_factor, "deepspeed: gradient_predivide_factor f");
   cmd->add_flag("--prescale", o->prescale, "deepspeed: prescale_gradients (divide by D before the all-reduce)");
-  cmd->add_option("--divide-factor", o->divide_factor, "fsdp1/fsdp2: user gradient divide factor (replaces N)");
+  cmd->add_option("--divide-factor", o->divide_factor, "fsdp1/fsdp2: user gradient divide factor (replaces N)")->check(within(1, index_t{1} << 53));
   cmd->add_flag("--low-precision", o->low_precision, "fsdp2/torchtitan: fp16 reduction (pre/post split instead of AVG)");
   cmd->add_flag("--average-in-collective", o->average_in_collective, "megatron: average_in_collective");
-  cmd->add_option("--edp", o->edp, "megatron: expert data-parallel size (default: --world / --ep)");
-  cmd->add_option("--tp", o->tp, "torchtitan: TP size (experts borrow dp_shard*cp*tp)");
+  cmd->add_option("--edp", o->edp, "megatron: expert data-parallel size (default: --world / --ep)")->check(within(1, max_ranks));
+  cmd->add_option("--tp", o->tp, "torchtitan: TP size (experts borrow dp_shard*cp*tp)")->check(within(1, max_ranks));
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([cmd, o] { run(*cmd, *o); });
 }

@@ -2,9 +2,12 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <exception>
+#include <ios>
 #include <iostream>
 #include <new>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -12,6 +15,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli_support.hpp"
+#include "shardalg/storage/json_input.hpp"
 #include "commands.hpp"
 #include "mpi_launch.hpp"
 
@@ -40,11 +44,16 @@ void wait_for_the_reporting_process() {
 }
 
 // Under an MPI launcher every process parses the same command line and meets the same errors:
-// only the first reports, so that the error is one line.
-int fail_with(const char* message) {
+// only the first reports, so that the error is one line. Messages from outside the library
+// (CLI11's, the standard library's) echo values unescaped: the line is escaped here, and one
+// longer than any the library writes is cut.
+int fail_with(std::string_view message) {
+  constexpr std::size_t longest_message = 1000;
+  std::string line = shardalg::detail::escaped(message.substr(0, longest_message));
+  if (message.size() > longest_message) line += shardalg::detail::concat("... (a message of ", message.size(), " characters)");
   // One write: under mpirun, the launcher's own messages would otherwise land inside the line.
   const std::optional<std::string_view> rank = rank_from_launcher();
-  if (!rank || *rank == "0") std::cerr << shardalg::detail::concat("error: ", message, "\n") << std::flush;
+  if (!rank || *rank == "0") std::cerr << shardalg::detail::concat("error: ", line, "\n") << std::flush;
   if (rank) wait_for_the_reporting_process();
   return 2;
 }
@@ -72,7 +81,7 @@ int main(int argc, char** argv) {
       found = found || command->check_name(argv[1]);
     }
     if (!found)
-      return fail_with(("unknown subcommand '" + std::string(argv[1]) + "' (one of: " + known + ")").c_str());
+      return fail_with(shardalg::detail::concat("unknown subcommand '", shardalg::detail::echoed(argv[1]), "' (one of: ", known, ")"));
   }
   try {
     app.parse(argc, argv);
@@ -88,6 +97,16 @@ int main(int argc, char** argv) {
     return fail_with(e.what());
   } catch (const std::bad_alloc&) {  // a request whose answer does not fit in memory (every rank of a huge world)
     return fail_with("out of memory: the request's answer does not fit in this machine's memory");
+  } catch (const std::ios_base::failure& e) {
+    return fail_with(shardalg::detail::concat("input/output error: ", e.what()));
+  } catch (const nlohmann::json::exception& e) {  // JSON output of a name that is not UTF-8, say
+    return fail_with(shardalg::detail::concat("JSON: ", shardalg::json_error_text(e)));
+  } catch (const std::length_error& e) {
+    return fail_with(shardalg::detail::concat("a size is too large for this machine: ", e.what()));
+  } catch (const std::exception& e) {  // the one handler: nothing leaves main as an uncaught exception
+    return fail_with(shardalg::detail::concat("unexpected failure: ", e.what()));
+  } catch (...) {
+    return fail_with("unexpected failure of an unknown kind");
   }
   return exit_code;
 }

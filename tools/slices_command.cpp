@@ -33,14 +33,26 @@ MeshLayout build_layout(const SlicesOptions& options) {
   return MeshLayout(mesh, placements, shape, parse_shard_order(options.shard_order, mesh.names()));
 }
 
-std::vector<const RankSlice*> by_rank(const SliceMap& map) {
-  std::vector<const RankSlice*> slices;
-  for (const RankSlice& slice : map.ranks()) slices.push_back(&slice);
-  std::sort(slices.begin(), slices.end(), [](auto* a, auto* b) { return a->rank < b->rank; });
-  return slices;
+// Mesh positions in the order of the ranks they hold: listings go by rank, one slice at a time.
+std::vector<index_t> positions_by_rank(const DeviceMesh& mesh) {
+  std::vector<index_t> positions(static_cast<std::size_t>(mesh.size()));
+  for (std::size_t p = 0; p < positions.size(); ++p) positions[p] = static_cast<index_t>(p);
+  const std::vector<index_t>& devices = mesh.devices();
+  std::sort(positions.begin(), positions.end(),
+            [&](index_t a, index_t b) { return devices[static_cast<std::size_t>(a)] < devices[static_cast<std::size_t>(b)]; });
+  return positions;
 }
 
-void print_table(const MeshLayout& layout, const SliceMap& map) {
+std::array<std::string, 5> table_row(const RankSlice& slice) {
+  std::string boxes;
+  for (const Box& box : slice.tile.boxes()) boxes += (boxes.empty() ? "" : "  ") + format_box(box);
+  if (boxes.empty()) boxes = "(nothing)";
+  return {std::to_string(slice.rank), to_string(slice.coordinate), to_string(slice.info.local_shape), to_string(slice.info.global_offset), boxes};
+}
+
+// The table is computed twice, once for the column widths and once to print: memory stays that
+// of one rank's slice whatever the mesh size.
+void print_table(const MeshLayout& layout) {
   const DeviceMesh& mesh = layout.mesh();
   std::cout << "mesh        " << mesh.to_string() << "\n"
             << "placements  " << format_placements(layout.placements()) << "\n"
@@ -52,41 +64,46 @@ void print_table(const MeshLayout& layout, const SliceMap& map) {
   coord_header += ")";
   // Columns as wide as their widest entry plus two spaces (at least the usual widths), so that
   // huge extents stay apart.
-  std::vector<std::array<std::string, 5>> rows;
-  rows.push_back({"rank", coord_header, "local shape", "global offset", "global boxes (local order)"});
-  for (const RankSlice* slice : by_rank(map)) {
-    std::string boxes;
-    for (const Box& box : slice->tile.boxes()) boxes += (boxes.empty() ? "" : "  ") + format_box(box);
-    if (boxes.empty()) boxes = "(nothing)";
-    rows.push_back({std::to_string(slice->rank), to_string(slice->coordinate), to_string(slice->info.local_shape),
-                    to_string(slice->info.global_offset), boxes});
-  }
+  const std::vector<index_t> positions = positions_by_rank(mesh);
   std::array<std::size_t, 4> widths = {6, 16, 18, 18};
-  for (const auto& row : rows)
+  auto widen = [&](const std::array<std::string, 5>& row) {
     for (std::size_t c = 0; c < widths.size(); ++c) widths[c] = std::max(widths[c], row[c].size() + 2);
-  for (const auto& row : rows) {
+  };
+  auto print = [&](const std::array<std::string, 5>& row) {
     std::cout << std::left;
     for (std::size_t c = 0; c < widths.size(); ++c) std::cout << std::setw(static_cast<int>(widths[c])) << row[c];
     std::cout << row[4] << "\n";
-  }
+  };
+  const std::array<std::string, 5> header = {"rank", coord_header, "local shape", "global offset", "global boxes (local order)"};
+  widen(header);
+  for (index_t position : positions) widen(table_row(SliceMap::slice_at(layout, position)));
+  print(header);
+  for (index_t position : positions) print(table_row(SliceMap::slice_at(layout, position)));
 }
 
-void print_json(const MeshLayout& layout, const SliceMap& map) {
+// Streamed rank by rank.
+void print_json(const MeshLayout& layout) {
   const DeviceMesh& mesh = layout.mesh();
-  nlohmann::ordered_json out;
-  out["mesh"] = {{"names", mesh.names()}, {"shape", to_json(mesh.shape())}, {"devices", mesh.devices()}};
-  nlohmann::ordered_json ranks = nlohmann::ordered_json::array();
-  for (const RankSlice* slice : by_rank(map)) {
+  std::string mesh_head = nlohmann::ordered_json{{"names", mesh.names()}, {"shape", to_json(mesh.shape())}}.dump();
+  mesh_head.pop_back();  // its closing brace: the devices, streamed, come next
+  std::cout << "{\"mesh\":" << mesh_head << ",\"devices\":";
+  write_json_array(std::cout, mesh.devices());
+  std::cout << "},\"ranks\":[";
+  bool first = true;
+  for (index_t position : positions_by_rank(mesh)) {
+    RankSlice slice = SliceMap::slice_at(layout, position);
     nlohmann::ordered_json boxes = nlohmann::ordered_json::array();
-    for (const Box& box : slice->tile.boxes()) boxes.push_back({{"offset", to_json(box.offset)}, {"shape", to_json(box.shape)}});
-    ranks.push_back({{"rank", slice->rank},
-                     {"coord", to_json(slice->coordinate)},
-                     {"local_shape", to_json(slice->info.local_shape)},
-                     {"global_offset", to_json(slice->info.global_offset)},
-                     {"boxes", boxes}});
+    for (const Box& box : slice.tile.boxes()) boxes.push_back({{"offset", to_json(box.offset)}, {"shape", to_json(box.shape)}});
+    std::cout << (first ? "" : ",")
+              << nlohmann::ordered_json{{"rank", slice.rank},
+                                        {"coord", to_json(slice.coordinate)},
+                                        {"local_shape", to_json(slice.info.local_shape)},
+                                        {"global_offset", to_json(slice.info.global_offset)},
+                                        {"boxes", boxes}}
+                     .dump();
+    first = false;
   }
-  out["ranks"] = ranks;
-  std::cout << out.dump() << "\n";
+  std::cout << "]}\n";
 }
 
 // The global tensor (its first two dims; a 1-d tensor as one row) with each replica group's
@@ -150,9 +167,8 @@ void add_slices_command(CLI::App& app) {
   cmd->callback([options] {
     MeshLayout layout = build_layout(*options);
     if (!options->svg.empty()) write_svg(layout, options->svg);  // first: a path it cannot write fails alone
-    SliceMap map(layout);
-    if (options->json) print_json(layout, map);
-    else print_table(layout, map);
+    if (options->json) print_json(layout);
+    else print_table(layout);
   });
 }
 

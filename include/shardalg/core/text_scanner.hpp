@@ -6,6 +6,7 @@
 #include <charconv>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "shardalg/core/checked.hpp"
 
@@ -34,7 +35,7 @@ class Scanner {
     return true;
   }
   void expect(std::string_view token) {
-    if (!accept(token)) fail_here(concat("expected '", token, "'"));
+    if (!accept(token)) fail_here("expected '", token, "'");
   }
   // A (possibly negative) decimal integer that fits in int64.
   index_t integer() {
@@ -49,7 +50,7 @@ class Scanner {
     if (digits.empty() || error != std::errc() || end != digits.data() + digits.size()) {
       pos_ = start;
       if (error == std::errc::result_out_of_range)
-        fail<OverflowError>(concat(what_, " '", text_, "': integer '", digits, "' does not fit in int64"));
+        fail<OverflowError>(what_, " '", text_, "': integer '", digits, "' does not fit in int64");
       fail_here("expected an integer");
     }
     return value;
@@ -73,8 +74,10 @@ class Scanner {
   void expect_end() {
     if (!at_end()) fail_here("unexpected text");
   }
-  [[noreturn]] void fail_here(std::string_view problem) {
-    fail<ParseError>(what_, " '", text_, "': ", problem, " at position ", pos_);
+  // Throws ParseError naming the text, the problem (its parts joined as fail joins them) and the position.
+  template <class... Problem>
+  [[noreturn]] void fail_here(Problem&&... problem) {
+    fail<ParseError>(what_, " '", text_, "': ", std::forward<Problem>(problem)..., " at position ", pos_);
   }
 
  private:

@@ -182,12 +182,18 @@ class TensorLayout {
     return a.mesh_ == b.mesh_ || *a.mesh_ == *b.mesh_;
   }
 
-  // Equal layouts hash alike (the ZeRO-3 tensors a model plan treats as equivalent do too: the
-  // hash leaves out which tensor of a flat layout it is).
+  // Equal layouts hash alike, and so do the flat tensors shift_from relates (those with own
+  // buckets of one size: the hash takes the bucket's size, not which tensor it is). A flat tensor
+  // sharing its bucket equals only itself, so its hash takes its index: a model of n such
+  // tensors (Megatron's distributed optimizer) then meets no hash collisions, not n^2 of them.
   std::size_t hash() const {
     std::size_t h = flat_ ? std::hash<const void*>()(flat_.get()) : mesh().hash();
     for (index_t extent : global_shape()) h = h * 31 + static_cast<std::size_t>(extent);
     for (const Placement& p : placement_layout().placements()) h = h * 31 + static_cast<std::size_t>(p.dim() + 7 * static_cast<int>(p.kind()));
+    if (flat_) {
+      std::optional<OwnBucket> bucket = own_bucket();
+      h = h * 31 + (bucket ? 2 * static_cast<std::size_t>(bucket->size) : 2 * tensor_ + 1);
+    }
     return h;
   }
 

@@ -65,7 +65,7 @@ inline void skip_keyword(Scanner& in, std::initializer_list<std::string_view> al
   for (std::string_view a : allowed)
     if (word == a) return;
   in.rewind(start);
-  in.fail_here(concat("unexpected argument name '", word, "'"));
+  in.fail_here("unexpected argument name '", word, "'");
 }
 
 inline ReduceOp parse_reduce_op(Scanner& in) {
@@ -74,7 +74,7 @@ inline ReduceOp parse_reduce_op(Scanner& in) {
   if (quoted && !in.accept("'")) in.expect("\"");
   for (ReduceOp op : {ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max, ReduceOp::product})
     if (name == to_string(op)) return op;
-  in.fail_here(concat("unknown reduce op '", name, "' (sum, avg, min, max, product)"));
+  in.fail_here("unknown reduce op '", name, "' (sum, avg, min, max, product)");
 }
 
 inline Placement parse_one_placement(Scanner& in) {
@@ -88,7 +88,7 @@ inline Placement parse_one_placement(Scanner& in) {
     skip_keyword(in, {"dim"});
     index_t dim = in.integer();
     in.expect(")");
-    if (dim < 0) in.fail_here(concat("shard dim ", dim, " must be non-negative"));
+    if (dim < 0) in.fail_here("shard dim ", dim, " must be non-negative");
     return Placement::shard(dim);
   }
   if (name == "_S" || name == "_StridedShard") {
@@ -102,11 +102,11 @@ inline Placement parse_one_placement(Scanner& in) {
     if (in.accept(",")) {
       std::string which = in.identifier();
       if (which == "legacy") semantics = StridedSemantics::legacy;
-      else if (which != "nested") in.fail_here(concat("unknown strided semantics '", which, "' (nested, legacy)"));
+      else if (which != "nested") in.fail_here("unknown strided semantics '", which, "' (nested, legacy)");
     }
     in.expect(")");
-    if (dim < 0) in.fail_here(concat("shard dim ", dim, " must be non-negative"));
-    if (sf < 1) in.fail_here(concat("split factor ", sf, " must be >= 1"));
+    if (dim < 0) in.fail_here("shard dim ", dim, " must be non-negative");
+    if (sf < 1) in.fail_here("split factor ", sf, " must be >= 1");
     return Placement::strided_shard(dim, sf, semantics);
   }
   if (name == "BC" || name == "BlockCyclic") {
@@ -122,9 +122,9 @@ inline Placement parse_one_placement(Scanner& in) {
       source = in.integer();
     }
     in.expect(")");
-    if (dim < 0) in.fail_here(concat("shard dim ", dim, " must be non-negative"));
-    if (block < 1) in.fail_here(concat("block size ", block, " must be >= 1"));
-    if (source < 0) in.fail_here(concat("source coordinate ", source, " must be >= 0"));
+    if (dim < 0) in.fail_here("shard dim ", dim, " must be non-negative");
+    if (block < 1) in.fail_here("block size ", block, " must be >= 1");
+    if (source < 0) in.fail_here("source coordinate ", source, " must be >= 0");
     return Placement::block_cyclic(dim, block, source);
   }
   if (name == "P" || name == "Partial") {
@@ -138,7 +138,7 @@ inline Placement parse_one_placement(Scanner& in) {
     }
     return Placement::partial(op);
   }
-  in.fail_here(concat("unknown placement '", name, "' (R, S(d), _S(d, sf), P(op), BC(d, block) or their repr forms)"));
+  in.fail_here("unknown placement '", name, "' (R, S(d), _S(d, sf), P(op), BC(d, block) or their repr forms)");
 }
 
 }  // namespace detail

@@ -120,7 +120,7 @@ inline ShardOrder parse_shard_order(std::string_view text, std::span<const std::
     ShardOrderEntry entry{in.integer(), {}};
     if (entry.tensor_dim < 0) in.fail_here("tensor dim must be non-negative");
     for (const auto& e : order)
-      if (e.tensor_dim == entry.tensor_dim) in.fail_here(detail::concat("tensor dim ", entry.tensor_dim, " appears twice"));
+      if (e.tensor_dim == entry.tensor_dim) in.fail_here("tensor dim ", entry.tensor_dim, " appears twice");
     in.expect(":");
     in.expect("[");
     do {
@@ -129,7 +129,7 @@ inline ShardOrder parse_shard_order(std::string_view text, std::span<const std::
         index_t found = -1;
         for (std::size_t i = 0; i < mesh_names.size(); ++i)
           if (mesh_names[i] == name) found = static_cast<index_t>(i);
-        if (found < 0) in.fail_here(detail::concat("unknown mesh dim '", name, "'"));
+        if (found < 0) in.fail_here("unknown mesh dim '", name, "'");
         entry.mesh_dims.push_back(found);
       } else {
         entry.mesh_dims.push_back(in.integer());

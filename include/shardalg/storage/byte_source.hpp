@@ -65,7 +65,8 @@ class MemorySource final : public ByteSource {
 class InputFile final : public ByteSource {
  public:
   explicit InputFile(const std::string& path) : name_("file '" + path + "'") {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    // O_NONBLOCK: opening a named pipe must not wait for a writer (regular files ignore it).
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd_ < 0) detail::fail<FormatError>("cannot open ", name_, ": ", std::strerror(errno));
     struct stat info {};
     if (::fstat(fd_, &info) != 0 || !S_ISREG(info.st_mode)) {

@@ -201,12 +201,7 @@ class Checkpoint {
       InputFile file(index.string());
       if (file.size() > safetensors_max_header) detail::fail<FormatError>(file.name(), ": ", file.size(), " bytes is too large for an index");
       std::vector<std::byte> bytes = file.read(0, file.size());
-      nlohmann::json json;
-      try {
-        json = nlohmann::json::parse(reinterpret_cast<const char*>(bytes.data()), reinterpret_cast<const char*>(bytes.data()) + bytes.size());
-      } catch (const nlohmann::json::exception& e) {
-        detail::fail<FormatError>(file.name(), " is not valid JSON: ", e.what());
-      }
+      nlohmann::json json = parse_untrusted_json(std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), file.name());
       if (!json.is_object() || !json.contains("weight_map") || !json["weight_map"].is_object())
         detail::fail<FormatError>(file.name(), ": expected an object with a \"weight_map\" object");
       for (auto& [tensor, name] : json["weight_map"].items()) {

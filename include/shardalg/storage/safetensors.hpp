@@ -27,6 +27,7 @@
 #include "shardalg/storage/byte_source.hpp"
 #include "shardalg/storage/checkpoint_layout.hpp"
 #include "shardalg/storage/format_dtypes.hpp"
+#include "shardalg/storage/json_input.hpp"
 
 namespace shardalg {
 
@@ -60,12 +61,8 @@ inline SafetensorsHeader read_safetensors_header(const ByteSource& source) {
   if (header_length > safetensors_max_header || header_length > source.size() - 8)
     fail<FormatError>(what, ": safetensors header of ", header_length, " bytes (the file has ", source.size(), "; at most ", safetensors_max_header, ")");
   std::vector<std::byte> text = source.read(8, header_length);
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(reinterpret_cast<const char*>(text.data()), reinterpret_cast<const char*>(text.data()) + text.size());
-  } catch (const nlohmann::json::exception& e) {
-    fail<FormatError>(what, ": safetensors header is not valid JSON: ", e.what());
-  }
+  nlohmann::json json =
+      parse_untrusted_json(std::string_view(reinterpret_cast<const char*>(text.data()), text.size()), what + ": the safetensors header");
   if (!json.is_object()) fail<FormatError>(what, ": safetensors header is not a JSON object");
   SafetensorsHeader header;
   std::uint64_t data_start = 8 + header_length;
@@ -92,13 +89,13 @@ inline SafetensorsHeader read_safetensors_header(const ByteSource& source) {
     }
     if (entry["shape"].size() > 64) bad(entry["shape"].size(), " dims");
     for (const auto& extent : entry["shape"]) {
-      if (!extent.is_number_unsigned()) bad("shape extent ", extent.dump(), " is not a non-negative integer");
+      if (!extent.is_number_unsigned()) bad("shape extent ", json_excerpt(extent), " is not a non-negative integer");
       std::uint64_t v = extent.get<std::uint64_t>();
       if (v > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max())) bad("shape extent ", v, " is too large");
       tensor.shape.push_back(static_cast<index_t>(v));
     }
     const auto& offsets = entry["data_offsets"];
-    if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) bad("data_offsets ", offsets.dump(), " are not non-negative integers");
+    if (!offsets[0].is_number_unsigned() || !offsets[1].is_number_unsigned()) bad("data_offsets ", json_excerpt(offsets), " are not non-negative integers");
     std::uint64_t begin = offsets[0].get<std::uint64_t>(), end = offsets[1].get<std::uint64_t>();
     std::uint64_t expected = static_cast<std::uint64_t>(checked_mul(volume(tensor.shape), element_bytes(tensor.dtype)));
     if (end < begin || end - begin != expected)
@@ -128,12 +125,7 @@ inline std::optional<std::map<std::string, Dims>> safetensors_saved_offsets(cons
   using detail::fail;
   auto it = header.metadata.find(std::string(dcp_sharding_info_key));
   if (it == header.metadata.end()) return std::nullopt;
-  nlohmann::json json;
-  try {
-    json = nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    fail<FormatError>(what, ": ", dcp_sharding_info_key, " is not valid JSON: ", e.what());
-  }
+  nlohmann::json json = parse_untrusted_json(it->second, detail::concat(what, ": ", dcp_sharding_info_key));
   if (!json.is_object()) fail<FormatError>(what, ": ", dcp_sharding_info_key, " is not a JSON object");
   std::map<std::string, Dims> result;
   for (const SafetensorsTensor& t : header.tensors) {
@@ -142,11 +134,11 @@ inline std::optional<std::map<std::string, Dims>> safetensors_saved_offsets(cons
       fail<FormatError>(what, ": ", dcp_sharding_info_key, " gives no \"saved_offsets\" array for tensor '", t.name, "'");
     const nlohmann::json& offsets = (*entry)["saved_offsets"];
     if (offsets.size() != t.shape.size())
-      fail<FormatError>(what, ": tensor '", t.name, "' has ", t.shape.size(), " dims but saved_offsets ", offsets.dump(), " has ", offsets.size());
+      fail<FormatError>(what, ": tensor '", t.name, "' has ", t.shape.size(), " dims but saved_offsets ", json_excerpt(offsets), " has ", offsets.size());
     Dims& offset = result[t.name];
     for (const nlohmann::json& v : offsets) {
       if (!v.is_number_unsigned() || v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
-        fail<FormatError>(what, ": tensor '", t.name, "': saved offset ", v.dump(), " is not a non-negative integer");
+        fail<FormatError>(what, ": tensor '", t.name, "': saved offset ", json_excerpt(v), " is not a non-negative integer");
       offset.push_back(static_cast<index_t>(v.get<std::uint64_t>()));
     }
   }

@@ -9,12 +9,13 @@ namespace {
 
 struct CostCommandOptions : LayoutOptions {
   CostOptions cost;
+  PlanBounds bounds;
   bool json = false;
 };
 
 void run(const CLI::App& cmd, const CostCommandOptions& o) {
   ModelReshardPlan plan = plan_from(cmd, o);
-  require_plannable(plan, o, 96.0, false);
+  require_plannable(plan, o.bounds, 96.0, false);
   CostModel model = cost_model_from(o.cost);
   TransferList transfers = plan.all_transfers();
   verify_plan(plan, transfers);
@@ -58,6 +59,7 @@ void add_cost_command(CLI::App& app) {
   auto o = std::make_shared<CostCommandOptions>();
   CLI::App* cmd = app.add_subcommand("cost", "Communication-volume summary and alpha-beta time of a plan (any layouts)");
   add_layout_options(*cmd, *o);
+  o->bounds.add_to(*cmd);
   add_cost_options(*cmd, o->cost);
   cmd->add_flag("--json", o->json, "Print the summary as JSON");
   cmd->callback([o, cmd] { run(*cmd, *o); });

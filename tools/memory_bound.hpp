@@ -1,5 +1,5 @@
 // --max-memory: what a command may allocate for its answer, checked before the work starts.
-// Commands that list every rank (groups, partition, slices, plan) estimate the memory their
+// Commands whose answer covers every rank (groups, partition, plan, cost) estimate the memory their
 // answer needs from the sizes given and refuse, with one line naming the estimate, the bound and
 // this option, when it would not fit: never minutes of work ending in an allocation failure.
 #pragma once

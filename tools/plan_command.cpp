@@ -14,6 +14,7 @@ struct PlanOptions : LayoutOptions {
   index_t rank = -1, relabel_exact_limit = 256;
   bool json = false, summary = false, simulate = false, lower = false, relabel = false;
   CostOptions cost;
+  PlanBounds bounds;
 };
 
 nlohmann::ordered_json step_json(const LoweredStep& step) {
@@ -115,7 +116,7 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
 void run(const CLI::App& cmd, const PlanOptions& o) {
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
-  if (o.rank < 0) require_plannable(plan, o, o.json ? 512.0 : 96.0, o.simulate);  // JSON: a document entry per transfer
+  if (o.rank < 0) require_plannable(plan, o.bounds, o.json ? 512.0 : 96.0, o.simulate);  // JSON: a document entry per transfer
   if (o.lower) return print_lowering(plan, o);
   if (o.relabel) return print_relabeling(plan, o);
   TransferList transfers;
@@ -151,6 +152,7 @@ void add_plan_command(CLI::App& app) {
   auto o = std::make_shared<PlanOptions>();
   CLI::App* cmd = app.add_subcommand("plan", "Resharding plan of one tensor or a whole model between two layouts (any meshes)");
   add_layout_options(*cmd, *o);
+  o->bounds.add_to(*cmd);
   cmd->add_option("--rank", o->rank, "Only this rank's receives and sends, planned without the rest")->check(within(0, max_ranks - 1));
   cmd->add_flag("--json", o->json, "Print the transfers as JSON");
   cmd->add_flag("--summary", o->summary, "Print bytes moved and kept, messages, per-rank maxima, the lower bound and plan time");

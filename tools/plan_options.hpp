@@ -17,8 +17,21 @@ struct LayoutOptions {
   std::string src_mesh, src_placements, src_devices, dst_mesh, dst_placements, dst_devices, dtype = "fp32", optimizer = "none";
   std::vector<std::string> tensors;
   index_t scale_down_factor = 1;
+};
+
+// The bounds on planning every rank at once (shardalg plan, shardalg cost; `run` plans each
+// process's part alone).
+struct PlanBounds {
   MemoryBound memory;
   index_t max_replica_visits = index_t{1} << 27;
+
+  void add_to(CLI::App& cmd) {
+    memory.add_to(cmd);
+    cmd.add_option("--max-replica-visits", max_replica_visits,
+                   "Refuse plans of every rank whose replica choices exceed this many visits (2^27: about 10 s)")
+        ->capture_default_str()
+        ->check(within(1, index_t{1} << 40));
+  }
 };
 
 // What planning every rank will need, estimated from the layouts before any work, refused with
@@ -28,7 +41,7 @@ struct LayoutOptions {
 // sources (each destination rank's part visits every replica of what it needs).
 // Example: S(0),R on dp=4096,tp=4096 to R,R: 16,777,216 destination ranks x 4,096 replicas =
 // 2^36 visits, over the default 2^27: refused naming --max-replica-visits and --rank.
-inline void require_plannable(const ModelReshardPlan& plan, const LayoutOptions& o, double bytes_per_transfer, bool simulate) {
+inline void require_plannable(const ModelReshardPlan& plan, const PlanBounds& bounds, double bytes_per_transfer, bool simulate) {
   double transfers = 0, visits = 0, simulated_bytes = 0;
   for (std::size_t t = 0; t < plan.size(); ++t) {
     const ReshardPlan& part = plan.tensor_plan(t);
@@ -39,11 +52,11 @@ inline void require_plannable(const ModelReshardPlan& plan, const LayoutOptions&
     double elements = static_cast<double>(volume(src.global_shape()));
     simulated_bytes += elements * static_cast<double>(element_bytes(plan.source()[t].dtype)) * (replicas + static_cast<double>(dst.replication_factor()));
   }
-  if (visits > static_cast<double>(o.max_replica_visits))
+  if (visits > static_cast<double>(bounds.max_replica_visits))
     detail::fail("planning every rank would visit about ", byte_count(visits).dump(), " source replicas (each destination rank's part visits every replica of ",
-                 "what it needs), over the bound of ", o.max_replica_visits, " (--max-replica-visits; or plan one rank with --rank)");
-  o.memory.require(transfers * bytes_per_transfer, "planning every rank", detail::concat(transfers, " transfers at least, ", bytes_per_transfer, " bytes each"));
-  if (simulate) o.memory.require(simulated_bytes, "--simulate", "every element each source and destination rank holds");
+                 "what it needs), over the bound of ", bounds.max_replica_visits, " (--max-replica-visits; or plan one rank with --rank)");
+  bounds.memory.require(transfers * bytes_per_transfer, "planning every rank", detail::concat(transfers, " transfers at least, ", bytes_per_transfer, " bytes each"));
+  if (simulate) bounds.memory.require(simulated_bytes, "--simulate", "every element each source and destination rank holds");
 }
 
 // The plan between the two model layouts the options describe: a whole model or one tensor
@@ -159,11 +172,6 @@ inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
   cmd.add_option("--dst-devices", o.dst_devices, "Destination mesh ranks (default row-major 0..N-1)");
   cmd.add_option("--dtype", o.dtype, "Element type (" + dtype_names() + "); overrides a model's")
       ->capture_default_str();
-  o.memory.add_to(cmd);
-  cmd.add_option("--max-replica-visits", o.max_replica_visits,
-                 "Refuse plans of every rank whose replica choices exceed this many visits (2^27: about 10 s)")
-      ->capture_default_str()
-      ->check(CLI::Range(index_t{1}, index_t{1} << 40));
 }
 
 }  // namespace shardalg::cli

@@ -15,9 +15,9 @@
 #include <CLI/CLI.hpp>
 
 #include "cli_support.hpp"
-#include "shardalg/storage/json_input.hpp"
 #include "commands.hpp"
 #include "mpi_launch.hpp"
+#include "shardalg/storage/json_input.hpp"
 
 namespace {
 using shardalg::cli::rank_from_launcher;

@@ -5,6 +5,20 @@ using namespace shardalg;
 using namespace shardalg::testing;
 
 TEST_CASE("properties of text forms") {
+  SHARDALG_PROPERTY("errors echo any value on one printable line, bounded, and echoing twice changes nothing", [] {
+    std::string value = *rc::gen::container<std::string>(rc::gen::arbitrary<char>());
+    std::string shown = detail::echoed(value);
+    for (char c : shown) RC_ASSERT(static_cast<unsigned char>(c) >= 0x20 && static_cast<unsigned char>(c) != 0x7f);
+    RC_ASSERT(detail::escaped(shown) == shown);
+    if (value.size() > detail::echo_limit) RC_ASSERT(shown.ends_with(detail::concat("... (", value.size(), " characters)")));
+    RC_ASSERT(shown.size() <= 4 * detail::echo_limit + 32);  // \xHH: 4 characters per byte at most
+    try {
+      detail::fail<ParseError>("mesh '", value, "': bad");
+    } catch (const ParseError& e) {
+      RC_ASSERT(std::string(e.what()) == "mesh '" + shown + "': bad");
+    }
+  });
+
   SHARDALG_PROPERTY("placements: str and repr forms parse back", [] {
     auto placements = *rc::gen::container<std::vector<Placement>>(*rc::gen::inRange<std::size_t>(1, 5), gen_placement(4));
     RC_ASSERT(parse_placements(format_placements(placements)) == placements);

@@ -140,6 +140,37 @@ void BM_OneTensorPlan(benchmark::State& state) {
 }
 BENCHMARK(BM_OneTensorPlan)->ArgName("verify")->Arg(0)->Arg(1)->Unit(benchmark::kMillisecond);
 
+// A plan's totals (plan --summary, cost): counted rank by rank, verified, without the transfer
+// list (arg 1), against listing, verifying and counting the whole list (arg 0). Plans: the
+// 1,024 -> 48x32 case above (arg 0 of the second), and a replicated source S(0),R on k x k ranks to
+// R,R (arg k): each destination rank's sender chosen among k replicas without visiting them.
+ModelReshardPlan summary_plan(index_t k) {
+  Dims shape = k == 0 ? Dims{16384, 8192} : Dims{4};
+  MeshLayout src = k == 0 ? MeshLayout::parse("m0=1024", "S(0)", shape)
+                          : MeshLayout::parse("dp=" + std::to_string(k) + ",tp=" + std::to_string(k), "S(0),R", shape);
+  MeshLayout dst = k == 0 ? MeshLayout::parse("m0=48,m1=32", "S(0),S(1)", shape) : MeshLayout(src.mesh(), {Placement::replicate(), Placement::replicate()}, shape);
+  return ModelReshardPlan(ModelLayout({NamedTensorLayout{"t", DType::fp32, TensorLayout(src)}}),
+                          ModelLayout({NamedTensorLayout{"t", DType::fp32, TensorLayout(dst)}}));
+}
+
+void BM_PlanTotals(benchmark::State& state) {
+  bool streamed = state.range(0) != 0;
+  ModelReshardPlan plan = summary_plan(state.range(1));
+  std::size_t transfers = 0;
+  for (auto _ : state) {
+    if (streamed) {
+      transfers = CommunicationVolume::of_plan(plan).transfers();
+    } else {
+      TransferList all = plan.all_transfers();
+      verify_plan(plan, all);
+      transfers = CommunicationVolume(plan, all).transfers();
+    }
+  }
+  state.counters["transfers"] = static_cast<double>(transfers);
+  state.counters["s_per_transfer"] = benchmark::Counter(static_cast<double>(transfers), benchmark::Counter::kIsIterationInvariantRate | benchmark::Counter::kInvert);
+}
+BENCHMARK(BM_PlanTotals)->ArgNames({"streamed", "k"})->ArgsProduct({{0, 1}, {0, 64, 256}})->Args({1, 1024})->Unit(benchmark::kMillisecond);
+
 // Checkpoint read items for every rank: a Llama-3-405B gate_proj [53248, 16384] saved under
 // FSDP2+TP (N/8 x 8) and loaded under FSDP over N ranks. DCP's pairwise loop against the index.
 struct ReadScenario {

@@ -86,7 +86,34 @@ void read_plan(const CheckpointOptions& o) {
   if (o.rank && !std::binary_search(want.ranks().begin(), want.ranks().end(), *o.rank))
     detail::fail("read-plan: rank ", *o.rank, " is not in layout '", o.layout, "' (ranks 0..", want.ranks().back(), ")");
   auto bytes_of = [&](std::size_t t, const Dims& lengths) { return static_cast<std::uint64_t>(volume(lengths) * element_bytes(layout.tensors[t].dtype)); };
-  nlohmann::ordered_json reads = nlohmann::ordered_json::array(), forwards = nlohmann::ordered_json::array();
+  // One rank's forwards: what it sends, and with --rank what it receives too (part of its plan).
+  auto forwards_of = [&](const RankReadPlan& plan) {
+    std::vector<const CheckpointForward*> out;
+    for (const CheckpointForward& f : plan.sends) out.push_back(&f);
+    if (o.rank)
+      for (const CheckpointForward& f : plan.receives) out.push_back(&f);
+    return out;
+  };
+  if (o.json && !o.summary) {  // written as planned, rank by rank: reads, then forwards (planned again)
+    std::cout << "{\"reads\":[";
+    bool first = true;
+    for (index_t rank : ranks)
+      for (const CheckpointRead& r : planner.plan(rank).reads) {
+        std::cout << (first ? "" : ",") << read_json(ck, rank, r).dump();
+        first = false;
+      }
+    std::cout << "],\"forwards\":[";
+    first = true;
+    for (index_t rank : ranks) {
+      RankReadPlan plan = planner.plan(rank);
+      for (const CheckpointForward* f : forwards_of(plan)) {
+        std::cout << (first ? "" : ",") << forward_json(layout, *f).dump();
+        first = false;
+      }
+    }
+    std::cout << "]}\n";
+    return;
+  }
   std::uint64_t max_read = 0, total_read = 0, forwarded = 0;
   index_t max_rank = ranks.empty() ? 0 : ranks.front();
   std::vector<std::pair<index_t, std::uint64_t>> per_rank;
@@ -97,30 +124,14 @@ void read_plan(const CheckpointOptions& o) {
       read += bytes_of(r.tensor, r.lengths);
       if (o.summary) continue;
       const StoredChunk& chunk = layout.tensors[r.tensor].chunks[r.chunk];
-      if (!o.json) {
-        std::cout << "rank " << rank << " reads " << layout.tensors[r.tensor].name << " chunk " << chunk.box.offsets << " from " << layout.files[chunk.file]
-                  << ": storage " << r.storage_offsets << " -> dest " << r.dest_offsets << " lengths " << r.lengths << "\n";
-        continue;
-      }
-      reads.push_back(read_json(ck, rank, r));
+      std::cout << "rank " << rank << " reads " << layout.tensors[r.tensor].name << " chunk " << chunk.box.offsets << " from " << layout.files[chunk.file]
+                << ": storage " << r.storage_offsets << " -> dest " << r.dest_offsets << " lengths " << r.lengths << "\n";
     }
-    for (const CheckpointForward& f : plan.sends) {
-      forwarded += bytes_of(f.tensor, f.lengths);
-      if (o.summary) continue;
-      if (!o.json) {
-        std::cout << "rank " << f.from << " forwards " << layout.tensors[f.tensor].name << " " << f.src_offsets << " lengths " << f.lengths << " to rank " << f.to << "\n";
-        continue;
-      }
-      forwards.push_back(forward_json(layout, f));
-    }
-    if (o.rank)  // one rank: its receives are part of its plan
-      for (const CheckpointForward& f : plan.receives) {
-        if (o.summary) continue;
-        if (!o.json) {
-          std::cout << "rank " << f.to << " receives " << layout.tensors[f.tensor].name << " " << f.dest_offsets << " lengths " << f.lengths << " from rank " << f.from << "\n";
-          continue;
-        }
-        forwards.push_back(forward_json(layout, f));
+    for (const CheckpointForward& f : plan.sends) forwarded += bytes_of(f.tensor, f.lengths);
+    if (!o.summary)
+      for (const CheckpointForward* f : forwards_of(plan)) {
+        if (f->from == rank) std::cout << "rank " << f->from << " forwards " << layout.tensors[f->tensor].name << " " << f->src_offsets << " lengths " << f->lengths << " to rank " << f->to << "\n";
+        else std::cout << "rank " << f->to << " receives " << layout.tensors[f->tensor].name << " " << f->dest_offsets << " lengths " << f->lengths << " from rank " << f->from << "\n";
       }
     total_read += read;
     per_rank.emplace_back(rank, read);
@@ -129,10 +140,7 @@ void read_plan(const CheckpointOptions& o) {
       max_rank = rank;
     }
   }
-  if (!o.summary) {
-    if (o.json) std::cout << nlohmann::ordered_json{{"reads", std::move(reads)}, {"forwards", std::move(forwards)}}.dump() << "\n";
-    return;
-  }
+  if (!o.summary) return;
   if (o.json) {
     nlohmann::ordered_json ranks_json = nlohmann::ordered_json::array();
     for (auto [rank, read] : per_rank) ranks_json.push_back({{"rank", rank}, {"bytes_read", read}});

@@ -15,11 +15,9 @@ struct CostCommandOptions : LayoutOptions {
 
 void run(const CLI::App& cmd, const CostCommandOptions& o) {
   ModelReshardPlan plan = plan_from(cmd, o);
-  require_plannable(plan, o.bounds, 96.0, false);
+  require_countable(plan, o.bounds);
   CostModel model = cost_model_from(o.cost);
-  TransferList transfers = plan.all_transfers();
-  verify_plan(plan, transfers);
-  CommunicationVolume volume(plan, transfers);
+  CommunicationVolume volume = CommunicationVolume::of_plan(plan, model);
   auto rank_of_max = [](const Eigen::VectorXd& v) {
     Eigen::Index at = 0;
     if (v.size()) v.maxCoeff(&at);
@@ -37,7 +35,7 @@ void run(const CLI::App& cmd, const CostCommandOptions& o) {
                                {"max_received_rank", rank_of_max(volume.received())},
                                {"lower_bound_total", byte_count(volume.lower_bound_total())},
                                {"lower_bound_max", byte_count(volume.lower_bound_max())},
-                               {"p2p_cost_us", volume.point_to_point_us(model)}};
+                               {"p2p_cost_us", volume.point_to_point_us()}};
     std::cout << out.dump() << "\n";
     return;
   }
@@ -50,7 +48,7 @@ void run(const CLI::App& cmd, const CostCommandOptions& o) {
             << "max bytes received           " << byte_count(volume.max_received()) << " (rank " << rank_of_max(volume.received()) << ")\n"
             << "receive lower bound          " << byte_count(volume.lower_bound_total()) << " in all, " << byte_count(volume.lower_bound_max())
             << " at most per rank\n"
-            << "point-to-point time estimate " << volume.point_to_point_us(model) << " us (" << model.ranks_per_node << " ranks per node)\n";
+            << "point-to-point time estimate " << volume.point_to_point_us() << " us (" << model.ranks_per_node << " ranks per node)\n";
 }
 
 }  // namespace

@@ -44,7 +44,7 @@ void run(const DemoOptions& o) {
   verify_plan(plan, transfers);
   std::cout << "full-size plan, verified in " << seconds_since(start) * 1e3 << " ms: every destination element written once, "
             << "from a source rank holding it\n";
-  print_summary(plan, transfers, plan_seconds);
+  print_summary(CommunicationVolume(plan, transfers), plan_seconds);
   ModelSpec small = scale_down(model, o.scale_down_factor);
   std::cout << "\nexecuting on a copy scaled down " << o.scale_down_factor << "x (" << small.parameter_count() << " parameters, "
             << small.state_count() << " state elements) in the host simulator\n";

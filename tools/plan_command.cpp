@@ -116,7 +116,13 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
 void run(const CLI::App& cmd, const PlanOptions& o) {
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
-  if (o.rank < 0) require_plannable(plan, o.bounds, o.json ? 512.0 : 96.0, o.simulate);  // JSON: a document entry per transfer
+  auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
+  if (o.summary && o.rank < 0 && !o.json && !o.simulate) {  // counted rank by rank, never listed
+    require_countable(plan, o.bounds);
+    CommunicationVolume volume = CommunicationVolume::of_plan(plan);
+    return print_summary(volume, elapsed());
+  }
+  if (o.rank < 0) require_plannable(plan, o.bounds, o.json ? 112.0 : 96.0, o.simulate);  // JSON: an entry number per transfer more
   if (o.lower) return print_lowering(plan, o);
   if (o.relabel) return print_relabeling(plan, o);
   TransferList transfers;
@@ -134,15 +140,13 @@ void run(const CLI::App& cmd, const PlanOptions& o) {
     transfers = plan.all_transfers();
     verify_plan(plan, transfers);  // a failing plan is never shown as valid
   }
-  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double seconds = elapsed();
   if (o.json) {
-    nlohmann::ordered_json out;
-    out["transfers"] = transfers_json(plan, transfers);
-    std::cout << out.dump() << "\n";
+    write_transfers_json(std::cout, plan, transfers);
   } else if (!o.summary && !o.simulate) {
     print_transfers(plan, transfers);
   }
-  if (o.summary) print_summary(plan, transfers, seconds);
+  if (o.summary) print_summary(CommunicationVolume(plan, transfers), seconds);
   if (o.simulate && simulate_and_check(plan, transfers) > 0) detail::fail("simulation found mismatches");
 }
 

@@ -19,44 +19,42 @@ struct LayoutOptions {
   index_t scale_down_factor = 1;
 };
 
-// The bounds on planning every rank at once (shardalg plan, shardalg cost; `run` plans each
+// The bound on planning every rank at once (shardalg plan, shardalg cost; `run` plans each
 // process's part alone).
 struct PlanBounds {
   MemoryBound memory;
-  index_t max_replica_visits = index_t{1} << 27;
 
-  void add_to(CLI::App& cmd) {
-    memory.add_to(cmd);
-    cmd.add_option("--max-replica-visits", max_replica_visits,
-                   "Refuse plans of every rank whose replica choices exceed this many visits (2^27: about 10 s)")
-        ->capture_default_str()
-        ->check(within(1, index_t{1} << 40));
-  }
+  void add_to(CLI::App& cmd) { memory.add_to(cmd); }
 };
 
-// What planning every rank will need, estimated from the layouts before any work, refused with
-// one line when over the bounds: the transfers' memory (at least one per destination rank and
-// tensor; `bytes_per_transfer` with what the command builds from them), a simulation's buffers
-// (every element each source and destination rank holds), and the replica choices of replicated
-// sources (each destination rank's part visits every replica of what it needs).
-// Example: S(0),R on dp=4096,tp=4096 to R,R: 16,777,216 destination ranks x 4,096 replicas =
-// 2^36 visits, over the default 2^27: refused naming --max-replica-visits and --rank.
+// What listing every rank's transfers will need, estimated from the layouts before any work,
+// refused with one line when over the bound: the transfers' memory (at least one per destination
+// rank and tensor; `bytes_per_transfer` with what the command builds from them) and a
+// simulation's buffers (every element each source and destination rank holds).
+// Example: a [4096] tensor to R on 16,777,216 ranks as JSON: at least 16,777,216 transfers of 112
+// bytes, 1.75 GiB: refused under --max-memory 1GiB (the message names --max-memory).
 inline void require_plannable(const ModelReshardPlan& plan, const PlanBounds& bounds, double bytes_per_transfer, bool simulate) {
-  double transfers = 0, visits = 0, simulated_bytes = 0;
+  double transfers = 0, simulated_bytes = 0;
   for (std::size_t t = 0; t < plan.size(); ++t) {
     const ReshardPlan& part = plan.tensor_plan(t);
     const MeshLayout &src = part.source().placement_layout(), &dst = part.destination().placement_layout();
-    double dst_ranks = static_cast<double>(dst.mesh().size()), replicas = static_cast<double>(src.replication_factor());
-    transfers += dst_ranks;
-    if (replicas > 1) visits += dst_ranks * replicas;
+    transfers += static_cast<double>(dst.mesh().size());
     double elements = static_cast<double>(volume(src.global_shape()));
-    simulated_bytes += elements * static_cast<double>(element_bytes(plan.source()[t].dtype)) * (replicas + static_cast<double>(dst.replication_factor()));
+    simulated_bytes += elements * static_cast<double>(element_bytes(plan.source()[t].dtype)) *
+                       static_cast<double>(src.replication_factor() + dst.replication_factor());
   }
-  if (visits > static_cast<double>(bounds.max_replica_visits))
-    detail::fail("planning every rank would visit about ", byte_count(visits).dump(), " source replicas (each destination rank's part visits every replica of ",
-                 "what it needs), over the bound of ", bounds.max_replica_visits, " (--max-replica-visits; or plan one rank with --rank)");
   bounds.memory.require(transfers * bytes_per_transfer, "planning every rank", detail::concat(transfers, " transfers at least, ", bytes_per_transfer, " bytes each"));
   if (simulate) bounds.memory.require(simulated_bytes, "--simulate", "every element each source and destination rank holds");
+}
+
+// What counting a plan rank by rank (CommunicationVolume::of_plan) will need: its totals per
+// rank, refused with one line when over the bound.
+inline void require_countable(const ModelReshardPlan& plan, const PlanBounds& bounds) {
+  constexpr double bytes_per_rank = 64;  // CommunicationVolume's per-rank totals
+  double ranks = 0;
+  for (const ModelLayout* layout : {&plan.source(), &plan.destination()})
+    if (!layout->ranks().empty()) ranks = std::max(ranks, static_cast<double>(layout->ranks().back() + 1));
+  bounds.memory.require(ranks * bytes_per_rank, "counting every rank's bytes", detail::concat(ranks, " ranks, ", bytes_per_rank, " bytes each"));
 }
 
 // The plan between the two model layouts the options describe: a whole model or one tensor

@@ -19,9 +19,8 @@ inline CLI::Option* add_optimizer_option(CLI::App& cmd, std::string& optimizer) 
       ->capture_default_str();
 }
 
-// The plan's totals, as CommunicationVolume computes them, and the time it took to plan.
-inline void print_summary(const ModelReshardPlan& plan, const TransferList& transfers, double plan_seconds) {
-  CommunicationVolume volume(plan, transfers);
+// The plan's totals, as CommunicationVolume counts them, and the time it took to plan.
+inline void print_summary(const CommunicationVolume& volume, double plan_seconds) {
   auto bytes = [](double b) { return byte_count(b).dump(); };  // exact integers while int64 holds them
   std::cout << "bytes moved between ranks  " << bytes(volume.moved_bytes()) << "\n"
             << "bytes kept local           " << bytes(volume.local_bytes()) << "\n"
@@ -29,30 +28,56 @@ inline void print_summary(const ModelReshardPlan& plan, const TransferList& tran
             << "max bytes sent by a rank   " << bytes(volume.max_sent()) << "\n"
             << "max bytes received         " << bytes(volume.max_received()) << "\n"
             << "lower bound (bytes)        " << bytes(volume.lower_bound_total()) << "\n"
-            << "transfers (boxes)          " << transfers.size() << "\n"
+            << "transfers (boxes)          " << volume.transfers() << "\n"
             << "plan time                  " << plan_seconds * 1e3 << " ms\n";
 }
 
-// {"transfers": [{"src", "dst", "tensor", "src_buffer", "dst_buffer", "boxes": [{"offset", "shape",
-// "src_offset", "dst_offset"}]}]}, one entry per (src, dst, tensor) in plan order; a buffer is
-// named as ModelLayout::buffer_name names it (the tensor, or a flat partition's scheme and first tensor).
-inline nlohmann::ordered_json transfers_json(const ModelReshardPlan& plan, const TransferList& transfers) {
+// Writes {"transfers": [{"src", "dst", "tensor", "src_buffer", "dst_buffer", "boxes": [{"offset",
+// "shape", "src_offset", "dst_offset"}]}]}, one entry per (src, dst, tensor) in plan order, as it
+// goes: besides the transfers, memory is one entry number per transfer, never the document. A
+// buffer is named as ModelLayout::buffer_name names it (the tensor, or a flat partition's scheme
+// and first tensor).
+inline void write_transfers_json(std::ostream& out, const ModelReshardPlan& plan, const TransferList& transfers) {
+  // Entries numbered in order of first appearance; then the transfers grouped by entry (a
+  // counting sort keeps plan order within each).
   std::map<std::tuple<index_t, index_t, index_t>, std::size_t> entry_of;
-  nlohmann::ordered_json out = nlohmann::ordered_json::array();
-  for (const Transfer& t : transfers) {
-    auto key = std::make_tuple(t.src_rank, t.dst_rank, t.tensor);
-    auto it = entry_of.find(key);
-    if (it == entry_of.end()) {
-      it = entry_of.emplace(key, out.size()).first;
-      auto tensor = static_cast<std::size_t>(t.tensor);
-      const ModelLayout &src = plan.source(), &dst = plan.destination();
-      out.push_back({{"src", t.src_rank}, {"dst", t.dst_rank}, {"tensor", src[tensor].name}, {"src_buffer", src.buffer_name(src.buffer_of(tensor))},
-                     {"dst_buffer", dst.buffer_name(dst.buffer_of(plan.destination_index(tensor)))}, {"boxes", nlohmann::ordered_json::array()}});
-    }
-    out[it->second]["boxes"].push_back({{"offset", to_json(t.global.offset)}, {"shape", to_json(t.global.shape)},
-                                        {"src_offset", to_json(t.src_local)}, {"dst_offset", to_json(t.dst_local)}});
+  std::vector<std::size_t> entry(transfers.size()), first_of_entry;
+  for (std::size_t i = 0; i < transfers.size(); ++i) {
+    auto [it, added] = entry_of.try_emplace(std::make_tuple(transfers.src_rank(i), transfers.dst_rank(i), transfers.tensor(i)), first_of_entry.size());
+    if (added) first_of_entry.push_back(i);
+    entry[i] = it->second;
   }
-  return out;
+  std::vector<std::size_t> start(first_of_entry.size() + 1, 0), grouped(transfers.size());
+  for (std::size_t e : entry) ++start[e + 1];
+  for (std::size_t e = 0; e < first_of_entry.size(); ++e) start[e + 1] += start[e];
+  {
+    std::vector<std::size_t> next(start.begin(), start.end() - 1);
+    for (std::size_t i = 0; i < transfers.size(); ++i) grouped[next[entry[i]]++] = i;
+  }
+  const ModelLayout &src = plan.source(), &dst = plan.destination();
+  auto quoted = [](const std::string& text) { return nlohmann::json(text).dump(); };
+  out << "{\"transfers\":[";
+  for (std::size_t e = 0; e < first_of_entry.size(); ++e) {
+    std::size_t i = first_of_entry[e];
+    auto tensor = static_cast<std::size_t>(transfers.tensor(i));
+    out << (e ? "," : "") << "{\"src\":" << transfers.src_rank(i) << ",\"dst\":" << transfers.dst_rank(i) << ",\"tensor\":" << quoted(src[tensor].name)
+        << ",\"src_buffer\":" << quoted(src.buffer_name(src.buffer_of(tensor)))
+        << ",\"dst_buffer\":" << quoted(dst.buffer_name(dst.buffer_of(plan.destination_index(tensor)))) << ",\"boxes\":[";
+    for (std::size_t k = start[e]; k < start[e + 1]; ++k) {
+      std::size_t j = grouped[k];
+      out << (k > start[e] ? "," : "") << "{\"offset\":";
+      write_json_array(out, transfers.offset(j));
+      out << ",\"shape\":";
+      write_json_array(out, transfers.shape(j));
+      out << ",\"src_offset\":";
+      write_json_array(out, transfers.src_local(j));
+      out << ",\"dst_offset\":";
+      write_json_array(out, transfers.dst_local(j));
+      out << "}";
+    }
+    out << "]}";
+  }
+  out << "]}\n";
 }
 
 // Runs the whole plan in the host simulator over raw bytes of each tensor's dtype, on

@@ -45,7 +45,6 @@ struct RunSetup {
 };
 
 void validate(const CLI::App& cmd, const RunOptions& o, const MpiCommunicator& comm, RunSetup& s) {
-  if (o.repeat < 1) detail::fail("--repeat ", o.repeat, " must be at least 1");
   if (o.transport != "mpi" && o.transport != "shared-memory") detail::fail("--transport '", o.transport, "' must be mpi or shared-memory");
   if (cmd.count("--shared-memory-capacity") > 0 && o.transport != "shared-memory")
     detail::fail("--shared-memory-capacity applies only to --transport shared-memory");
@@ -198,12 +197,14 @@ void add_run_command(CLI::App& app, int& exit_code) {
   CLI::App* cmd = app.add_subcommand("run", "Execute a reshard across MPI processes on generated data and verify every element");
   add_layout_options(*cmd, *o);
   cmd->add_option("--memory-limit", o->memory_limit, "Staging bytes per rank (0: no limit); large messages then move in rounds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(within(0, index_t{1} << 50));
   auto* lower = cmd->add_flag("--lower", o->lower, "Lower a one-mesh reshard and run its collectives on sub-communicators when they are cheaper");
   add_cost_options(*cmd, o->cost, lower);
   cmd->add_option("--seed", o->seed, "Seed of the generated data")->capture_default_str()->check(CLI::NonNegativeNumber);
   cmd->add_option("--repeat", o->repeat, "Run the reshard this many times, prepared once (the last line's seconds: the mean per run)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(within(1, 1000000));
   cmd->add_option("--timeout", o->timeout, "Seconds to wait for a peer before failing")->capture_default_str();
   cmd->add_option("--transport", o->transport,
                   "How the engine moves messages: mpi (MPI point-to-point, any ranks) or shared-memory (a /dev/shm segment per rank, "
@@ -211,7 +212,8 @@ void add_run_command(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--shared-memory-capacity", o->shared_memory_capacity,
                   "Bytes of each rank's shared-memory segment (--transport shared-memory); larger reshards move in rounds")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(within(4096, index_t{1} << 40, "and at least 128 bytes per rank"));
   cmd->callback([o, cmd, &exit_code] { exit_code = run(*cmd, *o); });
 }
 

@@ -382,7 +382,7 @@ class ModelReshardPlan:
     def lower_bound_bytes(self, rank: int) -> int:
         """Bytes `rank` must receive from other ranks at least."""
     def summary(self, transfers: TransferList | None = None) -> dict:
-        """Totals as `shardalg plan --summary` prints them: bytes moved and kept local, messages, the largest rank's bytes, the lower bound."""
+        """Totals as `shardalg plan --summary` prints them: bytes moved and kept local, messages, the largest rank's bytes, the lower bound. Without `transfers`, each destination rank's part is planned, verified and counted in turn, never listed whole."""
     def __repr__(self) -> str:
         ...
 

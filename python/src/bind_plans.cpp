@@ -28,8 +28,7 @@ py::array_t<index_t> coordinates(const TransferList& list, F&& field, index_t fi
   return out;
 }
 
-py::dict summary_of(const ModelReshardPlan& plan, const TransferList& transfers) {
-  CommunicationVolume volume(plan, transfers);
+py::dict summary_of(const CommunicationVolume& volume) {
   py::dict out;
   out["bytes_moved"] = volume.moved_bytes();
   out["bytes_local"] = volume.local_bytes();
@@ -38,7 +37,7 @@ py::dict summary_of(const ModelReshardPlan& plan, const TransferList& transfers)
   out["max_bytes_received"] = volume.max_received();
   out["max_peers"] = volume.max_peers();
   out["lower_bound_bytes"] = volume.lower_bound_total();
-  out["transfers"] = transfers.size();
+  out["transfers"] = volume.transfers();
   return out;
 }
 
@@ -112,13 +111,16 @@ void bind_plans(py::module_& m) {
       .def("lower_bound_bytes", &ModelReshardPlan::lower_bound_bytes, py::arg("rank"),
            "Bytes `rank` must receive from other ranks at least.")
       .def("summary", [](const ModelReshardPlan& plan, std::optional<TransferList> transfers) {
-             if (!transfers) {
+             if (transfers) return summary_of(CommunicationVolume(plan, *transfers));
+             std::optional<CommunicationVolume> volume;
+             {
                py::gil_scoped_release release;
-               transfers = plan.all_transfers();
+               volume.emplace(CommunicationVolume::of_plan(plan));
              }
-             return summary_of(plan, *transfers);
+             return summary_of(*volume);
            }, py::arg("transfers") = py::none(),
-           "Totals as `shardalg plan --summary` prints them: bytes moved and kept local, messages, the largest rank's bytes, the lower bound.")
+           "Totals as `shardalg plan --summary` prints them: bytes moved and kept local, messages, the largest rank's bytes, the lower bound. "
+           "Without `transfers`, each destination rank's part is planned, verified and counted in turn, never listed whole.")
       .def("__repr__", [](const ModelReshardPlan& plan) {
         return detail::concat("<shardalg.ModelReshardPlan of ", plan.size(), " tensors>");
       });

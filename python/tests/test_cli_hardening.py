@@ -139,10 +139,12 @@ HUGE = str(1 << 24)
 @pytest.mark.parametrize("args, refusal", [
     (["groups", "--convention", "deepspeed", "--world", HUGE, "--ep", "8", "--json", "--max-memory", "1GiB"], "--max-memory"),
     (["partition", "--scheme", "zero3", "--world", HUGE, "--numels", "10,6,3", "--json", "--max-memory", "512MiB"], "--max-memory"),
-    (["plan", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R", "--summary"],
-     "--max-replica-visits"),
-    (["cost", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R"],
-     "--max-replica-visits"),
+    (["plan", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R", "--summary",
+      "--max-memory", "512MiB"], "counting every rank's bytes needs about 1.0 GiB"),
+    (["cost", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R",
+      "--max-memory", "512MiB"], "--max-memory"),
+    (["plan", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R", "--json",
+      "--max-memory", "1GiB"], "planning every rank needs about 1.8 GiB"),
     (["plan", "--shape", "4", "--src-mesh", "dp=" + HUGE, "--src-placements", "S(0)", "--dst-placements", "R", "--summary",
       "--max-memory", "256MiB"], "--max-memory"),
     (["plan", "--model", "llama3-405b", "--src-layout", "fsdp dp=8", "--dst-layout", "fsdp dp=4", "--simulate"], "--simulate needs about"),
@@ -155,6 +157,23 @@ HUGE = str(1 << 24)
 def test_huge_sizes_are_refused_before_the_work(args, refusal):
     code, _, err = run(*args, timeout=60, memory_limit=2 << 30)
     assert_one_line_error(code, err, refusal)
+
+
+def test_replicated_source_summary_is_counted_rank_by_rank():
+    """S(0),R on a million ranks to R,R: each destination's sender found without visiting the other
+    1,023 replicas, the totals counted without listing the 4 million transfers."""
+    code, out, err = run("plan", "--shape", "4", "--src-mesh", "dp=1024,tp=1024", "--src-placements", "S(0),R",
+                         "--dst-placements", "R,R", "--summary", timeout=300, memory_limit=1 << 30)
+    assert code == 0, err
+    totals = dict(line.rsplit(None, 1) for line in out.splitlines() if not line.startswith("plan time"))
+    ranks, holders = 1 << 20, 4 * 1024  # rank (dp, tp) holds element dp when dp < 4
+    # Element d reaches rank (dp, tp) from rank (d, tp): locally when dp == d.
+    assert int(totals["bytes kept local"]) == holders * 4
+    assert int(totals["bytes moved between ranks"]) == ranks * 16 - holders * 4
+    assert int(totals["messages"]) == ranks * 4 - holders
+    assert int(totals["max bytes sent by a rank"]) == (1024 - 1) * 4
+    assert int(totals["max bytes received"]) == 16
+    assert int(totals["transfers (boxes)"]) == ranks * 4
 
 
 def test_huge_mesh_slices_stream_in_bounded_memory():

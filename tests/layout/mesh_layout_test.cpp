@@ -93,6 +93,25 @@ TEST_CASE("ranks_holding agrees with a brute-force scan") {
   SHARDALG_CHECK_THROWS_CONTAINING(layout.ranks_holding(Box::whole(Dims{2, 2})), Error, "has rank 2 but the tensor has rank 1");
 }
 
+TEST_CASE("one_replica_holding lists one rank per replica set, the one chosen") {
+  // S(0),R on dp=2,tp=4 of [8] on a permuted mesh: replicas differ on tp only.
+  MeshLayout layout(DeviceMesh({"dp", "tp"}, Dims{2, 4}, {7, 6, 5, 4, 3, 2, 1, 0}), {Placement::shard(0), Placement::replicate()}, Dims{8});
+  auto last_tp = [](Dims& coord) { coord[1] = 3; };
+  CHECK(layout.one_replica_holding(Box::whole(Dims{8}), last_tp) == V{0, 4});   // (0,3) is rank 4, (1,3) rank 0
+  CHECK(layout.one_replica_holding(Box(Dims{5}, Dims{1}), last_tp) == V{0});   // only dp=1 holds element 5
+  // Partial dims are every contributor's: one rank per partial coordinate.
+  MeshLayout partial = MeshLayout::parse("a=2,b=3", "P(sum),R", Dims{4});
+  CHECK(partial.one_replica_holding(Box::whole(Dims{4}), [](Dims& coord) { coord[1] = 1; }) == V{1, 4});
+  // Its answer is ranks_holding's with the Replicate dims fixed: every rank once over all choices.
+  V all;
+  for (index_t tp = 0; tp < 4; ++tp) {
+    V part = layout.one_replica_holding(Box::whole(Dims{8}), [&](Dims& coord) { coord[1] = tp; });
+    all.insert(all.end(), part.begin(), part.end());
+  }
+  std::sort(all.begin(), all.end());
+  CHECK(all == layout.ranks_holding(Box::whole(Dims{8})));
+}
+
 TEST_CASE("ranks_holding on a large mesh returns only the holders") {
   MeshLayout layout = MeshLayout::parse("pp=4,dp=64,tp=8", "R,S(0),S(1)", Dims{128256, 4096});
   auto ranks = layout.ranks_holding(Box(Dims{0, 0}, Dims{2004, 512}));

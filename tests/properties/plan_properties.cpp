@@ -3,6 +3,7 @@
 #include "generators.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 #include <memory>
 #include <numeric>
@@ -140,6 +141,23 @@ TEST_CASE("properties of reshard plans") {
     RC_ASSERT(keys(plan.all_transfers()) == keys(parts));
   });
 
+  SHARDALG_PROPERTY("a replicated source sends from the destination itself if it is a replica, else from replica (position mod count)", [] {
+    Dims shape = *gen_shape();
+    MeshLayout src = gen_plain_layout(shape), dst = gen_plain_layout(shape);
+    ReshardPlan plan(src, dst);
+    // The rule stated over all source ranks: the replicas of a sender are the ranks holding its
+    // tile, in source mesh order.
+    for (const Transfer& t : plan.all_transfers()) {
+      std::vector<index_t> held = tile_key(src.tile(t.src_rank)), replicas;
+      for (index_t rank : src.mesh().devices())
+        if (tile_key(src.tile(rank)) == held) replicas.push_back(rank);
+      bool own = std::find(replicas.begin(), replicas.end(), t.dst_rank) != replicas.end();
+      index_t position = *dst.mesh().position_of(t.dst_rank);
+      index_t expected = own ? t.dst_rank : replicas[static_cast<std::size_t>(position % static_cast<index_t>(replicas.size()))];
+      RC_ASSERT(t.src_rank == expected);
+    }
+  });
+
   SHARDALG_PROPERTY("every element a destination holds is written once, from a source holding it", [] {
     Dims shape = *gen_shape();
     TensorLayout src = gen_any_layout(shape), dst = gen_any_layout(shape);
@@ -228,5 +246,35 @@ TEST_CASE("properties of whole-model plans") {
     RC_ASSERT(at == all.size());
     auto globals = numbered_tensors(src);
     RC_ASSERT(gather_model(dst, simulate_model(plan, all, scatter_model(src, globals))) == globals);
+  });
+
+  SHARDALG_PROPERTY("counting rank by rank gives the totals of the whole transfer list, and each rank's part verifies", [&] {
+    ModelSpec model = gen_model();
+    ModelReshardPlan plan(layout_model(model, gen_recipe()), layout_model(model, gen_recipe()));
+    CostModel links;
+    links.ranks_per_node = *rc::gen::inRange(1, 4);
+    CommunicationVolume whole(plan, plan.all_transfers(), links), streamed = CommunicationVolume::of_plan(plan, links);
+    RC_ASSERT(whole.ranks() == streamed.ranks());
+    RC_ASSERT(whole.transfers() == streamed.transfers());
+    RC_ASSERT(whole.messages() == streamed.messages());
+    RC_ASSERT(whole.max_peers() == streamed.max_peers());
+    RC_ASSERT(whole.kept() == streamed.kept());
+    RC_ASSERT(whole.sent() == streamed.sent());
+    RC_ASSERT(whole.received() == streamed.received());
+    RC_ASSERT(whole.lower_bound_total() == streamed.lower_bound_total());
+    RC_ASSERT(std::abs(whole.point_to_point_us() - streamed.point_to_point_us()) <= 1e-9 * (1 + whole.point_to_point_us()));
+    // A part missing a transfer, or with one twice, fails its rank's verification.
+    for (index_t rank : plan.destination().ranks()) {
+      TransferList part = plan.transfers_to(rank);
+      verify_destination(plan, rank, part);
+      if (part.size() == 0) continue;
+      std::size_t victim = static_cast<std::size_t>(*rc::gen::inRange<std::size_t>(0, part.size()));
+      TransferList missing, doubled = part;
+      for (std::size_t i = 0; i < part.size(); ++i)
+        if (i != victim) missing.push_back(part, i);
+      doubled.push_back(part, victim);
+      RC_ASSERT_THROWS_AS(verify_destination(plan, rank, missing), Error);
+      RC_ASSERT_THROWS_AS(verify_destination(plan, rank, doubled), Error);
+    }
   });
 }

@@ -258,60 +258,17 @@ class MeshLayout {
   // (arithmetic for contiguous shards), and the answer is the product of those coordinate sets
   // with every coordinate of the Replicate and Partial dims.
   std::vector<index_t> ranks_holding(const Box& box) const {
-    if (box.ndim() != tensor_ndim())
-      detail::fail("box ", box, " has rank ", box.ndim(), " but the tensor has rank ", tensor_ndim());
-    Box query = intersect(box, Box::whole(global_shape_));
-    if (query.empty()) return {};
-    const ShardOrder& order = search_order_;
-    // Per order entry: the coordinate tuples (one per listed mesh dim, flattened) whose tile
-    // meets the box.
-    std::vector<std::vector<index_t>> tuples_per_entry;
-    for (const ShardOrderEntry& entry : order) {
-      std::size_t d = static_cast<std::size_t>(entry.tensor_dim);
-      std::vector<index_t> tuples;
-      Dims prefix;
-      collect_holders(entry.mesh_dims, 0, IndexMap::contiguous(0, global_shape_[d]), query.offset[d], query.end(d), prefix, tuples);
-      if (tuples.empty()) return {};
-      tuples_per_entry.push_back(std::move(tuples));
-    }
-    // Enumerate the product: entries' tuples x free mesh dims' coordinates.
-    std::vector<index_t> ranks;
-    std::size_t count = 1;
-    for (std::size_t e = 0; e < order.size(); ++e) count *= tuples_per_entry[e].size() / order[e].mesh_dims.size();
-    Dims coord(mesh_.ndim(), 0);
-    SmallVector<std::size_t, 8> free_dims;
-    for (std::size_t m = 0; m < placements_.size(); ++m)
-      if (!placements_[m].splits_tensor()) free_dims.push_back(m);
-    SmallVector<std::size_t, 8> pick(tuples_per_entry.size(), 0);
-    Dims free_coord(free_dims.size(), 0);
-    for (std::size_t f : free_dims) count *= static_cast<std::size_t>(mesh_.size(f));
-    ranks.reserve(count);
-    while (true) {
-      for (std::size_t e = 0; e < order.size(); ++e) {
-        std::size_t width = order[e].mesh_dims.size();
-        for (std::size_t i = 0; i < width; ++i)
-          coord[static_cast<std::size_t>(order[e].mesh_dims[i])] = tuples_per_entry[e][pick[e] * width + i];
-      }
-      for (std::size_t f = 0; f < free_dims.size(); ++f) coord[free_dims[f]] = free_coord[f];
-      ranks.push_back(mesh_.rank_at(coord));
-      // Advance: free dims fastest, then entries.
-      std::size_t f = free_dims.size();
-      bool carried = true;
-      while (carried && f > 0) {
-        --f;
-        if (++free_coord[f] < mesh_.size(free_dims[f])) carried = false;
-        else free_coord[f] = 0;
-      }
-      std::size_t e = pick.size();
-      while (carried && e > 0) {
-        --e;
-        if (++pick[e] < tuples_per_entry[e].size() / order[e].mesh_dims.size()) carried = false;
-        else pick[e] = 0;
-      }
-      if (carried) break;
-    }
-    if (!std::is_sorted(ranks.begin(), ranks.end())) std::sort(ranks.begin(), ranks.end());  // iota meshes come out sorted
-    return ranks;
+    return holders(box, [](Dims&) {}, true);
+  }
+
+  // The ranks holding any element of a global box, one of each set of replicas (ranks differing
+  // only on Replicate mesh dims hold equal tiles), sorted. `choose(coord)` gets a coordinate set
+  // on every other mesh dim and sets the Replicate dims to the replica wanted. Cost proportional
+  // to the answer: independent of how many replicas there are.
+  // Example: S(0),R on dp=2,tp=4 of [8], box [0,8) and choose setting tp to 3: ranks {3, 7}.
+  template <class ChooseReplica>
+  std::vector<index_t> one_replica_holding(const Box& box, ChooseReplica&& choose) const {
+    return holders(box, choose, false);
   }
 
   // Equal layouts hold the same elements at the same places on the same ranks.
@@ -347,6 +304,68 @@ class MeshLayout {
     ShardOrder order = *order_;
     for (ShardOrderEntry& entry : order) entry.tensor_dim = dim_of(entry.tensor_dim);
     return MeshLayout(mesh_, std::move(placements), std::move(shape), order);
+  }
+
+  // ranks_holding and one_replica_holding: the product of the coordinates meeting the box per
+  // tensor dim with every coordinate of the Partial dims, and of the Replicate dims when
+  // `every_replica` (else `choose` sets them).
+  template <class ChooseReplica>
+  std::vector<index_t> holders(const Box& box, ChooseReplica&& choose, bool every_replica) const {
+    if (box.ndim() != tensor_ndim())
+      detail::fail("box ", box, " has rank ", box.ndim(), " but the tensor has rank ", tensor_ndim());
+    Box query = intersect(box, Box::whole(global_shape_));
+    if (query.empty()) return {};
+    const ShardOrder& order = search_order_;
+    // Per order entry: the coordinate tuples (one per listed mesh dim, flattened) whose tile
+    // meets the box.
+    std::vector<std::vector<index_t>> tuples_per_entry;
+    for (const ShardOrderEntry& entry : order) {
+      std::size_t d = static_cast<std::size_t>(entry.tensor_dim);
+      std::vector<index_t> tuples;
+      Dims prefix;
+      collect_holders(entry.mesh_dims, 0, IndexMap::contiguous(0, global_shape_[d]), query.offset[d], query.end(d), prefix, tuples);
+      if (tuples.empty()) return {};
+      tuples_per_entry.push_back(std::move(tuples));
+    }
+    // Enumerate the product: entries' tuples x free mesh dims' coordinates.
+    std::vector<index_t> ranks;
+    std::size_t count = 1;
+    for (std::size_t e = 0; e < order.size(); ++e) count *= tuples_per_entry[e].size() / order[e].mesh_dims.size();
+    Dims coord(mesh_.ndim(), 0);
+    SmallVector<std::size_t, 8> free_dims;
+    for (std::size_t m = 0; m < placements_.size(); ++m)
+      if (placements_[m].is_partial() || (every_replica && placements_[m].is_replicate())) free_dims.push_back(m);
+    SmallVector<std::size_t, 8> pick(tuples_per_entry.size(), 0);
+    Dims free_coord(free_dims.size(), 0);
+    for (std::size_t f : free_dims) count *= static_cast<std::size_t>(mesh_.size(f));
+    ranks.reserve(count);
+    while (true) {
+      for (std::size_t e = 0; e < order.size(); ++e) {
+        std::size_t width = order[e].mesh_dims.size();
+        for (std::size_t i = 0; i < width; ++i)
+          coord[static_cast<std::size_t>(order[e].mesh_dims[i])] = tuples_per_entry[e][pick[e] * width + i];
+      }
+      for (std::size_t f = 0; f < free_dims.size(); ++f) coord[free_dims[f]] = free_coord[f];
+      if (!every_replica) choose(coord);
+      ranks.push_back(mesh_.rank_at(coord));
+      // Advance: free dims fastest, then entries.
+      std::size_t f = free_dims.size();
+      bool carried = true;
+      while (carried && f > 0) {
+        --f;
+        if (++free_coord[f] < mesh_.size(free_dims[f])) carried = false;
+        else free_coord[f] = 0;
+      }
+      std::size_t e = pick.size();
+      while (carried && e > 0) {
+        --e;
+        if (++pick[e] < tuples_per_entry[e].size() / order[e].mesh_dims.size()) carried = false;
+        else pick[e] = 0;
+      }
+      if (carried) break;
+    }
+    if (!std::is_sorted(ranks.begin(), ranks.end())) std::sort(ranks.begin(), ranks.end());  // iota meshes come out sorted
+    return ranks;
   }
 
   // Depth-first over the mesh dims that split one tensor dim, keeping only coordinates whose

@@ -388,9 +388,9 @@ inline LoweredProgram lower_reshard(const MeshLayout& src, const MeshLayout& dst
   model.validate();
   ReshardPlan plan(src, dst);
   const index_t sizes[] = {element_bytes};
-  CommunicationVolume volume(plan.all_transfers(), sizes);
+  CommunicationVolume volume(plan.all_transfers(), sizes, model);
   result.p2p_bytes = volume.moved_bytes();
-  result.p2p_us = volume.point_to_point_us(model);
+  result.p2p_us = volume.point_to_point_us();
   if (!(src.mesh() == dst.mesh())) {
     result.reason = "the layouts are on different meshes";
     return result;

@@ -58,14 +58,14 @@ class ModelReshardPlan {
 
   // Everything `rank` receives, tensor by tensor (each transfer's `tensor` is the source index).
   TransferList transfers_to(index_t rank) const {
-    return collect([&](const ReshardPlan& plan) { return plan.transfers_to(rank); });
+    return collect([&](std::size_t t) { return plans_[t].transfers_to(rank); });
   }
   // Everything `rank` sends, local copies included.
   TransferList transfers_from(index_t rank) const {
-    return collect([&](const ReshardPlan& plan) { return plan.transfers_from(rank); });
+    return collect([&](std::size_t t) { return plans_[t].transfers_from(rank); });
   }
   TransferList all_transfers() const {
-    return collect([](const ReshardPlan& plan) { return plan.all_transfers(); });
+    return collect([&](std::size_t t) { return plans_[t].all_transfers(); });
   }
 
   // Bytes `rank` must receive from other ranks at least (see ReshardPlan::lower_bound_elements).
@@ -76,15 +76,16 @@ class ModelReshardPlan {
     return total;
   }
 
- private:
-  // Each distinct layout pair's part computed once, copied for the tensors that repeat it.
-  template <class F>
-  TransferList collect(F&& part_of) const {
+  // Every tensor's part together, tensor by tensor: `part_of(t)` gives tensor t's part (tensor 0,
+  // unshifted), called once for each distinct layout pair; tensors that repeat a pair get a copy
+  // of its part, tagged and shifted.
+  template <class PartOf>
+  TransferList collect(PartOf&& part_of) const {
     std::unordered_map<std::size_t, TransferList> parts;  // representative -> its part
     std::size_t transfers = 0, coordinates = 0;
     for (std::size_t t = 0; t < plans_.size(); ++t) {
       auto it = parts.find(representative_[t]);
-      if (it == parts.end()) it = parts.emplace(representative_[t], part_of(plans_[representative_[t]])).first;
+      if (it == parts.end()) it = parts.emplace(representative_[t], part_of(representative_[t])).first;
       transfers += it->second.size();
       coordinates += it->second.coordinate_count();
     }
@@ -99,6 +100,7 @@ class ModelReshardPlan {
     return out;
   }
 
+ private:
   ModelLayout src_;
   ModelLayout dst_;
   std::vector<ReshardPlan> plans_;

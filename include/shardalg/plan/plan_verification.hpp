@@ -14,6 +14,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -44,12 +45,17 @@ inline bool overlap(const TransferList& list, std::size_t i, std::size_t j) {
   return true;
 }
 
-// What each rank of one layout holds, computed once per rank (by mesh position): its tile for a
-// mesh layout (a check is a few index-map lookups), its pieces for a flat layout. Serves every
-// layout that is a shift of this one (TensorLayout::shift_from): repeated layers share it.
+// What each rank of one layout holds: its tile for a mesh layout (a check is a few index-map
+// lookups), its pieces for a flat layout. Computed once per rank and kept in a slot per rank of
+// the mesh (verifying a whole plan), kept for the ranks looked up only (verifying many
+// destinations one at a time), or only the last rank's kept (memory independent of the mesh).
+// Serves every layout that is a shift of this one (TensorLayout::shift_from): repeated layers
+// share it.
 class Holdings {
  public:
-  explicit Holdings(const TensorLayout& layout) : layout_(layout), slots_(static_cast<std::size_t>(layout.mesh().size())) {}
+  enum class Keep { every_rank, ranks_used, last_rank };
+  explicit Holdings(const TensorLayout& layout, Keep keep = Keep::every_rank)
+      : layout_(layout), slots_(keep == Keep::every_rank ? static_cast<std::size_t>(layout.mesh().size()) : 1), keep_(keep) {}
   const TensorLayout& layout() const { return layout_; }
 
   // True when the rank at mesh position `position` holds all of the box (offset, shape) as one
@@ -83,8 +89,11 @@ class Holdings {
     index_t held = 0;
   };
   const Slot& slot_at(index_t position) {
-    Slot& slot = slots_[static_cast<std::size_t>(position)];
-    if (slot.ready) return slot;
+    bool every_rank = keep_ == Keep::every_rank;
+    Slot& slot = keep_ == Keep::ranks_used ? used_[position] : slots_[every_rank ? static_cast<std::size_t>(position) : 0];
+    if (slot.ready && (keep_ != Keep::last_rank || last_position_ == position)) return slot;
+    slot = Slot{};
+    last_position_ = position;
     index_t rank = layout_.mesh().devices()[static_cast<std::size_t>(position)];
     if (const MeshLayout* mesh = layout_.mesh_layout()) {
       slot.tile = mesh->tile(rank);
@@ -99,6 +108,9 @@ class Holdings {
 
   const TensorLayout& layout_;
   std::vector<Slot> slots_;
+  std::unordered_map<index_t, Slot> used_;
+  Keep keep_;
+  index_t last_position_ = -1;
 };
 
 // The shifts of a plan's source and destination from the layouts its Holdings describe.
@@ -128,10 +140,19 @@ inline bool shifted_copy(const TransferList& list, std::span<const std::size_t> 
   return true;
 }
 
-// Verifies the transfers `indices` of `list` against `plan`. `src_holdings` / `dst_holdings`:
-// lookups of layouts the plan's source and destination are shifts of (by `shifts`).
+// Destination mesh positions [first, end): those whose receives a verification covers.
+struct PositionRange {
+  index_t first = 0;
+  index_t end = 0;
+};
+
+// Verifies the transfers `indices` of `list` against `plan`: they must be every transfer into
+// the destination ranks at mesh positions `covered` (all of them by default).
+// `src_holdings` / `dst_holdings`: lookups of layouts the plan's source and destination are
+// shifts of (by `shifts`).
 inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Holdings& dst_holdings, HoldingShifts shifts,
-                             const TransferList& list, std::span<const std::size_t> indices) {
+                             const TransferList& list, std::span<const std::size_t> indices,
+                             std::optional<PositionRange> covered = std::nullopt) {
   const TensorLayout& src = plan.source();
   const DeviceMesh& dst_mesh = plan.destination().mesh();
   // One entry per transfer, sorted by destination, then contributor class, then start on dim 0.
@@ -151,6 +172,8 @@ inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Ho
     if (!from_position) fail("plan: transfer from rank ", from, ", which is not in the source mesh");
     std::optional<index_t> position = dst_mesh.position_of(to);
     if (!position) fail("plan: transfer to rank ", to, ", which is not in the destination mesh");
+    if (covered && (*position < covered->first || *position >= covered->end))
+      fail("plan: transfer to rank ", to, ", which is not among the destination ranks verified");
     bool box = shape.size() == src.tensor_ndim();
     for (std::size_t d = 0; d < shape.size() && box; ++d)
       box = offset[d] >= 0 && shape[d] > 0 && shape[d] <= std::numeric_limits<index_t>::max() - offset[d];
@@ -178,7 +201,8 @@ inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Ho
   index_t contributors = plan.partial_contributors();
   std::vector<std::size_t> active;  // boxes of the current class still reaching past the sweep on dim 0
   std::size_t next = 0;
-  for (index_t position = 0; position < dst_mesh.size(); ++position) {
+  PositionRange range = covered.value_or(PositionRange{0, dst_mesh.size()});
+  for (index_t position = range.first; position < range.end; ++position) {
     index_t rank = dst_mesh.devices()[static_cast<std::size_t>(position)];
     index_t held = dst_holdings.held_elements(position), classes = 0;
     while (next < entries.size() && entries[next].position == position) {
@@ -276,6 +300,73 @@ inline void verify_plan(const ModelReshardPlan& plan, const TransferList& transf
       detail::fail("tensor '", plan.source()[t].name, "': ", e.what());
     }
   }
+}
+
+// A model plan planned and verified one destination rank at a time, by verify_plan's rules:
+// what counts a whole plan without its transfer list (CommunicationVolume::of_plan). Per tensor,
+// the source ranks' tiles are computed once and kept for the ranks that send only, the
+// destination's for one rank at a time: memory follows the senders, never the transfers.
+// The plan must outlive this.
+class DestinationParts {
+ public:
+  explicit DestinationParts(const ModelReshardPlan& plan)
+      : plan_(plan), planners_(plan.size()), sources_(plan.size()), first_(plan.size() + 1) {}
+
+  // Everything `rank` receives (what plan.transfers_to(rank) gives), verified.
+  TransferList verified_part(index_t rank) {
+    TransferList part = plan_.collect([&](std::size_t t) {
+      if (!planners_[t]) planners_[t].emplace(plan_.tensor_plan(t));
+      return planners_[t]->transfers_to(rank);
+    });
+    verify(rank, part);
+    return part;
+  }
+
+  // Throws Error naming the tensor and the first violation unless `part` is exactly what `rank`
+  // must receive: for each tensor, boxes the senders hold at the stated places, covering what
+  // the rank holds once per contributor class.
+  void verify(index_t rank, const TransferList& part) {
+    std::fill(first_.begin(), first_.end(), 0);
+    grouped_.resize(part.size());
+    for (std::size_t i = 0; i < part.size(); ++i) {
+      index_t tensor = part.tensor(i);
+      if (tensor < 0 || tensor >= static_cast<index_t>(plan_.size()))
+        detail::fail("plan: transfer ", part.src_rank(i), " -> ", part.dst_rank(i), " names tensor ", tensor, " of ", plan_.size());
+      ++first_[static_cast<std::size_t>(tensor) + 1];
+    }
+    for (std::size_t t = 0; t < plan_.size(); ++t) first_[t + 1] += first_[t];
+    {
+      std::vector<std::size_t> next(first_.begin(), first_.end() - 1);
+      for (std::size_t i = 0; i < part.size(); ++i) grouped_[next[static_cast<std::size_t>(part.tensor(i))]++] = i;
+    }
+    for (std::size_t t = 0; t < plan_.size(); ++t) {
+      const ReshardPlan& tensor_plan = plan_.tensor_plan(t);
+      std::optional<index_t> position = tensor_plan.destination().mesh().position_of(rank);
+      if (!position && first_[t] == first_[t + 1]) continue;
+      try {
+        if (!sources_[t]) sources_[t] = std::make_unique<detail::Holdings>(tensor_plan.source(), detail::Holdings::Keep::ranks_used);
+        detail::Holdings destination(tensor_plan.destination(), detail::Holdings::Keep::last_rank);
+        detail::PositionRange covered = position ? detail::PositionRange{*position, *position + 1} : detail::PositionRange{};
+        detail::verify_transfers(tensor_plan, *sources_[t], destination, {}, part,
+                                 std::span<const std::size_t>(grouped_).subspan(first_[t], first_[t + 1] - first_[t]), covered);
+      } catch (const Error& e) {
+        detail::fail("tensor '", plan_.source()[t].name, "': ", e.what());
+      }
+    }
+  }
+
+ private:
+  const ModelReshardPlan& plan_;
+  std::vector<std::optional<ReshardPlan::DestinationPlanner>> planners_;  // per tensor that plans (one per repeated layout pair)
+  std::vector<std::unique_ptr<detail::Holdings>> sources_;               // per tensor
+  std::vector<std::size_t> first_, grouped_;                              // one part's transfers by tensor
+};
+
+// Verifies one destination rank's part of a model plan (everything it receives, as
+// ModelReshardPlan::transfers_to gives it) by verify_plan's rules, looking up only the ranks the
+// part names. Errors name the tensor.
+inline void verify_destination(const ModelReshardPlan& plan, index_t rank, const TransferList& part) {
+  DestinationParts(plan).verify(rank, part);
 }
 
 }  // namespace shardalg

@@ -40,6 +40,9 @@ class ReshardPlan {
       detail::fail("reshard: source shape ", src_.global_shape(), " and destination shape ", dst_.global_shape(), " differ");
     reduce_op_ = detail::reshard_reduce_op(src_.placement_layout().placements(), dst_.placement_layout().placements(), "reshard");
     unreplicated_source_ = src_.single_holder();
+    const MeshLayout& src = src_.placement_layout();
+    for (std::size_t m = 0; m < src.placements().size(); ++m)
+      if (src.placements()[m].is_replicate()) replicas_ *= src.mesh().size(m);
   }
 
   const TensorLayout& source() const { return src_; }
@@ -56,6 +59,11 @@ class ReshardPlan {
     mesh_transfers_into(out, *src_.mesh_layout(), *dst_.mesh_layout(), dst_rank, planning);
     return out;
   }
+
+  // Plans destination ranks one at a time for a caller visiting many of them (counting a plan
+  // rank by rank): each source rank's tile is computed once and kept, for the ranks that send
+  // only. Same transfers as transfers_to. The plan must outlive the planner.
+  class DestinationPlanner;
 
   // The transfers `src_rank` sends (local copies included): found through the destination ranks
   // whose holdings meet its own, never by scanning all ranks.
@@ -238,11 +246,18 @@ class ReshardPlan {
   // to its output, not to the source mesh.
   class MeshPlanning {
    public:
-    enum class Tiles { cached, computed_each_time };
-    MeshPlanning(const MeshLayout& source, Tiles tiles) : source_(source), cache_(tiles == Tiles::cached) {}
+    // cached: a slot per source rank (planning every destination); touched: kept for the ranks
+    // used only (planning many destinations one at a time); computed_each_time: one rank's part.
+    enum class Tiles { cached, touched, computed_each_time };
+    MeshPlanning(const MeshLayout& source, Tiles tiles) : source_(source), mode_(tiles) {}
     // Valid until the next call when tiles are computed each time.
     const Tile& tile_of(index_t rank) {
-      if (!cache_) return last_ = source_.tile(rank);
+      if (mode_ == Tiles::computed_each_time) return last_ = source_.tile(rank);
+      if (mode_ == Tiles::touched) {
+        auto [it, added] = touched_.try_emplace(rank);
+        if (added) it->second = source_.tile(rank);
+        return it->second;
+      }
       auto position = static_cast<std::size_t>(*source_.mesh().position_of(rank));
       if (tiles_.empty()) tiles_.resize(static_cast<std::size_t>(source_.mesh().size()));
       std::optional<Tile>& tile = tiles_[position];
@@ -260,8 +275,9 @@ class ReshardPlan {
 
    private:
     const MeshLayout& source_;
-    bool cache_;
+    Tiles mode_;
     std::vector<std::optional<Tile>> tiles_;
+    std::unordered_map<index_t, Tile> touched_;
     Tile last_;
   };
 
@@ -278,10 +294,11 @@ class ReshardPlan {
         for (index_t rank : src.ranks_holding(box)) add_overlap(out, rank, planning.tile_of(rank), dst_rank, box, 1, planning);
         continue;
       }
-      // Source ranks grouped by the tile they hold; each group holds identical elements.
+      // One replica of each holder (the one choose_senders would pick among all of them, found
+      // without visiting the others), grouped by the tile it holds.
       std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
       std::map<std::vector<index_t>, Tile> tiles;
-      for (index_t rank : src.ranks_holding(box)) {
+      for (index_t rank : src.one_replica_holding(box, [&](Dims& coord) { choose_replica(coord, dst_rank); })) {
         const Tile& tile = planning.tile_of(rank);
         std::vector<index_t> key = tile_key(tile);
         by_tile[key].push_back(rank);
@@ -370,17 +387,46 @@ class ReshardPlan {
 
   // Among ranks holding the same tile: one sender per distinct coordinate on the Partial dims
   // (all of them contribute); among the ranks sharing Partial coordinates (replicas), the
-  // destination itself if present, else the one at (destination's position) mod count.
+  // destination itself if present, else the one at (destination's position) mod count in source
+  // mesh order (choose_replica's rule, for holders already listed).
   std::vector<index_t> choose_senders(const std::vector<index_t>& ranks, index_t dst_rank) const {
+    const DeviceMesh& mesh = src_.mesh();
     std::map<index_t, std::vector<index_t>> by_partial;
     for (index_t rank : ranks) by_partial[partial_class(rank)].push_back(rank);
     std::vector<index_t> senders;
     for (auto& [coord, replicas] : by_partial) {
       auto self = std::find(replicas.begin(), replicas.end(), dst_rank);
-      if (self != replicas.end()) senders.push_back(dst_rank);
-      else senders.push_back(replicas[static_cast<std::size_t>(dst_position(dst_rank) % static_cast<index_t>(replicas.size()))]);
+      if (self != replicas.end()) {
+        senders.push_back(dst_rank);
+        continue;
+      }
+      std::sort(replicas.begin(), replicas.end(), [&](index_t a, index_t b) { return *mesh.position_of(a) < *mesh.position_of(b); });
+      senders.push_back(replicas[static_cast<std::size_t>(dst_position(dst_rank) % static_cast<index_t>(replicas.size()))]);
     }
     return senders;
+  }
+
+  // choose_senders' rule computed from coordinates: given a source coordinate set on every mesh
+  // dim but the Replicate ones, sets those to the destination's own coordinate when the
+  // destination is that replica, else to replica number (destination's position) mod (replicas),
+  // counted row-major over the Replicate dims (the order of their mesh positions).
+  // Example: S(0),R on dp=2,tp=4, destination rank 6 of a dp=8 mesh: not a source replica of
+  // dp=0, so tp = 6 mod 4 = 2 (rank 2); of dp=1 it is itself (tp = 2, rank 6).
+  void choose_replica(Dims& coord, index_t dst_rank) const {
+    const MeshLayout& src = src_.placement_layout();
+    std::optional<Dims> own = src.mesh().coordinate_of(dst_rank);
+    for (std::size_t m = 0; m < coord.size() && own; ++m)
+      if (!src.placements()[m].is_replicate() && coord[m] != (*own)[m]) own.reset();
+    index_t k = dst_position(dst_rank) % replicas_;
+    for (std::size_t m = coord.size(); m-- > 0;) {
+      if (!src.placements()[m].is_replicate()) continue;
+      if (own) {
+        coord[m] = (*own)[m];
+      } else {
+        coord[m] = k % src.mesh().size(m);
+        k /= src.mesh().size(m);
+      }
+    }
   }
 
   index_t dst_position(index_t dst_rank) const {
@@ -434,6 +480,24 @@ class ReshardPlan {
   TensorLayout dst_;
   std::optional<ReduceOp> reduce_op_;
   bool unreplicated_source_ = false;
+  index_t replicas_ = 1;  // product of the source's Replicate mesh dims' sizes
+};
+
+class ReshardPlan::DestinationPlanner {
+ public:
+  explicit DestinationPlanner(const ReshardPlan& plan) : plan_(plan) {
+    if (plan.src_.mesh_layout() && plan.dst_.mesh_layout()) planning_.emplace(*plan.src_.mesh_layout(), MeshPlanning::Tiles::touched);
+  }
+  TransferList transfers_to(index_t dst_rank) {
+    if (!planning_) return plan_.piece_transfers_to(dst_rank);
+    TransferList out;
+    plan_.mesh_transfers_into(out, *plan_.src_.mesh_layout(), *plan_.dst_.mesh_layout(), dst_rank, *planning_);
+    return out;
+  }
+
+ private:
+  const ReshardPlan& plan_;
+  std::optional<MeshPlanning> planning_;
 };
 
 }  // namespace shardalg

@@ -43,7 +43,7 @@ inline void require_plannable(const ModelReshardPlan& plan, const PlanBounds& bo
     simulated_bytes += elements * static_cast<double>(element_bytes(plan.source()[t].dtype)) *
                        static_cast<double>(src.replication_factor() + dst.replication_factor());
   }
-  bounds.memory.require(transfers * bytes_per_transfer, "planning every rank", detail::concat(transfers, " transfers at least, ", bytes_per_transfer, " bytes each"));
+  bounds.memory.require(transfers * bytes_per_transfer, "planning every rank", detail::concat(byte_count(transfers).dump(), " transfers at least, ", bytes_per_transfer, " bytes each"));
   if (simulate) bounds.memory.require(simulated_bytes, "--simulate", "every element each source and destination rank holds");
 }
 
@@ -54,7 +54,7 @@ inline void require_countable(const ModelReshardPlan& plan, const PlanBounds& bo
   double ranks = 0;
   for (const ModelLayout* layout : {&plan.source(), &plan.destination()})
     if (!layout->ranks().empty()) ranks = std::max(ranks, static_cast<double>(layout->ranks().back() + 1));
-  bounds.memory.require(ranks * bytes_per_rank, "counting every rank's bytes", detail::concat(ranks, " ranks, ", bytes_per_rank, " bytes each"));
+  bounds.memory.require(ranks * bytes_per_rank, "counting every rank's bytes", detail::concat(byte_count(ranks).dump(), " ranks, ", bytes_per_rank, " bytes each"));
 }
 
 // The plan between the two model layouts the options describe: a whole model or one tensor

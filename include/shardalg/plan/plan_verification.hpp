@@ -226,6 +226,30 @@ inline void verify_transfers(const ReshardPlan& plan, Holdings& src_holdings, Ho
   }
 }
 
+// A transfer list's indices grouped by tensor, plan order kept within each (a counting sort).
+// Error: a transfer naming a tensor the plan does not have.
+class TransfersByTensor {
+ public:
+  void group(const TransferList& transfers, std::size_t tensors) {
+    first_.assign(tensors + 1, 0);
+    for (std::size_t i = 0; i < transfers.size(); ++i) {
+      index_t tensor = transfers.tensor(i);
+      if (tensor < 0 || tensor >= static_cast<index_t>(tensors))
+        fail("plan: transfer ", transfers.src_rank(i), " -> ", transfers.dst_rank(i), " names tensor ", tensor, " of ", tensors);
+      ++first_[static_cast<std::size_t>(tensor) + 1];
+    }
+    for (std::size_t t = 0; t < tensors; ++t) first_[t + 1] += first_[t];
+    grouped_.resize(transfers.size());
+    next_.assign(first_.begin(), first_.end() - 1);
+    for (std::size_t i = 0; i < transfers.size(); ++i) grouped_[next_[static_cast<std::size_t>(transfers.tensor(i))]++] = i;
+  }
+  // Tensor t's transfer indices.
+  std::span<const std::size_t> of(std::size_t t) const { return std::span<const std::size_t>(grouped_).subspan(first_[t], first_[t + 1] - first_[t]); }
+
+ private:
+  std::vector<std::size_t> first_, grouped_, next_;
+};
+
 }  // namespace detail
 
 // Throws Error naming the first violation.
@@ -244,21 +268,9 @@ inline void verify_plan(const ReshardPlan& plan, const TransferList& transfers) 
 // alike, they are valid for the same reasons (what each rank holds shifts with the layout), so
 // they are compared instead of checked again. Anything else is checked in full.
 inline void verify_plan(const ModelReshardPlan& plan, const TransferList& transfers) {
-  // Transfer indices grouped by tensor (a counting sort keeps plan order within each tensor).
-  std::vector<std::size_t> first(plan.size() + 1, 0);
-  for (std::size_t i = 0; i < transfers.size(); ++i) {
-    index_t tensor = transfers.tensor(i);
-    if (tensor < 0 || tensor >= static_cast<index_t>(plan.size()))
-      detail::fail("plan: transfer ", transfers.src_rank(i), " -> ", transfers.dst_rank(i), " names tensor ", tensor, " of ", plan.size());
-    ++first[static_cast<std::size_t>(tensor) + 1];
-  }
-  for (std::size_t t = 0; t < plan.size(); ++t) first[t + 1] += first[t];
-  std::vector<std::size_t> grouped(transfers.size());
-  {
-    std::vector<std::size_t> next(first.begin(), first.end() - 1);
-    for (std::size_t i = 0; i < transfers.size(); ++i) grouped[next[static_cast<std::size_t>(transfers.tensor(i))]++] = i;
-  }
-  auto part_of = [&](std::size_t t) { return std::span<const std::size_t>(grouped).subspan(first[t], first[t + 1] - first[t]); };
+  detail::TransfersByTensor by_tensor;
+  by_tensor.group(transfers, plan.size());
+  auto part_of = [&](std::size_t t) { return by_tensor.of(t); };
 
   // Layouts that are shifts of one already seen share its lookups of what each rank holds. Other
   // flat layouts (one tensor of a shared partition) are looked up for their tensor only, so
@@ -310,7 +322,7 @@ inline void verify_plan(const ModelReshardPlan& plan, const TransferList& transf
 class DestinationParts {
  public:
   explicit DestinationParts(const ModelReshardPlan& plan)
-      : plan_(plan), planners_(plan.size()), sources_(plan.size()), first_(plan.size() + 1) {}
+      : plan_(plan), planners_(plan.size()), sources_(plan.size()) {}
 
   // Everything `rank` receives (what plan.transfers_to(rank) gives), verified.
   TransferList verified_part(index_t rank) {
@@ -326,29 +338,16 @@ class DestinationParts {
   // must receive: for each tensor, boxes the senders hold at the stated places, covering what
   // the rank holds once per contributor class.
   void verify(index_t rank, const TransferList& part) {
-    std::fill(first_.begin(), first_.end(), 0);
-    grouped_.resize(part.size());
-    for (std::size_t i = 0; i < part.size(); ++i) {
-      index_t tensor = part.tensor(i);
-      if (tensor < 0 || tensor >= static_cast<index_t>(plan_.size()))
-        detail::fail("plan: transfer ", part.src_rank(i), " -> ", part.dst_rank(i), " names tensor ", tensor, " of ", plan_.size());
-      ++first_[static_cast<std::size_t>(tensor) + 1];
-    }
-    for (std::size_t t = 0; t < plan_.size(); ++t) first_[t + 1] += first_[t];
-    {
-      std::vector<std::size_t> next(first_.begin(), first_.end() - 1);
-      for (std::size_t i = 0; i < part.size(); ++i) grouped_[next[static_cast<std::size_t>(part.tensor(i))]++] = i;
-    }
+    by_tensor_.group(part, plan_.size());
     for (std::size_t t = 0; t < plan_.size(); ++t) {
       const ReshardPlan& tensor_plan = plan_.tensor_plan(t);
       std::optional<index_t> position = tensor_plan.destination().mesh().position_of(rank);
-      if (!position && first_[t] == first_[t + 1]) continue;
+      if (!position && by_tensor_.of(t).empty()) continue;
       try {
         if (!sources_[t]) sources_[t] = std::make_unique<detail::Holdings>(tensor_plan.source(), detail::Holdings::Keep::ranks_used);
         detail::Holdings destination(tensor_plan.destination(), detail::Holdings::Keep::last_rank);
         detail::PositionRange covered = position ? detail::PositionRange{*position, *position + 1} : detail::PositionRange{};
-        detail::verify_transfers(tensor_plan, *sources_[t], destination, {}, part,
-                                 std::span<const std::size_t>(grouped_).subspan(first_[t], first_[t + 1] - first_[t]), covered);
+        detail::verify_transfers(tensor_plan, *sources_[t], destination, {}, part, by_tensor_.of(t), covered);
       } catch (const Error& e) {
         detail::fail("tensor '", plan_.source()[t].name, "': ", e.what());
       }
@@ -359,7 +358,7 @@ class DestinationParts {
   const ModelReshardPlan& plan_;
   std::vector<std::optional<ReshardPlan::DestinationPlanner>> planners_;  // per tensor that plans (one per repeated layout pair)
   std::vector<std::unique_ptr<detail::Holdings>> sources_;               // per tensor
-  std::vector<std::size_t> first_, grouped_;                              // one part's transfers by tensor
+  detail::TransfersByTensor by_tensor_;
 };
 
 // Verifies one destination rank's part of a model plan (everything it receives, as

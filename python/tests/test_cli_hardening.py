@@ -144,7 +144,7 @@ HUGE = str(1 << 24)
     (["cost", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R",
       "--max-memory", "512MiB"], "--max-memory"),
     (["plan", "--shape", "4", "--src-mesh", "dp=4096,tp=4096", "--src-placements", "S(0),R", "--dst-placements", "R,R", "--json",
-      "--max-memory", "1GiB"], "planning every rank needs about 1.8 GiB"),
+      "--max-memory", "4GiB"], "planning every rank needs about 7.0 GiB (67108864 transfers, 112 bytes each)"),
     (["plan", "--shape", "4", "--src-mesh", "dp=" + HUGE, "--src-placements", "S(0)", "--dst-placements", "R", "--summary",
       "--max-memory", "256MiB"], "--max-memory"),
     (["plan", "--model", "llama3-405b", "--src-layout", "fsdp dp=8", "--dst-layout", "fsdp dp=4", "--simulate"], "--simulate needs about"),

@@ -22,7 +22,7 @@ from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
     dtype_names, element_bytes, expert_metadata, expert_parallel_layout, format_placements, fsdp1_scale, fsdp2_scale,
     fsdp_over_tp_label, fsdp_over_tp_physical, layout_model, load_model, lower_reshard, megatron_groups,
     megatron_scale, model_from_zoo, model_zoo_names, parse_placements, partition, relabel_destination,
-    torchtitan_groups, torchtitan_scale, verify_plan, zero3_autoep_scale,
+    torchtitan_groups, torchtitan_scale, verify_destination, verify_plan, zero3_autoep_scale,
 )
 from . import _shardalg
 from . import _buffers

@@ -822,6 +822,8 @@ def torchtitan_groups(world: int, pp: int = 1, dp_replicate: int = 1, dp_shard: 
     """torchtitan's dense and sparse meshes."""
 def torchtitan_scale(dense_dp: int, expert_dp: int | None, expert: bool, low_precision: bool = False) -> ScaleFactors:
     ...
+def verify_destination(plan: ModelReshardPlan, rank: int, part: TransferList) -> None:
+    """verify_plan's checks on one destination rank's part (everything it receives, as plan.transfers_to(rank) gives it), looking up only the ranks it names; Error naming the tensor and the first violation."""
 def verify_plan(plan: ModelReshardPlan, transfers: TransferList | None = None) -> None:
     """Checks that every destination element is written exactly once, from a source rank that holds it; Error naming the first violation."""
 def zero3_autoep_scale(world: int, ep: int, expert: bool) -> ScaleFactors:

@@ -130,6 +130,13 @@ void bind_plans(py::module_& m) {
         },
         py::arg("plan"), py::arg("transfers") = py::none(),
         "Checks that every destination element is written exactly once, from a source rank that holds it; Error naming the first violation.");
+  m.def("verify_destination", [](const ModelReshardPlan& plan, index_t rank, const TransferList& part) {
+          py::gil_scoped_release release;
+          verify_destination(plan, rank, part);
+        },
+        py::arg("plan"), py::arg("rank"), py::arg("part"),
+        "verify_plan's checks on one destination rank's part (everything it receives, as plan.transfers_to(rank) gives it), "
+        "looking up only the ranks it names; Error naming the tensor and the first violation.");
 
   py::class_<CostModel>(m, "CostModel", "Alpha-beta link costs: NVLink within a node, InfiniBand between nodes.")
       .def(py::init<>())

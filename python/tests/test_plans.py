@@ -37,6 +37,7 @@ def test_plan_parts_are_the_global_plan():
     first = everything[0]
     assert (first.src_rank, first.dst_rank) == (everything.src_rank[0], everything.dst_rank[0])
     summary = plan.summary(everything)
+    assert plan.summary() == summary  # counted rank by rank, never listed: the same totals
     assert summary["transfers"] == len(everything)
     assert summary["bytes_moved"] + summary["bytes_local"] == 2 * everything.volume.sum()  # bf16
     shardalg.verify_plan(plan, everything)
@@ -49,6 +50,11 @@ def test_verify_plan_rejects_a_plan_with_a_transfer_missing():
     one_rank_only = plan.transfers_to(0)
     with pytest.raises(shardalg.Error):
         shardalg.verify_plan(plan, one_rank_only)
+    shardalg.verify_destination(plan, 0, one_rank_only)
+    with pytest.raises(shardalg.Error, match="rank 1"):
+        shardalg.verify_destination(plan, 0, plan.transfers_to(1))  # another rank's part
+    with pytest.raises(shardalg.Error, match="receives"):
+        shardalg.verify_destination(plan, 1, plan.transfers_to(99))  # nothing, where the rank holds elements
 
 
 def test_plans_between_mismatched_models_are_refused():

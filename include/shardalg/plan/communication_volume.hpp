@@ -83,7 +83,6 @@ class CommunicationVolume {
   // alpha + beta * bytes per peer over that pair's link, sends and receives overlapping; the
   // slowest rank decides (local copies are not messages).
   double point_to_point_us() const { return ranks() ? std::max(send_us_.maxCoeff(), receive_us_.maxCoeff()) : 0.0; }
-  const CostModel& model() const { return model_; }
 
  private:
   // Every rank of the layouts counts, also one that no transfer touches (it holds nothing).

@@ -55,7 +55,8 @@ class Holdings {
  public:
   enum class Keep { every_rank, ranks_used, last_rank };
   explicit Holdings(const TensorLayout& layout, Keep keep = Keep::every_rank)
-      : layout_(layout), slots_(keep == Keep::every_rank ? static_cast<std::size_t>(layout.mesh().size()) : 1), keep_(keep) {}
+      : layout_(layout), slots_(keep == Keep::every_rank ? static_cast<std::size_t>(layout.mesh().size()) : keep == Keep::last_rank ? 1 : 0),
+        keep_(keep) {}
   const TensorLayout& layout() const { return layout_; }
 
   // True when the rank at mesh position `position` holds all of the box (offset, shape) as one

@@ -286,6 +286,9 @@ class ReshardPlan {
     Tile dst_tile = dst.tile(dst_rank);
     if (dst_tile.empty()) return;
     index_t contributors = partial_contributors();
+    // For choose_replica: the destination's source coordinate (if it is a source rank) and position.
+    std::optional<Dims> own = unreplicated_source_ ? std::nullopt : src.mesh().coordinate_of(dst_rank);
+    index_t position = unreplicated_source_ ? 0 : dst_position(dst_rank);
     for (const Box& box : dst_tile.boxes()) {
       // Where the box starts in the destination tile (it is one run of the tile per dim).
       planning.dst_begin.clear();
@@ -298,7 +301,7 @@ class ReshardPlan {
       // without visiting the others), grouped by the tile it holds.
       std::map<std::vector<index_t>, std::vector<index_t>> by_tile;  // tile key -> ranks
       std::map<std::vector<index_t>, Tile> tiles;
-      for (index_t rank : src.one_replica_holding(box, [&](Dims& coord) { choose_replica(coord, dst_rank); })) {
+      for (index_t rank : src.one_replica_holding(box, [&](Dims& coord) { choose_replica(coord, own, position); })) {
         const Tile& tile = planning.tile_of(rank);
         std::vector<index_t> key = tile_key(tile);
         by_tile[key].push_back(rank);
@@ -407,20 +410,20 @@ class ReshardPlan {
   }
 
   // choose_senders' rule computed from coordinates: given a source coordinate set on every mesh
-  // dim but the Replicate ones, sets those to the destination's own coordinate when the
-  // destination is that replica, else to replica number (destination's position) mod (replicas),
-  // counted row-major over the Replicate dims (the order of their mesh positions).
+  // dim but the Replicate ones, sets those to the destination's own source coordinate `own` when
+  // the destination is that replica, else to replica number (destination's `position`) mod
+  // (replicas), counted row-major over the Replicate dims (the order of their mesh positions).
   // Example: S(0),R on dp=2,tp=4, destination rank 6 of a dp=8 mesh: not a source replica of
   // dp=0, so tp = 6 mod 4 = 2 (rank 2); of dp=1 it is itself (tp = 2, rank 6).
-  void choose_replica(Dims& coord, index_t dst_rank) const {
+  void choose_replica(Dims& coord, const std::optional<Dims>& own, index_t position) const {
     const MeshLayout& src = src_.placement_layout();
-    std::optional<Dims> own = src.mesh().coordinate_of(dst_rank);
-    for (std::size_t m = 0; m < coord.size() && own; ++m)
-      if (!src.placements()[m].is_replicate() && coord[m] != (*own)[m]) own.reset();
-    index_t k = dst_position(dst_rank) % replicas_;
+    bool is_replica = own.has_value();
+    for (std::size_t m = 0; m < coord.size() && is_replica; ++m)
+      is_replica = src.placements()[m].is_replicate() || coord[m] == (*own)[m];
+    index_t k = position % replicas_;
     for (std::size_t m = coord.size(); m-- > 0;) {
       if (!src.placements()[m].is_replicate()) continue;
-      if (own) {
+      if (is_replica) {
         coord[m] = (*own)[m];
       } else {
         coord[m] = k % src.mesh().size(m);

@@ -4,9 +4,11 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <iostream>
 #include <ostream>
 #include <string>
 #include <vector>
+#include <span>
 #include <string_view>
 
 #include <CLI/CLI.hpp>
@@ -117,6 +119,72 @@ inline nlohmann::ordered_json to_json(const Dims& dims) {
   nlohmann::ordered_json array = nlohmann::ordered_json::array();
   for (index_t v : dims) array.push_back(v);
   return array;
+}
+
+// The layout of a tensor of global shape `shape`. With `stack` >= 0 the placements (and shard
+// order) were written for one of `stack` stacked weights (TransformerEngine's GroupedLinear
+// stacks num_gemms [out, in] weights into [num_gemms, out, in]): they apply to the shape without
+// its leading dim, which must be `stack`, and MeshLayout::stack moves them one dim in. `flag`
+// names the stack option in errors.
+// Example: shape 4,6,3, placements S(0), stack 4 -> S(1) on [4,6,3].
+inline MeshLayout layout_from(const DeviceMesh& mesh, const std::vector<Placement>& placements, const Dims& shape,
+                              const std::string& shard_order, index_t stack, std::string_view flag) {
+  Dims weight = shape;
+  if (stack >= 0) {
+    if (shape.empty() || shape[0] != stack)
+      detail::fail(flag, " ", stack, ": the shape ", shape, " is the stacked tensor's, so its leading extent must be ", stack);
+    weight = Dims(std::span<const index_t>(shape.begin() + 1, shape.end()));
+  }
+  MeshLayout layout = shard_order.empty() ? MeshLayout(mesh, placements, weight)
+                                          : MeshLayout(mesh, placements, weight, parse_shard_order(shard_order, mesh.names()));
+  return stack >= 0 ? layout.stack(stack) : layout;
+}
+
+// The option that stacks a layout's placements (see layout_from); absent, -1.
+inline CLI::Option* add_stack_option(CLI::App& cmd, const std::string& flag, index_t& stack, const std::string& of) {
+  return cmd.add_option(flag, stack,
+                        "The placements" + of + " are those of one of K stacked weights: they apply to the shape without its "
+                        "leading dim K and shift one dim in (TransformerEngine GroupedLinear)")
+      ->check(within(0, index_t{1} << 40));
+}
+
+// Mesh positions in the order of the ranks they hold: listings go by rank, one slice at a time.
+inline std::vector<index_t> positions_by_rank(const DeviceMesh& mesh) {
+  std::vector<index_t> positions(static_cast<std::size_t>(mesh.size()));
+  for (std::size_t p = 0; p < positions.size(); ++p) positions[p] = static_cast<index_t>(p);
+  const std::vector<index_t>& devices = mesh.devices();
+  std::sort(positions.begin(), positions.end(),
+            [&](index_t a, index_t b) { return devices[static_cast<std::size_t>(a)] < devices[static_cast<std::size_t>(b)]; });
+  return positions;
+}
+
+// A tile's global boxes in local order, two spaces apart; "(nothing)" when empty.
+inline std::string format_tile(const Tile& tile) {
+  std::string boxes;
+  for (const Box& box : tile.boxes()) boxes += (boxes.empty() ? "" : "  ") + format_box(box);
+  return boxes.empty() ? "(nothing)" : boxes;
+}
+
+// A tile's global boxes in local order, as JSON.
+inline nlohmann::ordered_json tile_json(const Tile& tile) {
+  nlohmann::ordered_json boxes = nlohmann::ordered_json::array();
+  for (const Box& box : tile.boxes()) boxes.push_back({{"offset", to_json(box.offset)}, {"shape", to_json(box.shape)}});
+  return boxes;
+}
+
+// Lint findings about a layout (lint_layout): warnings on stderr, each naming `which` layout and
+// its kind; with `strict` the first finding is the error instead (exit code 2).
+inline void report_lint(const MeshLayout& layout, bool strict, std::string_view which) {
+  for (const LintFinding& finding : lint_layout(layout)) {
+    if (strict) detail::fail(which, " (", finding.kind, ", an error under --strict): ", finding.message);
+    std::cerr << "warning: " << which << " (" << finding.kind << "): " << finding.message << "\n";
+  }
+}
+
+inline void add_strict_option(CLI::App& cmd, bool& strict) {
+  cmd.add_flag("--strict", strict,
+               "Make lint findings errors: empty shards on some ranks, strided placements that express no shard order, a strided label "
+               "that is not the bytes of its shard order");
 }
 
 }  // namespace shardalg::cli

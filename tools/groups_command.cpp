@@ -48,20 +48,43 @@ ParallelGroups build(const CLI::App& cmd, const GroupsOptions& o) {
   return torchtitan_groups(o.world, sizes);
 }
 
+// A rank's expert record under DeepSpeed's field names (those its AutoEP engine keeps).
+nlohmann::ordered_json expert_json(index_t rank, const ExpertMetadata& m) {
+  return {{"rank", rank},
+          {"num_experts", m.num_experts},
+          {"num_local_experts", m.num_local_experts},
+          {"ep_size", m.ep_size},
+          {"ep_rank", m.ep_rank},
+          {"expert_data_parallel_rank", m.edp_rank},
+          {"expert_data_parallel_world_size", m.edp_size},
+          {"global_expert_start", m.global_expert_start},
+          {"global_expert_end", m.global_expert_end}};
+}
+
+std::string expert_line(const ExpertMetadata& m) {
+  return detail::concat("experts [", m.global_expert_start, ", ", m.global_expert_end, ") of ", m.num_experts, " (ep rank ", m.ep_rank,
+                        " of ", m.ep_size, ", edp rank ", m.edp_rank, " of ", m.edp_size, ")");
+}
+
 void run(const CLI::App& cmd, const GroupsOptions& o) {
   bool with_rank = cmd.count("--rank") > 0, with_experts = cmd.count("--num-experts") > 0;
-  if (with_experts && !with_rank) detail::fail("--num-experts needs --rank");
-  // Each family lists every rank once, in groups of a few words each.
-  o.memory.require(static_cast<double>(o.world) * 11 * 64, "groups",
-                   detail::concat(o.world, " ranks in up to 11 group families, about 64 bytes each"));
+  // Each family lists every rank once, in groups of a few words each; every rank's expert
+  // metadata is a record and two positions more.
+  const double bytes_per_rank = 11 * 64 + (with_experts && !with_rank ? 96 : 0);
+  o.memory.require(static_cast<double>(o.world) * bytes_per_rank, "groups",
+                   detail::concat(o.world, " ranks in up to 11 group families", with_experts && !with_rank ? " and their expert metadata" : "",
+                                  ", about ", bytes_per_rank, " bytes each"));
   ParallelGroups groups = build(cmd, o);
   // The rank's groups and experts are found before anything prints: a bad rank prints only its error.
   std::vector<std::pair<std::string, std::vector<index_t>>> mine;
   std::optional<ExpertMetadata> experts;
+  std::vector<ExpertMetadata> every_rank_experts;
   if (with_rank) {
     if (o.rank >= o.world) detail::fail("--rank ", o.rank, " is not a rank of the world of ", o.world);
     for (const auto& [family, list] : groups.families) mine.emplace_back(family, groups.group_of(family, o.rank));
     if (with_experts) experts = expert_metadata(groups, o.num_experts, o.rank);
+  } else if (with_experts) {
+    every_rank_experts = expert_metadata_of_ranks(groups, o.num_experts);
   }
   if (o.json) {  // streamed: a world of millions of ranks never becomes one document in memory
     std::cout << '{';
@@ -83,12 +106,12 @@ void run(const CLI::App& cmd, const GroupsOptions& o) {
       }
       std::cout << '}';
     }
-    if (experts) {
-      const ExpertMetadata& m = *experts;
-      nlohmann::ordered_json metadata = {{"num_experts", m.num_experts}, {"num_local_experts", m.num_local_experts}, {"ep_size", m.ep_size},
-                                         {"ep_rank", m.ep_rank}, {"edp_rank", m.edp_rank}, {"edp_size", m.edp_size},
-                                         {"global_expert_start", m.global_expert_start}, {"global_expert_end", m.global_expert_end}};
-      std::cout << ",\"expert_metadata\":" << metadata.dump();
+    if (experts) std::cout << ",\"expert_metadata\":" << expert_json(o.rank, *experts).dump();
+    if (with_experts && !with_rank) {
+      std::cout << ",\"expert_metadata\":[";
+      for (std::size_t r = 0; r < every_rank_experts.size(); ++r)
+        std::cout << (r ? "," : "") << expert_json(static_cast<index_t>(r), every_rank_experts[r]).dump();
+      std::cout << ']';
     }
     std::cout << "}\n";
     return;
@@ -111,10 +134,10 @@ void run(const CLI::App& cmd, const GroupsOptions& o) {
       std::cout << '\n';
     }
   }
-  if (experts) {
-    const ExpertMetadata& m = *experts;
-    std::cout << "  experts [" << m.global_expert_start << ", " << m.global_expert_end << ") of " << m.num_experts << " (ep rank "
-              << m.ep_rank << " of " << m.ep_size << ", edp rank " << m.edp_rank << " of " << m.edp_size << ")\n";
+  if (experts) std::cout << "  " << expert_line(*experts) << "\n";
+  if (with_experts && !with_rank) {
+    std::cout << "\nexperts by rank:\n";
+    for (std::size_t r = 0; r < every_rank_experts.size(); ++r) std::cout << "  " << r << "  " << expert_line(every_rank_experts[r]) << "\n";
   }
 }
 
@@ -136,7 +159,7 @@ void add_groups_command(CLI::App& app) {
   cmd->add_option("--dp-shard", o->dp_shard, "torchtitan: FSDP size (default: what the other sizes leave)")->check(within(1, max_ranks));
   cmd->add_option("--dp-replicate", o->dp_replicate, "torchtitan: HSDP replicate size")->check(within(1, max_ranks));
   cmd->add_option("--rank", o->rank, "Also show the groups containing this rank")->check(within(0, max_ranks - 1));
-  cmd->add_option("--num-experts", o->num_experts, "With --rank: also show that rank's experts and AutoEP-style metadata")->check(within(1, index_t{1} << 30));
+  cmd->add_option("--num-experts", o->num_experts, "Also show expert metadata (DeepSpeed's field names in JSON): that of --rank, or of every rank")->check(within(1, index_t{1} << 30));
   cmd->add_flag("--json", o->json, "Print JSON: one key per group family, each a list of rank lists");
   o->memory.add_to(*cmd);
   cmd->callback([cmd, o] { run(*cmd, *o); });

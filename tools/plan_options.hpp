@@ -15,8 +15,9 @@ namespace shardalg::cli {
 struct LayoutOptions {
   std::string shape, role = "column_parallel", model, src_layout, dst_layout;
   std::string src_mesh, src_placements, src_devices, dst_mesh, dst_placements, dst_devices, dtype = "fp32", optimizer = "none";
+  std::string src_shard_order, dst_shard_order;
   std::vector<std::string> tensors;
-  index_t scale_down_factor = 1;
+  index_t scale_down_factor = 1, src_stack = -1, dst_stack = -1;
 };
 
 // The bound on planning every rank at once (shardalg plan, shardalg cost; `run` plans each
@@ -65,7 +66,8 @@ inline void require_countable(const ModelReshardPlan& plan, const PlanBounds& bo
 // The plan between the two model layouts the options describe: a whole model or one tensor
 // under recipes, or one tensor between explicit mesh layouts.
 inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
-  const std::vector<std::string> mesh_flags{"--src-mesh", "--src-placements", "--src-devices", "--dst-mesh", "--dst-placements", "--dst-devices"};
+  const std::vector<std::string> mesh_flags{"--src-mesh",       "--src-placements", "--src-devices", "--src-shard-order", "--src-stack",
+                                            "--dst-mesh",       "--dst-placements", "--dst-devices", "--dst-shard-order", "--dst-stack"};
   DType dtype = parse_dtype(o.dtype);
   bool recipes = !o.src_layout.empty() || !o.dst_layout.empty() || !o.model.empty();
   if (recipes) {
@@ -90,10 +92,12 @@ inline ModelReshardPlan plan_from(const CLI::App& cmd, const LayoutOptions& o) {
   if (o.shape.empty() || o.src_mesh.empty() || o.src_placements.empty() || o.dst_placements.empty())
     detail::fail("give --shape, --src-mesh, --src-placements and --dst-placements (or --src-layout and --dst-layout)");
   Dims shape = parse_shape(o.shape);
-  MeshLayout src(DeviceMesh::parse(o.src_mesh, o.src_devices), parse_placements(o.src_placements), shape);
+  MeshLayout src = layout_from(DeviceMesh::parse(o.src_mesh, o.src_devices), parse_placements(o.src_placements), shape, o.src_shard_order,
+                               o.src_stack, "--src-stack");
   std::string dst_mesh = o.dst_mesh.empty() ? o.src_mesh : o.dst_mesh;
   std::string dst_devices = o.dst_mesh.empty() && o.dst_devices.empty() ? o.src_devices : o.dst_devices;
-  MeshLayout dst(DeviceMesh::parse(dst_mesh, dst_devices), parse_placements(o.dst_placements), shape);
+  MeshLayout dst = layout_from(DeviceMesh::parse(dst_mesh, dst_devices), parse_placements(o.dst_placements), shape, o.dst_shard_order,
+                               o.dst_stack, "--dst-stack");
   std::vector<NamedTensorLayout> source, destination;
   source.push_back(NamedTensorLayout{"tensor", dtype, TensorLayout(std::move(src))});
   destination.push_back(NamedTensorLayout{"tensor", dtype, TensorLayout(std::move(dst))});
@@ -173,6 +177,10 @@ inline void add_layout_options(CLI::App& cmd, LayoutOptions& o) {
   cmd.add_option("--dst-mesh", o.dst_mesh, "Destination mesh (default: the source mesh)");
   cmd.add_option("--dst-placements", o.dst_placements, "Destination placements, e.g. \"S(0),S(1)\"");
   cmd.add_option("--dst-devices", o.dst_devices, "Destination mesh ranks (default row-major 0..N-1)");
+  cmd.add_option("--src-shard-order", o.src_shard_order, "Source: apply Shard placements in this order per tensor dim, e.g. \"0:[tp,dp]\"");
+  cmd.add_option("--dst-shard-order", o.dst_shard_order, "Destination: apply Shard placements in this order per tensor dim");
+  add_stack_option(cmd, "--src-stack", o.src_stack, " of the source");
+  add_stack_option(cmd, "--dst-stack", o.dst_stack, " of the destination");
   cmd.add_option("--dtype", o.dtype, "Element type (" + dtype_names() + "); overrides a model's")
       ->capture_default_str();
 }

@@ -61,7 +61,7 @@ ScaleFactors compute(const CLI::App& cmd, const ScaleOptions& o) {
 
 void run(const CLI::App& cmd, const ScaleOptions& o) {
   ScaleFactors s = compute(cmd, o);
-  const char* collective = s.collective == Collective::avg ? "avg" : "sum";
+  const std::string_view collective = to_string(s.collective);
   if (o.json) {
     nlohmann::ordered_json out = {{"reduce_group_size", s.reduce_group_size}, {"average_over", s.average_over},
                                   {"pre_divide", s.pre_divide}, {"post_divide", s.post_divide}, {"scale", s.scale},
@@ -72,7 +72,8 @@ void run(const CLI::App& cmd, const ScaleOptions& o) {
   std::cout << o.convention << (o.expert ? " (expert parameter)" : "") << "\n"
             << "reduce group size  " << s.reduce_group_size << "\n"
             << "average over       " << s.average_over << "\n"
-            << "pre-divide         " << s.pre_divide << "   (each rank: g /= " << s.pre_divide << ")\n"
+            << "pre-divide         " << s.pre_divide
+            << (s.collective == Collective::premul_sum ? "   (in the collective: each rank's g *= 1/" : "   (each rank: g /= ") << s.pre_divide << ")\n"
             << "collective         " << collective << " over the reduce group\n"
             << "post-divide        " << s.post_divide << "   (after the collective: g *= " << s.scale << ")\n";
 }

@@ -69,6 +69,7 @@ int main(int argc, char** argv) {
   shardalg::cli::add_plan_command(app);
   shardalg::cli::add_cost_command(app);
   int exit_code = 0;  // set by commands whose outcome is not just success or bad input
+  shardalg::cli::add_compare_command(app, exit_code);
   shardalg::cli::add_demo_command(app, exit_code);
   shardalg::cli::add_run_command(app, exit_code);
   shardalg::cli::add_checkpoint_command(app, exit_code);

@@ -21,33 +21,19 @@ struct SlicesOptions {
   std::string shape = "14336,4096";
   std::string devices;
   std::string shard_order;
+  index_t stack = -1;
   std::string svg;
-  bool json = false;
+  bool json = false, strict = false;
 };
 
 MeshLayout build_layout(const SlicesOptions& options) {
-  DeviceMesh mesh = DeviceMesh::parse(options.mesh, options.devices);
-  std::vector<Placement> placements = parse_placements(options.placements);
-  Dims shape = parse_shape(options.shape);
-  if (options.shard_order.empty()) return MeshLayout(mesh, placements, shape);
-  return MeshLayout(mesh, placements, shape, parse_shard_order(options.shard_order, mesh.names()));
-}
-
-// Mesh positions in the order of the ranks they hold: listings go by rank, one slice at a time.
-std::vector<index_t> positions_by_rank(const DeviceMesh& mesh) {
-  std::vector<index_t> positions(static_cast<std::size_t>(mesh.size()));
-  for (std::size_t p = 0; p < positions.size(); ++p) positions[p] = static_cast<index_t>(p);
-  const std::vector<index_t>& devices = mesh.devices();
-  std::sort(positions.begin(), positions.end(),
-            [&](index_t a, index_t b) { return devices[static_cast<std::size_t>(a)] < devices[static_cast<std::size_t>(b)]; });
-  return positions;
+  return layout_from(DeviceMesh::parse(options.mesh, options.devices), parse_placements(options.placements), parse_shape(options.shape),
+                     options.shard_order, options.stack, "--stack");
 }
 
 std::array<std::string, 5> table_row(const RankSlice& slice) {
-  std::string boxes;
-  for (const Box& box : slice.tile.boxes()) boxes += (boxes.empty() ? "" : "  ") + format_box(box);
-  if (boxes.empty()) boxes = "(nothing)";
-  return {std::to_string(slice.rank), to_string(slice.coordinate), to_string(slice.info.local_shape), to_string(slice.info.global_offset), boxes};
+  return {std::to_string(slice.rank), to_string(slice.coordinate), to_string(slice.info.local_shape), to_string(slice.info.global_offset),
+          format_tile(slice.tile)};
 }
 
 // The table is computed twice, once for the column widths and once to print: memory stays that
@@ -92,14 +78,12 @@ void print_json(const MeshLayout& layout) {
   bool first = true;
   for (index_t position : positions_by_rank(mesh)) {
     RankSlice slice = SliceMap::slice_at(layout, position);
-    nlohmann::ordered_json boxes = nlohmann::ordered_json::array();
-    for (const Box& box : slice.tile.boxes()) boxes.push_back({{"offset", to_json(box.offset)}, {"shape", to_json(box.shape)}});
     std::cout << (first ? "" : ",")
               << nlohmann::ordered_json{{"rank", slice.rank},
                                         {"coord", to_json(slice.coordinate)},
                                         {"local_shape", to_json(slice.info.local_shape)},
                                         {"global_offset", to_json(slice.info.global_offset)},
-                                        {"boxes", boxes}}
+                                        {"boxes", tile_json(slice.tile)}}
                      .dump();
     first = false;
   }
@@ -162,10 +146,13 @@ void add_slices_command(CLI::App& app) {
   cmd->add_option("--shard-order", options->shard_order,
                   "Apply Shard placements in this order per tensor dim, e.g. \"0:[tp,dp]\" (FSDP2-over-TP's physical layout); "
                   "tensor dims left out keep left to right");
+  add_stack_option(*cmd, "--stack", options->stack, "");
+  add_strict_option(*cmd, options->strict);
   cmd->add_flag("--json", options->json, "Print JSON instead of a table");
   cmd->add_option("--svg", options->svg, "Also draw the first two tensor dims, colored by owning ranks, into this SVG file");
   cmd->callback([options] {
     MeshLayout layout = build_layout(*options);
+    report_lint(layout, options->strict, "layout");
     if (!options->svg.empty()) write_svg(layout, options->svg);  // first: a path it cannot write fails alone
     if (options->json) print_json(layout);
     else print_table(layout);

@@ -25,6 +25,7 @@
 #include "shardalg/layout/flat_layout.hpp"
 #include "shardalg/layout/fsdp_over_tp.hpp"
 #include "shardalg/layout/layout_comparison.hpp"
+#include "shardalg/layout/layout_lint.hpp"
 #include "shardalg/layout/megatron_buffer.hpp"
 #include "shardalg/layout/mesh_layout.hpp"
 #include "shardalg/layout/model_layout.hpp"

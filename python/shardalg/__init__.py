@@ -15,12 +15,13 @@ Errors are shardalg.Error (a ValueError) and name the bad value.
 
 from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
     BoundLocalExecution, Checkpoint, Collective, CollectiveProgram, CostModel, DeviceMesh, Error, ExpertMetadata, FlatFragment,
-    FlatLayout, IntegerOverflowError, LayoutComparison, LocalExecution, LoweredProgram, LoweredStep, MeshLayout,
+    FlatLayout, IntegerOverflowError, LayoutComparison, LintFinding, LocalExecution, LoweredProgram, LoweredStep, MeshLayout,
     ModelLayout, ModelReshardPlan, ModelSpec, ModelTensor, ParallelGroups, ParamGroup, ParseError, Placement, RankHoldings,
-    RankPart, ReduceOp, Relabeling, ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, Transfer, TransferList,
+    RankPart, ReduceOp, Relabeling, ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, TileDifference, Transfer, TransferList,
     autoep_groups, compare_layouts, deepspeed_dbe_groups, deepspeed_groups, deepspeed_scale, deepspeed_tp_groups,
-    dtype_names, element_bytes, expert_metadata, expert_parallel_layout, format_placements, fsdp1_scale, fsdp2_scale,
-    fsdp_over_tp_label, fsdp_over_tp_physical, layout_model, load_model, lower_reshard, megatron_groups,
+    dtype_names, element_bytes, expert_metadata, expert_metadata_of_ranks, expert_parallel_layout, first_difference,
+    format_placements, fsdp1_scale, fsdp2_scale,
+    fsdp_over_tp_label, fsdp_over_tp_physical, layout_model, lint_layout, load_model, lower_reshard, megatron_groups,
     megatron_scale, model_from_zoo, model_zoo_names, parse_placements, partition, relabel_destination,
     torchtitan_groups, torchtitan_scale, verify_destination, verify_plan, zero3_autoep_scale,
 )

@@ -233,11 +233,21 @@ void bind_layouts(py::module_& m) {
   m.def("fsdp_over_tp_label", &fsdp_over_tp_label, py::arg("mesh"), py::arg("dp"), py::arg("tp"), py::arg("shape"), py::arg("tensor_dim") = 0,
         "The placements FSDP2 labels such a tensor with (_StridedShard(0, T), Shard(0)).");
 
+  py::class_<TileDifference>(m, "TileDifference", "An element one of two tiles holds and the other does not.")
+      .def_readonly("held_by_a", &TileDifference::held_by_a)
+      .def_readonly("element", &TileDifference::element, "Its global index.")
+      .def_readonly("local_position", &TileDifference::local_position, "Row-major, in the tile that holds it.")
+      .def("__repr__", [](const TileDifference& d) {
+        return detail::concat("<shardalg.TileDifference element ", d.element, " held by ", d.held_by_a ? "a" : "b", " at ", d.local_position, ">");
+      });
+  m.def("first_difference", &first_difference, py::arg("a"), py::arg("b"),
+        "The first element one tile holds and the other does not, or None when both hold the same elements.");
   py::class_<RankHoldings>(m, "RankHoldings")
       .def_readonly("rank", &RankHoldings::rank)
       .def_readonly("in_a", &RankHoldings::in_a)
       .def_readonly("in_b", &RankHoldings::in_b)
       .def("same", &RankHoldings::same)
+      .def("difference", &RankHoldings::difference, "An element the rank holds under one layout and not the other, or None.")
       .def("__repr__", [](const RankHoldings& r) { return detail::concat("<shardalg.RankHoldings rank ", r.rank, ": ", r.in_a, " vs ", r.in_b, ">"); });
   py::class_<LayoutComparison>(m, "LayoutComparison")
       .def_readonly("ranks", &LayoutComparison::ranks)
@@ -246,6 +256,13 @@ void bind_layouts(py::module_& m) {
       .def("__bool__", &LayoutComparison::equivalent);
   m.def("compare_layouts", &compare_layouts, py::arg("a"), py::arg("b"),
         "Rank by rank, whether two layouts of one tensor put the same elements on every rank.");
+  py::class_<LintFinding>(m, "LintFinding", "Something valid but suspicious about a layout.")
+      .def_readonly("kind", &LintFinding::kind, "empty_shards, strided_without_order or label_differs_from_bytes")
+      .def_readonly("message", &LintFinding::message)
+      .def("__repr__", [](const LintFinding& f) { return detail::concat("<shardalg.LintFinding ", f.kind, ": ", f.message, ">"); });
+  m.def("lint_layout", &lint_layout, py::arg("layout"),
+        "What is valid about a mesh layout but likely not meant: empty shards on some ranks, strided placements that express no shard "
+        "order, a strided label that is not the bytes of its shard order.");
 
   // --- flat partitions
   py::class_<FlatFragment>(m, "FlatFragment", "numel elements of tensor `tensor` from its flat position tensor_offset, at partition_offset.")
@@ -326,6 +343,8 @@ void bind_layouts(py::module_& m) {
       .def_readonly("ep_rank", &ExpertMetadata::ep_rank)
       .def_readonly("edp_rank", &ExpertMetadata::edp_rank)
       .def_readonly("edp_size", &ExpertMetadata::edp_size)
+      .def_readonly("expert_data_parallel_rank", &ExpertMetadata::edp_rank, "DeepSpeed's name for edp_rank.")
+      .def_readonly("expert_data_parallel_world_size", &ExpertMetadata::edp_size, "DeepSpeed's name for edp_size.")
       .def_readonly("global_expert_start", &ExpertMetadata::global_expert_start)
       .def_readonly("global_expert_end", &ExpertMetadata::global_expert_end)
       .def(py::self == py::self)
@@ -335,10 +354,12 @@ void bind_layouts(py::module_& m) {
       });
   m.def("expert_metadata", &expert_metadata, py::arg("groups"), py::arg("num_experts"), py::arg("rank"),
         "The rank's experts and its EP / EDP ranks under groups with 'ep' and 'edp' families.");
+  m.def("expert_metadata_of_ranks", &expert_metadata_of_ranks, py::arg("groups"), py::arg("num_experts"),
+        "Every rank's expert metadata, indexed by rank, in one pass over the 'ep' and 'edp' groups.");
   m.def("expert_parallel_layout", &expert_parallel_layout, py::arg("mesh"), py::arg("ep_dim"), py::arg("stacked_shape"),
         "Stacked experts [E, ...] Shard(0) over mesh dim `ep_dim`, Replicate elsewhere.");
 
-  py::enum_<Collective>(m, "Collective").value("sum", Collective::sum).value("avg", Collective::avg);
+  py::enum_<Collective>(m, "Collective").value("sum", Collective::sum).value("avg", Collective::avg).value("premul_sum", Collective::premul_sum);
   py::class_<ScaleFactors>(m, "ScaleFactors", "What makes a gradient average right: divide before (pre_divide) and after (post_divide).")
       .def_readonly("reduce_group_size", &ScaleFactors::reduce_group_size)
       .def_readonly("average_over", &ScaleFactors::average_over)
@@ -348,7 +369,7 @@ void bind_layouts(py::module_& m) {
       .def_readonly("collective", &ScaleFactors::collective)
       .def("__repr__", [](const ScaleFactors& s) {
         return detail::concat("<shardalg.ScaleFactors group ", s.reduce_group_size, ", average over ", s.average_over, ", pre ", s.pre_divide,
-                              ", post ", s.post_divide, ", ", s.collective == Collective::sum ? "sum" : "avg", ">");
+                              ", post ", s.post_divide, ", ", to_string(s.collective), ">");
       });
   m.def("zero3_autoep_scale", &zero3_autoep_scale, py::arg("world"), py::arg("ep"), py::arg("expert"));
   m.def("deepspeed_scale", &deepspeed_scale, py::arg("dp"), py::arg("ep"), py::arg("expert"), py::arg("predivide_factor") = 1.0,

@@ -98,6 +98,20 @@ def test_compare_layouts_finds_where_fsdp2_over_tp_label_differs():
     assert not comparison.equivalent()
     assert mesh.rank_at((2, 0)) in [r.rank for r in comparison.differences()]
     assert shardalg.compare_layouts(physical, physical).equivalent()
+    for r in comparison.ranks:  # each difference names an element exactly one side holds
+        d = r.difference()
+        assert (d is None) == r.same()
+        if d is not None:
+            holder, other = (r.in_a, r.in_b) if d.held_by_a else (r.in_b, r.in_a)
+            assert holder.contains(d.element) and not other.contains(d.element)
+            rows, cols = holder.index_arrays()
+            assert (rows[d.local_position // len(cols)], cols[d.local_position % len(cols)]) == tuple(d.element)
+    assert shardalg.first_difference(physical.tile(0), physical.tile(0)) is None
+    # Lint: the label names a row rank 4 does not hold; the bytes' own layout is clean.
+    findings = shardalg.lint_layout(label)
+    assert [f.kind for f in findings] == ["empty_shards", "label_differs_from_bytes"]
+    assert "rank 4 holds element [6, 0]" in findings[1].message
+    assert shardalg.lint_layout(physical) == []
 
 
 def test_flat_partitions():
@@ -118,6 +132,9 @@ def test_groups_experts_and_scale_factors():
     assert meta.global_expert_end - meta.global_expert_start == 4
     assert set(groups.families) >= {"ep", "edp"}
     assert 5 in groups.group_of("ep", 5)
+    every = shardalg.expert_metadata_of_ranks(groups, num_experts=16)
+    assert every[5] == meta and len(every) == 8
+    assert (meta.expert_data_parallel_rank, meta.expert_data_parallel_world_size) == (meta.edp_rank, meta.edp_size)
     titan = shardalg.torchtitan_groups(world=8, dp_shard=4, tp=2, ep=2)
     assert titan.expert is not None
     scale = shardalg.fsdp1_scale(8)

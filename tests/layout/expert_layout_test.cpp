@@ -13,6 +13,24 @@ TEST_CASE("expert ownership and AutoEP metadata") {
   SHARDALG_CHECK_THROWS_CONTAINING(own.experts_of(64), Error, "EP rank 64 is out of range");
 }
 
+TEST_CASE("every rank's expert metadata in one pass equals each rank's own") {
+  for (const ParallelGroups& groups : {deepspeed_groups(8, 2), autoep_groups(8, 4, 2), deepspeed_tp_groups(16, 2, 2, 2),
+                                       megatron_groups(16, MegatronSizes{2, 1, 4, 2, std::nullopt}, "tp-cp-ep-dp-pp"),
+                                       torchtitan_groups(16, TorchtitanSizes{1, 2, 4, 1, 2, 4})}) {
+    CAPTURE(groups.convention);
+    std::vector<ExpertMetadata> all = expert_metadata_of_ranks(groups, 16);
+    REQUIRE(all.size() == static_cast<std::size_t>(groups.dense.size()));
+    for (std::size_t rank = 0; rank < all.size(); ++rank) CHECK(all[rank] == expert_metadata(groups, 16, static_cast<index_t>(rank)));
+  }
+  SHARDALG_CHECK_THROWS_CONTAINING(expert_metadata_of_ranks(autoep_groups(8, 4, 2), 6), Error, "EP size 4 does not divide the 6 experts");
+  ParallelGroups no_edp = autoep_groups(8, 4, 2);
+  no_edp.families.erase("edp");
+  SHARDALG_CHECK_THROWS_CONTAINING(expert_metadata_of_ranks(no_edp, 16), Error, "has no group family 'edp'");
+  ParallelGroups gap = autoep_groups(8, 4, 2);
+  gap.families["edp"].pop_back();  // the last edp group's ranks belong to none
+  SHARDALG_CHECK_THROWS_CONTAINING(expert_metadata_of_ranks(gap, 16), Error, "is in no edp group of autoep");
+}
+
 TEST_CASE("torchtitan stacked experts: Shard(0) after EP when experts suffice, else Shard(1)") {
   ParallelGroups many = torchtitan_groups(8, TorchtitanSizes{1, 1, 8, 1, 1, 4});  // efsdp 2, ep 4
   MeshLayout w1 = torchtitan_expert_layout(*many.expert, Dims{16, 6, 4});

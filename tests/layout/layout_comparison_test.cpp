@@ -24,3 +24,38 @@ TEST_CASE("layouts on different meshes compare over the union of their ranks") {
   SHARDALG_CHECK_THROWS_CONTAINING(compare_layouts(a, MeshLayout::parse("dp=2", "S(0)", Dims{5})), Error,
                                    "global shapes differ: [4] vs [5]");
 }
+
+TEST_CASE("the first difference names an element one tile holds and the other does not") {
+  IndexMap strided;
+  strided.append(0, 2);
+  strided.append(4, 2);
+  Tile rows_0_4(SmallVector<IndexMap, 4>{IndexMap::contiguous(0, 4)});
+  Tile rows_strided(SmallVector<IndexMap, 4>{strided});
+  std::optional<TileDifference> d = first_difference(rows_0_4, rows_strided);
+  REQUIRE(d);
+  CHECK(d->held_by_a);
+  CHECK(d->element == Dims{2});
+  CHECK(d->local_position == 2);
+  d = first_difference(rows_strided, rows_0_4);  // and from the other side
+  REQUIRE(d);
+  CHECK_FALSE(d->held_by_a);
+  CHECK(d->element == Dims{2});
+  // A dim that matches, then one that does not: the element takes the holder's first rows.
+  Tile a(SmallVector<IndexMap, 4>{IndexMap::contiguous(3, 2), IndexMap::contiguous(0, 4)});
+  Tile b(SmallVector<IndexMap, 4>{IndexMap::contiguous(3, 2), strided});
+  d = first_difference(b, a);
+  REQUIRE(d);
+  CHECK_FALSE(d->held_by_a);
+  CHECK(d->element == Dims{3, 2});
+  CHECK(d->local_position == 2);
+  CHECK_FALSE(first_difference(a, a));
+  // Nothing equals nothing however it is empty; nothing against something names the first element.
+  Tile empty_rows(SmallVector<IndexMap, 4>{IndexMap(), IndexMap::contiguous(0, 4)});
+  CHECK_FALSE(first_difference(empty_rows, Tile::nothing(2)));
+  d = first_difference(Tile::nothing(2), b);
+  REQUIRE(d);
+  CHECK(d->element == Dims{3, 0});
+  CHECK(d->local_position == 0);
+  CHECK(first_difference(Tile::nothing(0), Tile::whole(Dims{}))->element == Dims{});
+  SHARDALG_CHECK_THROWS_CONTAINING(first_difference(a, rows_0_4), Error, "tiles of 2 and 1 dims");
+}

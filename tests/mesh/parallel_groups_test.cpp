@@ -51,6 +51,16 @@ TEST_CASE("Megatron rank order tp-cp-ep-dp-pp and the expert grid") {
   ParallelGroups custom = megatron_groups(8, MegatronSizes{2, 1, 1, 2, std::nullopt}, "tp-pp-dp-cp-ep");
   CHECK(custom.group_of("pp", 0) == std::vector<index_t>{0, 2});
   SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{}, "tp-dp-pp"), Error, "order 'tp-dp-pp' must name");
+  // What Megatron's initialize_model_parallel refuses. pp not last, edp 2 != dp 4:
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(16, MegatronSizes{2, 1, 2, 2, std::nullopt}, "tp-cp-ep-pp-dp"), Error,
+                                   "order 'tp-cp-ep-pp-dp' does not end with pp, so Megatron requires the expert data-parallel size 2 "
+                                   "(W/(etp*ep*pp)) to equal the dense one 4");
+  // ... allowed with pp 1, or when the sizes agree (etp 1 makes edp = dp with ep = tp):
+  CHECK_NOTHROW(megatron_groups(16, MegatronSizes{2, 1, 2, 1, std::nullopt}, "tp-cp-ep-pp-dp"));
+  CHECK_NOTHROW(megatron_groups(16, MegatronSizes{2, 1, 2, 2, 1}, "tp-cp-ep-pp-dp"));
+  // pp before ep, with etp != tp: the stride of pp differs between the grids (2 vs 1).
+  SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{2, 1, 2, 2, 1}, "tp-pp-ep-dp-cp"), Error,
+                                   "gives the dense and the expert grids different pipeline groups (rank 0's: [0, 2] vs [0, 1])");
   SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{3, 1, 1, 1, std::nullopt}), Error, "tp*cp*pp 3 does not divide");
   // Two negative sizes multiply to a positive one: each size is checked on its own.
   SHARDALG_CHECK_THROWS_CONTAINING(megatron_groups(8, MegatronSizes{-1, -1, 1, 1, std::nullopt}), Error, "TP size -1 must be positive");

@@ -19,8 +19,17 @@ TEST_CASE("FSDP pre/post divide factors match the reference table") {
   CHECK(fsdp1.pre_divide == 4);
   CHECK(fsdp1.post_divide == 1.5);
   CHECK(fsdp2_scale(8).collective == Collective::avg);
+  CHECK(fsdp2_scale(1).collective == Collective::sum);  // no AVG on one rank
   CHECK(fsdp2_scale(8, std::nullopt, true).pre_divide == 4);
-  CHECK(fsdp2_scale(8, 16).average_over == 16);
+  // A user divide factor on fp32/bf16: the collective pre-multiplies by 1/16, nothing after.
+  ScaleFactors user = fsdp2_scale(8, 16);
+  CHECK(user.average_over == 16);
+  CHECK(user.collective == Collective::premul_sum);
+  CHECK(user.pre_divide == 16);
+  CHECK(user.post_divide == 1);
+  CHECK(fsdp2_scale(8, 16, true).collective == Collective::sum);  // fp16: the pre/post split
+  CHECK(fsdp2_scale(8, 16, true).pre_divide == 4);
+  CHECK(to_string(Collective::premul_sum) == "premul_sum");
 }
 
 TEST_CASE("ZeRO-3 AutoEP, DeepSpeed, Megatron and torchtitan factors") {

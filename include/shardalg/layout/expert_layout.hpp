@@ -32,15 +32,53 @@ struct ExpertMetadata {
   friend bool operator==(const ExpertMetadata&, const ExpertMetadata&) = default;
 };
 
+namespace detail {
+inline ExpertMetadata expert_record(index_t num_experts, index_t ep_rank, index_t ep_size, index_t edp_rank, index_t edp_size) {
+  ExpertOwnership own(num_experts, ep_size);
+  auto [first, end] = own.experts_of(ep_rank);
+  return ExpertMetadata{num_experts, own.num_local(), ep_size, ep_rank, edp_rank, edp_size, first, end};
+}
+}  // namespace detail
+
 // Metadata of `rank` under a convention whose groups have "ep" and "edp" families.
 inline ExpertMetadata expert_metadata(const ParallelGroups& groups, index_t num_experts, index_t rank) {
   const auto& ep = groups.group_of("ep", rank);
   const auto& edp = groups.group_of("edp", rank);
-  ExpertOwnership own(num_experts, static_cast<index_t>(ep.size()));
   index_t ep_rank = std::find(ep.begin(), ep.end(), rank) - ep.begin();
   index_t edp_rank = std::find(edp.begin(), edp.end(), rank) - edp.begin();
-  auto [first, end] = own.experts_of(ep_rank);
-  return ExpertMetadata{num_experts, own.num_local(), own.ep_size, ep_rank, edp_rank, static_cast<index_t>(edp.size()), first, end};
+  return detail::expert_record(num_experts, ep_rank, static_cast<index_t>(ep.size()), edp_rank, static_cast<index_t>(edp.size()));
+}
+
+// The metadata of every rank, indexed by rank: one pass over the "ep" and "edp" groups (where
+// expert_metadata searches them per rank). Error when a rank is in no group of either family.
+// Example: autoep, world 8, ep 4, tp 2, 16 experts: entry 5 is EP rank 1 of (4..7), experts [4, 8).
+inline std::vector<ExpertMetadata> expert_metadata_of_ranks(const ParallelGroups& groups, index_t num_experts) {
+  auto family = [&](const char* name) -> const RankGroups& {
+    auto it = groups.families.find(name);
+    if (it == groups.families.end()) detail::fail(groups.convention, " has no group family '", name, "'");
+    return it->second;
+  };
+  // (position in the group, group size) of each rank, or -1 before a group holds it.
+  auto positions = [](const RankGroups& list) {
+    std::vector<std::pair<index_t, index_t>> of_rank;
+    for (const auto& group : list)
+      for (std::size_t i = 0; i < group.size(); ++i) {
+        std::size_t rank = static_cast<std::size_t>(group[i]);
+        if (rank >= of_rank.size()) of_rank.resize(rank + 1, {-1, 0});
+        of_rank[rank] = {static_cast<index_t>(i), static_cast<index_t>(group.size())};
+      }
+    return of_rank;
+  };
+  const auto ep = positions(family("ep")), edp = positions(family("edp"));
+  std::vector<ExpertMetadata> result;
+  result.reserve(ep.size());
+  for (std::size_t rank = 0; rank < std::max(ep.size(), edp.size()); ++rank) {
+    for (const auto* list : {&ep, &edp})
+      if (rank >= list->size() || (*list)[rank].first < 0)
+        detail::fail("rank ", rank, " is in no ", list == &ep ? "ep" : "edp", " group of ", groups.convention);
+    result.push_back(detail::expert_record(num_experts, ep[rank].first, ep[rank].second, edp[rank].first, edp[rank].second));
+  }
+  return result;
 }
 
 // Stacked experts Shard(0) over the mesh dim `ep_dim`, Replicate elsewhere.

@@ -2,17 +2,64 @@
 #pragma once
 
 #include <algorithm>
+#include <optional>
 #include <vector>
 
 #include "shardalg/layout/mesh_layout.hpp"
 
 namespace shardalg {
 
+// An element that one of two tiles holds and the other does not.
+struct TileDifference {
+  bool held_by_a;          // held under a (so not under b), or under b only
+  Dims element;            // its global index
+  index_t local_position;  // row-major, in the tile that holds it
+};
+
+namespace detail {
+// The first global position `a` holds and `b` does not, if any.
+inline std::optional<index_t> first_missing(const IndexMap& a, const IndexMap& b) {
+  for (const Run& run : a.runs()) {
+    index_t at = run.global_begin;
+    while (at < run.global_end()) {
+      if (!b.contains(at)) return at;
+      for (const Run& covering : b.runs())  // skip what b's run holding `at` covers
+        if (covering.global_begin <= at && at < covering.global_end()) at = covering.global_end();
+    }
+  }
+  return std::nullopt;
+}
+}  // namespace detail
+
+// The first element one tile holds and the other does not, or nothing when both hold the same
+// elements (two empty tiles hold the same: nothing). Index maps increase, so tiles that hold the
+// same elements also keep them at the same local positions: the same bytes. Tiles are products of
+// per-dim maps, so a dim whose positions differ gives the element: that position, and the
+// holder's first position in every other dim.
+// Example: rows [0,4) vs rows {[0,2),[4,6)} of a [6] tensor -> element [2], held by a at 2.
+inline std::optional<TileDifference> first_difference(const Tile& a, const Tile& b) {
+  if (a.ndim() != b.ndim()) detail::fail("first_difference: tiles of ", a.ndim(), " and ", b.ndim(), " dims");
+  if (a.empty() && b.empty()) return std::nullopt;
+  auto held = [](const Tile& holder, bool by_a, std::size_t dim, index_t position) {
+    Dims element;
+    for (const IndexMap& map : holder.maps()) element.push_back(map.first());
+    if (dim < element.size()) element[dim] = position;
+    return TileDifference{by_a, element, *holder.local_position(element)};
+  };
+  if (a.empty() || b.empty()) return b.empty() ? held(a, true, a.ndim(), 0) : held(b, false, b.ndim(), 0);
+  for (std::size_t d = 0; d < a.ndim(); ++d) {
+    if (auto missing = detail::first_missing(a.dim(d), b.dim(d))) return held(a, true, d, *missing);
+    if (auto missing = detail::first_missing(b.dim(d), a.dim(d))) return held(b, false, d, *missing);
+  }
+  return std::nullopt;
+}
+
 struct RankHoldings {
   index_t rank;
   Tile in_a;
   Tile in_b;
-  bool same() const { return in_a == in_b; }
+  std::optional<TileDifference> difference() const { return first_difference(in_a, in_b); }
+  bool same() const { return !difference(); }
 };
 
 struct LayoutComparison {

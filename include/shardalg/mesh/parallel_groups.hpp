@@ -132,7 +132,10 @@ struct MegatronSizes {
 
 // Megatron-LM: ranks ordered by `order` (first token varies fastest, default tp-cp-ep-dp-pp).
 // Dense grid: the order without ep (dp = W/(tp*cp*pp)). Expert grid: tp -> etp, ep, dp -> edp =
-// W/(etp*ep*pp), no cp.
+// W/(etp*ep*pp), no cp. Refused as Megatron's initialize_model_parallel refuses them: an order
+// whose last token is not pp, with pp > 1 and edp != dp; dense and expert grids whose pipeline
+// groups differ (a stage would hold one layer's attention and another's experts).
+// Example: W=16, tp=2, ep=2, pp=2 in order tp-cp-ep-pp-dp: dp 4, edp 2: refused.
 inline ParallelGroups megatron_groups(index_t world, const MegatronSizes& sizes, const std::string& order = "tp-cp-ep-dp-pp") {
   index_t etp = sizes.etp.value_or(sizes.tp);
   std::vector<std::string> tokens;
@@ -174,7 +177,19 @@ inline ParallelGroups megatron_groups(index_t world, const MegatronSizes& sizes,
     }
     return detail::world_mesh(world, names, shape);
   };
+  if (tokens.back() != "pp" && sizes.pp != 1 && edp != dp)
+    detail::fail("megatron: order '", order, "' does not end with pp, so Megatron requires the expert data-parallel size ", edp,
+                 " (W/(etp*ep*pp)) to equal the dense one ", dp, " (W/(tp*cp*pp)): attention and MoE layers must then have the same data-parallel size");
   DeviceMesh dense = grid(false), expert = grid(true);
+  auto pipelines = [](const DeviceMesh& mesh) {
+    auto groups = mesh.groups(mesh.dim_index("pp"));
+    std::sort(groups.begin(), groups.end());
+    return groups;
+  };
+  if (pipelines(dense) != pipelines(expert))
+    detail::fail("megatron: order '", order, "' gives the dense and the expert grids different pipeline groups (rank 0's: ",
+                 Dims(dense.groups(dense.dim_index("pp")).front()), " vs ", Dims(expert.groups(expert.dim_index("pp")).front()),
+                 "); Megatron requires them to be the same");
   ParallelGroups g{"megatron", dense, expert, {}};
   for (const char* f : {"tp", "cp", "dp", "pp"}) detail::add_family(g, f, dense, {f});
   std::vector<std::string> dp_cp;  // in mesh order

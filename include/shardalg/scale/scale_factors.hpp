@@ -1,7 +1,8 @@
 // Gradient-averaging scale factors of each framework convention (docs/semantics.md section 9).
 //
 // Every convention computes  result = (collective over the reduce group of (g / pre_divide)) / post_divide
-// where the collective is a SUM or an AVG (average in the collective). The result must equal
+// where the collective is a SUM, an AVG (average in the collective) or a pre-multiplied SUM
+// (NCCL's premul_sum: the collective itself multiplies each rank's g by 1 / pre_divide). The result must equal
 // the sum of the group's gradients divided by `average_over`. `scale` is the multiplier applied
 // after the collective (1 / post_divide).
 #pragma once
@@ -9,13 +10,24 @@
 #include <cmath>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "shardalg/core/checked.hpp"
 #include "shardalg/core/error.hpp"
 
 namespace shardalg {
 
-enum class Collective { sum, avg };
+enum class Collective { sum, avg, premul_sum };
+
+// The collective's name, as the CLI and Python print it.
+inline std::string_view to_string(Collective c) {
+  switch (c) {
+    case Collective::sum: return "sum";
+    case Collective::avg: return "avg";
+    case Collective::premul_sum: return "premul_sum";
+  }
+  return "?";
+}
 
 struct ScaleFactors {
   index_t reduce_group_size;
@@ -83,12 +95,16 @@ inline ScaleFactors fsdp1_scale(index_t world, std::optional<index_t> divide_fac
   return detail::make_scale(world, factor, pre, post);
 }
 
-// FSDP2 (HSDP too: N = replicate * shard ranks): fp32/bf16 reductions with factor == N use an
-// AVG collective; low precision (fp16) or a user factor uses the pre/post split.
+// FSDP2 (HSDP too: N = replicate * shard ranks), the reduction it issues
+// (_get_gradient_divide_factors): fp32/bf16 with factor F == N an AVG collective, but a plain
+// SUM at N = 1 (NCCL's AVG is unreliable on one rank); fp32/bf16 with a user factor F != N a
+// SUM pre-multiplied by 1/F (premul_sum), no division outside; low precision (fp16) the pre/post
+// split of F around a SUM.
 inline ScaleFactors fsdp2_scale(index_t world, std::optional<index_t> divide_factor = std::nullopt, bool low_precision = false) {
   detail::require_positive("world size", world);
   index_t factor = divide_factor.value_or(world);
-  if (!low_precision && factor == world) return detail::make_scale(world, world, 1.0, 1.0, Collective::avg);
+  if (!low_precision && factor == world) return detail::make_scale(world, world, 1.0, 1.0, world == 1 ? Collective::sum : Collective::avg);
+  if (!low_precision) return detail::make_scale(world, factor, static_cast<double>(factor), 1.0, Collective::premul_sum);
   auto [pre, post] = fsdp_pre_post_divide(factor);
   return detail::make_scale(world, factor, pre, post);
 }

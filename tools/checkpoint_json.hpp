@@ -26,6 +26,43 @@ inline nlohmann::ordered_json read_json(const Checkpoint& ck, index_t rank, cons
           {"lengths", dims_json(r.lengths)}};
 }
 
+// A read item of a load from the checkpoint DCP would save (dcp_saved_layout), for `rank`'s
+// piece `piece`: {"rank", "tensor", "file", "storage_chunk_offsets", "storage_chunk_sizes",
+// "dest_chunk_offsets", "dest_chunk_sizes", "storage_offsets", "dest_offsets", "lengths"}:
+// DCP's ReadItem (storage_index and dest_index offsets, their chunk sizes, the offsets within
+// them and the lengths). What `shardalg plan --read-items --json` prints and Python's
+// ModelReshardPlan.read_items returns.
+inline nlohmann::ordered_json dcp_read_item_json(const CheckpointLayout& saved, index_t rank, const CheckpointRead& r, const Box& piece) {
+  const StoredTensor& tensor = saved.tensors[r.tensor];
+  const StoredChunk& chunk = tensor.chunks[r.chunk];
+  return {{"rank", rank},
+          {"tensor", tensor.name},
+          {"file", saved.files[chunk.file]},
+          {"storage_chunk_offsets", dims_json(chunk.box.offsets)},
+          {"storage_chunk_sizes", dims_json(chunk.box.sizes)},
+          {"dest_chunk_offsets", dims_json(piece.offset)},
+          {"dest_chunk_sizes", dims_json(piece.shape)},
+          {"storage_offsets", dims_json(r.storage_offsets)},
+          {"dest_offsets", dims_json(r.dest_offsets)},
+          {"lengths", dims_json(r.lengths)}};
+}
+
+// Calls visit(rank, read, piece) for each read item of `ranks` loading `destination` from
+// `saved`, every rank reading all it wants itself (as DCP's loader does), ranks in the order given.
+template <class Visit>
+void for_each_dcp_read_item(const CheckpointLayout& saved, const ModelLayout& destination, const std::vector<index_t>& ranks, Visit&& visit) {
+  CheckpointReadPlanner planner(saved, destination);
+  for (index_t rank : ranks) {
+    std::vector<Piece> pieces;  // the rank's pieces of the tensor last read
+    std::size_t pieces_of = destination.size();
+    for (const CheckpointRead& r : planner.plan(rank, false).reads) {
+      std::size_t d = *destination.find(saved.tensors[r.tensor].name);
+      if (d != pieces_of) pieces = destination[d].layout.pieces(rank), pieces_of = d;
+      visit(rank, r, pieces[r.wanted].global);
+    }
+  }
+}
+
 // A forward: {"from", "to", "tensor", "src_offsets", "dest_offsets", "lengths"}.
 inline nlohmann::ordered_json forward_json(const CheckpointLayout& layout, const CheckpointForward& f) {
   return {{"from", f.from}, {"to", f.to}, {"tensor", layout.tensors[f.tensor].name}, {"src_offsets", dims_json(f.src_offsets)},

@@ -2,7 +2,10 @@
 #include <iostream>
 #include <memory>
 #include <numeric>
+#include <optional>
+#include <span>
 
+#include "checkpoint_json.hpp"
 #include "commands.hpp"
 #include "plan_options.hpp"
 #include "plan_support.hpp"
@@ -106,58 +109,128 @@ void print_relabeling(const ModelReshardPlan& plan, const PlanOptions& o) {
 // __<rank>_0.distcp, and each destination rank reads every overlap of its pieces with them
 // (offsets within the saved chunk and within the rank's piece, as DCP's ReadItem records them).
 void print_read_items(const ModelReshardPlan& plan, const PlanOptions& o) {
-  CheckpointLayout whole;  // every tensor in one chunk: what the saved layout's boxes are cut from
-  for (std::size_t t = 0; t < plan.source().size(); ++t) {
-    const NamedTensorLayout& tensor = plan.source()[t];
-    Dims shape = tensor.layout.global_shape();
-    whole.tensors.push_back(StoredTensor{tensor.name, tensor.dtype, shape, {StoredChunk{ChunkMeta{Dims(shape.size(), 0), shape}}}});
-  }
-  const CheckpointLayout saved = plan_dcp_output(whole, plan.source(), DcpFlavor::torch_2).layout;
-  CheckpointReadPlanner planner(saved, plan.destination());
+  const CheckpointLayout saved = dcp_saved_layout(plan.source());
   std::vector<index_t> ranks = o.rank >= 0 ? std::vector<index_t>{o.rank} : plan.destination().ranks();
   if (o.json) std::cout << "{\"read_items\":[";
   bool first = true;
-  for (index_t rank : ranks) {
-    std::vector<Piece> pieces;  // the rank's pieces of the tensor last listed
-    std::size_t pieces_of = plan.destination().size();
-    const std::vector<CheckpointRead> reads = planner.plan(rank, false).reads;  // DCP: every rank reads all it wants itself
-    if (!o.json) std::cout << "rank " << rank << (reads.empty() ? ": nothing to read\n" : ":\n");
-    for (const CheckpointRead& r : reads) {
-      const StoredTensor& tensor = saved.tensors[r.tensor];
-      const StoredChunk& chunk = tensor.chunks[r.chunk];
-      std::size_t d = *plan.destination().find(tensor.name);
-      if (d != pieces_of) pieces = plan.destination()[d].layout.pieces(rank), pieces_of = d;
-      const Box& piece = pieces[r.wanted].global;
-      if (o.json) {
-        std::cout << (first ? "" : ",")
-                  << nlohmann::ordered_json{{"rank", rank}, {"tensor", tensor.name}, {"file", saved.files[chunk.file]},
-                                            {"storage_chunk_offsets", to_json(chunk.box.offsets)}, {"storage_chunk_sizes", to_json(chunk.box.sizes)},
-                                            {"dest_chunk_offsets", to_json(piece.offset)}, {"dest_chunk_sizes", to_json(piece.shape)},
-                                            {"storage_offsets", to_json(r.storage_offsets)}, {"dest_offsets", to_json(r.dest_offsets)},
-                                            {"lengths", to_json(r.lengths)}}
-                         .dump();
-        first = false;
-      } else {
-        std::cout << "  " << tensor.name << "  from " << saved.files[chunk.file] << " chunk " << format_box(Box(chunk.box.offsets, chunk.box.sizes))
-                  << "  storage at " << r.storage_offsets << "  into chunk " << format_box(piece) << " at " << r.dest_offsets << "  lengths "
-                  << r.lengths << "\n";
-      }
+  std::optional<index_t> listed;  // the rank whose heading is printed
+  auto heading_up_to = [&](std::optional<index_t> rank) {  // ranks before `rank` (all, when none) that read nothing say so
+    for (index_t r : ranks) {
+      if (rank && r >= *rank) break;
+      if (!listed || r > *listed) std::cout << "rank " << r << ": nothing to read\n";
     }
-  }
+  };
+  for_each_dcp_read_item(saved, plan.destination(), ranks, [&](index_t rank, const CheckpointRead& r, const Box& piece) {
+    if (o.json) {
+      std::cout << (first ? "" : ",") << dcp_read_item_json(saved, rank, r, piece).dump();
+      first = false;
+      return;
+    }
+    if (listed != rank) {
+      heading_up_to(rank);
+      std::cout << "rank " << rank << ":\n";
+      listed = rank;
+    }
+    const StoredChunk& chunk = saved.tensors[r.tensor].chunks[r.chunk];
+    std::cout << "  " << saved.tensors[r.tensor].name << "  from " << saved.files[chunk.file] << " chunk "
+              << format_box(Box(chunk.box.offsets, chunk.box.sizes)) << "  storage at " << r.storage_offsets << "  into chunk "
+              << format_box(piece) << " at " << r.dest_offsets << "  lengths " << r.lengths << "\n";
+  });
   if (o.json) std::cout << "]}\n";
+  else heading_up_to(std::nullopt);
 }
 
-void print_header(const ModelReshardPlan& plan) {
-  if (plan.size() == 1)
-    std::cout << "source       " << plan.source()[0].layout.to_string() << "\ndestination  "
-              << plan.destination()[plan.destination_index(0)].layout.to_string() << "\n\n";
+
+// One side of a transfer in a flat (ZeRO/Megatron) partition: the rank's flattened shard and
+// where the box's first element is, in the shard and in the partition.
+struct FlatSide {
+  const FlatTensor* shard;
+  Dims shard_offset;         // the box's first element in the shard's coordinates
+  index_t partition_offset;  // ... in the rank's partition
+};
+
+std::optional<FlatSide> flat_side(const TensorLayout& layout, index_t rank, const Box& global, const Dims& address) {
+  if (!layout.is_flat()) return std::nullopt;
+  const FlatTensor& shard = layout.flat_layout()->flat_layout_of(rank).tensors()[layout.flat_tensor()];
+  Dims local;
+  for (std::size_t d = 0; d < global.ndim(); ++d) local.push_back(*shard.tile.dim(d).local_of(global.offset[d]));
+  return FlatSide{&shard, local, address[0]};
+}
+
+// A transfer with a flat side prints flat ranges: for each run of the box contiguous in every
+// flat side's shard (the dims after the last one a flat side holds only part of), the partition
+// range and the parameter (shard) offset of a flat side, the local coordinate of a tile side.
+void print_flat_runs(const Transfer& t, const std::optional<FlatSide>& src, const std::optional<FlatSide>& dst) {
+  const std::size_t ndim = t.global.ndim();
+  std::size_t split = 0;  // the last dim a flat side holds only part of: runs vary it and the dims after
+  for (const std::optional<FlatSide>* side : {&src, &dst})
+    if (*side)
+      for (std::size_t d = 0; d < ndim; ++d)
+        if (t.global.shape[d] != (*side)->shard->shape[d]) split = std::max(split, d);
+  index_t run = 1;
+  for (std::size_t d = split; d < ndim; ++d) run *= t.global.shape[d];
+  Dims outer(std::span<const index_t>(t.global.shape.begin(), t.global.shape.begin() + static_cast<std::ptrdiff_t>(split)));
+  auto describe = [&](const char* which, const std::optional<FlatSide>& side, const Dims& tile_local, const Dims& step) {
+    std::string text = detail::concat("  ", which);
+    if (!side) {
+      Dims at = tile_local;
+      for (std::size_t d = 0; d < step.size(); ++d) at[d] += step[d];
+      return text + detail::concat(" at ", at);
+    }
+    Dims strides = row_major_strides(side->shard->shape);
+    index_t first = 0, here = 0;
+    for (std::size_t d = 0; d < ndim; ++d) {
+      first += side->shard_offset[d] * strides[d];
+      here += (side->shard_offset[d] + (d < step.size() ? step[d] : 0)) * strides[d];
+    }
+    index_t partition = side->partition_offset + (here - first);
+    return text + detail::concat(" partition [", partition, ",", partition + run, ") param [", here, ",", here + run, ")");
+  };
+  for (index_t i = 0; i < volume(outer); ++i) {
+    Dims step = outer.empty() ? Dims{} : row_major_coordinate(outer, i);
+    std::cout << "    " << run << " elements" << describe("src", src, t.src_local, step) << describe("dst", dst, t.dst_local, step) << "\n";
+  }
 }
 
 void print_transfer(const ModelReshardPlan& plan, const TransferList& transfers, std::size_t i) {
   const Transfer t = transfers[i];
   std::cout << (t.src_rank == t.dst_rank ? "local " : "send  ") << t.src_rank << " -> " << t.dst_rank;
   if (plan.size() != 1) std::cout << "  " << plan.source()[static_cast<std::size_t>(t.tensor)].name;
-  std::cout << "  global " << format_box(t.global) << "  src at " << t.src_local << "  dst at " << t.dst_local << (t.contributors > 1 ? "  (reduce)" : "") << "\n";
+  auto tensor = static_cast<std::size_t>(t.tensor);
+  std::optional<FlatSide> src = flat_side(plan.source()[tensor].layout, t.src_rank, t.global, t.src_local);
+  std::optional<FlatSide> dst = flat_side(plan.destination()[plan.destination_index(tensor)].layout, t.dst_rank, t.global, t.dst_local);
+  std::cout << "  global " << format_box(t.global);
+  if (!src && !dst) {
+    std::cout << "  src at " << t.src_local << "  dst at " << t.dst_local << (t.contributors > 1 ? "  (reduce)" : "") << "\n";
+    return;
+  }
+  std::cout << (t.contributors > 1 ? "  (reduce)" : "") << "\n";
+  print_flat_runs(t, src, dst);
+}
+
+// Each flat partition's padding per rank (all ranks, or `only`), once per partition.
+void print_padding(const ModelLayout& layout, const char* side, std::optional<index_t> only) {
+  std::vector<bool> listed(layout.buffer_count(), false);
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    const ComposedFlatLayout* flat = layout[t].layout.flat_layout();
+    std::size_t buffer = layout.buffer_of(t);
+    if (!flat || listed[buffer]) continue;
+    listed[buffer] = true;
+    std::cout << "padding  " << side << " " << layout.buffer_name(buffer) << ":";
+    for (index_t rank : flat->mesh().devices())
+      if (!only || rank == *only) std::cout << "  rank " << rank << " " << flat->flat_layout_of(rank).padding(rank);
+    std::cout << "\n";
+  }
+}
+
+// The layouts of a one-tensor plan, and the padding of each flat partition (of `rank` alone, when given).
+void print_header(const ModelReshardPlan& plan, std::optional<index_t> rank = std::nullopt) {
+  if (plan.size() == 1)
+    std::cout << "source       " << plan.source()[0].layout.to_string() << "\ndestination  "
+              << plan.destination()[plan.destination_index(0)].layout.to_string() << "\n";
+  print_padding(plan.source(), "source", rank);
+  print_padding(plan.destination(), "destination", rank);
+  std::cout << "\n";
 }
 
 void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers) {
@@ -168,7 +241,7 @@ void print_transfers(const ModelReshardPlan& plan, const TransferList& transfers
 // One rank's part: what it keeps (local copies), receives and sends, each under its heading, or
 // that it has nothing to do.
 void print_rank_transfers(const ModelReshardPlan& plan, const TransferList& transfers, index_t rank) {
-  print_header(plan);
+  print_header(plan, rank);
   if (transfers.size() == 0) {
     std::cout << "rank " << rank << " has nothing to do: it keeps, receives and sends nothing\n";
     return;

@@ -23,6 +23,9 @@ ScaleFactors compute(const CLI::App& cmd, const ScaleOptions& o) {
   std::optional<index_t> factor;
   if (cmd.count("--divide-factor")) factor = o.divide_factor;
   if (c == "zero3-autoep") {
+    if (cmd.count("--tp"))  // a framework's refusal, not a missing feature: say whose and why
+      detail::fail("--convention zero3-autoep: --tp ", o.tp, " is refused, as DeepSpeed refuses AutoEP with AutoTP under ZeRO-3 "
+                   "(no such run has factors to compute)");
     require_applicable(cmd, kOptionalFlags, {"--ep", "--expert"}, choice);
     return zero3_autoep_scale(o.world, o.ep, o.expert);
   }

@@ -19,7 +19,7 @@ from ._shardalg import (  # noqa: F401  (the C++ core, re-exported)
     ModelLayout, ModelReshardPlan, ModelSpec, ModelTensor, ParallelGroups, ParamGroup, ParseError, Placement, RankHoldings,
     RankPart, ReduceOp, Relabeling, ScaleFactors, ShardInfo, TensorLayoutInfo, Tile, TileDifference, Transfer, TransferList,
     autoep_groups, compare_layouts, deepspeed_dbe_groups, deepspeed_groups, deepspeed_scale, deepspeed_tp_groups,
-    dtype_names, element_bytes, expert_metadata, expert_metadata_of_ranks, expert_parallel_layout, first_difference,
+    dcp_read_items, dtype_names, element_bytes, expert_metadata, expert_metadata_of_ranks, expert_parallel_layout, first_difference,
     format_placements, fsdp1_scale, fsdp2_scale,
     fsdp_over_tp_label, fsdp_over_tp_physical, layout_model, lint_layout, load_model, lower_reshard, megatron_groups,
     megatron_scale, model_from_zoo, model_zoo_names, parse_placements, partition, relabel_destination,

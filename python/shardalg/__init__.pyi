@@ -59,6 +59,7 @@ class Checkpoint:
 class Collective:
     sum: ClassVar[Collective]
     avg: ClassVar[Collective]
+    premul_sum: ClassVar[Collective]
     @property
     def name(self) -> str: ...
     @property
@@ -163,6 +164,12 @@ class ExpertMetadata:
     def edp_size(self) -> int:
         ...
     @property
+    def expert_data_parallel_rank(self) -> int:
+        ...
+    @property
+    def expert_data_parallel_world_size(self) -> int:
+        ...
+    @property
     def global_expert_start(self) -> int:
         ...
     @property
@@ -227,6 +234,17 @@ class LayoutComparison:
     def differences(self) -> list[RankHoldings]:
         ...
     def __bool__(self) -> bool:
+        ...
+
+class LintFinding:
+    """Something valid but suspicious about a layout."""
+    @property
+    def kind(self) -> str:
+        ...
+    @property
+    def message(self) -> str:
+        ...
+    def __repr__(self) -> str:
         ...
 
 class LocalExecution:
@@ -548,6 +566,8 @@ class RankHoldings:
         ...
     def same(self) -> bool:
         ...
+    def difference(self) -> TileDifference | None:
+        """An element the rank holds under one layout and not the other, or None."""
     def __repr__(self) -> str:
         ...
 
@@ -699,6 +719,20 @@ class Tile:
     def __repr__(self) -> str:
         ...
 
+class TileDifference:
+    """An element one of two tiles holds and the other does not."""
+    @property
+    def held_by_a(self) -> bool:
+        ...
+    @property
+    def element(self) -> tuple[int, ...]:
+        ...
+    @property
+    def local_position(self) -> int:
+        ...
+    def __repr__(self) -> str:
+        ...
+
 class Transfer:
     """One box of global elements moved from a source rank's buffer to a destination rank's."""
     @property
@@ -772,6 +806,8 @@ def autoep_groups(world: int, ep: int, tp: int = 1, pp: int = 1) -> ParallelGrou
     """AutoEP + ZeRO-3 groups."""
 def compare_layouts(a: MeshLayout, b: MeshLayout) -> LayoutComparison:
     """Rank by rank, whether two layouts of one tensor put the same elements on every rank."""
+def dcp_read_items(plan: ModelReshardPlan, rank: int | None = None) -> Any:
+    """The read items DCP issues to load the plan's source, as DCP would have saved it (each rank's boxes in __<rank>_0.distcp, a replica once), into its destination: dicts with rank, tensor, file, storage_chunk_offsets/sizes, dest_chunk_offsets/sizes, storage_offsets, dest_offsets, lengths (every rank's, or `rank`'s)."""
 def deepspeed_dbe_groups(world: int, ep: int, pp: int = 1) -> ParallelGroups:
     """DeepSpeed MoE groups with data-before-expert ordering."""
 def deepspeed_groups(world: int, ep: int, pp: int = 1) -> ParallelGroups:
@@ -786,8 +822,12 @@ def element_bytes(dtype: str) -> int:
     ...
 def expert_metadata(groups: ParallelGroups, num_experts: int, rank: int) -> ExpertMetadata:
     """The rank's experts and its EP / EDP ranks under groups with 'ep' and 'edp' families."""
+def expert_metadata_of_ranks(groups: ParallelGroups, num_experts: int) -> list[ExpertMetadata]:
+    """Every rank's expert metadata, indexed by rank, in one pass over the 'ep' and 'edp' groups."""
 def expert_parallel_layout(mesh: DeviceMesh, ep_dim: str, stacked_shape: tuple[int, ...]) -> MeshLayout:
     """Stacked experts [E, ...] Shard(0) over mesh dim `ep_dim`, Replicate elsewhere."""
+def first_difference(a: Tile, b: Tile) -> TileDifference | None:
+    """The first element one tile holds and the other does not, or None when both hold the same elements."""
 def format_placements(placements: list[Placement]) -> str:
     ...
 def fsdp1_scale(world: int, divide_factor: int | None = None) -> ScaleFactors:
@@ -800,6 +840,8 @@ def fsdp_over_tp_physical(mesh: DeviceMesh, dp: str, tp: str, shape: tuple[int, 
     """The bytes FSDP2 really holds over a TP-sharded dim 0: chunk(chunk(n, T)[t], D)[d]."""
 def layout_model(model: ModelSpec, recipe: str) -> ModelLayout:
     """Every tensor's layout under a recipe: 'replicated', 'fsdp dp=N', 'fsdp-tp dp=N,tp=M', 'zero1|zero2|zero3 dp=N[,tp=M]', 'megatron-distopt dp=N,tp=M[,bucket=B]', 'ep ep=E,dp=N[,experts=K][,dense=K]'."""
+def lint_layout(layout: MeshLayout) -> list[LintFinding]:
+    """What is valid about a mesh layout but likely not meant: empty shards on some ranks, strided placements that express no shard order, a strided label that is not the bytes of its shard order."""
 def load_model(name_or_path: str) -> ModelSpec:
     """A built-in model by name, or a JSON model file {"name", "tensors": [{"name", "shape", "dtype", "role", "group"}], "param_groups": [{"name", "weight_decay"}]}."""
 def lower_reshard(source: MeshLayout, destination: MeshLayout, element_bytes: int, cost_model: CostModel = ...) -> LoweredProgram:

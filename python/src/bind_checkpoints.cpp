@@ -172,6 +172,19 @@ void bind_checkpoints(py::module_& m) {
              py::gil_scoped_release release;
              load_reads(ck, planner, plan, buffers, LoadOptions{threads, memory_limit});
            }, py::arg("layout"), py::arg("rank"), py::arg("buffers"), py::arg("threads"), py::arg("memory_limit"));
+  m.def("dcp_read_items", [](const ModelReshardPlan& plan, std::optional<index_t> rank) {
+        const std::vector<index_t>& ranks = plan.destination().ranks();
+        if (rank && !std::binary_search(ranks.begin(), ranks.end(), *rank))
+          detail::fail("dcp_read_items: rank ", *rank, " is not a rank of the destination layout");
+        const CheckpointLayout saved = dcp_saved_layout(plan.source());
+        nlohmann::ordered_json items = nlohmann::ordered_json::array();
+        cli::for_each_dcp_read_item(saved, plan.destination(), rank ? std::vector<index_t>{*rank} : ranks,
+                                    [&](index_t r, const CheckpointRead& read, const Box& piece) { items.push_back(cli::dcp_read_item_json(saved, r, read, piece)); });
+        return json_to_python(items);
+      }, py::arg("plan"), py::arg("rank") = py::none(),
+      "The read items DCP issues to load the plan's source, as DCP would have saved it (each rank's boxes in __<rank>_0.distcp, "
+      "a replica once), into its destination: dicts with rank, tensor, file, storage_chunk_offsets/sizes, dest_chunk_offsets/sizes, "
+      "storage_offsets, dest_offsets, lengths (every rank's, or `rank`'s).");
 }
 
 }  // namespace shardalg::python

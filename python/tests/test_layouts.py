@@ -107,11 +107,12 @@ def test_compare_layouts_finds_where_fsdp2_over_tp_label_differs():
             rows, cols = holder.index_arrays()
             assert (rows[d.local_position // len(cols)], cols[d.local_position % len(cols)]) == tuple(d.element)
     assert shardalg.first_difference(physical.tile(0), physical.tile(0)) is None
-    # Lint: the label names a row rank 4 does not hold; the bytes' own layout is clean.
+    # Lint: the label names a row rank 4 does not hold; the bytes only leave a rank empty.
     findings = shardalg.lint_layout(label)
     assert [f.kind for f in findings] == ["empty_shards", "label_differs_from_bytes"]
     assert "rank 4 holds element [6, 0]" in findings[1].message
-    assert shardalg.lint_layout(physical) == []
+    assert [f.kind for f in shardalg.lint_layout(physical)] == ["empty_shards"]
+    assert shardalg.lint_layout(shardalg.fsdp_over_tp_label(mesh, "dp", "tp", (12, 4))) == []
 
 
 def test_flat_partitions():

@@ -1,5 +1,6 @@
 """Models, recipes, plans as numpy columns, summaries, verification, lowering, relabeling."""
 
+import itertools
 import json
 
 import numpy
@@ -78,3 +79,43 @@ def test_lowering_and_relabeling():
     relabeling = shardalg.relabel_destination(plan)
     assert relabeling.moved_after <= relabeling.moved_before
     assert relabeling.moved_after == 0 and relabeling.exact
+
+
+@pytest.mark.parametrize("src, dst, shape", [
+    (("dp=2", "S(0)"), ("dp=3", "S(0)"), (6, 4)),
+    (("dp=2,tp=2", "R,S(1)"), ("dp=4", "S(0)"), (5, 6)),   # replicas saved once
+    (("ep=4", "S(0)"), ("ep=2,dp=2", "S(0),R"), (16, 3)),  # an EP checkpoint at another EP size
+    (("dp=3,tp=2", "_S(0,2),S(0)"), ("tp=2", "S(1)"), (7, 4)),
+])
+def test_dcp_read_items_fill_every_destination_element_once_from_saved_chunks(src, dst, shape):
+    source = shardalg.MeshLayout.parse(src[0], src[1], shape)
+    destination = shardalg.MeshLayout.parse(dst[0], dst[1], shape)
+    plan = shardalg.ModelReshardPlan(shardalg.ModelLayout([("w", "fp32", source)]),
+                                     shardalg.ModelLayout([("w", "fp32", destination)]))
+    items = shardalg.dcp_read_items(plan)
+    # The chunks DCP saves: each distinct non-empty tile once, in the file of the first rank holding it.
+    saved = {}
+    for rank in sorted(source.mesh.devices):
+        tile = source.tile(rank)
+        if tile.empty():
+            continue
+        for runs in itertools.product(*tile.ranges()):  # the tile's boxes: one run per dim
+            box = (tuple(begin for begin, _ in runs), tuple(end - begin for begin, end in runs))
+            saved.setdefault(box, f"__{rank}_0.distcp")
+    for rank in destination.mesh.devices:
+        count = numpy.zeros(shape, dtype=int)
+        mine = [i for i in items if i["rank"] == rank]
+        assert mine == shardalg.dcp_read_items(plan, rank=rank)
+        for item in mine:
+            chunk = (tuple(item["storage_chunk_offsets"]), tuple(item["storage_chunk_sizes"]))
+            assert saved[chunk] == item["file"]
+            start = [c + o for c, o in zip(item["storage_chunk_offsets"], item["storage_offsets"])]
+            assert start == [c + o for c, o in zip(item["dest_chunk_offsets"], item["dest_offsets"])]
+            for o, n, size in zip(item["storage_offsets"], item["lengths"], item["storage_chunk_sizes"]):
+                assert 0 <= o and o + n <= size  # inside the saved chunk
+            count[tuple(slice(s, s + n) for s, n in zip(start, item["lengths"]))] += 1
+        held = numpy.zeros(shape, dtype=int)
+        held[numpy.ix_(*destination.tile(rank).index_arrays())] = 1
+        assert (count == held).all()  # every element the rank holds, read exactly once
+    with pytest.raises(shardalg.Error, match="rank 9 is not a rank of the destination"):
+        shardalg.dcp_read_items(plan, rank=9)

@@ -14,7 +14,7 @@ TEST_CASE("lint: clean layouts have no findings") {
   CHECK(lint_layout(MeshLayout::parse("dp=4,tp=2", "_S(0,2),S(0)", Dims{14336, 4096})).empty());
   CHECK(lint_layout(MeshLayout::parse("dp=4", "R", Dims{3})).empty());
   CHECK(lint_layout(MeshLayout::parse("dp=4", "S(0)", Dims{0})).empty());  // nothing anywhere: not uneven
-  CHECK(lint_layout(fsdp_over_tp_physical(DeviceMesh::parse("dp=3,tp=2"), "dp", "tp", Dims{7, 4})).empty());
+  CHECK(lint_layout(fsdp_over_tp_label(DeviceMesh::parse("dp=3,tp=2"), "dp", "tp", Dims{12, 4})).empty());  // label == bytes
 }
 
 TEST_CASE("lint: an uneven split that leaves ranks empty names the first") {
@@ -31,8 +31,9 @@ TEST_CASE("lint: a strided label that is not the bytes of its shard order names 
   // n=7, T=2, D=3: the label gives rank 4 (dp 2, tp 0) row 6; the bytes give it nothing.
   REQUIRE(kinds(findings) == std::vector<std::string>{"empty_shards", "label_differs_from_bytes"});
   CHECK(findings[1].message.find("rank 4 holds element [6, 0] under the label and not in the bytes") != std::string::npos);
-  // Every rank whose label and bytes differ is a rank lint could name: the law behind the check.
+  // The bytes themselves only leave rank 4 (dp 2, tp 0) empty.
   MeshLayout bytes = fsdp_over_tp_physical(DeviceMesh::parse("dp=3,tp=2"), "dp", "tp", Dims{7, 4});
+  CHECK(kinds(lint_layout(bytes)) == std::vector<std::string>{"empty_shards"});
   CHECK_FALSE(compare_layouts(label, bytes).equivalent());
 }
 

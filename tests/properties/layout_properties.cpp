@@ -111,6 +111,34 @@ TEST_CASE("properties of shard orders") {
                     });
 }
 
+TEST_CASE("first_difference names an element exactly one tile holds, or none when both hold the same") {
+  SHARDALG_PROPERTY("on every rank of two layouts of one shape and mesh", [](const MeshLayout& a) {
+    std::vector<Placement> rotated = a.placements();  // each placement stays valid for the shape
+    std::rotate(rotated.begin(), rotated.begin() + (rotated.empty() ? 0 : 1), rotated.end());
+    MeshLayout b(a.mesh(), rotated, a.global_shape());
+    const Dims& shape = a.global_shape();
+    RC_PRE(volume(shape) <= 4096);
+    for (index_t rank : a.mesh().devices()) {
+      Tile in_a = a.tile(rank), in_b = b.tile(rank);
+      std::optional<TileDifference> d = first_difference(in_a, in_b);
+      bool same_elements = true;  // element by element
+      for (index_t i = 0; i < volume(shape) && same_elements; ++i) {
+        Dims element = row_major_coordinate(shape, i);
+        same_elements = in_a.contains(element) == in_b.contains(element);
+      }
+      RC_ASSERT(same_elements == !d.has_value());
+      if (d) {
+        const Tile &holder = d->held_by_a ? in_a : in_b, &other = d->held_by_a ? in_b : in_a;
+        RC_ASSERT(holder.contains(d->element) && !other.contains(d->element));
+        RC_ASSERT(holder.local_position(d->element) == d->local_position);
+      } else {
+        RC_ASSERT(in_a.empty() == in_b.empty());
+        if (!in_a.empty()) RC_ASSERT(in_a == in_b);  // the same elements are the same bytes
+      }
+    }
+  });
+}
+
 TEST_CASE("layout transforms move each placement with its tensor dim") {
   SHARDALG_PROPERTY("stack(K): rank r holds [0, K) x its original tile", [](const MeshLayout& layout) {
     index_t count = *rc::gen::inRange<index_t>(0, 4);

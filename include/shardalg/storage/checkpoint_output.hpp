@@ -162,6 +162,20 @@ inline CheckpointOutput plan_dcp_output(const CheckpointLayout& source, const Mo
   return out;
 }
 
+// The checkpoint DCP would save of `layout`, without its bytes: each rank's boxes as chunks in
+// __<rank>_0.distcp, a replicated box once, by the first rank holding it (DCP's deduplication).
+// Planning reads against it (CheckpointReadPlanner) gives the read items a load from such a
+// checkpoint issues, before any checkpoint exists.
+// Example: "w" [6] Replicate on dp=2 -> one chunk [0, 6) in __0_0.distcp.
+inline CheckpointLayout dcp_saved_layout(const ModelLayout& layout) {
+  CheckpointLayout whole;  // every tensor in one chunk: what the saved boxes are cut from
+  for (std::size_t t = 0; t < layout.size(); ++t) {
+    const Dims& shape = layout[t].layout.global_shape();
+    whole.tensors.push_back(StoredTensor{layout[t].name, layout[t].dtype, shape, {StoredChunk{ChunkMeta{Dims(shape.size(), 0), shape}}}});
+  }
+  return plan_dcp_output(whole, layout, DcpFlavor::torch_2).layout;
+}
+
 // `source`'s tensors under `destination` as safetensors per rank, in the layout of
 // torch.distributed.checkpoint's HuggingFaceStorageWriter(save_sharded=True): rank r's boxes in
 // `shard-<r+1>-model-<k>-of-<n>.safetensors` (5 digits each), each file's `__metadata__` holding

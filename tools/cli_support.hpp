@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <iomanip>
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <iostream>
@@ -186,5 +188,29 @@ inline void add_strict_option(CLI::App& cmd, bool& strict) {
                "Make lint findings errors: empty shards on some ranks, strided placements that express no shard order, a strided label "
                "that is not the bytes of its shard order");
 }
+
+// "coord (dp,tp)": the heading of a column of mesh coordinates.
+inline std::string coordinate_heading(const DeviceMesh& mesh) {
+  std::string heading = "coord (";
+  for (std::size_t d = 0; d < mesh.ndim(); ++d) heading += (d ? "," : "") + mesh.name(d);
+  return heading + ")";
+}
+
+// A table of N columns, each as wide as its widest entry plus two spaces (at least its minimum),
+// the last unpadded. Rank listings pass their rows twice, to widen then to print, so that memory
+// stays one row whatever the mesh size (and huge extents stay apart).
+template <std::size_t N>
+struct Columns {
+  std::array<std::size_t, N - 1> widths;
+
+  void widen(const std::array<std::string, N>& row) {
+    for (std::size_t c = 0; c + 1 < N; ++c) widths[c] = std::max(widths[c], row[c].size() + 2);
+  }
+  void print(const std::array<std::string, N>& row) const {
+    std::cout << std::left;
+    for (std::size_t c = 0; c + 1 < N; ++c) std::cout << std::setw(static_cast<int>(widths[c])) << row[c];
+    std::cout << row[N - 1] << "\n";
+  }
+};
 
 }  // namespace shardalg::cli

@@ -1,5 +1,4 @@
 #include <array>
-#include <iomanip>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -44,26 +43,16 @@ bool print_table(const MeshLayout& a, const MeshLayout& b) {
     return std::array<std::string, 5>{std::to_string(mesh.devices()[static_cast<std::size_t>(position)]), to_string(coord),
                                       format_tile(in_a), format_tile(in_b), first_difference(in_a, in_b) ? "no" : "yes"};
   };
-  std::string coord_header = "coord (";
-  for (std::size_t d = 0; d < mesh.ndim(); ++d) coord_header += (d ? "," : "") + mesh.name(d);
-  const std::array<std::string, 5> header{"rank", coord_header + ")", "a", "b", "same"};
-  std::array<std::size_t, 4> widths{6, 8, 8, 8};
-  auto widen = [&](const std::array<std::string, 5>& r) {
-    for (std::size_t c = 0; c < widths.size(); ++c) widths[c] = std::max(widths[c], r[c].size() + 2);
-  };
-  auto print = [&](const std::array<std::string, 5>& r) {
-    std::cout << std::left;
-    for (std::size_t c = 0; c < widths.size(); ++c) std::cout << std::setw(static_cast<int>(widths[c])) << r[c];
-    std::cout << r[4] << "\n";
-  };
-  widen(header);
-  for (index_t position : positions) widen(row(position));
-  print(header);
+  const std::array<std::string, 5> header{"rank", coordinate_heading(mesh), "a", "b", "same"};
+  Columns<5> table{{6, 8, 8, 8}};
+  table.widen(header);
+  for (index_t position : positions) table.widen(row(position));
+  table.print(header);
   std::vector<index_t> differing;
   std::size_t differing_count = 0;
   std::string example;
   for (index_t position : positions) {
-    print(row(position));
+    table.print(row(position));
     Dims coord = row_major_coordinate(mesh.shape(), position);
     if (auto difference = first_difference(a.tile_at(coord), b.tile_at(coord))) {
       index_t rank = mesh.devices()[static_cast<std::size_t>(position)];

@@ -30,9 +30,9 @@ ScaleFactors compute(const CLI::App& cmd, const ScaleOptions& o) {
     return zero3_autoep_scale(o.world, o.ep, o.expert);
   }
   if (c == "deepspeed") {
-    require_applicable(cmd, kOptionalFlags, {"--ep", "--expert", "--predivide-factor", "--prescale"}, choice);
+    require_applicable(cmd, kOptionalFlags, {"--ep", "--expert", "--predivide-factor", "--prescale", "--tp"}, choice);
     return deepspeed_scale(o.world, cmd.count("--ep") ? std::optional<index_t>(o.ep) : std::nullopt, o.expert, o.predivide_factor,
-                           o.prescale);
+                           o.prescale, o.tp);
   }
   if (c == "fsdp1") {
     require_applicable(cmd, kOptionalFlags, {"--divide-factor"}, choice);
@@ -101,7 +101,8 @@ void add_scale_command(CLI::App& app) {
   cmd->add_flag("--low-precision", o->low_precision, "fsdp2/torchtitan: fp16 reduction (pre/post split instead of AVG)");
   cmd->add_flag("--average-in-collective", o->average_in_collective, "megatron: average_in_collective");
   cmd->add_option("--edp", o->edp, "megatron: expert data-parallel size (default: --world / --ep)")->check(within(1, max_ranks));
-  cmd->add_option("--tp", o->tp, "torchtitan: TP size (experts borrow dp_shard*cp*tp)")->check(within(1, max_ranks));
+  cmd->add_option("--tp", o->tp, "deepspeed: AutoTP size (AutoEP folds over it: EDP = world*tp/ep); torchtitan: TP size (experts borrow dp_shard*cp*tp)")
+      ->check(within(1, max_ranks));
   cmd->add_flag("--json", o->json, "Print JSON");
   cmd->callback([cmd, o] { run(*cmd, *o); });
 }

@@ -45,26 +45,13 @@ void print_table(const MeshLayout& layout) {
             << "shape       " << layout.global_shape() << "\n";
   if (layout.application_order()) std::cout << "shard order " << format_shard_order(*layout.application_order()) << "\n";
   std::cout << "replication " << layout.replication_factor() << "\n\n";
-  std::string coord_header = "coord (";
-  for (std::size_t d = 0; d < mesh.ndim(); ++d) coord_header += (d ? "," : "") + mesh.name(d);
-  coord_header += ")";
-  // Columns as wide as their widest entry plus two spaces (at least the usual widths), so that
-  // huge extents stay apart.
   const std::vector<index_t> positions = positions_by_rank(mesh);
-  std::array<std::size_t, 4> widths = {6, 16, 18, 18};
-  auto widen = [&](const std::array<std::string, 5>& row) {
-    for (std::size_t c = 0; c < widths.size(); ++c) widths[c] = std::max(widths[c], row[c].size() + 2);
-  };
-  auto print = [&](const std::array<std::string, 5>& row) {
-    std::cout << std::left;
-    for (std::size_t c = 0; c < widths.size(); ++c) std::cout << std::setw(static_cast<int>(widths[c])) << row[c];
-    std::cout << row[4] << "\n";
-  };
-  const std::array<std::string, 5> header = {"rank", coord_header, "local shape", "global offset", "global boxes (local order)"};
-  widen(header);
-  for (index_t position : positions) widen(table_row(SliceMap::slice_at(layout, position)));
-  print(header);
-  for (index_t position : positions) print(table_row(SliceMap::slice_at(layout, position)));
+  Columns<5> table{{6, 16, 18, 18}};
+  const std::array<std::string, 5> header = {"rank", coordinate_heading(mesh), "local shape", "global offset", "global boxes (local order)"};
+  table.widen(header);
+  for (index_t position : positions) table.widen(table_row(SliceMap::slice_at(layout, position)));
+  table.print(header);
+  for (index_t position : positions) table.print(table_row(SliceMap::slice_at(layout, position)));
 }
 
 // Streamed rank by rank.

@@ -373,7 +373,9 @@ void bind_layouts(py::module_& m) {
       });
   m.def("zero3_autoep_scale", &zero3_autoep_scale, py::arg("world"), py::arg("ep"), py::arg("expert"));
   m.def("deepspeed_scale", &deepspeed_scale, py::arg("dp"), py::arg("ep"), py::arg("expert"), py::arg("predivide_factor") = 1.0,
-        py::arg("prescale") = false);
+        py::arg("prescale") = false, py::arg("tp") = 1,
+        "DeepSpeed's factors over the dense data-parallel size `dp`; experts reduce over the EDP group (dp*tp/ep ranks: AutoEP "
+        "folds over AutoTP when tp > 1) and divide by dp.");
   m.def("fsdp1_scale", &fsdp1_scale, py::arg("world"), py::arg("divide_factor") = py::none());
   m.def("fsdp2_scale", &fsdp2_scale, py::arg("world"), py::arg("divide_factor") = py::none(), py::arg("low_precision") = false);
   m.def("megatron_scale", &megatron_scale, py::arg("dp_cp"), py::arg("edp"), py::arg("expert"), py::arg("average_in_collective"));

@@ -80,6 +80,7 @@ TEST_CASE("properties of scale factors") {
     std::vector<ScaleFactors> conventions = {
         zero3_autoep_scale(world, ep, expert),
         deepspeed_scale(world, ep, expert, static_cast<double>(*rc::gen::inRange(1, 4)), *rc::gen::arbitrary<bool>()),
+        deepspeed_scale(world, ep, expert, 1.0, false, *rc::gen::inRange<index_t>(1, 4)),  // AutoTP folding
         fsdp1_scale(world),
         fsdp2_scale(world, std::nullopt, *rc::gen::arbitrary<bool>()),
         fsdp2_scale(world, *rc::gen::inRange<index_t>(1, 64)),

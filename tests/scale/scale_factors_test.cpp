@@ -43,6 +43,14 @@ TEST_CASE("ZeRO-3 AutoEP, DeepSpeed, Megatron and torchtitan factors") {
   CHECK(post.pre_divide == 2.0);
   CHECK(post.post_divide == 4.0);
   CHECK(deepspeed_scale(8, std::nullopt, false, 1.0, true).pre_divide == 8.0);
+  // AutoEP folding over AutoTP, W=8, T=2, E=4: dense DP 4; experts reduce over EDP (0,4), divided by 4.
+  ScaleFactors folded = deepspeed_scale(4, 4, true, 1.0, false, 2);
+  ParallelGroups groups = autoep_groups(8, 4, 2);
+  CHECK(folded.reduce_group_size == static_cast<index_t>(groups.group_of("edp", 0).size()));
+  CHECK(folded.average_over == static_cast<index_t>(groups.group_of("dp", 0).size()));
+  CHECK(folded.scale == 0.5);
+  CHECK(deepspeed_scale(4, 4, false, 1.0, false, 2).reduce_group_size == 4);  // dense: the DP group
+  SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_scale(4, 3, true, 1.0, false, 2), Error, "EP size 3 does not divide the world (data-parallel size times TP) 8");
   ScaleFactors mega = megatron_scale(8, 2, true, true);
   CHECK(mega.collective == Collective::avg);
   CHECK(mega.scale == 0.25);  // |EDP| / |dp_cp|

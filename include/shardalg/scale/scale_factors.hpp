@@ -70,18 +70,24 @@ inline ScaleFactors zero3_autoep_scale(index_t world, index_t ep, bool expert) {
 
 // DeepSpeed data-parallel averaging over D ranks. Post-scale (default): g *= 1/f, all-reduce
 // sum, g *= f/D. Pre-scale: g *= 1/D, then all-reduce. Expert gradients reduce over the EDP
-// group (D/E ranks) but divide by the full D.
+// group but divide by the dense D. Without TP the EDP group has D/E ranks; with AutoEP folding
+// over AutoTP (`tp` T > 1, ZeRO-1/2: autoep_groups) EP blocks take the world's consecutive ranks
+// across TP lanes, so the EDP group has W/E = D*T/E ranks, still divided by the dense D = W/T.
+// Example: W=8, T=2, E=4: D=4, experts reduce over EDP (0,4) of 2 ranks, divided by 4.
 inline ScaleFactors deepspeed_scale(index_t dp, std::optional<index_t> ep, bool expert, double predivide_factor = 1.0,
-                                    bool prescale = false) {
+                                    bool prescale = false, index_t tp = 1) {
   detail::require_positive("data-parallel size", dp);
+  detail::require_positive("TP size", tp);
   if (!(predivide_factor > 0) || !std::isfinite(predivide_factor))
     detail::fail("predivide factor ", predivide_factor, " must be positive and finite");
   index_t group = dp;
   if (expert) {
     if (!ep) detail::fail("deepspeed: --expert needs the EP size");
     detail::require_positive("EP size", *ep);
-    if (dp % *ep != 0) detail::fail("EP size ", *ep, " does not divide the data-parallel size ", dp);
-    group = dp / *ep;
+    index_t world = checked_mul(dp, tp);
+    if (world % *ep != 0)
+      detail::fail("EP size ", *ep, " does not divide the ", tp == 1 ? "data-parallel size " : "world (data-parallel size times TP) ", world);
+    group = world / *ep;
   }
   if (prescale) return detail::make_scale(group, dp, static_cast<double>(dp), 1.0);
   return detail::make_scale(group, dp, predivide_factor, static_cast<double>(dp) / predivide_factor);

@@ -174,13 +174,19 @@ inline nlohmann::ordered_json tile_json(const Tile& tile) {
   return boxes;
 }
 
-// Lint findings about a layout (lint_layout): warnings on stderr, each naming `which` layout and
-// its kind; with `strict` the first finding is the error instead (exit code 2).
-inline void report_lint(const MeshLayout& layout, bool strict, std::string_view which) {
+// Lint findings about a layout (lint_layout) as warning lines naming `which` layout and the
+// kind, added to `warnings`; with `strict` the first finding is the error instead (exit code 2).
+// Commands print the warnings after their output (print_warnings), so that a command that fails
+// still reports one line.
+inline void add_lint_warnings(std::vector<std::string>& warnings, const MeshLayout& layout, bool strict, std::string_view which) {
   for (const LintFinding& finding : lint_layout(layout)) {
     if (strict) detail::fail(which, " (", finding.kind, ", an error under --strict): ", finding.message);
-    std::cerr << "warning: " << which << " (" << finding.kind << "): " << finding.message << "\n";
+    warnings.push_back(detail::concat("warning: ", which, " (", finding.kind, "): ", finding.message));
   }
+}
+
+inline void print_warnings(const std::vector<std::string>& warnings) {
+  for (const std::string& warning : warnings) std::cerr << warning << "\n";
 }
 
 inline void add_strict_option(CLI::App& cmd, bool& strict) {

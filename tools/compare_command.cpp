@@ -124,9 +124,11 @@ void add_compare_command(CLI::App& app, int& exit_code) {
     Dims shape = parse_shape(o->shape);
     MeshLayout a = layout_from(mesh, parse_placements(o->a), shape, o->a_shard_order, o->a_stack, "--a-stack");
     MeshLayout b = layout_from(mesh, parse_placements(o->b.empty() ? o->a : o->b), shape, o->b_shard_order, o->b_stack, "--b-stack");
-    report_lint(a, o->strict, "layout a");
-    report_lint(b, o->strict, "layout b");
+    std::vector<std::string> warnings;
+    add_lint_warnings(warnings, a, o->strict, "layout a");
+    add_lint_warnings(warnings, b, o->strict, "layout b");
     bool equivalent = o->json ? print_json(a, b) : print_table(a, b);
+    print_warnings(warnings);
     exit_code = equivalent ? 0 : 1;
   });
 }

@@ -4,6 +4,7 @@
 #include <numeric>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include "checkpoint_json.hpp"
 #include "commands.hpp"
@@ -160,7 +161,7 @@ std::optional<FlatSide> flat_side(const TensorLayout& layout, index_t rank, cons
 // A transfer with a flat side prints flat ranges: for each run of the box contiguous in every
 // flat side's shard (the dims after the last one a flat side holds only part of), the partition
 // range and the parameter (shard) offset of a flat side, the local coordinate of a tile side.
-void print_flat_runs(const Transfer& t, const std::optional<FlatSide>& src, const std::optional<FlatSide>& dst) {
+void print_flat_runs(const Transfer& t, const std::optional<FlatSide>& src, const std::optional<FlatSide>& dst, std::string_view indent) {
   const std::size_t ndim = t.global.ndim();
   std::size_t split = 0;  // the last dim a flat side holds only part of: runs vary it and the dims after
   for (const std::optional<FlatSide>* side : {&src, &dst})
@@ -188,13 +189,14 @@ void print_flat_runs(const Transfer& t, const std::optional<FlatSide>& src, cons
   };
   for (index_t i = 0; i < volume(outer); ++i) {
     Dims step = outer.empty() ? Dims{} : row_major_coordinate(outer, i);
-    std::cout << "    " << run << " elements" << describe("src", src, t.src_local, step) << describe("dst", dst, t.dst_local, step) << "\n";
+    std::cout << indent << "    " << run << " elements" << describe("src", src, t.src_local, step) << describe("dst", dst, t.dst_local, step) << "\n";
   }
 }
 
-void print_transfer(const ModelReshardPlan& plan, const TransferList& transfers, std::size_t i) {
+// One transfer, its lines after the first (flat runs) under `indent` too.
+void print_transfer(const ModelReshardPlan& plan, const TransferList& transfers, std::size_t i, std::string_view indent = "") {
   const Transfer t = transfers[i];
-  std::cout << (t.src_rank == t.dst_rank ? "local " : "send  ") << t.src_rank << " -> " << t.dst_rank;
+  std::cout << indent << (t.src_rank == t.dst_rank ? "local " : "send  ") << t.src_rank << " -> " << t.dst_rank;
   if (plan.size() != 1) std::cout << "  " << plan.source()[static_cast<std::size_t>(t.tensor)].name;
   auto tensor = static_cast<std::size_t>(t.tensor);
   std::optional<FlatSide> src = flat_side(plan.source()[tensor].layout, t.src_rank, t.global, t.src_local);
@@ -205,7 +207,7 @@ void print_transfer(const ModelReshardPlan& plan, const TransferList& transfers,
     return;
   }
   std::cout << (t.contributors > 1 ? "  (reduce)" : "") << "\n";
-  print_flat_runs(t, src, dst);
+  print_flat_runs(t, src, dst, indent);
 }
 
 // Each flat partition's padding per rank (all ranks, or `only`), once per partition.
@@ -251,30 +253,32 @@ void print_rank_transfers(const ModelReshardPlan& plan, const TransferList& tran
     for (std::size_t i = 0; i < transfers.size(); ++i) count += belongs(transfers[i]) ? 1 : 0;
     std::cout << "rank " << rank << " " << heading << " (" << count << ")" << (count ? ":" : "") << "\n";
     for (std::size_t i = 0; i < transfers.size(); ++i)
-      if (belongs(transfers[i])) {
-        std::cout << "  ";
-        print_transfer(plan, transfers, i);
-      }
+      if (belongs(transfers[i])) print_transfer(plan, transfers, i, "  ");
   };
   section("keeps", [](const Transfer& t) { return t.src_rank == t.dst_rank; });
   section("receives", [&](const Transfer& t) { return t.dst_rank == rank && t.src_rank != rank; });
   section("sends", [&](const Transfer& t) { return t.src_rank == rank && t.dst_rank != rank; });
 }
 
-void run(const CLI::App& cmd, const PlanOptions& o) {
+void run(const CLI::App& cmd, const PlanOptions& o, std::vector<std::string>& warnings) {
   auto start = std::chrono::steady_clock::now();
   ModelReshardPlan plan = plan_from(cmd, o);
-  if (o.src_layout.empty()) {  // explicit mesh layouts (recipes follow their frameworks' conventions)
-    report_lint(*plan.source()[0].layout.mesh_layout(), o.strict, "source");
-    report_lint(*plan.destination()[0].layout.mesh_layout(), o.strict, "destination");
-  }
+  // After the bounds (a refused request is refused alone): explicit mesh layouts only, recipes
+  // follow their frameworks' conventions.
+  auto lint = [&] {
+    if (!o.src_layout.empty()) return;
+    add_lint_warnings(warnings, *plan.source()[0].layout.mesh_layout(), o.strict, "source");
+    add_lint_warnings(warnings, *plan.destination()[0].layout.mesh_layout(), o.strict, "destination");
+  };
   auto elapsed = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(); };
   if (o.summary && o.rank < 0 && !o.json && !o.simulate) {  // counted rank by rank, never listed
     require_countable(plan, o.bounds);
+    lint();
     CommunicationVolume volume = CommunicationVolume::of_plan(plan);
     return print_summary(volume, elapsed());
   }
   if (o.rank < 0) require_plannable(plan, o.bounds, o.json ? 112.0 : 96.0, o.simulate);  // JSON: an entry number per transfer more
+  lint();
   if (o.lower) return print_lowering(plan, o);
   if (o.relabel) return print_relabeling(plan, o);
   if (o.read_items) {
@@ -336,7 +340,11 @@ void add_plan_command(CLI::App& app) {
     relabel->excludes(other);
   }
   for (auto* other : {simulate, cmd->get_option("--summary"), lower, relabel}) read_items->excludes(other);
-  cmd->callback([o, cmd] { run(*cmd, *o); });
+  cmd->callback([o, cmd] {
+    std::vector<std::string> warnings;
+    run(*cmd, *o, warnings);
+    print_warnings(warnings);
+  });
 }
 
 }  // namespace shardalg::cli

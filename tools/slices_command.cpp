@@ -139,10 +139,12 @@ void add_slices_command(CLI::App& app) {
   cmd->add_option("--svg", options->svg, "Also draw the first two tensor dims, colored by owning ranks, into this SVG file");
   cmd->callback([options] {
     MeshLayout layout = build_layout(*options);
-    report_lint(layout, options->strict, "layout");
+    std::vector<std::string> warnings;
+    add_lint_warnings(warnings, layout, options->strict, "layout");
     if (!options->svg.empty()) write_svg(layout, options->svg);  // first: a path it cannot write fails alone
     if (options->json) print_json(layout);
     else print_table(layout);
+    print_warnings(warnings);
   });
 }
 

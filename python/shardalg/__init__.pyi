@@ -812,8 +812,8 @@ def deepspeed_dbe_groups(world: int, ep: int, pp: int = 1) -> ParallelGroups:
     """DeepSpeed MoE groups with data-before-expert ordering."""
 def deepspeed_groups(world: int, ep: int, pp: int = 1) -> ParallelGroups:
     """DeepSpeed MoE groups (expert-major)."""
-def deepspeed_scale(dp: int, ep: int | None, expert: bool, predivide_factor: float = 1.0, prescale: bool = False) -> ScaleFactors:
-    ...
+def deepspeed_scale(dp: int, ep: int | None, expert: bool, predivide_factor: float = 1.0, prescale: bool = False, tp: int = 1) -> ScaleFactors:
+    """DeepSpeed's factors over the dense data-parallel size `dp`; experts reduce over the EDP group (dp*tp/ep ranks: AutoEP folds over AutoTP when tp > 1) and divide by dp."""
 def deepspeed_tp_groups(world: int, ep: int, tp: int, pp: int = 1) -> ParallelGroups:
     ...
 def dtype_names() -> str:

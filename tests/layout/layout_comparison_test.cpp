@@ -36,18 +36,28 @@ TEST_CASE("the first difference names an element one tile holds and the other do
   CHECK(d->held_by_a);
   CHECK(d->element == Dims{2});
   CHECK(d->local_position == 2);
-  d = first_difference(rows_strided, rows_0_4);  // and from the other side
+  d = first_difference(rows_strided, rows_0_4);  // the other way round: a's own extra row comes first
+  REQUIRE(d);
+  CHECK(d->held_by_a);
+  CHECK(d->element == Dims{4});
+  CHECK(d->local_position == 2);
+  d = first_difference(Tile(SmallVector<IndexMap, 4>{IndexMap::contiguous(0, 2)}), rows_0_4);  // a inside b: b's extra
   REQUIRE(d);
   CHECK_FALSE(d->held_by_a);
   CHECK(d->element == Dims{2});
+  CHECK(d->local_position == 2);
   // A dim that matches, then one that does not: the element takes the holder's first rows.
   Tile a(SmallVector<IndexMap, 4>{IndexMap::contiguous(3, 2), IndexMap::contiguous(0, 4)});
   Tile b(SmallVector<IndexMap, 4>{IndexMap::contiguous(3, 2), strided});
   d = first_difference(b, a);
   REQUIRE(d);
-  CHECK_FALSE(d->held_by_a);
+  CHECK(d->held_by_a);
+  CHECK(d->element == Dims{3, 4});
+  CHECK(d->local_position == 2);  // row 3 is b's first, column 4 its third
+  d = first_difference(a, b);
+  REQUIRE(d);
+  CHECK(d->held_by_a);
   CHECK(d->element == Dims{3, 2});
-  CHECK(d->local_position == 2);
   CHECK_FALSE(first_difference(a, a));
   // Nothing equals nothing however it is empty; nothing against something names the first element.
   Tile empty_rows(SmallVector<IndexMap, 4>{IndexMap(), IndexMap::contiguous(0, 4)});

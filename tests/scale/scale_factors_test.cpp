@@ -48,7 +48,7 @@ TEST_CASE("ZeRO-3 AutoEP, DeepSpeed, Megatron and torchtitan factors") {
   ParallelGroups groups = autoep_groups(8, 4, 2);
   CHECK(folded.reduce_group_size == static_cast<index_t>(groups.group_of("edp", 0).size()));
   CHECK(folded.average_over == static_cast<index_t>(groups.group_of("dp", 0).size()));
-  CHECK(folded.scale == 0.5);
+  CHECK(folded.scale == 0.25);  // the 2 ranks' sum over 4
   CHECK(deepspeed_scale(4, 4, false, 1.0, false, 2).reduce_group_size == 4);  // dense: the DP group
   SHARDALG_CHECK_THROWS_CONTAINING(deepspeed_scale(4, 3, true, 1.0, false, 2), Error, "EP size 3 does not divide the world (data-parallel size times TP) 8");
   ScaleFactors mega = megatron_scale(8, 2, true, true);

@@ -137,8 +137,20 @@ inline MeshLayout layout_from(const DeviceMesh& mesh, const std::vector<Placemen
       detail::fail(flag, " ", stack, ": the shape ", shape, " is the stacked tensor's, so its leading extent must be ", stack);
     weight = Dims(std::span<const index_t>(shape.begin() + 1, shape.end()));
   }
-  MeshLayout layout = shard_order.empty() ? MeshLayout(mesh, placements, weight)
-                                          : MeshLayout(mesh, placements, weight, parse_shard_order(shard_order, mesh.names()));
+  if (shard_order.empty()) return stack >= 0 ? MeshLayout(mesh, placements, weight).stack(stack) : MeshLayout(mesh, placements, weight);
+  // A strided label given with its shard order stands for the bytes: its Shard placements applied
+  // in that order (FSDP2 over TP: "_S(0,2),S(0)" with "0:[tp,dp]"). Its split factors must be the
+  // ones the order implies (placements_from_shard_order), or the two describe different layouts.
+  std::vector<Placement> shards = placements;
+  for (Placement& p : shards)
+    if (p.is_strided_shard()) p = Placement::shard(p.dim());
+  MeshLayout layout(mesh, shards, weight, parse_shard_order(shard_order, mesh.names()));
+  if (shards != placements) {
+    std::vector<Placement> label = placements_from_shard_order(mesh.shape(), *layout.application_order());
+    if (label != placements)
+      detail::fail("shard order ", shard_order, ": placements ", format_placements(placements), " are not its strided label ",
+                   format_placements(label), " (give Shard placements with a shard order, or the label it implies)");
+  }
   return stack >= 0 ? layout.stack(stack) : layout;
 }
 

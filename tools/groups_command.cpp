@@ -18,26 +18,26 @@ struct GroupsOptions {
   MemoryBound memory;
 };
 
-const std::vector<std::string> kOptionalFlags = {"--tp", "--pp", "--etp", "--cp", "--dp-shard", "--dp-replicate", "--order"};
+const std::vector<std::string> kGroupsOptionalFlags = {"--tp", "--pp", "--etp", "--cp", "--dp-shard", "--dp-replicate", "--order"};
 
 ParallelGroups build(const CLI::App& cmd, const GroupsOptions& o) {
   const std::string& c = o.convention;
   std::string choice = "--convention " + c;
   if (c == "deepspeed" || c == "deepspeed-dbe") {
-    require_applicable(cmd, kOptionalFlags, {"--pp"}, choice);
+    require_applicable(cmd, kGroupsOptionalFlags, {"--pp"}, choice);
     return c == "deepspeed" ? deepspeed_groups(o.world, o.ep, o.pp) : deepspeed_dbe_groups(o.world, o.ep, o.pp);
   }
   if (c == "deepspeed-tp" || c == "autoep") {
-    require_applicable(cmd, kOptionalFlags, {"--tp", "--pp"}, choice);
+    require_applicable(cmd, kGroupsOptionalFlags, {"--tp", "--pp"}, choice);
     return c == "deepspeed-tp" ? deepspeed_tp_groups(o.world, o.ep, o.tp, o.pp) : autoep_groups(o.world, o.ep, o.tp, o.pp);
   }
   if (c == "megatron") {
-    require_applicable(cmd, kOptionalFlags, {"--tp", "--pp", "--etp", "--cp", "--order"}, choice);
+    require_applicable(cmd, kGroupsOptionalFlags, {"--tp", "--pp", "--etp", "--cp", "--order"}, choice);
     MegatronSizes sizes{o.tp, o.cp, o.ep, o.pp, std::nullopt};
     if (cmd.count("--etp")) sizes.etp = o.etp;
     return megatron_groups(o.world, sizes, o.order);
   }
-  require_applicable(cmd, kOptionalFlags, {"--tp", "--pp", "--cp", "--dp-shard", "--dp-replicate"}, choice);
+  require_applicable(cmd, kGroupsOptionalFlags, {"--tp", "--pp", "--cp", "--dp-shard", "--dp-replicate"}, choice);
   TorchtitanSizes sizes{o.pp, o.dp_replicate, o.dp_shard, o.cp, o.tp, o.ep};
   if (!cmd.count("--dp-shard")) {  // like torchtitan's -1: whatever the other sizes leave
     index_t others = checked_mul(checked_mul(checked_mul(o.pp, o.dp_replicate), o.cp), o.tp);

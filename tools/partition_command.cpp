@@ -20,7 +20,7 @@ struct PartitionOptions {
   MemoryBound memory;
 };
 
-const std::vector<std::string> kOptionalFlags = {"--bucket-size", "--sub-group-size", "--alignment", "--shared-embedding",
+const std::vector<std::string> kPartitionOptionalFlags = {"--bucket-size", "--sub-group-size", "--alignment", "--shared-embedding",
                                                  "--pad-nccl-busbw"};
 
 std::vector<FlatTensor> build_tensors(const PartitionOptions& o) {
@@ -43,14 +43,14 @@ FlatLayout build_layout(const CLI::App& cmd, const PartitionOptions& o) {
   std::vector<index_t> group = iota_ranks(o.world);
   std::vector<FlatTensor> tensors = build_tensors(o);
   if (o.scheme == "zero3") {
-    require_applicable(cmd, kOptionalFlags, {"--sub-group-size"}, "--scheme zero3");
+    require_applicable(cmd, kPartitionOptionalFlags, {"--sub-group-size"}, "--scheme zero3");
     return zero3_layout(std::move(tensors), group);
   }
   if (o.scheme == "zero12") {
-    require_applicable(cmd, kOptionalFlags, {"--alignment"}, "--scheme zero12");
+    require_applicable(cmd, kPartitionOptionalFlags, {"--alignment"}, "--scheme zero12");
     return zero12_layout(std::move(tensors), group, o.alignment);
   }
-  require_applicable(cmd, kOptionalFlags, {"--bucket-size", "--shared-embedding", "--pad-nccl-busbw"}, "--scheme megatron");
+  require_applicable(cmd, kPartitionOptionalFlags, {"--bucket-size", "--shared-embedding", "--pad-nccl-busbw"}, "--scheme megatron");
   MegatronBufferOptions options;
   if (cmd.count("--bucket-size")) options.bucket_size = o.bucket_size;
   options.own_bucket_params.insert(o.shared_embedding.begin(), o.shared_embedding.end());

@@ -14,7 +14,7 @@ struct ScaleOptions {
   bool expert = false, prescale = false, low_precision = false, average_in_collective = false, json = false;
 };
 
-const std::vector<std::string> kOptionalFlags = {"--ep", "--expert", "--predivide-factor", "--prescale", "--divide-factor",
+const std::vector<std::string> kScaleOptionalFlags = {"--ep", "--expert", "--predivide-factor", "--prescale", "--divide-factor",
                                                  "--low-precision", "--average-in-collective", "--edp", "--tp"};
 
 ScaleFactors compute(const CLI::App& cmd, const ScaleOptions& o) {
@@ -26,24 +26,24 @@ ScaleFactors compute(const CLI::App& cmd, const ScaleOptions& o) {
     if (cmd.count("--tp"))  // a framework's refusal, not a missing feature: say whose and why
       detail::fail("--convention zero3-autoep: --tp ", o.tp, " is refused, as DeepSpeed refuses AutoEP with AutoTP under ZeRO-3 "
                    "(no such run has factors to compute)");
-    require_applicable(cmd, kOptionalFlags, {"--ep", "--expert"}, choice);
+    require_applicable(cmd, kScaleOptionalFlags, {"--ep", "--expert"}, choice);
     return zero3_autoep_scale(o.world, o.ep, o.expert);
   }
   if (c == "deepspeed") {
-    require_applicable(cmd, kOptionalFlags, {"--ep", "--expert", "--predivide-factor", "--prescale", "--tp"}, choice);
+    require_applicable(cmd, kScaleOptionalFlags, {"--ep", "--expert", "--predivide-factor", "--prescale", "--tp"}, choice);
     return deepspeed_scale(o.world, cmd.count("--ep") ? std::optional<index_t>(o.ep) : std::nullopt, o.expert, o.predivide_factor,
                            o.prescale, o.tp);
   }
   if (c == "fsdp1") {
-    require_applicable(cmd, kOptionalFlags, {"--divide-factor"}, choice);
+    require_applicable(cmd, kScaleOptionalFlags, {"--divide-factor"}, choice);
     return fsdp1_scale(o.world, factor);
   }
   if (c == "fsdp2") {
-    require_applicable(cmd, kOptionalFlags, {"--divide-factor", "--low-precision"}, choice);
+    require_applicable(cmd, kScaleOptionalFlags, {"--divide-factor", "--low-precision"}, choice);
     return fsdp2_scale(o.world, factor, o.low_precision);
   }
   if (c == "megatron") {
-    require_applicable(cmd, kOptionalFlags, {"--ep", "--expert", "--edp", "--average-in-collective"}, choice);
+    require_applicable(cmd, kScaleOptionalFlags, {"--ep", "--expert", "--edp", "--average-in-collective"}, choice);
     std::optional<index_t> edp;
     if (cmd.count("--edp")) edp = o.edp;
     else if (o.expert) {
@@ -52,7 +52,7 @@ ScaleFactors compute(const CLI::App& cmd, const ScaleOptions& o) {
     }
     return megatron_scale(o.world, edp, o.expert, o.average_in_collective);
   }
-  require_applicable(cmd, kOptionalFlags, {"--ep", "--expert", "--tp", "--low-precision"}, choice);
+  require_applicable(cmd, kScaleOptionalFlags, {"--ep", "--expert", "--tp", "--low-precision"}, choice);
   std::optional<index_t> expert_dp;
   if (o.expert) {
     index_t borrowed = checked_mul(o.world, o.tp);

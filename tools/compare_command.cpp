@@ -37,26 +37,34 @@ bool print_table(const MeshLayout& a, const MeshLayout& b) {
   std::cout << "mesh   " << mesh.to_string() << "\nshape  " << a.global_shape() << "\na      " << layout_line(a) << "\nb      "
             << layout_line(b) << "\n\n";
   const std::vector<index_t> positions = positions_by_rank(mesh);
+  // A rank's cells and difference, from its two tiles (computed twice per rank: once to size the
+  // columns, once to print, so that memory stays one rank's).
+  struct Row {
+    std::array<std::string, 5> cells;
+    std::optional<TileDifference> difference;
+  };
   auto row = [&](index_t position) {
     Dims coord = row_major_coordinate(mesh.shape(), position);
     Tile in_a = a.tile_at(coord), in_b = b.tile_at(coord);
-    return std::array<std::string, 5>{std::to_string(mesh.devices()[static_cast<std::size_t>(position)]), to_string(coord),
-                                      format_tile(in_a), format_tile(in_b), first_difference(in_a, in_b) ? "no" : "yes"};
+    std::optional<TileDifference> difference = first_difference(in_a, in_b);
+    return Row{{std::to_string(mesh.devices()[static_cast<std::size_t>(position)]), to_string(coord), format_tile(in_a), format_tile(in_b),
+                difference ? "no" : "yes"},
+               std::move(difference)};
   };
   const std::array<std::string, 5> header{"rank", coordinate_heading(mesh), "a", "b", "same"};
   Columns<5> table{{6, 8, 8, 8}};
   table.widen(header);
-  for (index_t position : positions) table.widen(row(position));
+  for (index_t position : positions) table.widen(row(position).cells);
   table.print(header);
   std::vector<index_t> differing;
   std::size_t differing_count = 0;
   std::string example;
   for (index_t position : positions) {
-    table.print(row(position));
-    Dims coord = row_major_coordinate(mesh.shape(), position);
-    if (auto difference = first_difference(a.tile_at(coord), b.tile_at(coord))) {
+    Row r = row(position);
+    table.print(r.cells);
+    if (r.difference) {
       index_t rank = mesh.devices()[static_cast<std::size_t>(position)];
-      if (example.empty()) example = detail::concat("rank ", rank, ": ", difference_text(*difference));
+      if (example.empty()) example = detail::concat("rank ", rank, ": ", difference_text(*r.difference));
       if (differing.size() < listed_differences) differing.push_back(rank);
       ++differing_count;
     }

@@ -1,6 +1,5 @@
 #include <iostream>
 #include <memory>
-#include <optional>
 #include <utility>
 #include <vector>
 
@@ -77,14 +76,13 @@ void run(const CLI::App& cmd, const GroupsOptions& o) {
   ParallelGroups groups = build(cmd, o);
   // The rank's groups and experts are found before anything prints: a bad rank prints only its error.
   std::vector<std::pair<std::string, std::vector<index_t>>> mine;
-  std::optional<ExpertMetadata> experts;
-  std::vector<ExpertMetadata> every_rank_experts;
+  std::vector<ExpertMetadata> experts;  // with --num-experts: that of --rank, or of every rank (index = rank)
   if (with_rank) {
     if (o.rank >= o.world) detail::fail("--rank ", o.rank, " is not a rank of the world of ", o.world);
     for (const auto& [family, list] : groups.families) mine.emplace_back(family, groups.group_of(family, o.rank));
-    if (with_experts) experts = expert_metadata(groups, o.num_experts, o.rank);
+    if (with_experts) experts.push_back(expert_metadata(groups, o.num_experts, o.rank));
   } else if (with_experts) {
-    every_rank_experts = expert_metadata_of_ranks(groups, o.num_experts);
+    experts = expert_metadata_of_ranks(groups, o.num_experts);
   }
   if (o.json) {  // streamed: a world of millions of ranks never becomes one document in memory
     std::cout << '{';
@@ -106,11 +104,10 @@ void run(const CLI::App& cmd, const GroupsOptions& o) {
       }
       std::cout << '}';
     }
-    if (experts) std::cout << ",\"expert_metadata\":" << expert_json(o.rank, *experts).dump();
+    if (with_experts && with_rank) std::cout << ",\"expert_metadata\":" << expert_json(o.rank, experts.front()).dump();
     if (with_experts && !with_rank) {
       std::cout << ",\"expert_metadata\":[";
-      for (std::size_t r = 0; r < every_rank_experts.size(); ++r)
-        std::cout << (r ? "," : "") << expert_json(static_cast<index_t>(r), every_rank_experts[r]).dump();
+      for (std::size_t r = 0; r < experts.size(); ++r) std::cout << (r ? "," : "") << expert_json(static_cast<index_t>(r), experts[r]).dump();
       std::cout << ']';
     }
     std::cout << "}\n";
@@ -134,10 +131,10 @@ void run(const CLI::App& cmd, const GroupsOptions& o) {
       std::cout << '\n';
     }
   }
-  if (experts) std::cout << "  " << expert_line(*experts) << "\n";
+  if (with_experts && with_rank) std::cout << "  " << expert_line(experts.front()) << "\n";
   if (with_experts && !with_rank) {
     std::cout << "\nexperts by rank:\n";
-    for (std::size_t r = 0; r < every_rank_experts.size(); ++r) std::cout << "  " << r << "  " << expert_line(every_rank_experts[r]) << "\n";
+    for (std::size_t r = 0; r < experts.size(); ++r) std::cout << "  " << r << "  " << expert_line(experts[r]) << "\n";
   }
 }
 

@@ -154,7 +154,8 @@ def _load_checkpoint(self, layout, rank, like=None, threads=4, memory_limit=256 
     checkpoint, e.g. layout_model(ck.model(), "fsdp dp=8")): its buffers, as local_buffers makes
     them (numpy by default, torch with like="torch"), read straight from the files on `threads`
     threads with at most `memory_limit` bytes of bounce buffers. The rank reads all it needs
-    itself (read_plan lists the reads and, for replicas, the forwards of a whole job)."""
+    itself; ranks of a job that replicate tensors read each stored byte once with
+    shardalg.torch.load_checkpoint (read_plan lists its reads and forwards)."""
     buffers = layout.local_buffers(rank, like)
     raw = rank_buffers(layout, rank, buffers, "checkpoint load", writable=True)
     self._load(layout, rank, raw, threads, memory_limit)

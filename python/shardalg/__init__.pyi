@@ -817,7 +817,7 @@ def deepspeed_scale(dp: int, ep: int | None, expert: bool, predivide_factor: flo
 def deepspeed_tp_groups(world: int, ep: int, tp: int, pp: int = 1) -> ParallelGroups:
     ...
 def dtype_names() -> str:
-    """The element types shardalg knows: fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes."""
+    """The element types shardalg knows: fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes, int16, bool, complex64, complex128."""
 def element_bytes(dtype: str) -> int:
     ...
 def expert_metadata(groups: ParallelGroups, num_experts: int, rank: int) -> ExpertMetadata:

@@ -9,13 +9,15 @@ from ._shardalg import Error
 
 # numpy's dtype names -> shardalg's (numpy has no bf16; fp8 and bf16 come through torch).
 _NUMPY_TO_DTYPE = {"float64": "fp64", "int64": "int64", "float32": "fp32", "int32": "int32",
-                   "float16": "fp16", "int8": "int8", "uint8": "bytes"}
+                   "float16": "fp16", "int8": "int8", "uint8": "bytes", "int16": "int16", "bool": "bool",
+                   "complex64": "complex64", "complex128": "complex128"}
 _DTYPE_TO_NUMPY = {v: k for k, v in _NUMPY_TO_DTYPE.items()}
 # shardalg's dtypes -> the torch dtype each allocates as (torch.<name>), and back from
 # str(torch dtype) ("torch.float32"); both fp8 formats read as fp8.
 DTYPE_TO_TORCH = {"fp64": "float64", "int64": "int64", "fp32": "float32", "int32": "int32",
                   "bf16": "bfloat16", "fp16": "float16", "fp8": "float8_e4m3fn", "int8": "int8",
-                  "bytes": "uint8"}
+                  "bytes": "uint8", "int16": "int16", "bool": "bool", "complex64": "complex64",
+                  "complex128": "complex128"}
 _TORCH_TO_DTYPE = {f"torch.{name}": dtype for dtype, name in DTYPE_TO_TORCH.items()} | {"torch.float8_e5m2": "fp8"}
 
 

@@ -111,7 +111,7 @@ def _message_of(failed, rank, message, group):
     return bytes(text.tolist()).rstrip(b"\0").decode(errors="replace")
 
 
-def _agree(rank, message, executor, group):
+def _agree(rank, message, executor, group, what="reshard"):
     """Every rank learns whether any rank failed its checks, and the lowest such rank's message
     (one all-reduce when all passed: the lowest failing rank wins the max of _NO_FAILURE - rank;
     then a broadcast of its message), and whether all ranks chose the same executor."""
@@ -119,10 +119,10 @@ def _agree(rank, message, executor, group):
     dist.all_reduce(vote, op=dist.ReduceOp.MAX, group=group)
     if vote[0].item() == 0:
         if vote[1].item() and vote[2].item():
-            return "reshard: ranks chose different executors (engine and tensor); every rank must run the same one"
+            return f"{what}: ranks chose different executors (engine and tensor); every rank must run the same one"
         return None
     failed = _NO_FAILURE - int(vote[0].item())
-    return f"reshard: rank {failed} failed its checks: {_message_of(failed, rank, message, group)}"
+    return f"{what}: rank {failed} failed its checks: {_message_of(failed, rank, message, group)}"
 
 
 def agreement(group=None):
@@ -169,6 +169,25 @@ def _reduce_into(target, values, op, contributors):
         torch.maximum(target, values, out=target)
 
 
+def _box_view(buffers, box, typed=False):
+    """A box (RankPart's form) as a strided view of its buffer: bytes, or with `typed` elements of
+    the buffer's dtype (for reductions)."""
+    _, buffer, base, shape, strides, row_bytes, element_bytes, _ = box
+    data = buffers[buffer].view(-1)
+    if typed:
+        return data.as_strided(tuple(shape) + (row_bytes // element_bytes,), tuple(s // element_bytes for s in strides) + (1,),
+                               data.storage_offset() + base // element_bytes)
+    raw = data.view(torch.uint8)
+    return raw.as_strided(tuple(shape) + (row_bytes,), tuple(strides) + (1,), raw.storage_offset() + base)
+
+
+def _box_bytes(box):
+    count = box[5]
+    for extent in box[3]:
+        count *= extent
+    return count
+
+
 class _TensorReshard:
     """This rank's part run with tensor operations on the buffers' device: every box of the part is
     a strided view of its buffer, messages are packed into and unpacked from one staging tensor
@@ -185,21 +204,7 @@ class _TensorReshard:
         dtypes = [getattr(torch, _buffers.DTYPE_TO_TORCH[info.dtype]) for info in plan.source.tensors]
         boxes = part._boxes()
 
-        def view(buffers, box, typed=False):
-            _, buffer, base, shape, strides, row_bytes, element_bytes, _ = box
-            data = buffers[buffer].view(-1)
-            if typed:  # elements of the tensor's dtype, for reductions
-                return data.as_strided(tuple(shape) + (row_bytes // element_bytes,), tuple(s // element_bytes for s in strides) + (1,),
-                                       data.storage_offset() + base // element_bytes)
-            raw = data.view(torch.uint8)
-            return raw.as_strided(tuple(shape) + (row_bytes,), tuple(strides) + (1,), raw.storage_offset() + base)
-
-        def box_bytes(box):
-            count = box[5]
-            for extent in box[3]:
-                count *= extent
-            return count
-
+        view, box_bytes = _box_view, _box_bytes
         # Per message: (peer, stream bytes, [(view of the box in its buffer, stream offset, bytes, ...)]).
         self.sends = [(peer, size, [(view(self.sources, b), start, box_bytes(b)) for b, start in zip(bs, starts)])
                       for peer, size, bs, starts in boxes["sends"]]
@@ -330,3 +335,62 @@ def reshard(plan, sources, destinations, group=None, **options):
     prepare(plan, sources, destinations, group, **options).run(). Every rank of the group calls it.
     Returns this rank's byte counts."""
     return prepare(plan, sources, destinations, group, **options).run()
+
+
+def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=256 << 20, timeout=300.0):
+    """This rank's part of `checkpoint` (a shardalg.Checkpoint) under `layout` (a ModelLayout over
+    its tensors, e.g. layout_model(ck.model(), "replicated ranks=8")), loaded by every rank of
+    `group` (default: the world) together, so that each stored byte is read from storage once:
+    where ranks replicate a box, each reads its torch.chunk share of it (dim 0) and sends that to
+    the other replicas, which receive it straight into their buffers (Checkpoint.read_plan lists
+    both). Layout ranks are ranks of the group. Every rank of the group calls it.
+
+    Returns (buffers, stats): the rank's torch CPU tensors keyed as layout.local_buffers keys them,
+    and {"bytes_read", "bytes_sent", "bytes_received"}. threads and memory_limit are the file
+    reader's (Checkpoint.load); `timeout`: seconds any wait may take. A failure on any rank (an
+    unreadable or inconsistent file, a layout the checkpoint cannot fill, a layout with more
+    ranks than the group) fails every rank with an Error naming that rank and its error, before
+    any forward is posted."""
+    if not dist.is_initialized():
+        raise Error("load_checkpoint: torch.distributed is not initialized (call torch.distributed.init_process_group first)")
+    rank, world = dist.get_rank(group), dist.get_world_size(group)
+    message, buffers, messages, bytes_read = "", {}, {"sends": [], "receives": []}, 0
+    try:
+        ranks = layout.ranks
+        if ranks and ranks[-1] >= world:
+            raise Error(f"load_checkpoint: the layout uses ranks 0..{ranks[-1]}; the group has {world}")
+        buffers = layout.local_buffers(rank, "torch")
+        raw = rank_buffers(layout, rank, buffers, "load_checkpoint", True)
+        bytes_read = checkpoint._load(layout, rank, raw, threads, int(memory_limit), True)
+        messages = checkpoint._forward_messages(layout, rank)
+    except Error as e:
+        message = str(e)
+    failure = _agree(rank, message, "engine", group, "load_checkpoint")
+    if failure:
+        raise Error(failure)
+    names = layout.buffer_names
+    ordered = [buffers.get(n) for n in names]
+    receives, ops = [], []
+    for peer, size, boxes, starts in messages["receives"]:
+        staging = torch.empty(size, dtype=torch.uint8)
+        receives.append((peer, size, staging, boxes, starts))
+        ops.append(dist.P2POp(dist.irecv, staging, _global_rank(group, peer), group))
+    sent = 0
+    for peer, size, boxes, starts in messages["sends"]:
+        staging = torch.zeros(size, dtype=torch.uint8)
+        for box, start in zip(boxes, starts):
+            view = _box_view(ordered, box)
+            staging[start:start + _box_bytes(box)].view(view.shape).copy_(view)
+        ops.append(dist.P2POp(dist.isend, staging, _global_rank(group, peer), group))
+        sent += size
+    works = dist.batch_isend_irecv(ops) if ops else []
+    received = 0
+    for k, (peer, size, staging, boxes, starts) in enumerate(receives):
+        _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for {size} bytes from rank {peer}")
+        for box, start in zip(boxes, starts):
+            view = _box_view(ordered, box)
+            view.copy_(staging[start:start + _box_bytes(box)].view(view.shape))
+        received += size
+    for k in range(len(receives), len(works)):
+        _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for a send")
+    return buffers, {"bytes_read": bytes_read, "bytes_sent": sent, "bytes_received": received}

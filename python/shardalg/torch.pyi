@@ -2,7 +2,7 @@
 
 from typing import Any, Callable
 
-from . import ModelReshardPlan, RankPart
+from . import Checkpoint, ModelLayout, ModelReshardPlan, RankPart
 
 class PreparedReshard:
     """This rank's part of a plan, checked and agreed once, run as often as needed."""
@@ -21,3 +21,7 @@ def reshard(plan: ModelReshardPlan, sources: dict[str, Any], destinations: dict[
 
 def agreement(group: Any = None) -> Callable[[str], str]:
     """How the ranks of `group` agree on failure when they share work (Checkpoint.reshard's agree)."""
+
+def load_checkpoint(checkpoint: Checkpoint, layout: ModelLayout, group: Any = None, *, threads: int = 4,
+                    memory_limit: int = 268435456, timeout: float = 300.0) -> tuple[dict[str, Any], dict[str, int]]:
+    """This rank's part of `checkpoint` under `layout`, loaded by every rank of `group` together so that each stored byte is read once."""

@@ -158,9 +158,9 @@ void bind_checkpoints(py::module_& m) {
            "Compares every tensor (and, with entries, every non-tensor entry) of this checkpoint with `other` element by element, whatever their formats and "
            "layouts: a dict with equal, counts and the differences (the first differing element of each tensor).")
       .def("_load", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank, const std::vector<std::tuple<std::uintptr_t, std::size_t, std::string>>& raw,
-                       unsigned threads, std::uint64_t memory_limit) {
+                       unsigned threads, std::uint64_t memory_limit, bool share_replicas) {
              CheckpointReadPlanner planner(ck.layout(), layout);
-             RankReadPlan plan = planner.plan(rank, false);
+             RankReadPlan plan = planner.plan(rank, share_replicas);
              std::vector<std::span<std::byte>> buffers;
              for (std::size_t b = 0; b < raw.size(); ++b) {
                auto& [address, bytes, dtype] = raw[b];
@@ -169,9 +169,21 @@ void bind_checkpoints(py::module_& m) {
              for (std::size_t d = 0; d < layout.size(); ++d)
                if (layout.buffer_of(d) < raw.size() && parse_dtype(std::get<2>(raw[layout.buffer_of(d)])) != layout[d].dtype)
                  detail::fail("load: tensor '", layout[d].name, "' is ", layout[d].dtype, " but its buffer is ", std::get<2>(raw[layout.buffer_of(d)]));
+             std::uint64_t bytes = 0;
+             for (const CheckpointRead& r : plan.reads)
+               bytes += static_cast<std::uint64_t>(checked_mul(volume(r.lengths), element_bytes(ck.layout().tensors[r.tensor].dtype)));
              py::gil_scoped_release release;
              load_reads(ck, planner, plan, buffers, LoadOptions{threads, memory_limit});
-           }, py::arg("layout"), py::arg("rank"), py::arg("buffers"), py::arg("threads"), py::arg("memory_limit"));
+             return bytes;
+           }, py::arg("layout"), py::arg("rank"), py::arg("buffers"), py::arg("threads"), py::arg("memory_limit"), py::arg("share_replicas") = false)
+      .def("_forward_messages", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank) {
+             CheckpointReadPlanner planner(ck.layout(), layout);
+             ForwardMessages messages = forward_messages(planner, planner.plan(rank));
+             py::dict out;
+             out["sends"] = messages_list(messages.sends);
+             out["receives"] = messages_list(messages.receives);
+             return out;
+           }, py::arg("layout"), py::arg("rank"));
   m.def("dcp_read_items", [](const ModelReshardPlan& plan, std::optional<index_t> rank) {
         const std::vector<index_t>& ranks = plan.destination().ranks();
         if (rank && !std::binary_search(ranks.begin(), ranks.end(), *rank))

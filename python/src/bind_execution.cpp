@@ -122,22 +122,6 @@ struct TorchReshard {
   std::optional<PreparedReshard<PythonCommunicator>> reshard;
 };
 
-// A box as the torch executor walks it: (tensor, buffer, byte offset, row shape, row byte
-// strides, row bytes, element bytes, contributors).
-py::tuple box_tuple(const BoxRows& box) {
-  return py::make_tuple(box.tensor, box.buffer, box.base, box.row_shape, box.row_strides, box.row_bytes, box.element_bytes, box.contributors);
-}
-
-py::list messages_list(const std::vector<Message>& messages) {
-  py::list out;
-  for (const Message& m : messages) {
-    py::list boxes;
-    for (const BoxRows& box : m.boxes) boxes.append(box_tuple(box));
-    out.append(py::make_tuple(m.peer, m.bytes, boxes, m.starts));
-  }
-  return out;
-}
-
 // LocalExecution::run over buffers bound once (their addresses taken once).
 struct BoundLocalExecution {
   const LocalExecution& execution;

@@ -46,4 +46,21 @@ void bind_plans(py::module_& m);
 void bind_execution(py::module_& m);
 void bind_checkpoints(py::module_& m);
 
+// A box as the torch executor walks it: (tensor, buffer, byte offset, row shape, row byte
+// strides, row bytes, element bytes, contributors).
+inline py::tuple box_tuple(const BoxRows& box) {
+  return py::make_tuple(box.tensor, box.buffer, box.base, box.row_shape, box.row_strides, box.row_bytes, box.element_bytes, box.contributors);
+}
+
+// Messages as (peer, stream bytes, [box tuples], [stream offsets]).
+inline py::list messages_list(const std::vector<Message>& messages) {
+  py::list out;
+  for (const Message& m : messages) {
+    py::list boxes;
+    for (const BoxRows& box : m.boxes) boxes.append(box_tuple(box));
+    out.append(py::make_tuple(m.peer, m.bytes, boxes, m.starts));
+  }
+  return out;
+}
+
 }  // namespace shardalg::python

@@ -19,7 +19,7 @@ PYBIND11_MODULE(_shardalg, m) {
       error(e.what());
     }
   });
-  m.def("dtype_names", &dtype_names, "The element types shardalg knows: fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes.");
+  m.def("dtype_names", &dtype_names, "The element types shardalg knows: fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes, int16, bool, complex64, complex128.");
   m.def("element_bytes", [](std::string_view dtype) { return element_bytes(parse_dtype(dtype)); }, py::arg("dtype"));
   python::bind_layouts(m);
   python::bind_models(m);

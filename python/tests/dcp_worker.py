@@ -2,7 +2,7 @@
 
   save FOLDER      torch saves ShardedTensors (ChunkShardingSpec on dim 0 and on dim 1 with uneven
                    sizes, 2-D blocks via EnumerableShardingSpec), a plain tensor and non-tensor
-                   values, in fp32, bf16, fp16 and int64.
+                   values, in fp32, bf16, fp16, int64, int16 and bool.
   load FOLDER      torch loads the checkpoint at this world size with every tensor ChunkShardingSpec
                    on dim 0; shardalg loads this rank's part under "fsdp dp=WORLD"; both must agree
                    element by element, and with the values saved.
@@ -13,6 +13,10 @@
                    size (shardalg.torch.agreement), then torch loads it as `expect` does.
   convert-damaged FOLDER   as convert, the last rank reading FOLDER.damaged: every rank must fail
                    with that rank's error and no output may be left.
+  load-shared FOLDER   shardalg.torch.load_checkpoint replicated on every rank: each stored byte
+                   read once in the job, every rank's tensors equal to the saved values.
+  load-shared-damaged FOLDER   as load-shared, the last rank reading FOLDER.damaged: every rank
+                   fails naming it.
 
 Usage: dcp_worker.py SCENARIO FOLDER RANK WORLD PORT. Exits non-zero with a message on any mismatch.
 """
@@ -36,6 +40,8 @@ TENSORS = {
     "blocks": ((6, 8), torch.float16),    # 2-D blocks: rows [0,4), [4,6) x cols [0,5), [5,8)
     "ids": ((9,), torch.int64),           # dim 0
     "plain": ((3, 4), torch.float32),     # a plain tensor (replicated on every rank)
+    "flags": ((7, 3), torch.bool),        # dim 0: 2, 2, 2, 1
+    "counts": ((11,), torch.int16),       # dim 0: 3, 3, 3, 2
 }
 VALUES = {"step": 7, "note": "saved by torch"}
 
@@ -69,6 +75,8 @@ def save(folder, rank, world):
         "cols": sharded("cols", ChunkShardingSpec(dim=1, placements=placements)),
         "blocks": sharded("blocks", blocks),
         "ids": sharded("ids", ChunkShardingSpec(dim=0, placements=placements)),
+        "flags": sharded("flags", ChunkShardingSpec(dim=0, placements=placements)),
+        "counts": sharded("counts", ChunkShardingSpec(dim=0, placements=placements)),
         "plain": expected_value("plain"),
         **VALUES,
     }
@@ -151,12 +159,50 @@ def convert_damaged(folder, rank, world):
         raise SystemExit(f"rank {rank}: a failed conversion left output")
 
 
+def load_shared(folder, rank, world):
+    """The ranks load the checkpoint replicated on every rank with shardalg.torch.load_checkpoint:
+    each rank's tensors equal the saved values whole, and the job reads each stored byte once
+    (the ranks' reads add up to the stored bytes), the rest arriving as forwards."""
+    import shardalg
+    import shardalg.torch
+    ck = shardalg.Checkpoint(folder)
+    layout = shardalg.layout_model(ck.model(), f"replicated ranks={world}")
+    buffers, stats = shardalg.torch.load_checkpoint(ck, layout, threads=2)
+    for name in TENSORS:
+        if not torch.equal(buffers[layout.buffer_of(name)], expected_value(name)):
+            raise SystemExit(f"rank {rank}: '{name}' loaded with forwards differs from what was saved")
+    totals = torch.tensor([stats["bytes_read"], stats["bytes_sent"], stats["bytes_received"]], dtype=torch.int64)
+    dist.all_reduce(totals)
+    stored = ck.inspect()["bytes"]
+    if totals[0].item() != stored or totals[1].item() != totals[2].item() or totals[1].item() < (world - 1) * stored:
+        raise SystemExit(f"rank {rank}: read {totals[0].item()} of {stored} stored bytes, sent {totals[1].item()}, received {totals[2].item()}")
+
+
+def load_shared_damaged(folder, rank, world):
+    """As load-shared, but the last rank opens FOLDER.damaged (a file cut short): every rank must
+    fail with an error naming that rank and the damaged file, and none may hang."""
+    import shardalg
+    import shardalg.torch
+    source = folder + ".damaged" if rank == world - 1 else folder
+    ck = shardalg.Checkpoint(source)
+    try:
+        shardalg.torch.load_checkpoint(ck, shardalg.layout_model(ck.model(), f"replicated ranks={world}"), timeout=60)
+    except shardalg.Error as e:
+        message = str(e)
+    else:
+        raise SystemExit(f"rank {rank}: the load succeeded from a damaged file")
+    if f"load_checkpoint: rank {world - 1} failed its checks" not in message or ".damaged" not in message:
+        raise SystemExit(f"rank {rank}: unexpected error: {message}")
+
+
 def main():
     scenario, folder, rank, world, port = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", port
     from datetime import timedelta
     dist.init_process_group("gloo", rank=rank, world_size=world, timeout=timedelta(seconds=120))
-    {"save": save, "load": load, "expect": expect, "convert": convert, "convert-damaged": convert_damaged}[scenario](folder, rank, world)
+    scenarios = {"save": save, "load": load, "expect": expect, "convert": convert, "convert-damaged": convert_damaged,
+                 "load-shared": load_shared, "load-shared-damaged": load_shared_damaged}
+    scenarios[scenario](folder, rank, world)
     dist.barrier()
     dist.destroy_process_group()
     print(f"rank {rank}: {scenario} ok")

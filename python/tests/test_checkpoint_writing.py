@@ -32,7 +32,7 @@ def test_reshard_4_to_3_and_back_loaded_by_torch(saved, tmp_path):
     three, four = str(tmp_path / "three"), str(tmp_path / "four")
     done = cli("reshard", saved, three, "--layout", "fsdp dp=3", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "checked: 5 tensors" in done.stdout and "2 entries equal the source" in done.stdout
+    assert "checked: 7 tensors" in done.stdout and "2 entries equal the source" in done.stdout
     assert "resharded: 100%" in done.stderr  # plain progress lines when not on a terminal
     assert sorted(os.listdir(three)) == [".metadata", "__0_0.distcp", "__1_0.distcp", "__2_0.distcp"]
     run_ranks("expect", three, 3)
@@ -42,7 +42,7 @@ def test_reshard_4_to_3_and_back_loaded_by_torch(saved, tmp_path):
     run_ranks("expect", four, 4)
     result = shardalg.Checkpoint(saved).compare(shardalg.Checkpoint(four))
     assert result["equal"], result["differences"]
-    assert result["tensors"] == 5 and result["entries"] == 2
+    assert result["tensors"] == 7 and result["entries"] == 2
 
 
 def test_reshard_from_python_with_progress(saved, tmp_path):
@@ -89,7 +89,7 @@ def test_reshard_divided_among_mpi_processes_equals_one_process(saved, tmp_path)
     done = mpirun_cli(2, "reshard", saved, shared, "--layout", "fsdp dp=3", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("resharded ") == 1 and "2 processes" in done.stdout  # the leader's summary only
-    assert done.stdout.count("checked: 5 tensors") == 1 and "2 entries equal the source" in done.stdout
+    assert done.stdout.count("checked: 7 tensors") == 1 and "2 entries equal the source" in done.stdout
     assert "process 0's share of 2" in done.stderr
     for name in sorted(os.listdir(alone)):  # the same bytes, whoever wrote each file
         with open(os.path.join(alone, name), "rb") as a, open(os.path.join(shared, name), "rb") as b:
@@ -112,7 +112,7 @@ def test_one_mpi_process_failing_stops_all_and_leaves_nothing(saved, tmp_path):
     shutil.copytree(saved, broken)  # repaired: the same command succeeds
     again = mpirun_cli(3, "reshard", str(broken), out, "--layout", "fsdp dp=4", "--quiet", "--check")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "checked: 5 tensors" in again.stdout
+    assert "checked: 7 tensors" in again.stdout
 
 
 def test_torch_ranks_share_a_conversion_then_load_it(saved, tmp_path):
@@ -212,12 +212,12 @@ def test_consolidate_to_hugging_face_files(saved, tmp_path):
     out = str(tmp_path / "hf")
     done = cli("consolidate", saved, out, "--max-shard-size", "300B", "--skip-entries", "--check")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "checked: 5 tensors" in done.stdout and "(2 non-tensor entries left out)" in done.stdout
+    assert "checked: 7 tensors" in done.stdout and "(2 non-tensor entries left out)" in done.stdout
     files = sorted(f for f in os.listdir(out) if f.endswith(".safetensors"))
     assert len(files) > 1 and files[0] == f"model-00001-of-{len(files):05d}.safetensors"
     with open(os.path.join(out, "model.safetensors.index.json")) as f:
         index = json.load(f)
-    assert set(index["weight_map"]) == {"rows", "cols", "blocks", "ids", "plain"}
+    assert set(index["weight_map"]) == {"rows", "cols", "blocks", "ids", "plain", "flags", "counts"}
     from dcp_worker import TENSORS, expected_value
     ck = shardalg.Checkpoint(out)
     for name in TENSORS:

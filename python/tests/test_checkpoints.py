@@ -25,7 +25,8 @@ from torch_compat import import_torch_checkpointing  # noqa: E402
 WORKER = os.path.join(os.path.dirname(__file__), "dcp_worker.py")
 CLI = os.environ.get("SHARDALG_CLI")
 DEADLINE = 240
-TORCH_TO_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "int64"}
+TORCH_TO_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "int64",
+                  torch.int16: "int16", torch.bool: "bool", torch.complex64: "complex64", torch.complex128: "complex128"}
 
 
 def free_port():
@@ -118,8 +119,8 @@ def test_verify_passes_and_counts(saved):
     assert out.stdout.strip().splitlines()[-1] == f"verified: {tensor_count} tensors, {len(chunks)} chunks, {nbytes} bytes"
     ck = shardalg.Checkpoint(saved)
     assert ck.verify()["problems"] == []
-    # Against its model: the ShardedTensors were saved 4-way on dim 0 (rows, ids) but not cols,
-    # blocks or plain, so "fsdp dp=4" matches 2 of 5 tensors.
+    # Against its model: the ShardedTensors were saved 4-way on dim 0 (rows, ids, flags, counts)
+    # but not cols, blocks or plain, so "fsdp dp=4" matches 4 of 7 tensors.
     report = ck.verify(model=ck.model(), layout="fsdp dp=4")
     assert report["problems"] == [] and not report["layout_matches"] and report["tensors_differing"] == 3
     with pytest.raises(shardalg.Error, match="model and layout go together"):
@@ -160,6 +161,19 @@ def test_read_plan_reads_each_byte_once_and_forwards_replicas(saved):
     out = cli("read-plan", saved, "--layout", "fsdp dp=3", "--json")
     plan = json.loads(out.stdout)
     assert plan["forwards"] == [] and {r["rank"] for r in plan["reads"]} == {0, 1, 2}
+
+
+def test_job_reads_each_byte_once_and_forwards_replicas(saved):
+    run_ranks("load-shared", saved, 3)
+
+
+def test_job_load_fails_every_rank_naming_a_damaged_file(saved, tmp_path):
+    source = copy_of(saved, tmp_path)
+    shutil.copytree(saved, source + ".damaged")
+    last = os.path.join(source + ".damaged", "__3_0.distcp")
+    with open(last, "r+b") as f:
+        f.truncate(os.path.getsize(last) // 2)
+    run_ranks("load-shared-damaged", source, 3)
 
 
 def rewrite_metadata(folder, change):
@@ -244,6 +258,33 @@ def test_pickle_that_runs_a_command_is_refused(saved, tmp_path):
     with pytest.raises(shardalg.Error, match="refused pickle class 'posix.system'"):
         shardalg.Checkpoint(folder)
     assert not marker.exists()
+
+
+def test_complex_tensors_read_and_kept_out_of_safetensors(tmp_path):
+    """torch saves complex64 and complex128 tensors (one process, no_dist): shardalg lists their
+    dtypes as torch's metadata does, reads them whole and as a rank's part element by element, and
+    refuses to consolidate them into safetensors (which has no complex dtype) without writing."""
+    import_torch_checkpointing()
+    import torch.distributed._shard.checkpoint as dcp
+    folder = str(tmp_path / "ck")
+    values = {"z64": torch.complex(torch.arange(12.0).reshape(6, 2), -torch.arange(12.0).reshape(6, 2)),
+              "z128": torch.complex(torch.arange(5.0, dtype=torch.float64), torch.full((5,), 0.25, dtype=torch.float64))}
+    dcp.save_state_dict(values, dcp.FileSystemWriter(folder), no_dist=True)
+    meta = torch_metadata(folder)
+    ck = shardalg.Checkpoint(folder)
+    dtypes = {t["name"]: t["dtype"] for t in ck.inspect()["tensors"]}
+    assert dtypes == {name: TORCH_TO_DTYPE[md.properties.dtype] for name, md in meta.state_dict_metadata.items()}
+    assert dtypes == {"z64": "complex64", "z128": "complex128"}
+    for name, value in values.items():
+        assert torch.equal(ck.read_tensor(name, like="torch"), value)
+    layout = shardalg.layout_model(ck.model(), "fsdp dp=2")
+    part = ck.load(layout, 1, like="torch")
+    for name, value in values.items():
+        assert torch.equal(part[layout.buffer_of(name)], torch.chunk(value, 2)[1]), name
+    out = str(tmp_path / "hf")
+    refused = cli("consolidate", folder, out)
+    assert refused.returncode == 2 and "safetensors has no dtype for complex" in refused.stderr, refused.stderr
+    assert not os.path.exists(out)
 
 
 def write_safetensors(path, tensors):

@@ -52,12 +52,24 @@ TEST_CASE("reductions over raw bytes: identities, every op, wrapping integers, r
   CHECK(detail::bf16_to_float(half[0]) == 7.0f);  // 6 + 3/3
   std::byte raw[1]{};
   SHARDALG_CHECK_THROWS_CONTAINING(reduce_bytes(DType::fp8, ReduceOp::sum, 1, raw, raw, 1), Error, "reductions of dtype 'fp8' are not supported");
+  SHARDALG_CHECK_THROWS_CONTAINING(reduce_bytes(DType::boolean, ReduceOp::max, 1, raw, raw, 1), Error, "reductions of dtype 'bool' are not supported");
+  std::byte pair[16]{};
+  SHARDALG_CHECK_THROWS_CONTAINING(reduce_bytes(DType::complex64, ReduceOp::sum, 1, pair, pair, 1), Error, "reductions of dtype 'complex64'");
+  std::int16_t counts[2] = {30000, -5}, more[2] = {10000, 7};
+  reduce_bytes(DType::int16, ReduceOp::sum, 1, reinterpret_cast<std::byte*>(counts), reinterpret_cast<const std::byte*>(more), 2);
+  CHECK(counts[0] == -25536);  // wraps at 16 bits
+  CHECK(counts[1] == 2);
   SHARDALG_CHECK_THROWS_CONTAINING(parse_dtype("fp12"), Error, "unknown dtype 'fp12'");
 }
 
 TEST_CASE("DType: one table of names, sizes and kinds; text parsed once") {
-  for (DType d : {DType::fp64, DType::int64, DType::fp32, DType::int32, DType::bf16, DType::fp16, DType::fp8, DType::int8, DType::bytes})
+  for (DType d : {DType::fp64, DType::int64, DType::fp32, DType::int32, DType::bf16, DType::fp16, DType::fp8, DType::int8, DType::bytes,
+                  DType::int16, DType::boolean, DType::complex64, DType::complex128})
     CHECK(parse_dtype(to_string(d)) == d);  // names round-trip
+  CHECK(element_bytes(DType::complex128) == 16);
+  CHECK(element_bytes(DType::complex64) == 8);
+  CHECK(element_bytes(DType::int16) == 2);
+  CHECK(element_bytes(DType::boolean) == 1);
   CHECK(element_bytes(DType::fp64) == 8);
   CHECK(element_bytes(DType::int32) == 4);
   CHECK(element_bytes(DType::bf16) == 2);
@@ -72,7 +84,7 @@ TEST_CASE("DType: one table of names, sizes and kinds; text parsed once") {
 }
 
 TEST_CASE("dtype_names lists the table, each name parsing back") {
-  CHECK(dtype_names() == "fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes");
+  CHECK(dtype_names() == "fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes, int16, bool, complex64, complex128");
   std::string names = dtype_names() + ", ";
   for (std::size_t at = 0, comma; (comma = names.find(", ", at)) != std::string::npos; at = comma + 2)
     CHECK(to_string(parse_dtype(names.substr(at, comma - at))) == names.substr(at, comma - at));

@@ -1,6 +1,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <cstring>
 
 #include "../test_support.hpp"
 
@@ -139,6 +141,50 @@ TEST_CASE("read plans: every wanted element arrives once, each stored byte is re
     std::uint64_t stored = ck.layout().tensor_bytes();
     CHECK(read == stored);
     CHECK(wanted >= stored);
+  }
+}
+
+TEST_CASE("forward_messages: a job reading each byte once, then forwarding, fills every rank as loading alone does") {
+  std::vector<std::pair<std::string, Dims>> tensors{{"embed", Dims{10, 4}}, {"norm", Dims{7}}, {"proj", Dims{5, 6}}};
+  Checkpoint ck = Checkpoint::open(safetensors_folder("forwards", tensors, 2));
+  for (std::string recipe : {"replicated ranks=3", "fsdp-tp dp=2,tp=2", "zero3 dp=4"}) {
+    CAPTURE(recipe);
+    ModelLayout want = layout_model(checkpoint_model(ck.layout()), recipe);
+    CheckpointReadPlanner planner(ck.layout(), want);
+    std::map<index_t, std::vector<std::vector<std::byte>>> shared, alone;
+    std::map<index_t, ForwardMessages> messages;
+    std::uint64_t forwarded = 0;
+    auto buffers_of = [&](std::vector<std::vector<std::byte>>& storage, index_t rank) {
+      for (std::uint64_t bytes : rank_buffer_bytes(planner, rank)) storage.emplace_back(bytes, std::byte{0xee});
+      return std::vector<std::span<std::byte>>(storage.begin(), storage.end());
+    };
+    for (index_t rank : want.ranks()) {
+      RankReadPlan plan = planner.plan(rank);
+      load_reads(ck, planner, plan, buffers_of(shared[rank], rank));
+      load_reads(ck, planner, planner.plan(rank, false), buffers_of(alone[rank], rank));
+      messages[rank] = forward_messages(planner, plan);
+      for (const CheckpointForward& f : plan.sends) forwarded += static_cast<std::uint64_t>(volume(f.lengths)) * 4;
+    }
+    // Every send has its receive, of the same stream length; its bytes land in the receiver's buffers.
+    std::uint64_t streamed = 0;
+    for (auto& [sender, ms] : messages)
+      for (const Message& send : ms.sends) {
+        const auto& theirs = messages[send.peer].receives;
+        auto receive = std::find_if(theirs.begin(), theirs.end(), [&, from = sender](const Message& m) { return m.peer == from; });
+        REQUIRE(receive != theirs.end());
+        REQUIRE(receive->bytes == send.bytes);
+        std::vector<std::byte> stream(static_cast<std::size_t>(send.bytes));
+        send.for_each_run(0, send.bytes, [&, from = sender](const BoxRows& box, index_t at, index_t offset, index_t length) {
+          std::memcpy(stream.data() + offset, shared[from][box.buffer].data() + at, static_cast<std::size_t>(length));
+          streamed += static_cast<std::uint64_t>(length);
+        });
+        receive->for_each_run(0, receive->bytes, [&, to = send.peer](const BoxRows& box, index_t at, index_t offset, index_t length) {
+          std::memcpy(shared[to][box.buffer].data() + at, stream.data() + offset, static_cast<std::size_t>(length));
+        });
+      }
+    CHECK(streamed == forwarded);
+    CHECK((recipe == "zero3 dp=4") == (forwarded == 0));
+    for (index_t rank : want.ranks()) CHECK(shared[rank] == alone[rank]);
   }
 }
 

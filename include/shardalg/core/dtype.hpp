@@ -19,7 +19,7 @@
 
 namespace shardalg {
 
-enum class DType : std::uint8_t { fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes };
+enum class DType : std::uint8_t { fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes, int16, boolean, complex64, complex128 };
 
 namespace detail {
 
@@ -27,12 +27,12 @@ struct DTypeEntry {
   DType dtype;
   std::string_view name;
   index_t bytes;
-  bool arithmetic;  // executors can reduce it (Partial sources); fp8 and raw bytes have none
+  bool arithmetic;  // executors can reduce it (Partial sources); fp8, raw bytes, bool and complex have none
   bool integer;
 };
 
 // Indexed by the enum's value.
-inline constexpr std::array<DTypeEntry, 9> dtype_table{{
+inline constexpr std::array<DTypeEntry, 13> dtype_table{{
     {DType::fp64, "fp64", 8, true, false},
     {DType::int64, "int64", 8, true, true},
     {DType::fp32, "fp32", 4, true, false},
@@ -42,6 +42,10 @@ inline constexpr std::array<DTypeEntry, 9> dtype_table{{
     {DType::fp8, "fp8", 1, false, false},
     {DType::int8, "int8", 1, true, true},
     {DType::bytes, "bytes", 1, false, false},
+    {DType::int16, "int16", 2, true, true},
+    {DType::boolean, "bool", 1, false, false},
+    {DType::complex64, "complex64", 8, false, false},
+    {DType::complex128, "complex128", 16, false, false},
 }};
 
 constexpr bool dtype_table_in_enum_order() {
@@ -55,10 +59,12 @@ constexpr const DTypeEntry& entry(DType dtype) { return dtype_table[static_cast<
 
 }  // namespace detail
 
-// Bytes per element: fp64/int64 8, fp32/int32 4, bf16/fp16 2, fp8/int8/bytes 1.
+// Bytes per element: complex128 16, fp64/int64/complex64 8, fp32/int32 4, bf16/fp16/int16 2,
+// fp8/int8/bytes/bool 1.
 constexpr index_t element_bytes(DType dtype) { return detail::entry(dtype).bytes; }
 constexpr std::string_view to_string(DType dtype) { return detail::entry(dtype).name; }
-// Whether executors can reduce elements of this type (Partial sources): all but fp8 and bytes.
+// Whether executors can reduce elements of this type (Partial sources): all but fp8, bytes, bool
+// and the complex types (checkpoints store and move them; no framework shards them as Partial).
 constexpr bool has_arithmetic(DType dtype) { return detail::entry(dtype).arithmetic; }
 constexpr bool is_integer(DType dtype) { return detail::entry(dtype).integer; }
 
@@ -68,7 +74,8 @@ inline DType arithmetic_dtype(DType dtype) {
   return dtype;
 }
 
-// The known names, in the table's order: "fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes".
+// The known names, in the table's order: "fp64, int64, fp32, int32, bf16, fp16, fp8, int8, bytes,
+// int16, bool, complex64, complex128".
 inline std::string dtype_names() {
   std::string names;
   for (const detail::DTypeEntry& e : detail::dtype_table) names += (names.empty() ? "" : ", ") + std::string(e.name);

@@ -72,10 +72,14 @@ void with_arithmetic(DType dtype, F&& f) {
     case DType::int32: return f(std::int32_t{});
     case DType::int64: return f(std::int64_t{});
     case DType::int8: return f(std::int8_t{});
+    case DType::int16: return f(std::int16_t{});
     case DType::bf16: return f(Bf16{});
     case DType::fp16: return f(Fp16{});
     case DType::fp8:
-    case DType::bytes: break;  // refused by arithmetic_dtype
+    case DType::bytes:
+    case DType::boolean:
+    case DType::complex64:
+    case DType::complex128: break;  // refused by arithmetic_dtype
   }
 }
 

@@ -40,13 +40,14 @@ inline std::optional<index_t> first_missing(const IndexMap& a, const IndexMap& b
 inline std::optional<TileDifference> first_difference(const Tile& a, const Tile& b) {
   if (a.ndim() != b.ndim()) detail::fail("first_difference: tiles of ", a.ndim(), " and ", b.ndim(), " dims");
   if (a.empty() && b.empty()) return std::nullopt;
-  auto held = [](const Tile& holder, bool by_a, std::size_t dim, index_t position) {
+  // The holder's first element, or in `dim` the given position instead.
+  auto held = [](const Tile& holder, bool by_a, std::optional<std::size_t> dim = std::nullopt, index_t position = 0) {
     Dims element;
     for (const IndexMap& map : holder.maps()) element.push_back(map.first());
-    if (dim < element.size()) element[dim] = position;
+    if (dim) element[*dim] = position;
     return TileDifference{by_a, element, *holder.local_position(element)};
   };
-  if (a.empty() || b.empty()) return b.empty() ? held(a, true, a.ndim(), 0) : held(b, false, b.ndim(), 0);
+  if (a.empty() || b.empty()) return b.empty() ? held(a, true) : held(b, false);
   for (std::size_t d = 0; d < a.ndim(); ++d) {
     if (auto missing = detail::first_missing(a.dim(d), b.dim(d))) return held(a, true, d, *missing);
     if (auto missing = detail::first_missing(b.dim(d), a.dim(d))) return held(b, false, d, *missing);

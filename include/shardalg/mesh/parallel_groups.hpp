@@ -181,15 +181,13 @@ inline ParallelGroups megatron_groups(index_t world, const MegatronSizes& sizes,
     detail::fail("megatron: order '", order, "' does not end with pp, so Megatron requires the expert data-parallel size ", edp,
                  " (W/(etp*ep*pp)) to equal the dense one ", dp, " (W/(tp*cp*pp)): attention and MoE layers must then have the same data-parallel size");
   DeviceMesh dense = grid(false), expert = grid(true);
-  auto pipelines = [](const DeviceMesh& mesh) {
-    auto groups = mesh.groups(mesh.dim_index("pp"));
-    std::sort(groups.begin(), groups.end());
-    return groups;
-  };
-  if (pipelines(dense) != pipelines(expert))
-    detail::fail("megatron: order '", order, "' gives the dense and the expert grids different pipeline groups (rank 0's: ",
-                 Dims(dense.groups(dense.dim_index("pp")).front()), " vs ", Dims(expert.groups(expert.dim_index("pp")).front()),
-                 "); Megatron requires them to be the same");
+  auto dense_pipelines = dense.groups(dense.dim_index("pp")), expert_pipelines = expert.groups(expert.dim_index("pp"));
+  Dims dense_first(dense_pipelines.front()), expert_first(expert_pipelines.front());  // rank 0's, for the message
+  std::sort(dense_pipelines.begin(), dense_pipelines.end());
+  std::sort(expert_pipelines.begin(), expert_pipelines.end());
+  if (dense_pipelines != expert_pipelines)
+    detail::fail("megatron: order '", order, "' gives the dense and the expert grids different pipeline groups (rank 0's: ", dense_first,
+                 " vs ", expert_first, "); Megatron requires them to be the same");
   ParallelGroups g{"megatron", dense, expert, {}};
   for (const char* f : {"tp", "cp", "dp", "pp"}) detail::add_family(g, f, dense, {f});
   std::vector<std::string> dp_cp;  // in mesh order

@@ -8,14 +8,19 @@
 //   CheckpointReadPlanner planner(ck.layout(), want);
 //   RankReadPlan plan = planner.plan(1, /*share_replicas=*/false);
 //   load_reads(ck, planner, plan, buffers);   // buffers[b]: the rank's buffer b of `want`
+// A job whose ranks replicate tensors reads each stored byte once: every rank plans with
+// share_replicas (the default), loads its reads, then runs forward_messages(planner, plan) with an
+// executor (Python: shardalg.torch.load_checkpoint).
 #pragma once
 
 #include <algorithm>
 #include <exception>
+#include <map>
 #include <span>
 #include <thread>
 #include <vector>
 
+#include "shardalg/exec/rank_part.hpp"
 #include "shardalg/storage/checkpoint_files.hpp"
 #include "shardalg/storage/checkpoint_read_plan.hpp"
 
@@ -33,6 +38,12 @@ inline std::vector<std::uint64_t> rank_buffer_bytes(const CheckpointReadPlanner&
   for (std::size_t d = 0; d < layout.size(); ++d)
     bytes[layout.buffer_of(d)] = static_cast<std::uint64_t>(checked_mul(layout[d].layout.buffer_elements(rank), element_bytes(layout[d].dtype)));
   return bytes;
+}
+
+// The element of a rank's buffer at `offsets` within its piece (read items and forwards address
+// the wanted chunk this way).
+inline index_t piece_position(const TensorLayout::Addressing& address, const Piece& piece, const Dims& offsets) {
+  return checked_add(address.base(piece.local), dot(offsets, address.strides));
 }
 
 // Performs `plan.reads` (a plan of `planner` for plan.rank) into `buffers` (one per buffer of the
@@ -76,7 +87,7 @@ inline void load_reads(const Checkpoint& checkpoint, const CheckpointReadPlanner
       std::size_t d = destination_of[r.tensor];
       const Piece& piece = pieces[d][r.wanted];
       const TensorLayout::Addressing& address = addressing[d];
-      index_t position = address.base(piece.local) + dot(r.dest_offsets, address.strides);
+      index_t position = piece_position(address, piece, r.dest_offsets);
       std::byte* dest = buffers[layout.buffer_of(d)].data() + position * element_bytes(layout[d].dtype);
       checkpoint.read_box(r.tensor, r.chunk, r.storage_offsets, r.lengths, dest, address.strides, &bounce, bounce_limit);
     }
@@ -104,6 +115,77 @@ inline void load_reads(const Checkpoint& checkpoint, const CheckpointReadPlanner
   for (std::thread& t : workers) t.join();
   for (std::exception_ptr& e : errors)
     if (e) std::rethrow_exception(e);
+}
+
+// A rank's forwards (RankReadPlan::sends and ::receives) as an executor's messages: per peer, the
+// boxes sent from or received into the rank's buffers of the planner's destination, streamed as
+// RankPart's messages are (boxes in (tensor, global offset) order, each starting at a multiple of
+// 8 bytes), so that sender and receiver, each planning alone, cut the same stream.
+// Example: `replicated ranks=2` of a [6, 4] fp32 tensor saved as rows [0,3) and [3,6): rank 0
+// sends rank 1 one 48-byte message (its rows [0, 3), buffer bytes [0, 48)) and receives rows
+// [3, 6) from rank 1 into buffer bytes [48, 96).
+struct ForwardMessages {
+  std::vector<Message> sends, receives;
+};
+
+inline ForwardMessages forward_messages(const CheckpointReadPlanner& planner, const RankReadPlan& plan) {
+  const ModelLayout& layout = planner.destination();
+  std::map<std::size_t, std::size_t> destination_of;  // checkpoint tensor -> destination tensor
+  for (std::size_t d = 0; d < layout.size(); ++d) destination_of[planner.checkpoint_tensor(d)] = d;
+  std::map<std::size_t, std::pair<std::vector<Piece>, TensorLayout::Addressing>> placed;  // per destination tensor, on first use
+  auto messages = [&](const std::vector<CheckpointForward>& forwards, bool sending) {
+    struct Entry {
+      std::size_t tensor;
+      Dims global;
+      BoxRows box;
+    };
+    std::map<index_t, std::vector<Entry>> by_peer;
+    for (const CheckpointForward& f : forwards) {
+      auto d = destination_of.find(f.tensor);
+      if (d == destination_of.end()) detail::fail("forwards: checkpoint tensor ", f.tensor, " is not in the destination");
+      const TensorLayout& tl = layout[d->second].layout;
+      auto at = placed.find(d->second);
+      if (at == placed.end()) at = placed.emplace(d->second, std::make_pair(tl.pieces(plan.rank), tl.addressing(plan.rank))).first;
+      const auto& [pieces, address] = at->second;
+      std::size_t w = sending ? f.wanted_from : f.wanted_to;
+      if (w >= pieces.size()) detail::fail("forwards: rank ", plan.rank, " has no piece ", w, " of tensor '", layout[d->second].name, "'");
+      const Piece& piece = pieces[w];
+      index_t element = element_bytes(layout[d->second].dtype);
+      const Dims& offsets = sending ? f.src_offsets : f.dest_offsets;
+      BoxRows box;
+      box.tensor = d->second;
+      box.buffer = layout.buffer_of(d->second);
+      box.base = checked_mul(piece_position(address, piece, offsets), element);
+      box.element_bytes = element;
+      std::size_t ndim = f.lengths.size();
+      box.row_bytes = checked_mul(ndim ? f.lengths[ndim - 1] : 1, element);
+      for (std::size_t k = 0; k + 1 < ndim; ++k) {
+        box.row_shape.push_back(f.lengths[k]);
+        box.row_strides.push_back(checked_mul(address.strides[k], element));
+      }
+      merge_dense_rows(box);
+      Dims global = piece.global.offset;
+      for (std::size_t k = 0; k < global.size(); ++k) global[k] += offsets[k];
+      by_peer[sending ? f.to : f.from].push_back(Entry{d->second, std::move(global), std::move(box)});
+    }
+    std::vector<Message> result;
+    for (auto& [peer, entries] : by_peer) {
+      std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
+        if (a.tensor != b.tensor) return a.tensor < b.tensor;
+        return std::lexicographical_compare(a.global.begin(), a.global.end(), b.global.begin(), b.global.end());
+      });
+      Message m;
+      m.peer = peer;
+      for (Entry& e : entries) {
+        m.starts.push_back(m.bytes);
+        m.bytes = checked_add(m.bytes, detail::round_up_8(e.box.bytes()));
+        m.boxes.push_back(std::move(e.box));
+      }
+      result.push_back(std::move(m));
+    }
+    return result;
+  };
+  return ForwardMessages{messages(plan.sends, true), messages(plan.receives, false)};
 }
 
 }  // namespace shardalg

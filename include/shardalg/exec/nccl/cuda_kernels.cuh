@@ -50,6 +50,7 @@ template <> struct Element<DType::fp64> { using S = double; using C = double; };
 template <> struct Element<DType::int32> { using S = std::int32_t; using C = std::int32_t; };
 template <> struct Element<DType::int64> { using S = std::int64_t; using C = std::int64_t; };
 template <> struct Element<DType::int8> { using S = std::int8_t; using C = std::int8_t; };
+template <> struct Element<DType::int16> { using S = std::int16_t; using C = std::int16_t; };
 template <> struct Element<DType::bf16> { using S = __nv_bfloat16; using C = float; };
 template <> struct Element<DType::fp16> { using S = __half; using C = float; };
 
@@ -100,10 +101,14 @@ cudaError_t with_dtype(DType dtype, F f) {
     case DType::int32: return f(std::integral_constant<DType, DType::int32>{});
     case DType::int64: return f(std::integral_constant<DType, DType::int64>{});
     case DType::int8: return f(std::integral_constant<DType, DType::int8>{});
+    case DType::int16: return f(std::integral_constant<DType, DType::int16>{});
     case DType::bf16: return f(std::integral_constant<DType, DType::bf16>{});
     case DType::fp16: return f(std::integral_constant<DType, DType::fp16>{});
     case DType::fp8:
-    case DType::bytes: break;  // no arithmetic: refused on the host before any launch
+    case DType::bytes:
+    case DType::boolean:
+    case DType::complex64:
+    case DType::complex128: break;  // no arithmetic: refused on the host before any launch
   }
   return cudaErrorInvalidValue;
 }

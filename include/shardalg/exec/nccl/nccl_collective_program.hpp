@@ -50,8 +50,12 @@ inline ncclDataType_t nccl_dtype(DType dtype) {
     case DType::int32: return ncclInt32;
     case DType::int64: return ncclInt64;
     case DType::int8: return ncclInt8;
+    case DType::int16: fail("NCCL reductions of dtype 'int16' are not supported (NCCL has no 16-bit integer type)");
     case DType::fp8:
-    case DType::bytes: break;
+    case DType::bytes:
+    case DType::boolean:
+    case DType::complex64:
+    case DType::complex128: break;
   }
   fail("NCCL reductions of dtype '", dtype, "' are not supported (no arithmetic on it)");
 }

@@ -14,7 +14,8 @@
   convert-damaged FOLDER   as convert, the last rank reading FOLDER.damaged: every rank must fail
                    with that rank's error and no output may be left.
   load-shared FOLDER   shardalg.torch.load_checkpoint replicated on every rank: each stored byte
-                   read once in the job, every rank's tensors equal to the saved values.
+                   read once in the job, every rank's tensors equal to the saved values; a
+                   layout of more ranks than the group refused on every rank.
   load-shared-damaged FOLDER   as load-shared, the last rank reading FOLDER.damaged: every rank
                    fails naming it.
 
@@ -166,6 +167,13 @@ def load_shared(folder, rank, world):
     import shardalg
     import shardalg.torch
     ck = shardalg.Checkpoint(folder)
+    try:
+        shardalg.torch.load_checkpoint(ck, shardalg.layout_model(ck.model(), f"replicated ranks={world + 1}"))
+    except shardalg.Error as e:
+        if f"uses ranks 0..{world}; the group has {world}" not in str(e):
+            raise SystemExit(f"rank {rank}: unexpected error: {e}")
+    else:
+        raise SystemExit(f"rank {rank}: a layout of {world + 1} ranks loaded on a group of {world}")
     layout = shardalg.layout_model(ck.model(), f"replicated ranks={world}")
     buffers, stats = shardalg.torch.load_checkpoint(ck, layout, threads=2)
     for name in TENSORS:

@@ -144,10 +144,10 @@ TEST_CASE("read plans: every wanted element arrives once, each stored byte is re
   }
 }
 
-TEST_CASE("forward_messages: a job reading each byte once, then forwarding, fills every rank as loading alone does") {
+TEST_CASE("forward_messages: a job reading each byte once, then forwarding, fills every rank as loading alone does (tiles and flat buffers)") {
   std::vector<std::pair<std::string, Dims>> tensors{{"embed", Dims{10, 4}}, {"norm", Dims{7}}, {"proj", Dims{5, 6}}};
   Checkpoint ck = Checkpoint::open(safetensors_folder("forwards", tensors, 2));
-  for (std::string recipe : {"replicated ranks=3", "fsdp-tp dp=2,tp=2", "zero3 dp=4"}) {
+  for (std::string recipe : {"replicated ranks=3", "fsdp-tp dp=2,tp=2", "zero3 dp=4", "zero3 dp=2,tp=2", "megatron-distopt dp=2,tp=2"}) {
     CAPTURE(recipe);
     ModelLayout want = layout_model(checkpoint_model(ck.layout()), recipe);
     CheckpointReadPlanner planner(ck.layout(), want);

@@ -130,3 +130,30 @@ def test_partial_sources_are_reduced():
     numpy.testing.assert_array_equal(numpy.concatenate([destinations[r]["g"] for r in range(3)]), base * 6)
     with pytest.raises(shardalg.Error, match="Partial"):
         src.gather(sources)
+
+
+@pytest.mark.parametrize("dtype,make", [
+    ("int16", lambda n: (numpy.arange(n) * 7 - 300).astype(numpy.int16)),
+    ("bool", lambda n: numpy.arange(n) % 3 == 0),
+    ("complex64", lambda n: (numpy.arange(n) + 1j * numpy.arange(n)[::-1]).astype(numpy.complex64)),
+    ("complex128", lambda n: numpy.arange(n) * (0.5 - 2j)),
+])
+def test_int16_bool_and_complex_move_as_numpy(dtype, make):
+    shape = (6, 5)
+    whole = make(30).reshape(shape)
+    src, dst = one_tensor("t", dtype, "dp=2", "S(0)", shape), one_tensor("t", dtype, "dp=3", "S(1)", shape)
+    plan = shardalg.ModelReshardPlan(src, dst)
+    sources = {r: src.scatter(r, {"t": whole}) for r in range(2)}
+    destinations = {r: dst.local_buffers(r) for r in range(3)}
+    assert destinations[0]["t"].dtype == whole.dtype
+    shardalg.execute_local(plan, sources, destinations)
+    numpy.testing.assert_array_equal(dst.gather(destinations)["t"], whole)
+
+
+@pytest.mark.parametrize("dtype", ["bool", "complex64"])
+def test_partial_of_a_type_without_arithmetic_is_refused(dtype):
+    src, dst = one_tensor("t", dtype, "dp=2", "P(sum)", (4,)), one_tensor("t", dtype, "dp=2", "R", (4,))
+    with pytest.raises(shardalg.Error, match=f"reductions of dtype '{dtype}' are not supported"):
+        plan = shardalg.ModelReshardPlan(src, dst)
+        shardalg.execute_local(plan, {r: {"t": src.local_buffers(r)["t"]} for r in range(2)},
+                               {r: dst.local_buffers(r) for r in range(2)})

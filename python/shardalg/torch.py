@@ -343,7 +343,7 @@ def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=2
     `group` (default: the world) together, so that each stored byte is read from storage once:
     where ranks replicate a box, each reads its torch.chunk share of it (dim 0) and sends that to
     the other replicas, which receive it straight into their buffers (Checkpoint.read_plan lists
-    both). Layout ranks are ranks of the group. Every rank of the group calls it.
+    both; a box that is not one contiguous range of its buffer goes through a staging copy). Layout ranks are ranks of the group. Every rank of the group calls it.
 
     Returns (buffers, stats): the rank's torch CPU tensors keyed as layout.local_buffers keys them,
     and {"bytes_read", "bytes_sent", "bytes_received"}. threads and memory_limit are the file
@@ -368,29 +368,34 @@ def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=2
     failure = _agree(rank, message, "engine", group, "load_checkpoint")
     if failure:
         raise Error(failure)
-    names = layout.buffer_names
-    ordered = [buffers.get(n) for n in names]
-    receives, ops = [], []
-    for peer, size, boxes, starts in messages["receives"]:
-        staging = torch.empty(size, dtype=torch.uint8)
-        receives.append((peer, size, staging, boxes, starts))
-        ops.append(dist.P2POp(dist.irecv, staging, _global_rank(group, peer), group))
-    sent = 0
-    for peer, size, boxes, starts in messages["sends"]:
-        staging = torch.zeros(size, dtype=torch.uint8)
-        for box, start in zip(boxes, starts):
+    # Each box of a message goes as its own point-to-point message, tagged with its place in the
+    # stream order both sides share: a box that is one contiguous range of its buffer (a replica
+    # share of a row-major tile or of a flat partition) is sent from and received into the buffer
+    # itself; only other boxes are staged, one at a time. So memory stays the buffers'.
+    ordered = [buffers.get(n) for n in layout.buffer_names]
+    ops, unpack, sent, received = [], [], 0, 0
+    for peer, _, boxes, _ in messages["receives"]:
+        for tag, box in enumerate(boxes):
             view = _box_view(ordered, box)
-            staging[start:start + _box_bytes(box)].view(view.shape).copy_(view)
-        ops.append(dist.P2POp(dist.isend, staging, _global_rank(group, peer), group))
-        sent += size
+            target = view.reshape(-1) if view.is_contiguous() else torch.empty(_box_bytes(box), dtype=torch.uint8)
+            if not view.is_contiguous():
+                unpack.append((len(ops), view, target))
+            ops.append(dist.P2POp(dist.irecv, target, _global_rank(group, peer), group, tag))
+            received += _box_bytes(box)
+    receive_count = len(ops)
+    for peer, _, boxes, _ in messages["sends"]:
+        for tag, box in enumerate(boxes):
+            view = _box_view(ordered, box)
+            ops.append(dist.P2POp(dist.isend, view.reshape(-1) if view.is_contiguous() else view.contiguous().reshape(-1),
+                                  _global_rank(group, peer), group, tag))
+            sent += _box_bytes(box)
     works = dist.batch_isend_irecv(ops) if ops else []
-    received = 0
-    for k, (peer, size, staging, boxes, starts) in enumerate(receives):
-        _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for {size} bytes from rank {peer}")
-        for box, start in zip(boxes, starts):
-            view = _box_view(ordered, box)
-            view.copy_(staging[start:start + _box_bytes(box)].view(view.shape))
-        received += size
-    for k in range(len(receives), len(works)):
-        _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for a send")
+    staged = {k: (view, target) for k, view, target in unpack}
+    for k in range(receive_count):
+        _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for a forward from rank {ops[k].peer}")
+        if k in staged:
+            view, target = staged[k]
+            view.copy_(target.view(view.shape))
+    for k in range(receive_count, len(works)):
+        _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for its forward to rank {ops[k].peer}")
     return buffers, {"bytes_read": bytes_read, "bytes_sent": sent, "bytes_received": received}

@@ -354,15 +354,14 @@ def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=2
     if not dist.is_initialized():
         raise Error("load_checkpoint: torch.distributed is not initialized (call torch.distributed.init_process_group first)")
     rank, world = dist.get_rank(group), dist.get_world_size(group)
-    message, buffers, messages, bytes_read = "", {}, {"sends": [], "receives": []}, 0
+    message, buffers, loaded = "", {}, {"bytes_read": 0, "sends": [], "receives": []}
     try:
         ranks = layout.ranks
         if ranks and ranks[-1] >= world:
             raise Error(f"load_checkpoint: the layout uses ranks 0..{ranks[-1]}; the group has {world}")
         buffers = layout.local_buffers(rank, "torch")
         raw = rank_buffers(layout, rank, buffers, "load_checkpoint", True)
-        bytes_read = checkpoint._load(layout, rank, raw, threads, int(memory_limit), True)
-        messages = checkpoint._forward_messages(layout, rank)
+        loaded = checkpoint._load(layout, rank, raw, threads, int(memory_limit), True)
     except Error as e:
         message = str(e)
     failure = _agree(rank, message, "engine", group, "load_checkpoint")
@@ -373,24 +372,25 @@ def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=2
     # share of a row-major tile or of a flat partition) is sent from and received into the buffer
     # itself; only other boxes are staged, one at a time. So memory stays the buffers'.
     ordered = [buffers.get(n) for n in layout.buffer_names]
-    ops, unpack, sent, received = [], [], 0, 0
-    for peer, _, boxes, _ in messages["receives"]:
+    ops, staged, sent, received = [], {}, 0, 0  # staged: receive index -> (box view, staging)
+    for peer, _, boxes, _ in loaded["receives"]:
         for tag, box in enumerate(boxes):
             view = _box_view(ordered, box)
-            target = view.reshape(-1) if view.is_contiguous() else torch.empty(_box_bytes(box), dtype=torch.uint8)
-            if not view.is_contiguous():
-                unpack.append((len(ops), view, target))
+            if view.is_contiguous():
+                target = view.reshape(-1)
+            else:
+                target = torch.empty(_box_bytes(box), dtype=torch.uint8)
+                staged[len(ops)] = (view, target)
             ops.append(dist.P2POp(dist.irecv, target, _global_rank(group, peer), group, tag))
             received += _box_bytes(box)
     receive_count = len(ops)
-    for peer, _, boxes, _ in messages["sends"]:
+    for peer, _, boxes, _ in loaded["sends"]:
         for tag, box in enumerate(boxes):
             view = _box_view(ordered, box)
             ops.append(dist.P2POp(dist.isend, view.reshape(-1) if view.is_contiguous() else view.contiguous().reshape(-1),
                                   _global_rank(group, peer), group, tag))
             sent += _box_bytes(box)
     works = dist.batch_isend_irecv(ops) if ops else []
-    staged = {k: (view, target) for k, view, target in unpack}
     for k in range(receive_count):
         _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for a forward from rank {ops[k].peer}")
         if k in staged:
@@ -398,4 +398,4 @@ def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=2
             view.copy_(target.view(view.shape))
     for k in range(receive_count, len(works)):
         _wait(works[k], timeout, f"load_checkpoint: rank {rank} waited {timeout} s for its forward to rank {ops[k].peer}")
-    return buffers, {"bytes_read": bytes_read, "bytes_sent": sent, "bytes_received": received}
+    return buffers, {"bytes_read": loaded["bytes_read"], "bytes_sent": sent, "bytes_received": received}

@@ -159,6 +159,8 @@ void bind_checkpoints(py::module_& m) {
            "layouts: a dict with equal, counts and the differences (the first differing element of each tensor).")
       .def("_load", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank, const std::vector<std::tuple<std::uintptr_t, std::size_t, std::string>>& raw,
                        unsigned threads, std::uint64_t memory_limit, bool share_replicas) {
+             // One plan for both: the rank's reads, performed here, and its forwards (none when
+             // it loads alone), returned as messages for shardalg.torch.load_checkpoint.
              CheckpointReadPlanner planner(ck.layout(), layout);
              RankReadPlan plan = planner.plan(rank, share_replicas);
              std::vector<std::span<std::byte>> buffers;
@@ -172,18 +174,17 @@ void bind_checkpoints(py::module_& m) {
              std::uint64_t bytes = 0;
              for (const CheckpointRead& r : plan.reads)
                bytes += static_cast<std::uint64_t>(checked_mul(volume(r.lengths), element_bytes(ck.layout().tensors[r.tensor].dtype)));
-             py::gil_scoped_release release;
-             load_reads(ck, planner, plan, buffers, LoadOptions{threads, memory_limit});
-             return bytes;
-           }, py::arg("layout"), py::arg("rank"), py::arg("buffers"), py::arg("threads"), py::arg("memory_limit"), py::arg("share_replicas") = false)
-      .def("_forward_messages", [](const Checkpoint& ck, const ModelLayout& layout, index_t rank) {
-             CheckpointReadPlanner planner(ck.layout(), layout);
-             ForwardMessages messages = forward_messages(planner, planner.plan(rank));
+             ForwardMessages forwards = forward_messages(planner, plan);
+             {
+               py::gil_scoped_release release;
+               load_reads(ck, planner, plan, buffers, LoadOptions{threads, memory_limit});
+             }
              py::dict out;
-             out["sends"] = messages_list(messages.sends);
-             out["receives"] = messages_list(messages.receives);
+             out["bytes_read"] = bytes;
+             out["sends"] = messages_list(forwards.sends);
+             out["receives"] = messages_list(forwards.receives);
              return out;
-           }, py::arg("layout"), py::arg("rank"));
+           }, py::arg("layout"), py::arg("rank"), py::arg("buffers"), py::arg("threads"), py::arg("memory_limit"), py::arg("share_replicas") = false);
   m.def("dcp_read_items", [](const ModelReshardPlan& plan, std::optional<index_t> rank) {
         const std::vector<index_t>& ranks = plan.destination().ranks();
         if (rank && !std::binary_search(ranks.begin(), ranks.end(), *rank))

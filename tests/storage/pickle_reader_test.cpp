@@ -21,6 +21,38 @@ TEST_CASE("pickle.dumps(torch.Size([5, 3]), protocol 4) reads as an inert Size r
   CHECK(doc.integer(doc.item(extents, 1)) == 3);
 }
 
+TEST_CASE("every kind of value reads back, whether it is held in its ref or in a node") {
+  // pickle.dumps((0, 2**31 - 1, 2**31, -1, None, True, False, (), ((),), [1, 2], {"a": 3}, torch.Size([7])), protocol=4)
+  std::string bytes = literal(
+      "\x80\x04\x95\x48\x00\x00\x00\x00\x00\x00\x00\x28\x4b\x00\x4a\xff\xff\xff\x7f\x8a\x05\x00\x00\x00\x80\x00\x4a\xff\xff"
+      "\xff\xff\x4e\x88\x89\x29\x29\x85\x94\x5d\x94\x28\x4b\x01\x4b\x02\x65\x7d\x94\x8c\x01\x61\x94\x4b\x03\x73\x8c\x05\x74"
+      "\x6f\x72\x63\x68\x94\x8c\x04\x53\x69\x7a\x65\x94\x93\x94\x4b\x07\x85\x94\x85\x94\x52\x94\x74\x94\x2e");
+  PickleDocument doc(as_text(bytes), size_only, "kinds.pkl");
+  using Kind = PickleDocument::Kind;
+  auto root = doc.root();
+  REQUIRE(doc.size(root) == 12);
+  auto at = [&](std::size_t i) { return doc.item(root, i); };
+  CHECK(doc.integer(at(0)) == 0);
+  CHECK(doc.integer(at(1)) == 2147483647);
+  CHECK(doc.integer(at(2)) == 2147483648);
+  CHECK(doc.integer(at(3)) == -1);
+  CHECK(doc.is(at(4), Kind::none));
+  CHECK((doc.boolean(at(5)) && !doc.boolean(at(6))));
+  CHECK((doc.is(at(7), Kind::tuple) && doc.size(at(7)) == 0));
+  CHECK((doc.size(at(8)) == 1 && doc.size(doc.item(at(8), 0)) == 0));
+  std::vector<std::int64_t> list;
+  doc.for_each(at(9), [&](PickleDocument::Ref r) { list.push_back(doc.integer(r)); });
+  CHECK(list == std::vector<std::int64_t>{1, 2});
+  REQUIRE(doc.find(at(10), "a"));
+  CHECK(doc.integer(*doc.find(at(10), "a")) == 3);
+  CHECK_FALSE(doc.find(at(10), "b"));
+  CHECK(doc.is_object_of(at(11), "Size"));
+  CHECK(doc.is(doc.object(at(11)).state, Kind::none));
+  CHECK(doc.integer(doc.item(doc.item(doc.object(at(11)).args, 0), 0)) == 7);
+  CHECK_THROWS_WITH_AS(doc.string(at(0)), doctest::Contains("expected a string, found int"), FormatError);
+  CHECK_THROWS_WITH_AS(doc.item(at(7), 0), doctest::Contains("a tuple of 0 items has no item 0"), FormatError);
+}
+
 TEST_CASE("a pickle naming os.system is refused by name, before anything is built") {
   std::string bytes = literal("\x80\x04\x95\x14\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06system\x94\x93\x94.");
   CHECK_THROWS_WITH_AS(PickleDocument(as_text(bytes), size_only, "evil.pkl"), doctest::Contains("refused pickle class 'posix.system'"), FormatError);

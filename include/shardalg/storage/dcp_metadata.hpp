@@ -14,6 +14,7 @@
 
 #include <array>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -53,21 +54,30 @@ class DcpDecoder {
   using Ref = PickleDocument::Ref;
   explicit DcpDecoder(const PickleDocument& doc) : doc_(doc) {}
 
-  // A field of a dataclass object: its BUILD state is the instance dict (or, for slotted
-  // classes, a (dict, slots) pair). None when absent.
-  std::optional<Ref> field(Ref object, std::string_view name) const {
+  // Fields of a dataclass object, found in one pass over its BUILD state: the instance dict (or,
+  // for slotted classes, a (dict, slots) pair). Absent fields are none.
+  template <std::size_t N>
+  std::array<std::optional<Ref>, N> fields(Ref object, const std::array<std::string_view, N>& names) const {
+    std::array<std::optional<Ref>, N> found{};
     Ref state = doc_.object(object).state;
-    if (doc_.is(state, PickleDocument::Kind::dict)) return doc_.find(state, name);
+    if (doc_.is(state, PickleDocument::Kind::dict)) doc_.find(state, names, found);
     if (doc_.is(state, PickleDocument::Kind::tuple) && doc_.size(state) == 2)
       for (std::size_t i = 0; i < 2; ++i)
-        if (doc_.is(doc_.item(state, i), PickleDocument::Kind::dict))
-          if (auto found = doc_.find(doc_.item(state, i), name)) return found;
-    return std::nullopt;
+        if (doc_.is(doc_.item(state, i), PickleDocument::Kind::dict)) doc_.find(doc_.item(state, i), names, found);
+    return found;
   }
-  Ref required(Ref object, std::string_view name, std::string_view record) const {
-    auto value = field(object, name);
+  // A field that must be present: the error names it and the `record` type.
+  Ref present(const std::optional<Ref>& value, std::string_view name, std::string_view record) const {
     if (!value) fail<FormatError>(doc_.what(), ": a DCP ", record, " has no field '", name, "'");
     return *value;
+  }
+  // Fields that must all be present.
+  template <std::size_t N>
+  std::array<Ref, N> required(Ref object, const std::array<std::string_view, N>& names, std::string_view record) const {
+    std::array<std::optional<Ref>, N> found = fields(object, names);
+    std::array<Ref, N> values{};
+    for (std::size_t i = 0; i < N; ++i) values[i] = present(found[i], names[i], record);
+    return values;
   }
   // torch.Size(tuple) -> its extents. `what` and `name` say which (for errors only).
   Dims size(Ref r, std::string_view what, std::string_view name) const {
@@ -131,7 +141,8 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   layout.format = CheckpointFormat::dcp;
   layout.dcp_flavor = doc.global(doc.object(root).callable).module == detail::dcp_v1 ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
   std::unordered_map<std::string_view, std::size_t> tensor_of, entry_of;
-  doc.for_each(dcp.required(root, "state_dict_metadata", "Metadata"), [&, is_key = true, key = std::string_view()](Ref item) mutable {
+  auto [state_dict_metadata, storage] = dcp.required(root, std::array<std::string_view, 2>{"state_dict_metadata", "storage_data"}, "Metadata");
+  doc.for_each(state_dict_metadata, [&, is_key = true, key = std::string_view()](Ref item) mutable {
     if (is_key) {
       key = doc.string(item);
       is_key = false;
@@ -144,15 +155,15 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
       return;
     }
     if (!doc.is_object_of(item, "TensorStorageMetadata")) doc.bad(item, "TensorStorageMetadata or BytesStorageMetadata");
-    StoredTensor tensor{std::string(key), dcp.dtype(dcp.required(item, "properties", "TensorStorageMetadata"), key),
-                        dcp.size(dcp.required(item, "size", "TensorStorageMetadata"), "the size of '", key), {}};
-    Ref chunks = dcp.required(item, "chunks", "TensorStorageMetadata");
+    auto [properties, size, chunks] = dcp.required(item, std::array<std::string_view, 3>{"properties", "size", "chunks"}, "TensorStorageMetadata");
+    StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), {}};
     tensor.chunks.reserve(doc.size(chunks));
     doc.for_each(chunks, [&](Ref chunk) {
       if (!doc.is_object_of(chunk, "ChunkStorageMetadata")) doc.bad(chunk, "ChunkStorageMetadata");
+      auto [offsets, sizes] = dcp.required(chunk, std::array<std::string_view, 2>{"offsets", "sizes"}, "ChunkStorageMetadata");
       StoredChunk c;
-      c.box.offsets = dcp.size(dcp.required(chunk, "offsets", "ChunkStorageMetadata"), "a chunk offset of '", tensor.name);
-      c.box.sizes = dcp.size(dcp.required(chunk, "sizes", "ChunkStorageMetadata"), "a chunk size of '", tensor.name);
+      c.box.offsets = dcp.size(offsets, "a chunk offset of '", tensor.name);
+      c.box.sizes = dcp.size(sizes, "a chunk size of '", tensor.name);
       tensor.chunks.push_back(std::move(c));
     });
     tensor_of.emplace(key, layout.tensors.size());
@@ -162,8 +173,10 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   // storage_data: which file and byte range holds each chunk and entry.
   std::unordered_map<std::string_view, std::uint32_t> file_of;
   std::vector<std::map<std::vector<index_t>, std::size_t>> chunk_by_offset(layout.tensors.size());  // built on a wrong index hint only
-  Ref storage = dcp.required(root, "storage_data", "Metadata");
   if (doc.is(storage, PickleDocument::Kind::none)) return layout;
+  // Consecutive items usually name their tensor by one shared (memoized) string: looked up once.
+  std::optional<Ref> last_fqn;
+  std::size_t last_tensor = 0;
   doc.for_each(storage, [&, is_key = true, index = Ref()](Ref item) mutable {
     if (is_key) {
       index = item;
@@ -173,30 +186,35 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     is_key = true;
     if (!doc.is_object_of(index, "MetadataIndex")) doc.bad(index, "MetadataIndex");
     if (!doc.is_object_of(item, "_StorageInfo")) doc.bad(item, "_StorageInfo");
-    std::string_view fqn = doc.string(dcp.required(index, "fqn", "MetadataIndex"));
-    if (auto transforms = dcp.field(item, "transform_descriptors"); transforms && !doc.is(*transforms, PickleDocument::Kind::none) && doc.size(*transforms) > 0)
+    auto [fqn_ref, offset_ref, hint] = dcp.fields(index, std::array<std::string_view, 3>{"fqn", "offset", "index"});
+    std::string_view fqn = doc.string(dcp.present(fqn_ref, "fqn", "MetadataIndex"));
+    auto [path_ref, offset_value, length_value, transforms] =
+        dcp.fields(item, std::array<std::string_view, 4>{"relative_path", "offset", "length", "transform_descriptors"});
+    if (transforms && !doc.is(*transforms, PickleDocument::Kind::none) && doc.size(*transforms) > 0)
       fail<FormatError>(what, ": '", fqn, "' is stored with transforms (compression or encryption), which are not supported");
-    std::string_view path = doc.string(dcp.required(item, "relative_path", "_StorageInfo"));
+    std::string_view path = doc.string(dcp.present(path_ref, "relative_path", "_StorageInfo"));
     if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
       fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
     auto [file, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
     if (added) layout.files.emplace_back(path);
-    std::uint64_t offset = detail::non_negative(dcp.integer(dcp.required(item, "offset", "_StorageInfo")), what, fqn);
-    std::uint64_t length = detail::non_negative(dcp.integer(dcp.required(item, "length", "_StorageInfo")), what, fqn);
-    if (auto e = entry_of.find(fqn); e != entry_of.end()) {
-      layout.entries[e->second].file = file->second;
-      layout.entries[e->second].offset = offset;
-      layout.entries[e->second].bytes = length;
-      return;
+    std::uint64_t offset = detail::non_negative(dcp.integer(dcp.present(offset_value, "offset", "_StorageInfo")), what, fqn);
+    std::uint64_t length = detail::non_negative(dcp.integer(dcp.present(length_value, "length", "_StorageInfo")), what, fqn);
+    if (last_fqn != fqn_ref) {
+      if (auto e = entry_of.find(fqn); e != entry_of.end()) {
+        layout.entries[e->second].file = file->second;
+        layout.entries[e->second].offset = offset;
+        layout.entries[e->second].bytes = length;
+        return;
+      }
+      auto t = tensor_of.find(fqn);
+      if (t == tensor_of.end()) fail<FormatError>(what, ": storage info for '", fqn, "', which the metadata does not list");
+      last_fqn = fqn_ref;
+      last_tensor = t->second;
     }
-    auto t = tensor_of.find(fqn);
-    if (t == tensor_of.end()) fail<FormatError>(what, ": storage info for '", fqn, "', which the metadata does not list");
-    StoredTensor& tensor = layout.tensors[t->second];
-    std::optional<Ref> offset_ref = dcp.field(index, "offset");
+    StoredTensor& tensor = layout.tensors[last_tensor];
     Dims chunk_offset = offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)
                             ? dcp.size(*offset_ref, "a storage index offset of '", tensor.name)
                             : Dims(tensor.shape.size(), 0);
-    std::optional<Ref> hint = dcp.field(index, "index");
     std::size_t c = tensor.chunks.size();
     if (hint && doc.is(*hint, PickleDocument::Kind::integer)) {
       std::int64_t h = doc.integer(*hint);
@@ -204,7 +222,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
         c = static_cast<std::size_t>(h);
     }
     if (c == tensor.chunks.size()) {
-      auto& by_offset = chunk_by_offset[t->second];
+      auto& by_offset = chunk_by_offset[last_tensor];
       if (by_offset.empty())
         for (std::size_t k = 0; k < tensor.chunks.size(); ++k)
           by_offset.emplace(std::vector<index_t>(tensor.chunks[k].box.offsets.begin(), tensor.chunks[k].box.offsets.end()), k);

@@ -9,12 +9,16 @@
 //
 // Memory is proportional to the input: every opcode adds at most a constant number of nodes,
 // strings are views into the input (which must outlive the document), and containers keep their
-// items in one shared pool. Nothing is recursive, so nesting depth costs no stack.
+// items in one shared pool. Small non-negative integers, None, the bools and the empty tuple take
+// no node: a DCP `.metadata` is mostly these, and the nodes' memory (first touched while parsing)
+// was most of the parse's time. Nothing is recursive, so nesting depth costs no stack.
 //
 // Example: pickle.dumps(torch.Size([5, 3])) reads as
 //   object{callable: global torch.Size, args: tuple(tuple(5, 3))}.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <cstdint>
@@ -37,6 +41,46 @@ struct PickleGlobal {
   std::string_view name;
 };
 
+namespace detail {
+
+// A growable array of 32-bit values whose appends are inlined into the pickle reader's opcode loop
+// (std::vector's push_back and insert stayed calls there: a seventh of a large parse).
+class RefVector {
+ public:
+  // Capacity only: memory is touched as items arrive.
+  void reserve(std::size_t n) { storage_.reserve(n); }
+  [[gnu::always_inline]] void push_back(std::uint32_t v) {
+    if (size_ == storage_.size()) [[unlikely]]
+      grow(1);
+    storage_[size_++] = v;
+  }
+  [[gnu::always_inline]] void append(const std::uint32_t* first, const std::uint32_t* last) {
+    std::size_t n = static_cast<std::size_t>(last - first);
+    if (storage_.size() - size_ < n) [[unlikely]]
+      grow(n);
+    for (std::size_t i = 0; i < n; ++i) storage_[size_ + i] = first[i];
+    size_ += n;
+  }
+  void pop_back() { --size_; }
+  // Shrinks to `n` items (never grows: what a reader pops back to was pushed).
+  void resize(std::size_t n) { size_ = std::min(n, size_); }
+  std::size_t size() const { return size_; }
+  std::uint32_t& back() { return storage_[size_ - 1]; }
+  std::uint32_t back() const { return storage_[size_ - 1]; }
+  std::uint32_t& operator[](std::size_t i) { return storage_[i]; }
+  std::uint32_t operator[](std::size_t i) const { return storage_[i]; }
+  const std::uint32_t* begin() const { return storage_.data(); }
+  const std::uint32_t* end() const { return storage_.data() + size_; }
+
+ private:
+  void grow(std::size_t at_least) { storage_.resize(size_ + std::max({size_, at_least, std::size_t{64}})); }
+
+  std::vector<std::uint32_t> storage_;
+  std::size_t size_ = 0;
+};
+
+}  // namespace detail
+
 class PickleDocument {
  public:
   enum class Kind : std::uint8_t { none, boolean, integer, floating, string, bytes, tuple, list, dict, set, global, object, persistent_id };
@@ -50,11 +94,12 @@ class PickleDocument {
   }
 
   Ref root() const { return root_; }
-  Kind kind(Ref r) const { return nodes_[r].kind; }
+  Kind kind(Ref r) const { return is_small_int(r) ? Kind::integer : nodes_[r].kind; }
   const std::string& what() const { return what_; }
 
   bool is(Ref r, Kind k) const { return kind(r) == k; }
   std::int64_t integer(Ref r) const {
+    if (is_small_int(r)) return static_cast<std::int64_t>(r & ~small_int_bit);
     if (kind(r) != Kind::integer && kind(r) != Kind::boolean) bad(r, "an integer");
     return static_cast<std::int64_t>(nodes_[r].b);
   }
@@ -75,17 +120,24 @@ class PickleDocument {
     if (kind(r) != Kind::global) bad(r, "a class");
     return globals_[nodes_[r].a];
   }
-  // An object's parts: the callable (a global), its argument tuple, and its BUILD state (none if
+  // An object's parts: the callable (a global), its argument tuple, and its BUILD state (None if
   // never built).
   struct Object {
     Ref callable, args, state;
   };
-  const Object& object(Ref r) const {
+  Object object(Ref r) const {
     if (kind(r) != Kind::object) bad(r, "an object");
-    return objects_[nodes_[r].a];
+    const Node& n = nodes_[r];
+    return Object{n.a, static_cast<Ref>(n.b), static_cast<Ref>(n.b >> 32)};
   }
   // Whether `r` is an object made by an allowed global named `name` (the allow list fixes the module).
-  bool is_object_of(Ref r, std::string_view name) const { return kind(r) == Kind::object && global(object(r).callable).name == name; }
+  // (A literal name: its length is a constant, so the comparison inlines; decoders ask this of every record.)
+  template <std::size_t N>
+  bool is_object_of(Ref r, const char (&name)[N]) const {
+    if (kind(r) != Kind::object) return false;
+    std::string_view have = global(nodes_[r].a).name;
+    return have.size() == N - 1 && std::memcmp(have.data(), name, N - 1) == 0;
+  }
   // The pid of a persistent id.
   Ref persistent_id(Ref r) const {
     if (kind(r) != Kind::persistent_id) bad(r, "a persistent id");
@@ -94,33 +146,48 @@ class PickleDocument {
 
   // Items of a tuple, list or set; keys and values alternate in a dict.
   std::size_t size(Ref r) const {
-    require_container(r);
-    return static_cast<std::size_t>(nodes_[r].b >> 32);
+    Kind k = require_container(r);
+    return static_cast<std::size_t>(k == Kind::tuple ? nodes_[r].b : nodes_[r].b >> 32);
   }
   template <class F>
   void for_each(Ref r, F&& f) const {
-    require_container(r);
+    if (require_container(r) == Kind::tuple) {
+      for (std::uint64_t i = 0; i < nodes_[r].b; ++i) f(pool_[nodes_[r].a + i]);
+      return;
+    }
     for (std::uint32_t s = nodes_[r].a; s != no_segment; s = segments_[s].next)
       for (std::uint32_t i = 0; i < segments_[s].count; ++i) f(pool_[segments_[s].begin + i]);
   }
-  // The i-th item of a tuple (tuples are built at once: one segment). Error when out of range.
+  // The i-th item of a tuple (a tuple's items are contiguous). Error when out of range.
   Ref item(Ref r, std::size_t i) const {
     if (kind(r) != Kind::tuple) bad(r, "a tuple");
     if (i >= size(r)) detail::fail<FormatError>(what_, ": a tuple of ", size(r), " items has no item ", i);
-    return pool_[segments_[nodes_[r].a].begin + i];
+    return pool_[nodes_[r].a + i];
   }
-  // The value of a string key in a dict; `none` when absent.
-  std::optional<Ref> find(Ref dict, std::string_view key) const {
+  // The values of string keys in a dict, found in one pass: found[i] becomes the value of keys[i]
+  // where the dict has it (the last one where it repeats, as Python keeps), else stays as it was.
+  template <std::size_t N>
+  void find(Ref dict, const std::array<std::string_view, N>& keys, std::array<std::optional<Ref>, N>& found) const {
     if (kind(dict) != Kind::dict) bad(dict, "a dict");
-    std::optional<Ref> found;
     bool is_key = true;
-    Ref last_key = 0;
+    std::size_t matched = N;
     for_each(dict, [&](Ref item) {
-      if (!is_key && kind(last_key) == Kind::string && string(last_key) == key) found = item;
-      last_key = item;
+      if (is_key) {
+        matched = N;
+        if (kind(item) == Kind::string)
+          for (std::size_t k = 0; k < N; ++k)
+            if (nodes_[item].a == keys[k].size() && string(item) == keys[k]) matched = k;
+      } else if (matched < N) {
+        found[matched] = item;
+      }
       is_key = !is_key;
     });
-    return found;
+  }
+  // The value of a string key in a dict; none when absent.
+  std::optional<Ref> find(Ref dict, std::string_view key) const {
+    std::array<std::optional<Ref>, 1> found{};
+    find(dict, std::array{key}, found);
+    return found[0];
   }
 
   // How the kind reads in errors.
@@ -130,40 +197,48 @@ class PickleDocument {
   }
   [[noreturn]] void bad(Ref r, std::string_view expected) const {
     std::string got(kind_name(kind(r)));
-    if (kind(r) == Kind::object) got += " of " + std::string(global(object(r).callable).module) + "." + std::string(global(object(r).callable).name);
+    if (kind(r) == Kind::object) got += " of " + std::string(global(nodes_[r].a).module) + "." + std::string(global(nodes_[r].a).name);
     detail::fail<FormatError>(what_, ": expected ", expected, ", found ", got);
   }
 
  private:
   static constexpr std::uint32_t no_segment = 0xffffffffu;
+  // A ref with this bit set is the integer in its other bits; below it, refs index nodes_.
+  static constexpr Ref small_int_bit = 0x80000000u;
+  static constexpr Ref none_ref = 0, false_ref = 1, true_ref = 2, empty_tuple_ref = 3;
   struct Node {
     Kind kind;
-    std::uint32_t a;  // string/bytes: length; container: first segment; global/object: table index; pid: value
-    std::uint64_t b;  // int/bool/float bits; string/bytes: input offset; container: (size << 32) | last segment
+    std::uint32_t a;  // string/bytes: length; tuple: first pool item; other container: first segment; global: table index; object: callable; pid: value
+    std::uint64_t b;  // int/bool/float bits; string/bytes: input offset; tuple: size; other container: (size << 32) | last segment; object: (state << 32) | args
   };
   struct Segment {
     std::uint32_t begin, count, next;
   };
 
-  void require_container(Ref r) const {
+  static bool is_small_int(Ref r) { return (r & small_int_bit) != 0; }
+  Kind require_container(Ref r) const {
     Kind k = kind(r);
     if (k != Kind::tuple && k != Kind::list && k != Kind::dict && k != Kind::set) bad(r, "a container");
+    return k;
   }
 
-  Ref add(Kind kind, std::uint32_t a, std::uint64_t b) {
-    if (nodes_.size() >= 0xfffffff0u) detail::fail<FormatError>(what_, ": more than 4 billion values");
+  [[gnu::always_inline]] Ref add(Kind kind, std::uint32_t a, std::uint64_t b) {
+    if (nodes_.size() >= small_int_bit) detail::fail<FormatError>(what_, ": more than 2 billion values");
     nodes_.push_back(Node{kind, a, b});
     return static_cast<Ref>(nodes_.size() - 1);
   }
   Ref add_container(Kind kind) { return add(kind, no_segment, no_segment); }
-  // Appends stack items [from, end) to a container.
+  void reserve_pool(std::size_t count) {
+    if (pool_.size() + count >= 0xfffffff0u) detail::fail<FormatError>(what_, ": more than 4 billion items");
+  }
+  // Appends stack items [from, end) to a list, dict or set.
   void extend(Ref container, std::size_t from) {
     std::uint32_t count = static_cast<std::uint32_t>(stack_.size() - from);
     Node& n = nodes_[container];
     if (count > 0) {
-      if (pool_.size() + count >= 0xfffffff0u) detail::fail<FormatError>(what_, ": more than 4 billion items");
+      reserve_pool(count);
       segments_.push_back(Segment{static_cast<std::uint32_t>(pool_.size()), count, no_segment});
-      pool_.insert(pool_.end(), stack_.begin() + static_cast<std::ptrdiff_t>(from), stack_.end());
+      pool_.append(stack_.begin() + from, stack_.end());
       std::uint32_t s = static_cast<std::uint32_t>(segments_.size() - 1), last = static_cast<std::uint32_t>(n.b & 0xffffffffu);
       if (n.a == no_segment)
         n.a = s;
@@ -217,9 +292,14 @@ class PickleDocument {
     marks_.pop_back();
     return m;
   }
+  // A tuple of stack items [from, end), which leave the stack.
   Ref tuple_from(std::size_t from) {
-    Ref t = add_container(Kind::tuple);
-    extend(t, from);
+    std::size_t count = stack_.size() - from;
+    if (count == 0) return empty_tuple_ref;
+    reserve_pool(count);
+    Ref t = add(Kind::tuple, static_cast<std::uint32_t>(pool_.size()), count);
+    pool_.append(stack_.begin() + from, stack_.end());
+    stack_.resize(from);
     return t;
   }
 
@@ -249,8 +329,7 @@ class PickleDocument {
   }
   Ref add_object(Ref callable, Ref args) {
     if (kind(callable) != Kind::global) bad(callable, "a class to call");
-    objects_.push_back(Object{callable, args, add(Kind::none, 0, 0)});
-    return add(Kind::object, static_cast<std::uint32_t>(objects_.size() - 1), 0);
+    return add(Kind::object, callable, std::uint64_t{none_ref} << 32 | args);
   }
   std::int64_t decimal(std::string_view text) {
     if (!text.empty() && text.back() == 'L') text.remove_suffix(1);
@@ -260,7 +339,9 @@ class PickleDocument {
       detail::fail<FormatError>(what_, ": integer '", text, "' is malformed or outside 64 bits");
     return value;
   }
-  Ref add_int(std::int64_t v) { return add(Kind::integer, 0, static_cast<std::uint64_t>(v)); }
+  Ref add_int(std::int64_t v) {
+    return v >= 0 && v < std::int64_t{small_int_bit} ? static_cast<Ref>(v) | small_int_bit : add(Kind::integer, 0, static_cast<std::uint64_t>(v));
+  }
   Ref add_long(std::size_t n) {  // little-endian two's complement of n bytes
     if (n > 8) detail::fail<FormatError>(what_, ": an integer of ", n, " bytes (at most 8)");
     std::size_t at = need(n);
@@ -273,7 +354,11 @@ class PickleDocument {
   void parse(std::span<const PickleGlobal> allowed) {
     // Capacity for typical pickles up front (about one value per 8 bytes): growing these arrays
     // by doubling copied and re-touched them, a third of the time on a 200 MB file.
-    nodes_.reserve(data_.size() / 6 + 16);
+    nodes_.reserve(data_.size() / 8 + 16);
+    add(Kind::none, 0, 0);
+    add(Kind::boolean, 0, 0);
+    add(Kind::boolean, 0, 1);
+    add(Kind::tuple, 0, 0);
     memo_.reserve(data_.size() / 6 + 16);
     pool_.reserve(data_.size() / 8 + 16);
     segments_.reserve(data_.size() / 16 + 16);
@@ -291,12 +376,12 @@ class PickleDocument {
         case '0': pop(); break;                              // POP
         case '1': stack_.resize(pop_mark()); break;          // POP_MARK
         case '2': stack_.push_back(top()); break;            // DUP
-        case 'N': stack_.push_back(add(Kind::none, 0, 0)); break;
-        case 0x88: stack_.push_back(add(Kind::boolean, 0, 1)); break;  // NEWTRUE
-        case 0x89: stack_.push_back(add(Kind::boolean, 0, 0)); break;  // NEWFALSE
+        case 'N': stack_.push_back(none_ref); break;
+        case 0x88: stack_.push_back(true_ref); break;       // NEWTRUE
+        case 0x89: stack_.push_back(false_ref); break;      // NEWFALSE
         case 'I': {                                          // INT (text; 00/01 are False/True)
           std::string_view t = line();
-          stack_.push_back(t == "00" || t == "01" ? add(Kind::boolean, 0, t == "01") : add_int(decimal(t)));
+          stack_.push_back(t == "00" ? false_ref : t == "01" ? true_ref : add_int(decimal(t)));
           break;
         }
         case 'L': stack_.push_back(add_int(decimal(line()))); break;   // LONG (text)
@@ -333,7 +418,7 @@ class PickleDocument {
         case 'C': stack_.push_back(add_text(Kind::bytes, le<std::uint8_t>())); break;     // SHORT_BINBYTES
         case 'B': stack_.push_back(add_text(Kind::bytes, le<std::uint32_t>())); break;    // BINBYTES
         case 0x8e: case 0x96: stack_.push_back(add_text(Kind::bytes, le<std::uint64_t>())); break;  // BINBYTES8, BYTEARRAY8
-        case ')': stack_.push_back(add_container(Kind::tuple)); break;  // EMPTY_TUPLE
+        case ')': stack_.push_back(empty_tuple_ref); break;  // EMPTY_TUPLE
         case ']': stack_.push_back(add_container(Kind::list)); break;   // EMPTY_LIST
         case '}': stack_.push_back(add_container(Kind::dict)); break;   // EMPTY_DICT
         case 0x8f: stack_.push_back(add_container(Kind::set)); break;   // EMPTY_SET
@@ -406,7 +491,7 @@ class PickleDocument {
           Ref state = pop();
           Ref target = top();
           if (kind(target) != Kind::object) bad(target, "an object to build");
-          objects_[nodes_[target].a].state = state;
+          nodes_[target].b = std::uint64_t{state} << 32 | (nodes_[target].b & 0xffffffffu);
           break;
         }
         case 'Q': {                                          // BINPERSID
@@ -442,11 +527,10 @@ class PickleDocument {
   std::size_t pos_ = 0;
   std::vector<Node> nodes_;
   std::vector<Segment> segments_;
-  std::vector<Ref> pool_, stack_, memo_;
+  detail::RefVector pool_, stack_, memo_;
   std::unordered_map<std::uint64_t, Ref> sparse_memo_;
   std::vector<std::size_t> marks_;
   std::vector<PickleGlobal> globals_;
-  std::vector<Object> objects_;
   Ref root_ = 0;
 };
 

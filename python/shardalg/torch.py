@@ -343,7 +343,8 @@ def load_checkpoint(checkpoint, layout, group=None, *, threads=4, memory_limit=2
     `group` (default: the world) together, so that each stored byte is read from storage once:
     where ranks replicate a box, each reads its torch.chunk share of it (dim 0) and sends that to
     the other replicas, which receive it straight into their buffers (Checkpoint.read_plan lists
-    both; a box that is not one contiguous range of its buffer goes through a staging copy). Layout ranks are ranks of the group. Every rank of the group calls it.
+    both; a box that is not one contiguous range of its buffer goes through a staging copy).
+    Layout ranks are ranks of the group. Every rank of the group calls it.
 
     Returns (buffers, stats): the rank's torch CPU tensors keyed as layout.local_buffers keys them,
     and {"bytes_read", "bytes_sent", "bytes_received"}. threads and memory_limit are the file

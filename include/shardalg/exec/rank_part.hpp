@@ -14,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,26 @@ struct BoxRows {
   index_t bytes() const { return checked_mul(rows(), row_bytes); }
   index_t row_offset(index_t row) const { return base + dot(row_major_coordinate(row_shape, row), row_strides); }
 };
+
+// The rows of a box of `shape` elements whose first element is element `first` of a buffer
+// addressed with element strides `strides` (its tensor's addressing), `element` bytes each.
+// Example: a [2, 3] box at element 8 of a [4, 6] fp32 tile: base 32, row_shape [2], row_strides
+// [24], row_bytes 12.
+inline BoxRows box_rows(std::size_t tensor, std::size_t buffer, index_t first, std::span<const index_t> shape, const Dims& strides,
+                        index_t element) {
+  BoxRows box;
+  box.tensor = tensor;
+  box.buffer = buffer;
+  box.base = checked_mul(first, element);
+  box.element_bytes = element;
+  std::size_t ndim = shape.size();
+  box.row_bytes = checked_mul(ndim ? shape[ndim - 1] : 1, element);
+  for (std::size_t k = 0; k + 1 < ndim; ++k) {
+    box.row_shape.push_back(shape[k]);
+    box.row_strides.push_back(checked_mul(strides[k], element));
+  }
+  return box;
+}
 
 // Walks a box's rows in order from `row`, keeping the buffer offset incrementally (no division
 // per row). offset(): the current row's first byte; next(): the following row.
@@ -237,17 +258,7 @@ class RankPart {
       const TensorLayout::Addressing& address = addressing(addresses, layout);
       index_t element = element_bytes(dst[d].dtype);
       for (const Piece& held : layout.pieces(rank)) {
-        BoxRows box;
-        box.tensor = t;
-        box.buffer = dst.buffer_of(d);
-        box.base = checked_mul(address.base(held.local), element);
-        box.element_bytes = element;
-        std::size_t ndim = held.global.shape.size();
-        box.row_bytes = checked_mul(ndim ? held.global.shape[ndim - 1] : 1, element);
-        for (std::size_t k = 0; k + 1 < ndim; ++k) {
-          box.row_shape.push_back(held.global.shape[k]);
-          box.row_strides.push_back(checked_mul(address.strides[k], element));
-        }
+        BoxRows box = box_rows(t, dst.buffer_of(d), address.base(held.local), held.global.shape, address.strides, element);
         merge_dense_rows(box);
         identity_.push_back(std::move(box));
       }
@@ -310,21 +321,9 @@ class RankPart {
     const TensorLayout& tl = layout[tensor].layout;
     const TensorLayout::Addressing& address = addressing(addresses, tl);
     index_t element = element_bytes(layout[tensor].dtype);
-    auto shape = list.shape(i);
     Dims local(source_side ? list.src_local(i) : list.dst_local(i));
-    BoxRows box;
-    box.tensor = static_cast<std::size_t>(list.tensor(i));
-    box.buffer = layout.buffer_of(tensor);
-    box.base = checked_mul(address.base(local), element);
-    box.element_bytes = element;
+    BoxRows box = box_rows(static_cast<std::size_t>(list.tensor(i)), layout.buffer_of(tensor), address.base(local), list.shape(i), address.strides, element);
     box.contributors = list.contributors(i);
-    std::size_t ndim = shape.size();
-    index_t inner = ndim ? shape[ndim - 1] : 1;
-    box.row_bytes = checked_mul(inner, element);
-    for (std::size_t d = 0; d + 1 < ndim; ++d) {
-      box.row_shape.push_back(shape[d]);
-      box.row_strides.push_back(checked_mul(address.strides[d], element));
-    }
     return box;
   }
 

@@ -152,17 +152,7 @@ inline ForwardMessages forward_messages(const CheckpointReadPlanner& planner, co
       const Piece& piece = pieces[w];
       index_t element = element_bytes(layout[d->second].dtype);
       const Dims& offsets = sending ? f.src_offsets : f.dest_offsets;
-      BoxRows box;
-      box.tensor = d->second;
-      box.buffer = layout.buffer_of(d->second);
-      box.base = checked_mul(piece_position(address, piece, offsets), element);
-      box.element_bytes = element;
-      std::size_t ndim = f.lengths.size();
-      box.row_bytes = checked_mul(ndim ? f.lengths[ndim - 1] : 1, element);
-      for (std::size_t k = 0; k + 1 < ndim; ++k) {
-        box.row_shape.push_back(f.lengths[k]);
-        box.row_strides.push_back(checked_mul(address.strides[k], element));
-      }
+      BoxRows box = box_rows(d->second, layout.buffer_of(d->second), piece_position(address, piece, offsets), f.lengths, address.strides, element);
       merge_dense_rows(box);
       Dims global = piece.global.offset;
       for (std::size_t k = 0; k < global.size(); ++k) global[k] += offsets[k];

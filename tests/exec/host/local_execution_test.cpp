@@ -36,6 +36,24 @@ index_t mismatches(const ModelReshardPlan& plan, const WorldBuffers& w, std::uin
 
 }  // namespace
 
+TEST_CASE("box_rows: a box of a tile as rows of bytes (the comment's example), and a box of every dim") {
+  Dims tile_strides = row_major_strides(Dims{4, 6});
+  BoxRows box = box_rows(2, 1, 8, Dims{2, 3}, tile_strides, 4);  // rows 1-2, columns 2-4 of a [4, 6] fp32 tile
+  CHECK(box.tensor == 2);
+  CHECK(box.buffer == 1);
+  CHECK(box.base == 32);
+  CHECK(box.row_shape == Dims{2});
+  CHECK(box.row_strides == Dims{24});
+  CHECK(box.row_bytes == 12);
+  CHECK(box.bytes() == 24);
+  CHECK(box.row_offset(1) == 56);
+  BoxRows scalar = box_rows(0, 0, 0, Dims{}, Dims{}, 8);
+  CHECK((scalar.rows() == 1 && scalar.row_bytes == 8));
+  BoxRows cube = box_rows(0, 0, 0, Dims{2, 2, 2}, row_major_strides(Dims{2, 3, 4}), 2);
+  CHECK(cube.row_strides == Dims{24, 8});
+  CHECK(cube.row_offset(3) == 32);  // row (1, 1): 24 + 8
+}
+
 TEST_CASE("execute_local delivers every element of whole-model plans, Partial sources reduced") {
   ModelSpec model = small_model(DType::bf16);
   for (auto [from, to] : {std::pair{"zero3 dp=4", "fsdp-tp dp=2,tp=2"}, {"fsdp-tp dp=2,tp=2", "megatron-distopt dp=3,tp=1"},

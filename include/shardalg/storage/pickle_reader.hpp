@@ -10,8 +10,8 @@
 // Memory is proportional to the input: every opcode adds at most a constant number of nodes,
 // strings are views into the input (which must outlive the document), and containers keep their
 // items in one shared pool. Small non-negative integers, None, the bools and the empty tuple take
-// no node: a DCP `.metadata` is mostly these, and the nodes' memory (first touched while parsing)
-// was most of the parse's time. Nothing is recursive, so nesting depth costs no stack.
+// no node: a DCP `.metadata` is mostly these, and first touching the nodes' memory was much of
+// the parse's time. Nothing is recursive, so nesting depth costs no stack.
 //
 // Example: pickle.dumps(torch.Size([5, 3])) reads as
 //   object{callable: global torch.Size, args: tuple(tuple(5, 3))}.
@@ -65,7 +65,6 @@ class RefVector {
   // Shrinks to `n` items (never grows: what a reader pops back to was pushed).
   void resize(std::size_t n) { size_ = std::min(n, size_); }
   std::size_t size() const { return size_; }
-  std::uint32_t& back() { return storage_[size_ - 1]; }
   std::uint32_t back() const { return storage_[size_ - 1]; }
   std::uint32_t& operator[](std::size_t i) { return storage_[i]; }
   std::uint32_t operator[](std::size_t i) const { return storage_[i]; }
@@ -228,7 +227,8 @@ class PickleDocument {
     return static_cast<Ref>(nodes_.size() - 1);
   }
   Ref add_container(Kind kind) { return add(kind, no_segment, no_segment); }
-  void reserve_pool(std::size_t count) {
+  // Pool positions are 32-bit: refuses a pickle whose containers would hold more items.
+  void check_pool_room(std::size_t count) const {
     if (pool_.size() + count >= 0xfffffff0u) detail::fail<FormatError>(what_, ": more than 4 billion items");
   }
   // Appends stack items [from, end) to a list, dict or set.
@@ -236,7 +236,7 @@ class PickleDocument {
     std::uint32_t count = static_cast<std::uint32_t>(stack_.size() - from);
     Node& n = nodes_[container];
     if (count > 0) {
-      reserve_pool(count);
+      check_pool_room(count);
       segments_.push_back(Segment{static_cast<std::uint32_t>(pool_.size()), count, no_segment});
       pool_.append(stack_.begin() + from, stack_.end());
       std::uint32_t s = static_cast<std::uint32_t>(segments_.size() - 1), last = static_cast<std::uint32_t>(n.b & 0xffffffffu);
@@ -296,7 +296,7 @@ class PickleDocument {
   Ref tuple_from(std::size_t from) {
     std::size_t count = stack_.size() - from;
     if (count == 0) return empty_tuple_ref;
-    reserve_pool(count);
+    check_pool_room(count);
     Ref t = add(Kind::tuple, static_cast<std::uint32_t>(pool_.size()), count);
     pool_.append(stack_.begin() + from, stack_.end());
     stack_.resize(from);

@@ -83,3 +83,16 @@ TEST_CASE("integers of every encoding, and nesting a hundred thousand deep costs
   PickleDocument deep(as_text(nested), size_only, "deep.pkl");
   CHECK(deep.size(deep.root()) == 1);
 }
+
+TEST_CASE("a list of a million items grows the reader's arrays past their reserve and onto huge pages, values intact") {
+  // MARK, then K (i % 256) for i < 1,000,000, LIST, STOP: the stack and the item pool each pass
+  // 2 MiB (one huge page), far more than this small input's up-front reserve.
+  std::string bytes = "(";
+  for (int i = 0; i < 1000000; ++i) bytes += literal("K") + static_cast<char>(i % 256);
+  bytes += "l.";
+  PickleDocument doc(as_text(bytes), size_only, "long.pkl");
+  REQUIRE(doc.size(doc.root()) == 1000000);
+  std::int64_t i = 0, mismatches = 0;
+  doc.for_each(doc.root(), [&](PickleDocument::Ref r) { mismatches += doc.integer(r) != i++ % 256; });
+  CHECK(mismatches == 0);
+}

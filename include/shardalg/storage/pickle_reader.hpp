@@ -11,7 +11,8 @@
 // strings are views into the input (which must outlive the document), and containers keep their
 // items in one shared pool. Small non-negative integers, None, the bools and the empty tuple take
 // no node: a DCP `.metadata` is mostly these, and first touching the nodes' memory was much of
-// the parse's time. Nothing is recursive, so nesting depth costs no stack.
+// the parse's time; for the same reason the large arrays sit on huge pages (HugePageAllocator).
+// Nothing is recursive, so nesting depth costs no stack.
 //
 // Example: pickle.dumps(torch.Size([5, 3])) reads as
 //   object{callable: global torch.Size, args: tuple(tuple(5, 3))}.
@@ -31,6 +32,7 @@
 #include <vector>
 
 #include "shardalg/core/error.hpp"
+#include "shardalg/core/huge_page_allocator.hpp"
 #include "shardalg/storage/byte_source.hpp"
 
 namespace shardalg {
@@ -44,38 +46,55 @@ struct PickleGlobal {
 namespace detail {
 
 // A growable array of 32-bit values whose appends are inlined into the pickle reader's opcode loop
-// (std::vector's push_back and insert stayed calls there: a seventh of a large parse).
+// (std::vector's push_back and insert stayed calls there: a seventh of a large parse). Its
+// capacity is only reserved, never written ahead of use (std::vector's resize zeroed it), and
+// lies on huge pages when large.
 class RefVector {
  public:
-  // Capacity only: memory is touched as items arrive.
-  void reserve(std::size_t n) { storage_.reserve(n); }
+  RefVector() = default;
+  RefVector(const RefVector&) = delete;
+  RefVector& operator=(const RefVector&) = delete;
+  ~RefVector() {
+    if (data_) HugePageAllocator<std::uint32_t>().deallocate(data_, capacity_);
+  }
+  void reserve(std::size_t n) {
+    if (n > capacity_) reallocate(n);
+  }
   [[gnu::always_inline]] void push_back(std::uint32_t v) {
-    if (size_ == storage_.size()) [[unlikely]]
+    if (size_ == capacity_) [[unlikely]]
       grow(1);
-    storage_[size_++] = v;
+    data_[size_++] = v;
   }
   [[gnu::always_inline]] void append(const std::uint32_t* first, const std::uint32_t* last) {
     std::size_t n = static_cast<std::size_t>(last - first);
-    if (storage_.size() - size_ < n) [[unlikely]]
+    if (capacity_ - size_ < n) [[unlikely]]
       grow(n);
-    for (std::size_t i = 0; i < n; ++i) storage_[size_ + i] = first[i];
+    for (std::size_t i = 0; i < n; ++i) data_[size_ + i] = first[i];
     size_ += n;
   }
   void pop_back() { --size_; }
   // Shrinks to `n` items (never grows: what a reader pops back to was pushed).
   void resize(std::size_t n) { size_ = std::min(n, size_); }
   std::size_t size() const { return size_; }
-  std::uint32_t back() const { return storage_[size_ - 1]; }
-  std::uint32_t& operator[](std::size_t i) { return storage_[i]; }
-  std::uint32_t operator[](std::size_t i) const { return storage_[i]; }
-  const std::uint32_t* begin() const { return storage_.data(); }
-  const std::uint32_t* end() const { return storage_.data() + size_; }
+  std::uint32_t back() const { return data_[size_ - 1]; }
+  std::uint32_t& operator[](std::size_t i) { return data_[i]; }
+  std::uint32_t operator[](std::size_t i) const { return data_[i]; }
+  const std::uint32_t* begin() const { return data_; }
+  const std::uint32_t* end() const { return data_ + size_; }
 
  private:
-  void grow(std::size_t at_least) { storage_.resize(size_ + std::max({size_, at_least, std::size_t{64}})); }
+  void grow(std::size_t at_least) { reallocate(size_ + std::max({size_, at_least, std::size_t{64}})); }
+  void reallocate(std::size_t capacity) {
+    HugePageAllocator<std::uint32_t> allocator;
+    std::uint32_t* data = allocator.allocate(capacity);
+    if (size_ > 0) std::memcpy(data, data_, size_ * sizeof(std::uint32_t));
+    if (data_) allocator.deallocate(data_, capacity_);
+    data_ = data;
+    capacity_ = capacity;
+  }
 
-  std::vector<std::uint32_t> storage_;
-  std::size_t size_ = 0;
+  std::uint32_t* data_ = nullptr;
+  std::size_t size_ = 0, capacity_ = 0;
 };
 
 }  // namespace detail
@@ -525,8 +544,8 @@ class PickleDocument {
   std::string_view data_;
   std::string what_;
   std::size_t pos_ = 0;
-  std::vector<Node> nodes_;
-  std::vector<Segment> segments_;
+  std::vector<Node, HugePageAllocator<Node>> nodes_;
+  std::vector<Segment, HugePageAllocator<Segment>> segments_;
   detail::RefVector pool_, stack_, memo_;
   std::unordered_map<std::uint64_t, Ref> sparse_memo_;
   std::vector<std::size_t> marks_;

@@ -51,3 +51,28 @@ TEST_CASE("HugePageAllocator: a vector grows across the threshold with its items
   CHECK(mismatches == 0);
   CHECK_THROWS_AS(HugePageAllocator<std::uint64_t>().allocate(HugePageAllocator<std::uint64_t>::max_size() + 1), std::bad_array_new_length);
 }
+
+#if defined(MADV_POPULATE_WRITE)
+TEST_CASE("populate_for_writing: the whole pages of a range are resident at once, its partial end pages untouched") {
+  constexpr std::size_t page = 4096, pages = 16;
+  void* block = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(block != MAP_FAILED);
+  auto resident = [&] {
+    std::vector<unsigned char> in_core(pages);
+    REQUIRE(::mincore(block, pages * page, in_core.data()) == 0);
+    std::vector<int> out;
+    for (unsigned char c : in_core) out.push_back(c & 1);
+    return out;
+  };
+  CHECK(resident() == std::vector<int>(pages, 0));
+  // From the middle of page 1 to the middle of page 14: pages 2 to 13 are whole.
+  if (populate_for_writing(static_cast<char*>(block) + page + page / 2, 13 * page)) {
+    std::vector<int> expected(pages, 0);
+    for (std::size_t p = 2; p < 14; ++p) expected[p] = 1;
+    CHECK(resident() == expected);
+  } else {
+    MESSAGE("this kernel refuses MADV_POPULATE_WRITE (older than Linux 5.14): nothing to check");
+  }
+  ::munmap(block, pages * page);
+}
+#endif

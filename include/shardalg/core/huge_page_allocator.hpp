@@ -10,6 +10,9 @@
 // Blocks of at least `huge_page_bytes` are mapped (rounded up to whole huge pages, aligned to
 // one); smaller ones come from operator new, as do all where the platform has no MADV_HUGEPAGE.
 //
+// Memory that other allocators hand out can still skip the per-page faults: populate_for_writing
+// maps a range's pages in one call.
+//
 // Example: std::vector<Node, HugePageAllocator<Node>> nodes; nodes.reserve(input_bytes / 8);
 #pragma once
 
@@ -58,6 +61,23 @@ inline void unmap_huge_pages(void* block, std::size_t bytes) noexcept {
 }
 
 }  // namespace detail
+
+// Maps the whole pages inside [data, data + bytes) for writing now, in one call (Linux 5.14's
+// MADV_POPULATE_WRITE), rather than one fault per 4 KiB as they are first written: for memory
+// from an allocator this file does not control (std::vector's) that is about to be filled in
+// full. A hint: returns false where unsupported or refused, and the pages then fault in as usual.
+inline bool populate_for_writing(void* data, std::size_t bytes) noexcept {
+#if defined(MADV_POPULATE_WRITE)
+  constexpr std::uintptr_t page = 4096;
+  std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) & ~(page - 1);
+  std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(page - 1);
+  return end <= begin || ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0;
+#else
+  (void)data;
+  (void)bytes;
+  return false;
+#endif
+}
 
 template <class T>
 class HugePageAllocator {

@@ -54,7 +54,8 @@ TEST_CASE("HugePageAllocator: a vector grows across the threshold with its items
 
 #if defined(MADV_POPULATE_WRITE)
 TEST_CASE("populate_for_writing: the whole pages of a range are resident at once, its partial end pages untouched") {
-  constexpr std::size_t page = 4096, pages = 16;
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  constexpr std::size_t pages = 16;
   void* block = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   REQUIRE(block != MAP_FAILED);
   auto resident = [&] {

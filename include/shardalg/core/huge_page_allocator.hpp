@@ -22,6 +22,7 @@
 
 #if defined(__linux__)
 #include <sys/mman.h>
+#include <unistd.h>
 #endif
 
 namespace shardalg {
@@ -63,12 +64,12 @@ inline void unmap_huge_pages(void* block, std::size_t bytes) noexcept {
 }  // namespace detail
 
 // Maps the whole pages inside [data, data + bytes) for writing now, in one call (Linux 5.14's
-// MADV_POPULATE_WRITE), rather than one fault per 4 KiB as they are first written: for memory
+// MADV_POPULATE_WRITE), rather than one fault per page as they are first written: for memory
 // from an allocator this file does not control (std::vector's) that is about to be filled in
 // full. A hint: returns false where unsupported or refused, and the pages then fault in as usual.
 inline bool populate_for_writing(void* data, std::size_t bytes) noexcept {
 #if defined(MADV_POPULATE_WRITE)
-  constexpr std::uintptr_t page = 4096;
+  static const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));  // 4 KiB on x86, up to 64 KiB on ARM
   std::uintptr_t begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) & ~(page - 1);
   std::uintptr_t end = (reinterpret_cast<std::uintptr_t>(data) + bytes) & ~(page - 1);
   return end <= begin || ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_WRITE) == 0;

@@ -10,7 +10,7 @@
 #include "shardalg/core/dtype.hpp"
 #include "shardalg/core/error.hpp"
 #include "shardalg/core/flat_interval.hpp"
-#include "shardalg/core/huge_page_allocator.hpp"
+#include "shardalg/core/page_populator.hpp"
 #include "shardalg/core/index_map.hpp"
 #include "shardalg/core/rank_limit.hpp"
 #include "shardalg/core/tile.hpp"

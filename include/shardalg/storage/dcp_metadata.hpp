@@ -20,7 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "shardalg/core/huge_page_allocator.hpp"
+#include "shardalg/core/page_populator.hpp"
 #include "shardalg/storage/checkpoint_layout.hpp"
 #include "shardalg/storage/format_dtypes.hpp"
 #include "shardalg/storage/pickle_reader.hpp"
@@ -82,10 +82,15 @@ class DcpDecoder {
   }
   // torch.Size(tuple) -> its extents. `what` and `name` say which (for errors only).
   Dims size(Ref r, std::string_view what, std::string_view name) const {
+    Dims dims;
+    size_into(dims, r, what, name);
+    return dims;
+  }
+  // The same into `dims` (empty before): no temporary to move where the extents are kept.
+  void size_into(Dims& dims, Ref r, std::string_view what, std::string_view name) const {
     if (!doc_.is_object_of(r, "Size")) fail<FormatError>(doc_.what(), ": ", what, name, "' is not a torch.Size");
     Ref args = doc_.object(r).args;
-    Dims dims;
-    if (doc_.size(args) == 0) return dims;
+    if (doc_.size(args) == 0) return;
     Ref values = doc_.item(args, 0);
     if (doc_.size(values) > 64) fail<FormatError>(doc_.what(), ": ", what, name, "' has ", doc_.size(values), " dims");
     doc_.for_each(values, [&](Ref v) {
@@ -93,7 +98,6 @@ class DcpDecoder {
       if (extent < 0) fail<FormatError>(doc_.what(), ": ", what, name, "' has a negative extent ", extent);
       dims.push_back(extent);
     });
-    return dims;
   }
   // TensorProperties: state is (dtype, layout, requires_grad, memory_format, pin_memory) in torch
   // 1.13 and 2.x, or the instance dict.
@@ -143,6 +147,22 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   layout.dcp_flavor = doc.global(doc.object(root).callable).module == detail::dcp_v1 ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
   std::unordered_map<std::string_view, std::size_t> tensor_of, entry_of;
   auto [state_dict_metadata, storage] = dcp.required(root, std::array<std::string_view, 2>{"state_dict_metadata", "storage_data"}, "Metadata");
+  // Every tensor's chunk vector is reserved first, and its pages are mapped on another core while
+  // the records are decoded into it (250 MB of chunks for 405B at 1,024 ranks, most of the decoding's
+  // time when faulted in here). Malformed records are only skipped here: the decoding reports them.
+  std::vector<std::vector<StoredChunk>> chunk_vectors;
+  std::vector<PagePopulator::Range> chunk_pages;
+  doc.for_each(state_dict_metadata, [&, is_key = false](Ref item) mutable {
+    if ((is_key = !is_key) || !doc.is_object_of(item, "TensorStorageMetadata")) return;
+    std::vector<StoredChunk>& chunks = chunk_vectors.emplace_back();
+    if (auto [list] = dcp.fields(item, std::array<std::string_view, 1>{"chunks"}); list && doc.is(*list, PickleDocument::Kind::list)) {
+      chunks.reserve(doc.size(*list));
+      chunk_pages.push_back({chunks.data(), chunks.capacity() * sizeof(StoredChunk)});
+    }
+  });
+  std::size_t tensors_seen = 0;
+  PagePopulator populator;  // after the vectors it populates: stops before they are released
+  populator.start(std::move(chunk_pages), PagePopulator::whole_ranges);
   doc.for_each(state_dict_metadata, [&, is_key = true, key = std::string_view()](Ref item) mutable {
     if (is_key) {
       key = doc.string(item);
@@ -157,17 +177,14 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     }
     if (!doc.is_object_of(item, "TensorStorageMetadata")) doc.bad(item, "TensorStorageMetadata or BytesStorageMetadata");
     auto [properties, size, chunks] = dcp.required(item, std::array<std::string_view, 3>{"properties", "size", "chunks"}, "TensorStorageMetadata");
-    StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), {}};
+    StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), std::move(chunk_vectors[tensors_seen++])};
     tensor.chunks.reserve(doc.size(chunks));
-    // Filled in full next: its pages mapped in one call, not one fault each (250 MB of chunks for 405B at 1,024 ranks).
-    populate_for_writing(tensor.chunks.data(), tensor.chunks.capacity() * sizeof(StoredChunk));
     doc.for_each(chunks, [&](Ref chunk) {
       if (!doc.is_object_of(chunk, "ChunkStorageMetadata")) doc.bad(chunk, "ChunkStorageMetadata");
       auto [offsets, sizes] = dcp.required(chunk, std::array<std::string_view, 2>{"offsets", "sizes"}, "ChunkStorageMetadata");
-      StoredChunk c;
-      c.box.offsets = dcp.size(offsets, "a chunk offset of '", tensor.name);
-      c.box.sizes = dcp.size(sizes, "a chunk size of '", tensor.name);
-      tensor.chunks.push_back(std::move(c));
+      StoredChunk& c = tensor.chunks.emplace_back();
+      dcp.size_into(c.box.offsets, offsets, "a chunk offset of '", tensor.name);
+      dcp.size_into(c.box.sizes, sizes, "a chunk size of '", tensor.name);
     });
     tensor_of.emplace(key, layout.tensors.size());
     layout.tensors.push_back(std::move(tensor));
@@ -180,6 +197,8 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   // Consecutive items usually name their tensor by one shared (memoized) string: looked up once.
   std::optional<Ref> last_fqn;
   std::size_t last_tensor = 0;
+  std::string_view last_path;
+  std::uint32_t last_file = 0;
   doc.for_each(storage, [&, is_key = true, index = Ref()](Ref item) mutable {
     if (is_key) {
       index = item;
@@ -198,13 +217,17 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     std::string_view path = doc.string(dcp.present(path_ref, "relative_path", "_StorageInfo"));
     if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
       fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
-    auto [file, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
-    if (added) layout.files.emplace_back(path);
+    if (path != last_path) {  // items of one file usually follow each other: hashed once
+      auto [file, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
+      if (added) layout.files.emplace_back(path);
+      last_path = path;
+      last_file = file->second;
+    }
     std::uint64_t offset = detail::non_negative(dcp.integer(dcp.present(offset_value, "offset", "_StorageInfo")), what, fqn);
     std::uint64_t length = detail::non_negative(dcp.integer(dcp.present(length_value, "length", "_StorageInfo")), what, fqn);
     if (last_fqn != fqn_ref) {
       if (auto e = entry_of.find(fqn); e != entry_of.end()) {
-        layout.entries[e->second].file = file->second;
+        layout.entries[e->second].file = last_file;
         layout.entries[e->second].offset = offset;
         layout.entries[e->second].bytes = length;
         return;
@@ -233,7 +256,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
       if (found == by_offset.end()) fail<FormatError>(what, ": storage info for '", fqn, "' at offset ", chunk_offset, ", where no chunk starts");
       c = found->second;
     }
-    tensor.chunks[c].file = file->second;
+    tensor.chunks[c].file = last_file;
     tensor.chunks[c].item_offset = offset;
     tensor.chunks[c].item_bytes = length;
   });

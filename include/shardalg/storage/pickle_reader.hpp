@@ -11,7 +11,8 @@
 // strings are views into the input (which must outlive the document), and containers keep their
 // items in one shared pool. Small non-negative integers, None, the bools and the empty tuple take
 // no node: a DCP `.metadata` is mostly these, and first touching the nodes' memory was much of
-// the parse's time; for the same reason the large arrays sit on huge pages (HugePageAllocator).
+// the parse's time; for the same reason a large input's arrays have their pages mapped on another
+// core while the parse fills them (PagePopulator).
 // Nothing is recursive, so nesting depth costs no stack.
 //
 // Example: pickle.dumps(torch.Size([5, 3])) reads as
@@ -24,15 +25,17 @@
 #include <charconv>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
 #include "shardalg/core/error.hpp"
-#include "shardalg/core/huge_page_allocator.hpp"
+#include "shardalg/core/page_populator.hpp"
 #include "shardalg/storage/byte_source.hpp"
 
 namespace shardalg {
@@ -45,27 +48,30 @@ struct PickleGlobal {
 
 namespace detail {
 
-// A growable array of 32-bit values whose appends are inlined into the pickle reader's opcode loop
-// (std::vector's push_back and insert stayed calls there: a seventh of a large parse). Its
-// capacity is only reserved, never written ahead of use (std::vector's resize zeroed it), and
-// lies on huge pages when large.
-class RefVector {
+// A growable array of trivially copyable values whose appends are inlined into the pickle
+// reader's opcode loop (std::vector's push_back and insert stayed calls there: a seventh of a
+// large parse). Its capacity is only reserved, never written ahead of use (std::vector's resize
+// zeroed it). A PagePopulator filling its pages ahead of use is stopped before the array moves.
+template <class T>
+class AppendArray {
+  static_assert(std::is_trivially_copyable_v<T>, "AppendArray moves its items with memcpy: they must be trivially copyable");
+
  public:
-  RefVector() = default;
-  RefVector(const RefVector&) = delete;
-  RefVector& operator=(const RefVector&) = delete;
-  ~RefVector() {
-    if (data_) HugePageAllocator<std::uint32_t>().deallocate(data_, capacity_);
+  AppendArray() = default;
+  AppendArray(const AppendArray&) = delete;
+  AppendArray& operator=(const AppendArray&) = delete;
+  ~AppendArray() {
+    if (data_) std::allocator<T>().deallocate(data_, capacity_);
   }
   void reserve(std::size_t n) {
     if (n > capacity_) reallocate(n);
   }
-  [[gnu::always_inline]] void push_back(std::uint32_t v) {
+  [[gnu::always_inline]] void push_back(const T& v) {
     if (size_ == capacity_) [[unlikely]]
       grow(1);
     data_[size_++] = v;
   }
-  [[gnu::always_inline]] void append(const std::uint32_t* first, const std::uint32_t* last) {
+  [[gnu::always_inline]] void append(const T* first, const T* last) {
     std::size_t n = static_cast<std::size_t>(last - first);
     if (capacity_ - size_ < n) [[unlikely]]
       grow(n);
@@ -76,25 +82,31 @@ class RefVector {
   // Shrinks to `n` items (never grows: what a reader pops back to was pushed).
   void resize(std::size_t n) { size_ = std::min(n, size_); }
   std::size_t size() const { return size_; }
-  std::uint32_t back() const { return data_[size_ - 1]; }
-  std::uint32_t& operator[](std::size_t i) { return data_[i]; }
-  std::uint32_t operator[](std::size_t i) const { return data_[i]; }
-  const std::uint32_t* begin() const { return data_; }
-  const std::uint32_t* end() const { return data_ + size_; }
+  std::size_t capacity() const { return capacity_; }
+  bool empty() const { return size_ == 0; }
+  T* data() { return data_; }
+  const T& back() const { return data_[size_ - 1]; }
+  T& operator[](std::size_t i) { return data_[i]; }
+  const T& operator[](std::size_t i) const { return data_[i]; }
+  const T* begin() const { return data_; }
+  const T* end() const { return data_ + size_; }
+  void populated_by(PagePopulator* populator) { populator_ = populator; }
 
  private:
   void grow(std::size_t at_least) { reallocate(size_ + std::max({size_, at_least, std::size_t{64}})); }
   void reallocate(std::size_t capacity) {
-    HugePageAllocator<std::uint32_t> allocator;
-    std::uint32_t* data = allocator.allocate(capacity);
-    if (size_ > 0) std::memcpy(data, data_, size_ * sizeof(std::uint32_t));
+    if (populator_) populator_->stop();
+    std::allocator<T> allocator;
+    T* data = allocator.allocate(capacity);
+    if (size_ > 0) std::memcpy(static_cast<void*>(data), data_, size_ * sizeof(T));
     if (data_) allocator.deallocate(data_, capacity_);
     data_ = data;
     capacity_ = capacity;
   }
 
-  std::uint32_t* data_ = nullptr;
+  T* data_ = nullptr;
   std::size_t size_ = 0, capacity_ = 0;
+  PagePopulator* populator_ = nullptr;
 };
 
 }  // namespace detail
@@ -221,6 +233,8 @@ class PickleDocument {
 
  private:
   static constexpr std::uint32_t no_segment = 0xffffffffu;
+  // Inputs from this size on have their arrays' pages mapped in the background (page_populator.hpp).
+  static constexpr std::size_t populate_from_bytes = std::size_t{16} << 20;
   // A ref with this bit set is the integer in its other bits; below it, refs index nodes_.
   static constexpr Ref small_int_bit = 0x80000000u;
   static constexpr Ref none_ref = 0, false_ref = 1, true_ref = 2, empty_tuple_ref = 3;
@@ -371,16 +385,27 @@ class PickleDocument {
   }
 
   void parse(std::span<const PickleGlobal> allowed) {
-    // Capacity for typical pickles up front (about one value per 8 bytes): growing these arrays
-    // by doubling copied and re-touched them, a third of the time on a 200 MB file.
+    // Capacity up front, enough for a DCP metadata file (per input byte about 0.1 nodes and memo
+    // entries, 0.16 pool items and 0.02 segments): growing by doubling copied and re-touched these
+    // arrays, a third of the time on a 200 MB file. Capacity costs nothing until written.
     nodes_.reserve(data_.size() / 8 + 16);
+    memo_.reserve(data_.size() / 6 + 16);
+    pool_.reserve(data_.size() / 5 + 16);
+    segments_.reserve(data_.size() / 32 + 16);
+    // A large input (a mapped file's pages) and its arrays have their pages mapped on another core
+    // while this one parses, the arrays up to what a DCP metadata file of the input's size fills.
+    if (data_.size() >= populate_from_bytes) {
+      auto expected = [&](auto& array, std::size_t items) {
+        array.populated_by(&populator_);
+        return PagePopulator::Range{array.data(), std::min(items, array.capacity()) * sizeof(array[0])};
+      };
+      populator_.start({{data_.data(), data_.size(), true}, expected(nodes_, data_.size() / 10), expected(memo_, data_.size() / 10),
+                        expected(pool_, data_.size() / 6), expected(segments_, data_.size() / 56)});
+    }
     add(Kind::none, 0, 0);
     add(Kind::boolean, 0, 0);
     add(Kind::boolean, 0, 1);
     add(Kind::tuple, 0, 0);
-    memo_.reserve(data_.size() / 6 + 16);
-    pool_.reserve(data_.size() / 8 + 16);
-    segments_.reserve(data_.size() / 16 + 16);
     while (true) {
       std::uint8_t op = static_cast<std::uint8_t>(data_[need(1)]);
       switch (op) {
@@ -390,6 +415,7 @@ class PickleDocument {
         case '.': {                                          // STOP
           if (stack_.size() != 1 || !marks_.empty()) detail::fail<FormatError>(what_, ": pickle ends with ", stack_.size(), " values on its stack");
           root_ = stack_.back();
+          populator_.stop();
           return;
         }
         case '0': pop(); break;                              // POP
@@ -544,13 +570,14 @@ class PickleDocument {
   std::string_view data_;
   std::string what_;
   std::size_t pos_ = 0;
-  std::vector<Node, HugePageAllocator<Node>> nodes_;
-  std::vector<Segment, HugePageAllocator<Segment>> segments_;
-  detail::RefVector pool_, stack_, memo_;
+  detail::AppendArray<Node> nodes_;
+  detail::AppendArray<Segment> segments_;
+  detail::AppendArray<Ref> pool_, stack_, memo_;
   std::unordered_map<std::uint64_t, Ref> sparse_memo_;
   std::vector<std::size_t> marks_;
   std::vector<PickleGlobal> globals_;
   Ref root_ = 0;
+  PagePopulator populator_;  // last: stops before the arrays it populates are released
 };
 
 }  // namespace shardalg

@@ -1,7 +1,8 @@
 """A Llama-3-405B-shaped PyTorch DCP `.metadata` at 1,024 ranks, made by torch's own record types
 (FSDP: every tensor Shard(0) over the ranks, torch.chunk sizes, one chunk per rank that holds
-rows, each rank's items in its own __RANK_0.distcp), with no data files. Then, in one run:
-Python's pickle.load of it, and shardalg's parse and per-rank read plan (bench/checkpoint_bench).
+rows, each rank's items in its own __RANK_0.distcp, whose name they share), with no data files.
+Then, in one run, alternating, each in a fresh process after a pause: Python's pickle.load of it,
+and shardalg's parse and per-rank read plan (bench/checkpoint_bench).
 
     /usr/bin/python3 bench/dcp_405b_metadata.py BUILD_DIR [FOLDER] [RANKS] [ROUNDS]
 """
@@ -31,6 +32,9 @@ def make(folder, ranks, build):
     import shardalg
     model = shardalg.model_from_zoo("llama3-405b", 1)
     state, storage = {}, {}
+    # One name per rank's file, shared by all its items, as torch's FileSystemWriter records them
+    # (pickled once, then referenced).
+    file_names = [f"__{r}_0.distcp" for r in range(ranks)]
     for t in model.tensors:
         rows = t.shape[0]
         step = -(-rows // ranks)
@@ -45,7 +49,7 @@ def make(folder, ranks, build):
                 continue
             offsets = torch.Size((begin,) + (0,) * len(rest))
             chunks.append(md.ChunkStorageMetadata(offsets=offsets, sizes=torch.Size((end - begin,) + rest)))
-            storage[md.MetadataIndex(t.name, offsets, len(chunks) - 1)] = _StorageInfo(f"__{r}_0.distcp", 0, (end - begin) * row_bytes + 1024)
+            storage[md.MetadataIndex(t.name, offsets, len(chunks) - 1)] = _StorageInfo(file_names[r], 0, (end - begin) * row_bytes + 1024)
         state[t.name] = md.TensorStorageMetadata(properties=TensorProperties(dtype=torch.bfloat16), size=torch.Size(t.shape), chunks=chunks)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, ".metadata"), "wb") as f:

@@ -238,6 +238,34 @@ def test_missing_chunk(saved, tmp_path):
     assert "tensor 'cols': elements at offsets [0, 2] sizes [5, 2] are in no chunk" in out.stdout
 
 
+@pytest.mark.parametrize("variant", ["wrong hints", "no hints", "unshared offsets"])
+def test_storage_items_find_their_chunks_whatever_their_index_hints(saved, tmp_path, variant):
+    # MetadataIndex.index is only a hint and MetadataIndex.offset may be its own torch.Size or the
+    # chunk's: every variant must map each storage item to the same chunk as torch's own file.
+    want = cli("inspect", saved, "--json")
+    assert want.returncode == 0, want.stderr
+    folder = copy_of(saved, tmp_path)
+
+    def change(meta):
+        items = list(meta.storage_data.items())
+        meta.storage_data.clear()
+        for key, info in items:
+            md = meta.state_dict_metadata[key.fqn]
+            count = len(md.chunks) if hasattr(md, "chunks") else 1
+            if variant == "wrong hints" and key.index is not None:
+                key = type(key)(key.fqn, key.offset, (key.index + 1) % count if count > 1 else count)  # another chunk's, or none
+            elif variant == "no hints":
+                zeros = key.offset is not None and not any(key.offset)
+                key = type(key)(key.fqn, None if zeros else key.offset, None)
+            elif variant == "unshared offsets" and key.offset is not None:
+                key = type(key)(key.fqn, torch.Size(list(key.offset)), key.index)
+            meta.storage_data[key] = info
+    rewrite_metadata(folder, change)
+    out = cli("inspect", folder, "--json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == json.loads(want.stdout)
+
+
 class RunsACommand:
     def __init__(self, marker):
         self.marker = marker

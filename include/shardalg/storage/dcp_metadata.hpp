@@ -13,10 +13,13 @@
 #pragma once
 
 #include <array>
+#include <exception>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -56,15 +59,16 @@ class DcpDecoder {
   explicit DcpDecoder(const PickleDocument& doc) : doc_(doc) {}
 
   // Fields of a dataclass object, found in one pass over its BUILD state: the instance dict (or,
-  // for slotted classes, a (dict, slots) pair). Absent fields are none.
+  // for slotted classes, a (dict, slots) pair). Absent fields are none. `known`: as for
+  // PickleDocument::find, one per list of names.
   template <std::size_t N>
-  std::array<std::optional<Ref>, N> fields(Ref object, const std::array<std::string_view, N>& names) const {
+  std::array<std::optional<Ref>, N> fields(Ref object, const std::array<std::string_view, N>& names, std::array<Ref, N>* known = nullptr) const {
     std::array<std::optional<Ref>, N> found{};
     Ref state = doc_.object(object).state;
-    if (doc_.is(state, PickleDocument::Kind::dict)) doc_.find(state, names, found);
+    if (doc_.is(state, PickleDocument::Kind::dict)) doc_.find(state, names, found, known);
     if (doc_.is(state, PickleDocument::Kind::tuple) && doc_.size(state) == 2)
       for (std::size_t i = 0; i < 2; ++i)
-        if (doc_.is(doc_.item(state, i), PickleDocument::Kind::dict)) doc_.find(doc_.item(state, i), names, found);
+        if (doc_.is(doc_.item(state, i), PickleDocument::Kind::dict)) doc_.find(doc_.item(state, i), names, found, known);
     return found;
   }
   // A field that must be present: the error names it and the `record` type.
@@ -74,8 +78,9 @@ class DcpDecoder {
   }
   // Fields that must all be present.
   template <std::size_t N>
-  std::array<Ref, N> required(Ref object, const std::array<std::string_view, N>& names, std::string_view record) const {
-    std::array<std::optional<Ref>, N> found = fields(object, names);
+  std::array<Ref, N> required(Ref object, const std::array<std::string_view, N>& names, std::string_view record,
+                              std::array<Ref, N>* known = nullptr) const {
+    std::array<std::optional<Ref>, N> found = fields(object, names, known);
     std::array<Ref, N> values{};
     for (std::size_t i = 0; i < N; ++i) values[i] = present(found[i], names[i], record);
     return values;
@@ -145,22 +150,120 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   CheckpointLayout layout;
   layout.format = CheckpointFormat::dcp;
   layout.dcp_flavor = doc.global(doc.object(root).callable).module == detail::dcp_v1 ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
-  std::unordered_map<std::string_view, std::size_t> tensor_of, entry_of;
   auto [state_dict_metadata, storage] = dcp.required(root, std::array<std::string_view, 2>{"state_dict_metadata", "storage_data"}, "Metadata");
-  // Every tensor's chunk vector is reserved first, and its pages are mapped on another core while
-  // the records are decoded into it (250 MB of chunks for 405B at 1,024 ranks, most of the decoding's
-  // time when faulted in here). Malformed records are only skipped here: the decoding reports them.
+
+  // First, in one quick pass: the names of the tensors and entries, and every tensor's chunk
+  // vector reserved, its pages then mapped on another core while the records are decoded into it
+  // (250 MB of chunks for 405B at 1,024 ranks). Malformed records are only skipped here: the
+  // decoding reports them.
+  std::unordered_map<std::string_view, std::size_t> tensor_of, entry_of;
   std::vector<std::vector<StoredChunk>> chunk_vectors;
   std::vector<PagePopulator::Range> chunk_pages;
-  doc.for_each(state_dict_metadata, [&, is_key = false](Ref item) mutable {
-    if ((is_key = !is_key) || !doc.is_object_of(item, "TensorStorageMetadata")) return;
-    std::vector<StoredChunk>& chunks = chunk_vectors.emplace_back();
-    if (auto [list] = dcp.fields(item, std::array<std::string_view, 1>{"chunks"}); list && doc.is(*list, PickleDocument::Kind::list)) {
-      chunks.reserve(doc.size(*list));
-      chunk_pages.push_back({chunks.data(), chunks.capacity() * sizeof(StoredChunk)});
+  doc.for_each(state_dict_metadata, [&, is_key = true, key = std::optional<std::string_view>()](Ref item) mutable {
+    if (is_key) {
+      key = doc.is(item, PickleDocument::Kind::string) ? std::optional(doc.string(item)) : std::nullopt;
+      is_key = false;
+      return;
+    }
+    is_key = true;
+    if (key && doc.is_object_of(item, "BytesStorageMetadata")) {
+      entry_of.emplace(*key, layout.entries.size());
+      layout.entries.push_back(StoredEntry{std::string(*key)});
+    } else if (key && doc.is_object_of(item, "TensorStorageMetadata")) {
+      tensor_of.emplace(*key, chunk_vectors.size());
+      std::vector<StoredChunk>& chunks = chunk_vectors.emplace_back();
+      if (auto [list] = dcp.fields(item, std::array<std::string_view, 1>{"chunks"}); list && doc.is(*list, PickleDocument::Kind::list)) {
+        chunks.reserve(doc.size(*list));
+        chunk_pages.push_back({chunks.data(), chunks.capacity() * sizeof(StoredChunk)});
+      }
     }
   });
+
+  // storage_data (which file and byte range holds each chunk and entry) is read on a thread of its
+  // own while this one decodes the tensors: each item's place, matched to its chunk afterwards.
+  struct StoragePlace {
+    std::size_t tensor;
+    std::optional<std::int64_t> hint;  // the chunk's index, as MetadataIndex.index says
+    std::optional<Ref> chunk_offset;   // MetadataIndex.offset, a torch.Size (none: zeros)
+    std::uint32_t file = 0;
+    std::uint64_t offset = 0, length = 0;
+  };
+  std::vector<StoragePlace> places;
+  auto read_storage = [&] {
+    if (doc.is(storage, PickleDocument::Kind::none)) return;
+    places.reserve(doc.size(storage) / 2);
+    std::unordered_map<std::string_view, std::uint32_t> file_of;
+    // Consecutive items usually name their tensor by one shared (memoized) string: looked up once.
+    std::optional<Ref> last_fqn;
+    std::size_t last_tensor = 0;
+    std::unordered_map<Ref, std::uint32_t> file_of_name;  // by the name's node: most items share their file's name
+    std::array<Ref, 3> index_keys{};
+    std::array<Ref, 4> info_keys{};
+    doc.for_each(storage, [&, is_key = true, index = Ref()](Ref item) mutable {
+      if (is_key) {
+        index = item;
+        is_key = false;
+        return;
+      }
+      is_key = true;
+      if (!doc.is_object_of(index, "MetadataIndex")) doc.bad(index, "MetadataIndex");
+      if (!doc.is_object_of(item, "_StorageInfo")) doc.bad(item, "_StorageInfo");
+      auto [fqn_ref, offset_ref, hint] = dcp.fields(index, std::array<std::string_view, 3>{"fqn", "offset", "index"}, &index_keys);
+      std::string_view fqn = doc.string(dcp.present(fqn_ref, "fqn", "MetadataIndex"));
+      auto [path_ref, offset_value, length_value, transforms] =
+          dcp.fields(item, std::array<std::string_view, 4>{"relative_path", "offset", "length", "transform_descriptors"}, &info_keys);
+      if (transforms && !doc.is(*transforms, PickleDocument::Kind::none) && doc.size(*transforms) > 0)
+        fail<FormatError>(what, ": '", fqn, "' is stored with transforms (compression or encryption), which are not supported");
+      Ref name = dcp.present(path_ref, "relative_path", "_StorageInfo");
+      std::uint32_t file = 0;
+      if (auto known = file_of_name.find(name); known != file_of_name.end()) {
+        file = known->second;
+      } else {
+        std::string_view path = doc.string(name);
+        if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
+          fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
+        auto [at, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
+        if (added) layout.files.emplace_back(path);
+        file = at->second;
+        file_of_name.emplace(name, file);
+      }
+      std::uint64_t offset = detail::non_negative(dcp.integer(dcp.present(offset_value, "offset", "_StorageInfo")), what, fqn);
+      std::uint64_t length = detail::non_negative(dcp.integer(dcp.present(length_value, "length", "_StorageInfo")), what, fqn);
+      if (last_fqn != fqn_ref) {
+        if (auto e = entry_of.find(fqn); e != entry_of.end()) {
+          layout.entries[e->second].file = file;
+          layout.entries[e->second].offset = offset;
+          layout.entries[e->second].bytes = length;
+          return;
+        }
+        auto t = tensor_of.find(fqn);
+        if (t == tensor_of.end()) fail<FormatError>(what, ": storage info for '", fqn, "', which the metadata does not list");
+        last_fqn = fqn_ref;
+        last_tensor = t->second;
+      }
+      StoragePlace& place = places.emplace_back(StoragePlace{last_tensor, std::nullopt, std::nullopt, file, offset, length});
+      if (hint && doc.is(*hint, PickleDocument::Kind::integer)) place.hint = doc.integer(*hint);
+      if (offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)) place.chunk_offset = offset_ref;
+    });
+  };
+  std::exception_ptr storage_error;
+  auto read_storage_noting_error = [&] {
+    try {
+      read_storage();
+    } catch (...) {
+      storage_error = std::current_exception();
+    }
+  };
+  std::jthread storage_reader;  // declared after all it uses: joined before they are released
+  try {
+    storage_reader = std::jthread(read_storage_noting_error);
+  } catch (const std::system_error&) {
+    read_storage_noting_error();  // no thread to spare: read it here
+  }
+
   std::size_t tensors_seen = 0;
+  std::array<Ref, 2> chunk_keys{};
+  std::vector<std::vector<Ref>> chunk_offset_records(chunk_vectors.size());  // each chunk's offsets, as recorded
   PagePopulator populator;  // after the vectors it populates: stops before they are released
   populator.start(std::move(chunk_pages), PagePopulator::whole_ranges);
   doc.for_each(state_dict_metadata, [&, is_key = true, key = std::string_view()](Ref item) mutable {
@@ -170,96 +273,58 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
       return;
     }
     is_key = true;
-    if (doc.is_object_of(item, "BytesStorageMetadata")) {
-      entry_of.emplace(key, layout.entries.size());
-      layout.entries.push_back(StoredEntry{std::string(key)});
-      return;
-    }
+    if (doc.is_object_of(item, "BytesStorageMetadata")) return;  // listed above
     if (!doc.is_object_of(item, "TensorStorageMetadata")) doc.bad(item, "TensorStorageMetadata or BytesStorageMetadata");
     auto [properties, size, chunks] = dcp.required(item, std::array<std::string_view, 3>{"properties", "size", "chunks"}, "TensorStorageMetadata");
     StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), std::move(chunk_vectors[tensors_seen++])};
     tensor.chunks.reserve(doc.size(chunks));
+    std::vector<Ref>& offset_records = chunk_offset_records[layout.tensors.size()];
+    offset_records.reserve(doc.size(chunks));
     doc.for_each(chunks, [&](Ref chunk) {
       if (!doc.is_object_of(chunk, "ChunkStorageMetadata")) doc.bad(chunk, "ChunkStorageMetadata");
-      auto [offsets, sizes] = dcp.required(chunk, std::array<std::string_view, 2>{"offsets", "sizes"}, "ChunkStorageMetadata");
+      auto [offsets, sizes] = dcp.required(chunk, std::array<std::string_view, 2>{"offsets", "sizes"}, "ChunkStorageMetadata", &chunk_keys);
+      offset_records.push_back(offsets);
       StoredChunk& c = tensor.chunks.emplace_back();
       dcp.size_into(c.box.offsets, offsets, "a chunk offset of '", tensor.name);
       dcp.size_into(c.box.sizes, sizes, "a chunk size of '", tensor.name);
     });
-    tensor_of.emplace(key, layout.tensors.size());
     layout.tensors.push_back(std::move(tensor));
   });
+  if (storage_reader.joinable()) storage_reader.join();
+  if (storage_error) std::rethrow_exception(storage_error);
 
-  // storage_data: which file and byte range holds each chunk and entry.
-  std::unordered_map<std::string_view, std::uint32_t> file_of;
+  // Each place to its chunk: the one its index hint names where that chunk starts at its offset
+  // (at once where both name the same torch.Size record, as torch's own writer leaves them), else
+  // the one that does.
   std::vector<std::map<std::vector<index_t>, std::size_t>> chunk_by_offset(layout.tensors.size());  // built on a wrong index hint only
-  if (doc.is(storage, PickleDocument::Kind::none)) return layout;
-  // Consecutive items usually name their tensor by one shared (memoized) string: looked up once.
-  std::optional<Ref> last_fqn;
-  std::size_t last_tensor = 0;
-  std::string_view last_path;
-  std::uint32_t last_file = 0;
-  doc.for_each(storage, [&, is_key = true, index = Ref()](Ref item) mutable {
-    if (is_key) {
-      index = item;
-      is_key = false;
-      return;
-    }
-    is_key = true;
-    if (!doc.is_object_of(index, "MetadataIndex")) doc.bad(index, "MetadataIndex");
-    if (!doc.is_object_of(item, "_StorageInfo")) doc.bad(item, "_StorageInfo");
-    auto [fqn_ref, offset_ref, hint] = dcp.fields(index, std::array<std::string_view, 3>{"fqn", "offset", "index"});
-    std::string_view fqn = doc.string(dcp.present(fqn_ref, "fqn", "MetadataIndex"));
-    auto [path_ref, offset_value, length_value, transforms] =
-        dcp.fields(item, std::array<std::string_view, 4>{"relative_path", "offset", "length", "transform_descriptors"});
-    if (transforms && !doc.is(*transforms, PickleDocument::Kind::none) && doc.size(*transforms) > 0)
-      fail<FormatError>(what, ": '", fqn, "' is stored with transforms (compression or encryption), which are not supported");
-    std::string_view path = doc.string(dcp.present(path_ref, "relative_path", "_StorageInfo"));
-    if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
-      fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
-    if (path != last_path) {  // items of one file usually follow each other: hashed once
-      auto [file, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
-      if (added) layout.files.emplace_back(path);
-      last_path = path;
-      last_file = file->second;
-    }
-    std::uint64_t offset = detail::non_negative(dcp.integer(dcp.present(offset_value, "offset", "_StorageInfo")), what, fqn);
-    std::uint64_t length = detail::non_negative(dcp.integer(dcp.present(length_value, "length", "_StorageInfo")), what, fqn);
-    if (last_fqn != fqn_ref) {
-      if (auto e = entry_of.find(fqn); e != entry_of.end()) {
-        layout.entries[e->second].file = last_file;
-        layout.entries[e->second].offset = offset;
-        layout.entries[e->second].bytes = length;
-        return;
-      }
-      auto t = tensor_of.find(fqn);
-      if (t == tensor_of.end()) fail<FormatError>(what, ": storage info for '", fqn, "', which the metadata does not list");
-      last_fqn = fqn_ref;
-      last_tensor = t->second;
-    }
-    StoredTensor& tensor = layout.tensors[last_tensor];
-    Dims chunk_offset = offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)
-                            ? dcp.size(*offset_ref, "a storage index offset of '", tensor.name)
-                            : Dims(tensor.shape.size(), 0);
+  Dims chunk_offset;
+  for (const StoragePlace& place : places) {
+    StoredTensor& tensor = layout.tensors[place.tensor];
     std::size_t c = tensor.chunks.size();
-    if (hint && doc.is(*hint, PickleDocument::Kind::integer)) {
-      std::int64_t h = doc.integer(*hint);
-      if (h >= 0 && static_cast<std::size_t>(h) < tensor.chunks.size() && tensor.chunks[static_cast<std::size_t>(h)].box.offsets == chunk_offset)
-        c = static_cast<std::size_t>(h);
+    bool hinted = place.hint && *place.hint >= 0 && static_cast<std::size_t>(*place.hint) < tensor.chunks.size();
+    if (hinted && place.chunk_offset && *place.chunk_offset == chunk_offset_records[place.tensor][static_cast<std::size_t>(*place.hint)]) {
+      c = static_cast<std::size_t>(*place.hint);
+    } else {
+      chunk_offset.clear();
+      if (place.chunk_offset)
+        dcp.size_into(chunk_offset, *place.chunk_offset, "a storage index offset of '", tensor.name);
+      else
+        for (std::size_t d = 0; d < tensor.shape.size(); ++d) chunk_offset.push_back(0);
+      if (hinted && tensor.chunks[static_cast<std::size_t>(*place.hint)].box.offsets == chunk_offset) c = static_cast<std::size_t>(*place.hint);
     }
     if (c == tensor.chunks.size()) {
-      auto& by_offset = chunk_by_offset[last_tensor];
+      auto& by_offset = chunk_by_offset[place.tensor];
       if (by_offset.empty())
         for (std::size_t k = 0; k < tensor.chunks.size(); ++k)
           by_offset.emplace(std::vector<index_t>(tensor.chunks[k].box.offsets.begin(), tensor.chunks[k].box.offsets.end()), k);
       auto found = by_offset.find(std::vector<index_t>(chunk_offset.begin(), chunk_offset.end()));
-      if (found == by_offset.end()) fail<FormatError>(what, ": storage info for '", fqn, "' at offset ", chunk_offset, ", where no chunk starts");
+      if (found == by_offset.end()) fail<FormatError>(what, ": storage info for '", tensor.name, "' at offset ", chunk_offset, ", where no chunk starts");
       c = found->second;
     }
-    tensor.chunks[c].file = last_file;
-    tensor.chunks[c].item_offset = offset;
-    tensor.chunks[c].item_bytes = length;
-  });
+    tensor.chunks[c].file = place.file;
+    tensor.chunks[c].item_offset = place.offset;
+    tensor.chunks[c].item_bytes = place.length;
+  }
   return layout;
 }
 

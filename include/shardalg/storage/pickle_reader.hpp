@@ -196,17 +196,27 @@ class PickleDocument {
   }
   // The values of string keys in a dict, found in one pass: found[i] becomes the value of keys[i]
   // where the dict has it (the last one where it repeats, as Python keeps), else stays as it was.
+  // `known`, where given, holds string nodes already found equal to keys[i] (0 where none yet):
+  // checked before comparing text and filled in as found (records name their fields by shared,
+  // memoized strings, so one cache over a file's records saves nearly every comparison).
   template <std::size_t N>
-  void find(Ref dict, const std::array<std::string_view, N>& keys, std::array<std::optional<Ref>, N>& found) const {
+  void find(Ref dict, const std::array<std::string_view, N>& keys, std::array<std::optional<Ref>, N>& found,
+            std::array<Ref, N>* known = nullptr) const {
     if (kind(dict) != Kind::dict) bad(dict, "a dict");
     bool is_key = true;
     std::size_t matched = N;
     for_each(dict, [&](Ref item) {
       if (is_key) {
         matched = N;
-        if (kind(item) == Kind::string)
-          for (std::size_t k = 0; k < N; ++k)
-            if (nodes_[item].a == keys[k].size() && string(item) == keys[k]) matched = k;
+        if (kind(item) == Kind::string) {  // node 0 is None: never a known key
+          for (std::size_t k = 0; k < N && matched == N; ++k)
+            if (known && (*known)[k] == item) matched = k;
+          for (std::size_t k = 0; k < N && matched == N; ++k)
+            if (nodes_[item].a == keys[k].size() && string(item) == keys[k]) {
+              matched = k;
+              if (known) (*known)[k] = item;
+            }
+        }
       } else if (matched < N) {
         found[matched] = item;
       }

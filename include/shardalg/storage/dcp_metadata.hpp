@@ -150,7 +150,9 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   CheckpointLayout layout;
   layout.format = CheckpointFormat::dcp;
   layout.dcp_flavor = doc.global(doc.object(root).callable).module == detail::dcp_v1 ? DcpFlavor::torch_1_13 : DcpFlavor::torch_2;
-  auto [state_dict_metadata, storage] = dcp.required(root, std::array<std::string_view, 2>{"state_dict_metadata", "storage_data"}, "Metadata");
+  // (Not a structured binding: lambdas below capture these, which clang 14 refuses for bindings.)
+  const std::array<Ref, 2> metadata_fields = dcp.required(root, std::array<std::string_view, 2>{"state_dict_metadata", "storage_data"}, "Metadata");
+  const Ref state_dict_metadata = metadata_fields[0], storage = metadata_fields[1];
 
   // First, in one quick pass: the names of the tensors and entries, and every tensor's chunk
   // vector reserved, its pages then mapped on another core while the records are decoded into it
@@ -179,8 +181,8 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     }
   });
 
-  // storage_data (which file and byte range holds each chunk and entry) is read on a thread of its
-  // own while this one decodes the tensors: each item's place, matched to its chunk afterwards.
+  // storage_data: which file and byte range holds each chunk and entry. Each item's place is read
+  // first (on another thread where there are many, below), then matched to its chunk.
   struct StoragePlace {
     std::size_t tensor;
     std::optional<std::int64_t> hint;  // the chunk's index, as MetadataIndex.index says
@@ -254,11 +256,15 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
       storage_error = std::current_exception();
     }
   };
+  // A large storage_data is read on a thread of its own while this one decodes the tensors; a small
+  // one (or where no thread can start) after them.
+  constexpr std::size_t items_for_a_thread = 4096;
   std::jthread storage_reader;  // declared after all it uses: joined before they are released
-  try {
-    storage_reader = std::jthread(read_storage_noting_error);
-  } catch (const std::system_error&) {
-    read_storage_noting_error();  // no thread to spare: read it here
+  if (doc.is(storage, PickleDocument::Kind::dict) && doc.size(storage) >= 2 * items_for_a_thread) {
+    try {
+      storage_reader = std::jthread(read_storage_noting_error);
+    } catch (const std::system_error&) {  // no thread to spare: read after the tensors
+    }
   }
 
   std::size_t tensors_seen = 0;
@@ -290,7 +296,10 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     });
     layout.tensors.push_back(std::move(tensor));
   });
-  if (storage_reader.joinable()) storage_reader.join();
+  if (storage_reader.joinable())
+    storage_reader.join();
+  else
+    read_storage_noting_error();
   if (storage_error) std::rethrow_exception(storage_error);
 
   // Each place to its chunk: the one its index hint names where that chunk starts at its offset

@@ -4,8 +4,8 @@
 // The first write to a fresh page costs a fault and a zeroed page; on a virtual machine, whose
 // host must back the page too, that is slow enough (0.3-2 GB/s on the development VM) to take
 // most of the time of a parser that builds hundreds of megabytes of nodes. It cannot be skipped,
-// but it can run beside the parser: the thread populates (MADV_POPULATE_WRITE) the given ranges
-// from their starts, in rounds that each map the next equal share of every range (the largest's
+// but it can run beside the parser: the thread populates the given ranges (MADV_POPULATE_WRITE,
+// or MADV_POPULATE_READ for a mapped input) from their starts, in rounds that each map the next equal share of every range (the largest's
 // share `step_bytes`), so that all the ranges stay ahead of a writer that fills them in
 // proportion. A page the writer reaches first simply faults in as usual: the populator changes
 // no data, only when pages become resident.
@@ -94,7 +94,8 @@ class PagePopulator {
   ~PagePopulator() { stop(); }
 
   // Starts populating `ranges` (a running populator is stopped first); with `whole_ranges` as the
-  // step, each range in turn, whole. Pre: each range stays mapped until stop(). Without threads to spare (std::thread failing) the pages fault as usual.
+  // step, each range in turn, whole. Pre: each range stays mapped until stop(). Without a thread
+  // to spare (std::thread failing) the pages fault in as usual.
   void start(std::vector<Range> ranges, std::size_t step_bytes = default_step_bytes) {
     stop();
 #if defined(MADV_POPULATE_WRITE)

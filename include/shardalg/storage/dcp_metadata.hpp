@@ -267,7 +267,6 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     }
   }
 
-  std::size_t tensors_seen = 0;
   std::array<Ref, 2> chunk_keys{};
   std::vector<std::vector<Ref>> chunk_offset_records(chunk_vectors.size());  // each chunk's offsets, as recorded
   PagePopulator populator;  // after the vectors it populates: stops before they are released
@@ -282,7 +281,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     if (doc.is_object_of(item, "BytesStorageMetadata")) return;  // listed above
     if (!doc.is_object_of(item, "TensorStorageMetadata")) doc.bad(item, "TensorStorageMetadata or BytesStorageMetadata");
     auto [properties, size, chunks] = dcp.required(item, std::array<std::string_view, 3>{"properties", "size", "chunks"}, "TensorStorageMetadata");
-    StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), std::move(chunk_vectors[tensors_seen++])};
+    StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), std::move(chunk_vectors[layout.tensors.size()])};
     tensor.chunks.reserve(doc.size(chunks));
     std::vector<Ref>& offset_records = chunk_offset_records[layout.tensors.size()];
     offset_records.reserve(doc.size(chunks));

@@ -83,7 +83,6 @@ class AppendArray {
   void resize(std::size_t n) { size_ = std::min(n, size_); }
   std::size_t size() const { return size_; }
   std::size_t capacity() const { return capacity_; }
-  bool empty() const { return size_ == 0; }
   T* data() { return data_; }
   const T& back() const { return data_[size_ - 1]; }
   T& operator[](std::size_t i) { return data_[i]; }

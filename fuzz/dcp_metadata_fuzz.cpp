@@ -1,15 +1,21 @@
-// libFuzzer target: the restricted pickle reader and DCP's .metadata decoder. The law: any input
-// either gives a checkpoint layout or throws shardalg::Error; nothing in it is ever called.
+// libFuzzer target: DCP's .metadata readers. The laws: any input either gives a checkpoint layout or
+// throws shardalg::Error (nothing in it is ever called); and where the one-pass reader answers, the
+// document reader gives the same layout (read_dcp_metadata takes the first answer of the two).
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string_view>
 
 #include "shardalg/storage/dcp_metadata.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  std::string_view bytes(reinterpret_cast<const char*>(data), size);
+  std::optional<shardalg::CheckpointLayout> one_pass = shardalg::detail::DcpOnePassReader::read(bytes, "fuzz.metadata");
   try {
-    shardalg::read_dcp_metadata(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.metadata");
+    shardalg::CheckpointLayout layout = shardalg::detail::read_dcp_metadata_document(bytes, "fuzz.metadata");
+    if (one_pass && !(*one_pass == layout)) __builtin_trap();
   } catch (const shardalg::Error&) {
+    if (one_pass) __builtin_trap();
   }
   return 0;
 }

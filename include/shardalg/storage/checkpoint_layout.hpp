@@ -44,6 +44,7 @@ struct StoredChunk {
   std::uint32_t file = no_file;    // index into CheckpointLayout::files
   std::uint64_t item_offset = 0;   // where the chunk's item starts in the file
   std::uint64_t item_bytes = 0;    // the item's length
+  friend bool operator==(const StoredChunk&, const StoredChunk&) = default;
 };
 
 struct StoredTensor {
@@ -51,6 +52,7 @@ struct StoredTensor {
   DType dtype = DType::fp32;
   Dims shape;
   std::vector<StoredChunk> chunks;
+  friend bool operator==(const StoredTensor&, const StoredTensor&) = default;
 };
 
 // A non-tensor value, kept as the bytes the format stored (DCP: a torch.save archive of it).
@@ -59,6 +61,7 @@ struct StoredEntry {
   std::uint32_t file = no_file;
   std::uint64_t offset = 0;
   std::uint64_t bytes = 0;
+  friend bool operator==(const StoredEntry&, const StoredEntry&) = default;
 };
 
 struct CheckpointLayout {
@@ -67,6 +70,11 @@ struct CheckpointLayout {
   std::vector<std::string> files;  // relative to the checkpoint folder
   std::vector<StoredTensor> tensors;
   std::vector<StoredEntry> entries;
+
+  // Layouts are equal when all they record is.
+  friend bool operator==(const CheckpointLayout& a, const CheckpointLayout& b) {
+    return a.format == b.format && a.dcp_flavor == b.dcp_flavor && a.files == b.files && a.tensors == b.tensors && a.entries == b.entries;
+  }
 
   // The tensor named `name`, or none.
   std::optional<std::size_t> find(std::string_view name) const {

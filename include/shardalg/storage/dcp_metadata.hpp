@@ -25,32 +25,14 @@
 
 #include "shardalg/core/page_populator.hpp"
 #include "shardalg/storage/checkpoint_layout.hpp"
+#include "shardalg/storage/dcp_one_pass_reader.hpp"
+#include "shardalg/storage/dcp_records.hpp"
 #include "shardalg/storage/format_dtypes.hpp"
 #include "shardalg/storage/pickle_reader.hpp"
 
 namespace shardalg {
 
 namespace detail {
-
-inline constexpr std::string_view dcp_v1 = "torch.distributed._shard.checkpoint.metadata";
-inline constexpr std::string_view dcp_v2 = "torch.distributed.checkpoint.metadata";
-inline constexpr std::string_view sharded_tensor_metadata = "torch.distributed._shard.sharded_tensor.metadata";
-
-// Every torch dtype may appear (as an inert global); unsupported ones are refused by name later.
-inline constexpr PickleGlobal dcp_metadata_globals[] = {
-    {dcp_v1, "Metadata"}, {dcp_v1, "TensorStorageMetadata"}, {dcp_v1, "ChunkStorageMetadata"}, {dcp_v1, "BytesStorageMetadata"},
-    {dcp_v1, "MetadataIndex"}, {dcp_v1, "TensorProperties"},
-    {dcp_v2, "Metadata"}, {dcp_v2, "TensorStorageMetadata"}, {dcp_v2, "ChunkStorageMetadata"}, {dcp_v2, "BytesStorageMetadata"},
-    {dcp_v2, "MetadataIndex"}, {dcp_v2, "TensorProperties"}, {dcp_v2, "_MEM_FORMAT_ENCODING"}, {dcp_v2, "StorageMeta"},
-    {sharded_tensor_metadata, "TensorProperties"}, {sharded_tensor_metadata, "MEM_FORMAT_ENCODING"},
-    {"torch.distributed._shard.checkpoint.filesystem", "_StorageInfo"}, {"torch.distributed.checkpoint.filesystem", "_StorageInfo"},
-    {"torch.serialization", "_get_layout"}, {"builtins", "getattr"}, {"collections", "OrderedDict"},
-    {"pathlib", "PosixPath"}, {"pathlib", "PurePosixPath"}, {"pathlib", "WindowsPath"}, {"pathlib", "PureWindowsPath"},
-    {"torch", "Size"}, {"torch", "float64"}, {"torch", "float32"}, {"torch", "float16"}, {"torch", "bfloat16"},
-    {"torch", "int64"}, {"torch", "int32"}, {"torch", "int16"}, {"torch", "int8"}, {"torch", "uint8"}, {"torch", "bool"},
-    {"torch", "complex64"}, {"torch", "complex128"}, {"torch", "float8_e4m3fn"}, {"torch", "float8_e5m2"},
-    {"torch", "uint16"}, {"torch", "uint32"}, {"torch", "uint64"},
-};
 
 // Reads DCP's records out of a pickle document.
 class DcpDecoder {
@@ -129,17 +111,12 @@ class DcpDecoder {
   const PickleDocument& doc_;
 };
 
-inline std::uint64_t non_negative(std::int64_t value, std::string_view what, std::string_view name) {
-  if (value < 0) fail<FormatError>(what, ": '", name, "' has a negative byte offset or length ", value);
-  return static_cast<std::uint64_t>(value);
-}
-
 }  // namespace detail
 
-// The checkpoint layout recorded by a DCP `.metadata` pickle (`data`, from `what`). Chunks with no
-// storage info keep file == no_file (verify reports them). Errors (FormatError): a malformed or
-// refused pickle, records of the wrong shape, storage info for an unknown tensor or chunk.
-inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::string& what) {
+namespace detail {
+
+// read_dcp_metadata with the document reader: every file, and every error stated.
+inline CheckpointLayout read_dcp_metadata_document(std::string_view data, const std::string& what) {
   using detail::fail;
   PickleDocument doc(data, detail::dcp_metadata_globals, what);
   detail::DcpDecoder dcp(doc);
@@ -183,20 +160,13 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
 
   // storage_data: which file and byte range holds each chunk and entry. Each item's place is read
   // first (on another thread where there are many, below), then matched to its chunk.
-  struct StoragePlace {
-    std::size_t tensor;
-    std::optional<std::int64_t> hint;  // the chunk's index, as MetadataIndex.index says
-    std::optional<Ref> chunk_offset;   // MetadataIndex.offset, a torch.Size (none: zeros)
-    std::uint32_t file = 0;
-    std::uint64_t offset = 0, length = 0;
-  };
-  std::vector<StoragePlace> places;
+  std::vector<detail::DcpStoragePlace> places;
   auto read_storage = [&] {
     if (doc.is(storage, PickleDocument::Kind::none)) return;
     places.reserve(doc.size(storage) / 2);
     std::unordered_map<std::string_view, std::uint32_t> file_of;
-    // Consecutive items usually name their tensor by one shared (memoized) string: looked up once.
-    std::optional<Ref> last_fqn;
+    // Consecutive items usually name one tensor (torch writes the name again for each): looked up once.
+    std::optional<std::string_view> last_fqn;
     std::size_t last_tensor = 0;
     std::unordered_map<Ref, std::uint32_t> file_of_name;  // by the name's node: most items share their file's name
     std::array<Ref, 3> index_keys{};
@@ -222,8 +192,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
         file = known->second;
       } else {
         std::string_view path = doc.string(name);
-        if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
-          fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
+        detail::check_dcp_file_name(what, fqn, path);
         auto [at, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
         if (added) layout.files.emplace_back(path);
         file = at->second;
@@ -231,7 +200,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
       }
       std::uint64_t offset = detail::non_negative(dcp.integer(dcp.present(offset_value, "offset", "_StorageInfo")), what, fqn);
       std::uint64_t length = detail::non_negative(dcp.integer(dcp.present(length_value, "length", "_StorageInfo")), what, fqn);
-      if (last_fqn != fqn_ref) {
+      if (last_fqn != fqn) {
         if (auto e = entry_of.find(fqn); e != entry_of.end()) {
           layout.entries[e->second].file = file;
           layout.entries[e->second].offset = offset;
@@ -240,12 +209,12 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
         }
         auto t = tensor_of.find(fqn);
         if (t == tensor_of.end()) fail<FormatError>(what, ": storage info for '", fqn, "', which the metadata does not list");
-        last_fqn = fqn_ref;
+        last_fqn = fqn;
         last_tensor = t->second;
       }
-      StoragePlace& place = places.emplace_back(StoragePlace{last_tensor, std::nullopt, std::nullopt, file, offset, length});
+      detail::DcpStoragePlace& place = places.emplace_back(detail::DcpStoragePlace{last_tensor, std::nullopt, std::nullopt, file, offset, length});
       if (hint && doc.is(*hint, PickleDocument::Kind::integer)) place.hint = doc.integer(*hint);
-      if (offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)) place.chunk_offset = offset_ref;
+      if (offset_ref && !doc.is(*offset_ref, PickleDocument::Kind::none)) place.offset_record = *offset_ref;
     });
   };
   std::exception_ptr storage_error;
@@ -268,7 +237,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
   }
 
   std::array<Ref, 2> chunk_keys{};
-  std::vector<std::vector<Ref>> chunk_offset_records(chunk_vectors.size());  // each chunk's offsets, as recorded
+  std::vector<std::vector<std::uint32_t>> chunk_offset_records(chunk_vectors.size());  // each chunk's offsets, as recorded
   PagePopulator populator;  // after the vectors it populates: stops before they are released
   populator.start(std::move(chunk_pages), PagePopulator::whole_ranges);
   doc.for_each(state_dict_metadata, [&, is_key = true, key = std::string_view()](Ref item) mutable {
@@ -283,7 +252,7 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     auto [properties, size, chunks] = dcp.required(item, std::array<std::string_view, 3>{"properties", "size", "chunks"}, "TensorStorageMetadata");
     StoredTensor tensor{std::string(key), dcp.dtype(properties, key), dcp.size(size, "the size of '", key), std::move(chunk_vectors[layout.tensors.size()])};
     tensor.chunks.reserve(doc.size(chunks));
-    std::vector<Ref>& offset_records = chunk_offset_records[layout.tensors.size()];
+    std::vector<std::uint32_t>& offset_records = chunk_offset_records[layout.tensors.size()];
     offset_records.reserve(doc.size(chunks));
     doc.for_each(chunks, [&](Ref chunk) {
       if (!doc.is_object_of(chunk, "ChunkStorageMetadata")) doc.bad(chunk, "ChunkStorageMetadata");
@@ -301,39 +270,23 @@ inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::stri
     read_storage_noting_error();
   if (storage_error) std::rethrow_exception(storage_error);
 
-  // Each place to its chunk: the one its index hint names where that chunk starts at its offset
-  // (at once where both name the same torch.Size record, as torch's own writer leaves them), else
-  // the one that does.
-  std::vector<std::map<std::vector<index_t>, std::size_t>> chunk_by_offset(layout.tensors.size());  // built on a wrong index hint only
-  Dims chunk_offset;
-  for (const StoragePlace& place : places) {
-    StoredTensor& tensor = layout.tensors[place.tensor];
-    std::size_t c = tensor.chunks.size();
-    bool hinted = place.hint && *place.hint >= 0 && static_cast<std::size_t>(*place.hint) < tensor.chunks.size();
-    if (hinted && place.chunk_offset && *place.chunk_offset == chunk_offset_records[place.tensor][static_cast<std::size_t>(*place.hint)]) {
-      c = static_cast<std::size_t>(*place.hint);
-    } else {
-      chunk_offset.clear();
-      if (place.chunk_offset)
-        dcp.size_into(chunk_offset, *place.chunk_offset, "a storage index offset of '", tensor.name);
-      else
-        for (std::size_t d = 0; d < tensor.shape.size(); ++d) chunk_offset.push_back(0);
-      if (hinted && tensor.chunks[static_cast<std::size_t>(*place.hint)].box.offsets == chunk_offset) c = static_cast<std::size_t>(*place.hint);
-    }
-    if (c == tensor.chunks.size()) {
-      auto& by_offset = chunk_by_offset[place.tensor];
-      if (by_offset.empty())
-        for (std::size_t k = 0; k < tensor.chunks.size(); ++k)
-          by_offset.emplace(std::vector<index_t>(tensor.chunks[k].box.offsets.begin(), tensor.chunks[k].box.offsets.end()), k);
-      auto found = by_offset.find(std::vector<index_t>(chunk_offset.begin(), chunk_offset.end()));
-      if (found == by_offset.end()) fail<FormatError>(what, ": storage info for '", tensor.name, "' at offset ", chunk_offset, ", where no chunk starts");
-      c = found->second;
-    }
-    tensor.chunks[c].file = place.file;
-    tensor.chunks[c].item_offset = place.offset;
-    tensor.chunks[c].item_bytes = place.length;
-  }
+  detail::DcpChunkPlacer placer(layout, chunk_offset_records, what);
+  for (const detail::DcpStoragePlace& place : places)
+    placer.place(place, [&](Ref record, Dims& offsets, std::string_view tensor) { dcp.size_into(offsets, record, "a storage index offset of '", tensor); });
   return layout;
+}
+
+}  // namespace detail
+
+// The checkpoint layout recorded by a DCP `.metadata` pickle (`data`, from `what`). Chunks with no
+// storage info keep file == no_file (verify reports them). Errors (FormatError): a malformed or
+// refused pickle, records of the wrong shape, storage info for an unknown tensor or chunk.
+//
+// Files as torch writes them are read in one pass (dcp_one_pass_reader.hpp); any other file, and
+// every error, by the document reader.
+inline CheckpointLayout read_dcp_metadata(std::string_view data, const std::string& what) {
+  if (std::optional<CheckpointLayout> layout = detail::DcpOnePassReader::read(data, what)) return std::move(*layout);
+  return detail::read_dcp_metadata_document(data, what);
 }
 
 }  // namespace shardalg

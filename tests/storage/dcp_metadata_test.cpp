@@ -79,6 +79,27 @@ TEST_CASE("DCP metadata as torch and shardalg write it is read in one pass, as t
   CHECK(one->tensors[0].chunks.size() == 1);
 }
 
+TEST_CASE("a metadata file past 16 MiB is read in one pass with its chunk vectors made, and its pages mapped, on other threads") {
+  // 40 tensors of 3,000 chunks: 120,000 chunks, about 18 MB of pickle.
+  CheckpointLayout layout;
+  for (int f = 0; f < 256; ++f) layout.files.push_back("__" + std::to_string(f) + "_0.distcp");
+  for (int t = 0; t < 40; ++t) {
+    StoredTensor tensor{"model.layers." + std::to_string(t) + ".mlp.weight", DType::bf16, Dims{6000, 7}, {}};
+    for (index_t c = 0; c < 3000; ++c)
+      tensor.chunks.push_back(StoredChunk{ChunkMeta{Dims{2 * c, 0}, Dims{2, 7}}, static_cast<std::uint32_t>(c % 256),
+                                          static_cast<std::uint64_t>(1000 * c + t), static_cast<std::uint64_t>(28 + c)});
+    layout.tensors.push_back(std::move(tensor));
+  }
+  std::string bytes = dcp_metadata_bytes(layout, DcpFlavor::torch_2);
+  REQUIRE(bytes.size() >= std::size_t{16} << 20);
+  std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "large");
+  REQUIRE(one);
+  CHECK(*one == layout);
+  bytes.resize(bytes.size() - 100);  // given up with both threads at work: they stop, and the error is the document reader's
+  CHECK_FALSE(DcpOnePassReader::read(bytes, "large"));
+  CHECK_THROWS_WITH_AS(read_dcp_metadata(bytes, "large"), doctest::Contains("truncated pickle"), FormatError);
+}
+
 TEST_CASE("the one-pass reader gives up on a record changed after its BUILD, and on what torch does not write; read_dcp_metadata then answers as the document reader") {
   // The chunk list fetched from the memo and appended to after the tensor is built: torch 1.13's
   // pickle.loads gives the tensor both chunks (checked), and so does read_dcp_metadata.

@@ -5,8 +5,12 @@
 // [ChunkStorageMetadata{offsets, sizes}]} | BytesStorageMetadata}, storage_data: {MetadataIndex{fqn,
 // offset, index}: _StorageInfo{relative_path, offset, length}}}. torch 1.13 keeps them under
 // torch.distributed._shard.checkpoint (TensorProperties under ._shard.sharded_tensor), torch 2.x
-// under torch.distributed.checkpoint; both are accepted, fields this reader does not use are
-// ignored, and any other class is refused by name (pickle_reader.hpp).
+// under torch.distributed.checkpoint; both are accepted, fields the readers do not use are
+// ignored, and any other class is refused by name (dcp_records.hpp, pickle_reader.hpp).
+//
+// Two readers: files as torch writes them are read in one pass (dcp_one_pass_reader.hpp); the
+// document reader here reads every file, the others and any with an error, keeping every value
+// of the pickle (pickle_reader.hpp) and then decoding its records.
 //
 // Example (torch 1.13, a 5x3 fp32 ShardedTensor on 2 ranks, dim 0): tensor "w" fp32 [5, 3] with
 // chunks ([0,0], [3,3]) in "__0_0.distcp" and ([3,0], [2,3]) in "__1_0.distcp".

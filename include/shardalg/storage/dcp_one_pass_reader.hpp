@@ -3,8 +3,8 @@
 //
 // Why: the document reader (pickle_reader.hpp, then dcp_metadata.hpp's decoder) keeps every value
 // of the file and reads them again to decode them: for Llama-3-405B at 1,024 ranks 19 million
-// nodes, over 500 MB. This reader keeps per chunk its two torch.Size extents and its place in the
-// checkpoint, nothing else.
+// nodes, over 500 MB. This reader keeps per chunk its torch.Size extents, its storage item and
+// the memo's 4-byte entries: about 230 MB there, besides the layout it returns.
 //
 // It reads what torch writes (pickle.dump of a Metadata, protocols 2 to 5) and gives up, answering
 // none, on anything outside that form: an opcode or class torch does not write there, a value read
@@ -25,11 +25,11 @@
 #include <deque>
 #include <exception>
 #include <mutex>
-#include <system_error>
-#include <thread>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 

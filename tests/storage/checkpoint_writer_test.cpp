@@ -108,42 +108,6 @@ TEST_CASE("TorchArchiveWriter: the archive holds the tensor where it says, zip64
   }
 }
 
-TEST_CASE("read_dcp_metadata: a metadata file with thousands of chunks (its storage read on a second thread) reads back whole, and that thread's errors are reported") {
-  // 3 tensors of 3,000 row chunks each, over 64 files: 9,000 storage items, plus an entry.
-  CheckpointLayout layout;
-  layout.format = CheckpointFormat::dcp;
-  for (int f = 0; f < 64; ++f) layout.files.push_back("__" + std::to_string(f) + "_0.distcp");
-  for (int t = 0; t < 3; ++t) {
-    StoredTensor tensor{"layers." + std::to_string(t) + ".w", DType::bf16, Dims{6000, 3 + t}, {}};
-    for (index_t c = 0; c < 3000; ++c)
-      tensor.chunks.push_back(StoredChunk{ChunkMeta{Dims{2 * c, 0}, Dims{2, 3 + t}}, static_cast<std::uint32_t>(c % 64),
-                                          static_cast<std::uint64_t>(1000 * c + t), static_cast<std::uint64_t>(700 + c)});
-    layout.tensors.push_back(std::move(tensor));
-  }
-  layout.entries.push_back(StoredEntry{"step", 5, 123, 45});
-  for (DcpFlavor flavor : {DcpFlavor::torch_1_13, DcpFlavor::torch_2}) {
-    CheckpointLayout back = read_dcp_metadata(dcp_metadata_bytes(layout, flavor), "many chunks");
-    REQUIRE(back.tensors.size() == 3);
-    std::size_t differences = 0;
-    for (std::size_t t = 0; t < 3; ++t) {
-      const StoredTensor &a = back.tensors[t], &b = layout.tensors[t];
-      REQUIRE(a.chunks.size() == b.chunks.size());
-      differences += a.name != b.name || a.shape != b.shape;
-      for (std::size_t c = 0; c < a.chunks.size(); ++c)
-        differences += !(a.chunks[c].box == b.chunks[c].box) || back.files[a.chunks[c].file] != layout.files[b.chunks[c].file] ||
-                       a.chunks[c].item_offset != b.chunks[c].item_offset || a.chunks[c].item_bytes != b.chunks[c].item_bytes;
-    }
-    CHECK(differences == 0);
-    REQUIRE(back.entries.size() == 1);
-    CHECK(back.files[back.entries[0].file] == "__5_0.distcp");
-    CHECK(back.entries[0].offset == 123);
-    CHECK(back.entries[0].bytes == 45);
-  }
-  layout.files[17] = "../elsewhere.distcp";  // refused while reading storage_data, on its thread
-  CHECK_THROWS_WITH_AS(read_dcp_metadata(dcp_metadata_bytes(layout, DcpFlavor::torch_2), "many chunks"),
-                       doctest::Contains("is stored in '../elsewhere.distcp', not a file name inside the checkpoint folder"), FormatError);
-}
-
 TEST_CASE("dcp_metadata_bytes: read back as the same layout, under either torch's module paths") {
   Checkpoint ck = Checkpoint::open(torch_saved);
   CHECK(ck.layout().dcp_flavor == DcpFlavor::torch_1_13);

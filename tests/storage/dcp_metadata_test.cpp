@@ -40,14 +40,14 @@ std::string metadata_pickle(const std::string& after = "", const std::string& af
          text("storage_data") + "Nub.";
 }
 
-// A layout of 3 tensors of 3,000 row chunks each over 64 files, and an entry.
-CheckpointLayout many_chunks() {
+// A layout of `tensors` tensors of 3,000 row chunks each over `files` files, and an entry.
+CheckpointLayout many_chunks(int tensors = 3, int files = 64) {
   CheckpointLayout layout;
-  for (int f = 0; f < 64; ++f) layout.files.push_back("__" + std::to_string(f) + "_0.distcp");
-  for (int t = 0; t < 3; ++t) {
-    StoredTensor tensor{"layers." + std::to_string(t) + ".w", DType::bf16, Dims{6000, 3 + t}, {}};
+  for (int f = 0; f < files; ++f) layout.files.push_back("__" + std::to_string(f) + "_0.distcp");
+  for (int t = 0; t < tensors; ++t) {
+    StoredTensor tensor{"model.layers." + std::to_string(t) + ".mlp.weight", DType::bf16, Dims{6000, 3 + t % 5}, {}};
     for (index_t c = 0; c < 3000; ++c)
-      tensor.chunks.push_back(StoredChunk{ChunkMeta{Dims{2 * c, 0}, Dims{2, 3 + t}}, static_cast<std::uint32_t>(c % 64),
+      tensor.chunks.push_back(StoredChunk{ChunkMeta{Dims{2 * c, 0}, Dims{2, 3 + t % 5}}, static_cast<std::uint32_t>(c % files),
                                           static_cast<std::uint64_t>(1000 * c + t), static_cast<std::uint64_t>(700 + c)});
     layout.tensors.push_back(std::move(tensor));
   }
@@ -56,6 +56,19 @@ CheckpointLayout many_chunks() {
 }
 
 }  // namespace
+
+TEST_CASE("read_dcp_metadata: thousands of chunks (the document reader's storage read on a second thread) read back whole, and that thread's errors are reported") {
+  CheckpointLayout layout = many_chunks();
+  for (DcpFlavor flavor : {DcpFlavor::torch_1_13, DcpFlavor::torch_2}) {
+    layout.dcp_flavor = flavor;
+    std::string bytes = dcp_metadata_bytes(layout, flavor);
+    CHECK(read_dcp_metadata(bytes, "many chunks") == layout);
+    CHECK(detail::read_dcp_metadata_document(bytes, "many chunks") == layout);
+  }
+  layout.files[17] = "../elsewhere.distcp";  // refused while reading storage_data, on its thread
+  CHECK_THROWS_WITH_AS(read_dcp_metadata(dcp_metadata_bytes(layout, DcpFlavor::torch_2), "many chunks"),
+                       doctest::Contains("is stored in '../elsewhere.distcp', not a file name inside the checkpoint folder"), FormatError);
+}
 
 TEST_CASE("DCP metadata as torch and shardalg write it is read in one pass, as the document reader reads it") {
   std::string torch_bytes = file_bytes(torch_metadata);
@@ -80,16 +93,7 @@ TEST_CASE("DCP metadata as torch and shardalg write it is read in one pass, as t
 }
 
 TEST_CASE("a metadata file past 16 MiB is read in one pass with its chunk vectors made, and its pages mapped, on other threads") {
-  // 40 tensors of 3,000 chunks: 120,000 chunks, about 18 MB of pickle.
-  CheckpointLayout layout;
-  for (int f = 0; f < 256; ++f) layout.files.push_back("__" + std::to_string(f) + "_0.distcp");
-  for (int t = 0; t < 40; ++t) {
-    StoredTensor tensor{"model.layers." + std::to_string(t) + ".mlp.weight", DType::bf16, Dims{6000, 7}, {}};
-    for (index_t c = 0; c < 3000; ++c)
-      tensor.chunks.push_back(StoredChunk{ChunkMeta{Dims{2 * c, 0}, Dims{2, 7}}, static_cast<std::uint32_t>(c % 256),
-                                          static_cast<std::uint64_t>(1000 * c + t), static_cast<std::uint64_t>(28 + c)});
-    layout.tensors.push_back(std::move(tensor));
-  }
+  CheckpointLayout layout = many_chunks(40, 256);  // 120,000 chunks, about 18 MB of pickle
   std::string bytes = dcp_metadata_bytes(layout, DcpFlavor::torch_2);
   REQUIRE(bytes.size() >= std::size_t{16} << 20);
   std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "large");
@@ -118,11 +122,8 @@ TEST_CASE("the one-pass reader gives up on a record changed after its BUILD, and
   CHECK_FALSE(DcpOnePassReader::read(evil, "evil"));
   CHECK_THROWS_WITH_AS(read_dcp_metadata(evil, "evil"), doctest::Contains("refused pickle class 'os.system'"), FormatError);
   CheckpointLayout outside = many_chunks();
-  outside.files[17] = "../elsewhere.distcp";
-  std::string bytes = dcp_metadata_bytes(outside, DcpFlavor::torch_2);
-  CHECK_FALSE(DcpOnePassReader::read(bytes, "outside"));
-  CHECK_THROWS_WITH_AS(read_dcp_metadata(bytes, "outside"), doctest::Contains("is stored in '../elsewhere.distcp', not a file name inside the checkpoint folder"),
-                       FormatError);
+  outside.files[17] = "../elsewhere.distcp";  // an error: the document reader states it (above)
+  CHECK_FALSE(DcpOnePassReader::read(dcp_metadata_bytes(outside, DcpFlavor::torch_2), "outside"));
 }
 
 TEST_CASE("law: for every truncation and one-byte change of a torch-written file, the one-pass reader answers only what the document reader answers") {

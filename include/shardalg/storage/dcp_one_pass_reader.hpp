@@ -135,6 +135,8 @@ class DcpOnePassReader {
       return reader.run();
     } catch (const GiveUp&) {
       return std::nullopt;
+    } catch (const PickleTruncated&) {
+      return std::nullopt;
     } catch (const FormatError&) {  // from a shared rule: the document reader states it
       return std::nullopt;
     }
@@ -213,7 +215,7 @@ class DcpOnePassReader {
     std::uint64_t offset, length;
   };
 
-  DcpOnePassReader(std::string_view data, const std::string& what) : data_(data), what_(what) {
+  DcpOnePassReader(std::string_view data, const std::string& what) : data_(data), what_(what), input_(data) {
     for (const PickleGlobal& g : dcp_metadata_globals) records_.push_back(record_of(g));
     // Capacity for what a DCP file of this size fills, not written until used (per input byte
     // about 0.1 memo entries, 0.02 extents of 0.04 values, 0.006 chunks, storage items and names):
@@ -242,10 +244,10 @@ class DcpOnePassReader {
 
   CheckpointLayout run() {
     while (true) {
-      std::uint8_t op = le<std::uint8_t>();
+      std::uint8_t op = input_.le<std::uint8_t>();
       switch (op) {
-        case 0x80: need(1); break;  // PROTO
-        case 0x95: need(8); break;  // FRAME
+        case 0x80: input_.need(1); break;  // PROTO
+        case 0x95: input_.need(8); break;  // FRAME
         case '(': marks_.push_back(stack_.size()); break;
         case '.': {  // STOP
           if (stack_.size() != 1 || !marks_.empty() || tag(stack_[0]) != metadata) give_up();
@@ -256,13 +258,13 @@ class DcpOnePassReader {
         case 0x88: stack_.push_back(true_value); break;
         case 0x89: stack_.push_back(false_value); break;
         case ')': stack_.push_back(empty_tuple); break;
-        case 'J': stack_.push_back(integer(le<std::int32_t>())); break;
-        case 'K': stack_.push_back(integer(le<std::uint8_t>())); break;
-        case 'M': stack_.push_back(integer(le<std::uint16_t>())); break;
+        case 'J': stack_.push_back(integer(input_.le<std::int32_t>())); break;
+        case 'K': stack_.push_back(integer(input_.le<std::uint8_t>())); break;
+        case 'M': stack_.push_back(integer(input_.le<std::uint16_t>())); break;
         case 0x8a: stack_.push_back(long1()); break;
-        case 0x8c: push_new(string(le<std::uint8_t>())); break;
-        case 'X': push_new(string(le<std::uint32_t>())); break;
-        case 0x8d: push_new(string(le<std::uint64_t>())); break;
+        case 0x8c: push_new(string(input_.le<std::uint8_t>())); break;
+        case 'X': push_new(string(input_.le<std::uint32_t>())); break;
+        case 0x8d: push_new(string(input_.le<std::uint64_t>())); break;
         case ']': push_new(new_composite(Kind::list)); break;
         case '}': push_new(new_composite(Kind::dict)); break;
         case 't': push_new(tuple_from(pop_mark())); break;
@@ -300,7 +302,7 @@ class DcpOnePassReader {
           break;
         }
         case 'c': {  // GLOBAL "module\nname\n"
-          std::string_view module = line(), name = line();
+          std::string_view module = input_.line(), name = input_.line();
           push_new(find_global(module, name));
           break;
         }
@@ -333,34 +335,14 @@ class DcpOnePassReader {
           break;
         }
         case 'b': build(); break;
-        case 'q': put(le<std::uint8_t>()); break;   // BINPUT
-        case 'r': put(le<std::uint32_t>()); break;  // LONG_BINPUT
+        case 'q': put(input_.le<std::uint8_t>()); break;   // BINPUT
+        case 'r': put(input_.le<std::uint32_t>()); break;  // LONG_BINPUT
         case 0x94: put(memo_.size()); break;        // MEMOIZE
-        case 'h': get(le<std::uint8_t>()); break;   // BINGET
-        case 'j': get(le<std::uint32_t>()); break;  // LONG_BINGET
+        case 'h': get(input_.le<std::uint8_t>()); break;   // BINGET
+        case 'j': get(input_.le<std::uint32_t>()); break;  // LONG_BINGET
         default: give_up();
       }
     }
-  }
-
-  // --- input ---
-  std::size_t need(std::size_t n) {
-    if (n > data_.size() - pos_) give_up();
-    std::size_t at = pos_;
-    pos_ += n;
-    return at;
-  }
-  template <class T>
-  T le() {
-    std::size_t at = need(sizeof(T));
-    return load_le<T>(reinterpret_cast<const std::byte*>(data_.data() + at));
-  }
-  std::string_view line() {
-    std::size_t end = data_.find('\n', pos_);
-    if (end == std::string_view::npos) give_up();
-    std::string_view content = data_.substr(pos_, end - pos_);
-    pos_ = end + 1;
-    return content;
   }
 
   // --- values ---
@@ -370,9 +352,9 @@ class DcpOnePassReader {
     return make(big_int, big_ints_.size() - 1);
   }
   Value long1() {  // little-endian two's complement of n <= 8 bytes
-    std::size_t n = le<std::uint8_t>();
+    std::size_t n = input_.le<std::uint8_t>();
     if (n > 8) give_up();
-    std::size_t at = need(n);
+    std::size_t at = input_.need(n);
     std::uint64_t v = 0;
     for (std::size_t i = n; i-- > 0;) v = (v << 8) | static_cast<std::uint8_t>(data_[at + i]);
     if (n > 0 && n < 8 && (static_cast<std::uint8_t>(data_[at + n - 1]) & 0x80)) v |= ~std::uint64_t{0} << (8 * n);
@@ -382,7 +364,7 @@ class DcpOnePassReader {
   std::int64_t integer_of(Value v) const { return tag(v) == small_int ? std::int64_t{payload(v)} : big_ints_[payload(v)]; }
   Value string(std::uint64_t length) {
     if (length > 0xffffffffu) give_up();
-    std::size_t at = need(static_cast<std::size_t>(length));
+    std::size_t at = input_.need(static_cast<std::size_t>(length));
     std::string_view s = data_.substr(at, static_cast<std::size_t>(length));
     texts_.push_back(Text{at, static_cast<std::uint32_t>(length), field_of(s)});
     return make(text, texts_.size() - 1);
@@ -469,10 +451,7 @@ class DcpOnePassReader {
   // a DCP file's opcodes): a branch at each maker predicts far better than the opcode dispatch.
   [[gnu::always_inline]] void push_new(Value v) {
     stack_.push_back(v);
-    if (pos_ < data_.size() && data_[pos_] == '\x94') {
-      ++pos_;
-      memo_.push_back(v);
-    }
+    if (input_.take('\x94')) memo_.push_back(v);
   }
   std::size_t floor() const { return marks_.empty() ? 0 : marks_.back(); }
   Value pop() {
@@ -695,7 +674,7 @@ class DcpOnePassReader {
 
   std::string_view data_;
   const std::string& what_;
-  std::size_t pos_ = 0;
+  PickleInput input_;
   std::vector<Record> records_;  // per allowed global
   AppendArray<Value> stack_, memo_, arena_;
   std::vector<std::size_t> marks_;

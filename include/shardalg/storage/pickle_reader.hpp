@@ -108,6 +108,48 @@ class AppendArray {
   PagePopulator* populator_ = nullptr;
 };
 
+// Thrown where a pickle's bytes run out (each reader says so its own way).
+struct PickleTruncated {
+  std::size_t needed;  // bytes wanted, or 0 for an end of line
+  std::size_t at;
+};
+
+// A pickle's bytes, read in order: the one cursor both pickle readers use.
+class PickleInput {
+ public:
+  explicit PickleInput(std::string_view data) : data_(data) {}
+  std::size_t pos() const { return pos_; }
+  // Where the next n bytes start; they are then passed. Throws PickleTruncated past the end.
+  std::size_t need(std::size_t n) {
+    if (n > data_.size() - pos_) throw PickleTruncated{n, pos_};
+    std::size_t at = pos_;
+    pos_ += n;
+    return at;
+  }
+  template <class T>
+  T le() {
+    std::size_t at = need(sizeof(T));
+    return load_le<T>(reinterpret_cast<const std::byte*>(data_.data() + at));
+  }
+  std::string_view line() {
+    std::size_t end = data_.find('\n', pos_);
+    if (end == std::string_view::npos) throw PickleTruncated{0, pos_};
+    std::string_view text = data_.substr(pos_, end - pos_);
+    pos_ = end + 1;
+    return text;
+  }
+  // Whether the next byte is `c`, passed if so.
+  bool take(char c) {
+    if (pos_ == data_.size() || data_[pos_] != c) return false;
+    ++pos_;
+    return true;
+  }
+
+ private:
+  std::string_view data_;
+  std::size_t pos_ = 0;
+};
+
 }  // namespace detail
 
 class PickleDocument {
@@ -118,8 +160,13 @@ class PickleDocument {
   // Reads `data` (not copied: keep it alive while using the document). `what` names the input
   // in errors. Errors (FormatError): malformed or truncated input, an opcode that needs code or
   // outside state (extensions, out-of-band buffers), a global not in `allowed`.
-  PickleDocument(std::string_view data, std::span<const PickleGlobal> allowed, std::string what) : data_(data), what_(std::move(what)) {
-    parse(allowed);
+  PickleDocument(std::string_view data, std::span<const PickleGlobal> allowed, std::string what) : data_(data), what_(std::move(what)), input_(data) {
+    try {
+      parse(allowed);
+    } catch (const detail::PickleTruncated& t) {
+      if (t.needed == 0) detail::fail<FormatError>(what_, ": truncated pickle (no end of line after byte ", t.at, ")");
+      detail::fail<FormatError>(what_, ": truncated pickle (", t.needed, " bytes needed at byte ", t.at, " of ", data_.size(), ")");
+    }
   }
 
   Ref root() const { return root_; }
@@ -292,44 +339,26 @@ class PickleDocument {
   }
 
   // --- input ---
-  std::size_t need(std::size_t n) {
-    if (n > data_.size() - pos_) detail::fail<FormatError>(what_, ": truncated pickle (", n, " bytes needed at byte ", pos_, " of ", data_.size(), ")");
-    std::size_t at = pos_;
-    pos_ += n;
-    return at;
-  }
-  template <class T>
-  T le() {
-    std::size_t at = need(sizeof(T));
-    return detail::load_le<T>(reinterpret_cast<const std::byte*>(data_.data() + at));
-  }
-  std::string_view line() {
-    std::size_t end = data_.find('\n', pos_);
-    if (end == std::string_view::npos) detail::fail<FormatError>(what_, ": truncated pickle (no end of line after byte ", pos_, ")");
-    std::string_view text = data_.substr(pos_, end - pos_);
-    pos_ = end + 1;
-    return text;
-  }
   Ref add_text(Kind kind, std::size_t length) {
     if (length > 0xffffffffu) detail::fail<FormatError>(what_, ": a string of ", length, " bytes (at most 4 GiB)");
-    std::size_t at = need(length);
+    std::size_t at = input_.need(length);
     return add(kind, static_cast<std::uint32_t>(length), at);
   }
 
   // --- stack ---
   Ref pop() {
-    if (stack_.size() <= mark_floor()) detail::fail<FormatError>(what_, ": pickle stack underflow at byte ", pos_);
+    if (stack_.size() <= mark_floor()) detail::fail<FormatError>(what_, ": pickle stack underflow at byte ", input_.pos());
     Ref r = stack_.back();
     stack_.pop_back();
     return r;
   }
   Ref top() const {
-    if (stack_.size() <= mark_floor()) detail::fail<FormatError>(what_, ": pickle stack underflow at byte ", pos_);
+    if (stack_.size() <= mark_floor()) detail::fail<FormatError>(what_, ": pickle stack underflow at byte ", input_.pos());
     return stack_.back();
   }
   std::size_t mark_floor() const { return marks_.empty() ? 0 : marks_.back(); }
   std::size_t pop_mark() {
-    if (marks_.empty()) detail::fail<FormatError>(what_, ": pickle MARK missing at byte ", pos_);
+    if (marks_.empty()) detail::fail<FormatError>(what_, ": pickle MARK missing at byte ", input_.pos());
     std::size_t m = marks_.back();
     marks_.pop_back();
     return m;
@@ -386,7 +415,7 @@ class PickleDocument {
   }
   Ref add_long(std::size_t n) {  // little-endian two's complement of n bytes
     if (n > 8) detail::fail<FormatError>(what_, ": an integer of ", n, " bytes (at most 8)");
-    std::size_t at = need(n);
+    std::size_t at = input_.need(n);
     std::uint64_t v = 0;
     for (std::size_t i = n; i-- > 0;) v = (v << 8) | static_cast<std::uint8_t>(data_[at + i]);
     if (n > 0 && n < 8 && (static_cast<std::uint8_t>(data_[at + n - 1]) & 0x80)) v |= ~std::uint64_t{0} << (8 * n);
@@ -416,10 +445,10 @@ class PickleDocument {
     add(Kind::boolean, 0, 1);
     add(Kind::tuple, 0, 0);
     while (true) {
-      std::uint8_t op = static_cast<std::uint8_t>(data_[need(1)]);
+      std::uint8_t op = static_cast<std::uint8_t>(data_[input_.need(1)]);
       switch (op) {
-        case 0x80: need(1); break;                           // PROTO
-        case 0x95: need(8); break;                           // FRAME (length only: frames need no buffering here)
+        case 0x80: input_.need(1); break;                           // PROTO
+        case 0x95: input_.need(8); break;                           // FRAME (length only: frames need no buffering here)
         case '(': marks_.push_back(stack_.size()); break;    // MARK
         case '.': {                                          // STOP
           if (stack_.size() != 1 || !marks_.empty()) detail::fail<FormatError>(what_, ": pickle ends with ", stack_.size(), " values on its stack");
@@ -434,44 +463,44 @@ class PickleDocument {
         case 0x88: stack_.push_back(true_ref); break;       // NEWTRUE
         case 0x89: stack_.push_back(false_ref); break;      // NEWFALSE
         case 'I': {                                          // INT (text; 00/01 are False/True)
-          std::string_view t = line();
+          std::string_view t = input_.line();
           stack_.push_back(t == "00" ? false_ref : t == "01" ? true_ref : add_int(decimal(t)));
           break;
         }
-        case 'L': stack_.push_back(add_int(decimal(line()))); break;   // LONG (text)
-        case 'J': stack_.push_back(add_int(le<std::int32_t>())); break;  // BININT
-        case 'K': stack_.push_back(add_int(le<std::uint8_t>())); break;  // BININT1
-        case 'M': stack_.push_back(add_int(le<std::uint16_t>())); break;  // BININT2
-        case 0x8a: stack_.push_back(add_long(le<std::uint8_t>())); break;  // LONG1
+        case 'L': stack_.push_back(add_int(decimal(input_.line()))); break;   // LONG (text)
+        case 'J': stack_.push_back(add_int(input_.le<std::int32_t>())); break;  // BININT
+        case 'K': stack_.push_back(add_int(input_.le<std::uint8_t>())); break;  // BININT1
+        case 'M': stack_.push_back(add_int(input_.le<std::uint16_t>())); break;  // BININT2
+        case 0x8a: stack_.push_back(add_long(input_.le<std::uint8_t>())); break;  // LONG1
         case 0x8b: {                                                      // LONG4
-          std::int32_t n = le<std::int32_t>();
+          std::int32_t n = input_.le<std::int32_t>();
           if (n < 0) detail::fail<FormatError>(what_, ": negative integer length ", n);
           stack_.push_back(add_long(static_cast<std::size_t>(n)));
           break;
         }
         case 'G': {                                          // BINFLOAT (big-endian)
-          std::size_t at = need(8);
+          std::size_t at = input_.need(8);
           std::uint64_t bits = 0;
           for (std::size_t i = 0; i < 8; ++i) bits = (bits << 8) | static_cast<std::uint8_t>(data_[at + i]);
           stack_.push_back(add(Kind::floating, 0, bits));
           break;
         }
         case 'F': {                                          // FLOAT (text)
-          std::string_view t = line();
+          std::string_view t = input_.line();
           double v = 0;
           auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
           if (ec != std::errc{} || end != t.data() + t.size()) detail::fail<FormatError>(what_, ": float '", t, "' is malformed");
           stack_.push_back(add(Kind::floating, 0, std::bit_cast<std::uint64_t>(v)));
           break;
         }
-        case 0x8c: stack_.push_back(add_text(Kind::string, le<std::uint8_t>())); break;   // SHORT_BINUNICODE
-        case 'X': stack_.push_back(add_text(Kind::string, le<std::uint32_t>())); break;   // BINUNICODE
-        case 0x8d: stack_.push_back(add_text(Kind::string, le<std::uint64_t>())); break;  // BINUNICODE8
-        case 'U': stack_.push_back(add_text(Kind::bytes, le<std::uint8_t>())); break;     // SHORT_BINSTRING
-        case 'T': stack_.push_back(add_text(Kind::bytes, le<std::uint32_t>())); break;    // BINSTRING
-        case 'C': stack_.push_back(add_text(Kind::bytes, le<std::uint8_t>())); break;     // SHORT_BINBYTES
-        case 'B': stack_.push_back(add_text(Kind::bytes, le<std::uint32_t>())); break;    // BINBYTES
-        case 0x8e: case 0x96: stack_.push_back(add_text(Kind::bytes, le<std::uint64_t>())); break;  // BINBYTES8, BYTEARRAY8
+        case 0x8c: stack_.push_back(add_text(Kind::string, input_.le<std::uint8_t>())); break;   // SHORT_BINUNICODE
+        case 'X': stack_.push_back(add_text(Kind::string, input_.le<std::uint32_t>())); break;   // BINUNICODE
+        case 0x8d: stack_.push_back(add_text(Kind::string, input_.le<std::uint64_t>())); break;  // BINUNICODE8
+        case 'U': stack_.push_back(add_text(Kind::bytes, input_.le<std::uint8_t>())); break;     // SHORT_BINSTRING
+        case 'T': stack_.push_back(add_text(Kind::bytes, input_.le<std::uint32_t>())); break;    // BINSTRING
+        case 'C': stack_.push_back(add_text(Kind::bytes, input_.le<std::uint8_t>())); break;     // SHORT_BINBYTES
+        case 'B': stack_.push_back(add_text(Kind::bytes, input_.le<std::uint32_t>())); break;    // BINBYTES
+        case 0x8e: case 0x96: stack_.push_back(add_text(Kind::bytes, input_.le<std::uint64_t>())); break;  // BINBYTES8, BYTEARRAY8
         case ')': stack_.push_back(empty_tuple_ref); break;  // EMPTY_TUPLE
         case ']': stack_.push_back(add_container(Kind::list)); break;   // EMPTY_LIST
         case '}': stack_.push_back(add_container(Kind::dict)); break;   // EMPTY_DICT
@@ -479,7 +508,7 @@ class PickleDocument {
         case 't': { std::size_t m = pop_mark(); stack_.push_back(tuple_from(m)); break; }  // TUPLE
         case 0x85: case 0x86: case 0x87: {                   // TUPLE1..3
           std::size_t n = op - 0x84u;
-          if (stack_.size() < mark_floor() + n) detail::fail<FormatError>(what_, ": pickle stack underflow at byte ", pos_);
+          if (stack_.size() < mark_floor() + n) detail::fail<FormatError>(what_, ": pickle stack underflow at byte ", input_.pos());
           stack_.push_back(tuple_from(stack_.size() - n));
           break;
         }
@@ -519,7 +548,7 @@ class PickleDocument {
           break;
         }
         case 'c': {                                          // GLOBAL "module\nname\n"
-          std::string_view module = line(), name = line();
+          std::string_view module = input_.line(), name = input_.line();
           stack_.push_back(add_global(module, name, allowed));
           break;
         }
@@ -553,20 +582,20 @@ class PickleDocument {
           stack_.push_back(add(Kind::persistent_id, pid, 0));
           break;
         }
-        case 'p': memo_put(static_cast<std::uint64_t>(decimal(line())), top()); break;  // PUT
-        case 'q': memo_put(le<std::uint8_t>(), top()); break;        // BINPUT
-        case 'r': memo_put(le<std::uint32_t>(), top()); break;       // LONG_BINPUT
+        case 'p': memo_put(static_cast<std::uint64_t>(decimal(input_.line())), top()); break;  // PUT
+        case 'q': memo_put(input_.le<std::uint8_t>(), top()); break;        // BINPUT
+        case 'r': memo_put(input_.le<std::uint32_t>(), top()); break;       // LONG_BINPUT
         case 0x94: memo_put(memo_.size(), top()); break;             // MEMOIZE
-        case 'g': stack_.push_back(memo_get(static_cast<std::uint64_t>(decimal(line())))); break;  // GET
-        case 'h': stack_.push_back(memo_get(le<std::uint8_t>())); break;   // BINGET
-        case 'j': stack_.push_back(memo_get(le<std::uint32_t>())); break;  // LONG_BINGET
+        case 'g': stack_.push_back(memo_get(static_cast<std::uint64_t>(decimal(input_.line())))); break;  // GET
+        case 'h': stack_.push_back(memo_get(input_.le<std::uint8_t>())); break;   // BINGET
+        case 'j': stack_.push_back(memo_get(input_.le<std::uint32_t>())); break;  // LONG_BINGET
         case 0x82: case 0x83: case 0x84:
           detail::fail<FormatError>(what_, ": pickle opcode EXT", op - 0x81, " (the copyreg extension registry) is refused");
         case 0x97: case 0x98:
           detail::fail<FormatError>(what_, ": pickle out-of-band buffers (protocol 5 NEXT_BUFFER/READONLY_BUFFER) are refused");
         default:
           detail::fail<FormatError>(what_, ": unsupported pickle opcode 0x", "0123456789abcdef"[op >> 4], "0123456789abcdef"[op & 15],
-                                    " at byte ", pos_ - 1, " (text-protocol objects are not used by checkpoint formats)");
+                                    " at byte ", input_.pos() - 1, " (text-protocol objects are not used by checkpoint formats)");
       }
     }
   }
@@ -578,7 +607,7 @@ class PickleDocument {
 
   std::string_view data_;
   std::string what_;
-  std::size_t pos_ = 0;
+  detail::PickleInput input_;
   detail::AppendArray<Node> nodes_;
   detail::AppendArray<Segment> segments_;
   detail::AppendArray<Ref> pool_, stack_, memo_;

@@ -92,14 +92,14 @@ TEST_CASE("DCP metadata as torch and shardalg write it is read in one pass, as t
   CHECK(one->tensors[0].chunks.size() == 1);
 }
 
-TEST_CASE("a metadata file past 16 MiB is read in one pass with its chunk vectors made, and its pages mapped, on other threads") {
+TEST_CASE("a metadata file past 16 MiB is read in one pass with its chunk vectors made on another thread") {
   CheckpointLayout layout = many_chunks(40, 256);  // 120,000 chunks, about 18 MB of pickle
   std::string bytes = dcp_metadata_bytes(layout, DcpFlavor::torch_2);
   REQUIRE(bytes.size() >= std::size_t{16} << 20);
   std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "large");
   REQUIRE(one);
   CHECK(*one == layout);
-  bytes.resize(bytes.size() - 100);  // given up with both threads at work: they stop, and the error is the document reader's
+  bytes.resize(bytes.size() - 100);  // given up with the other thread at work: it stops, and the error is the document reader's
   CHECK_FALSE(DcpOnePassReader::read(bytes, "large"));
   CHECK_THROWS_WITH_AS(read_dcp_metadata(bytes, "large"), doctest::Contains("truncated pickle"), FormatError);
 }

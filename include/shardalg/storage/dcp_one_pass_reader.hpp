@@ -33,7 +33,6 @@
 #include <unordered_map>
 #include <vector>
 
-#include "shardalg/core/page_populator.hpp"
 #include "shardalg/storage/checkpoint_layout.hpp"
 #include "shardalg/storage/dcp_records.hpp"
 #include "shardalg/storage/format_dtypes.hpp"
@@ -144,7 +143,7 @@ class DcpOnePassReader {
 
  private:
   struct GiveUp {};
-  // Inputs from this size on are helped by other threads (below).
+  // Inputs from this size on are helped by another thread (below).
   static constexpr std::size_t concurrent_from_bytes = std::size_t{16} << 20;
   [[noreturn]] static void give_up() { throw GiveUp{}; }
 
@@ -219,7 +218,7 @@ class DcpOnePassReader {
     for (const PickleGlobal& g : dcp_metadata_globals) records_.push_back(record_of(g));
     // Capacity for what a DCP file of this size fills, not written until used (per input byte
     // about 0.1 memo entries, 0.02 extents of 0.04 values, 0.006 chunks, storage items and names):
-    // an array that outgrows it is copied, and stops the populating below.
+    // an array that outgrows it is copied.
     memo_.reserve(data.size() / 8 + 16);
     arena_.reserve(data.size() / 64 + 16);
     texts_.reserve(data.size() / 128 + 16);
@@ -228,18 +227,10 @@ class DcpOnePassReader {
     chunks_.reserve(data.size() / 128 + 16);
     indices_.reserve(data.size() / 128 + 16);
     infos_.reserve(data.size() / 128 + 16);
-    // A large input: its chunk vectors made on another thread, and its pages and these arrays'
-    // mapped on a third while this one parses (first touching them was much of the time).
-    if (data.size() >= concurrent_from_bytes) {
-      box_maker_.start();
-      auto expected = [&](auto& array, std::size_t items) {
-        array.populated_by(&populator_);
-        return PagePopulator::Range{array.data(), std::min(items, array.capacity()) * sizeof(array[0])};
-      };
-      populator_.start({{data.data(), data.size(), true}, expected(memo_, data.size() / 10), expected(arena_, data.size() / 80),
-                        expected(texts_, data.size() / 160), expected(extents_, data.size() / 54), expected(extent_values_, data.size() / 27),
-                        expected(chunks_, data.size() / 160), expected(indices_, data.size() / 160), expected(infos_, data.size() / 160)});
-    }
+    // A large input has its chunk vectors made on another thread. (Mapping this reader's arrays
+    // ahead of it there as well, as the document reader does, made it slower: the two threads
+    // then share the second core.)
+    if (data.size() >= concurrent_from_bytes) box_maker_.start();
   }
 
   CheckpointLayout run() {
@@ -251,7 +242,6 @@ class DcpOnePassReader {
         case '(': marks_.push_back(stack_.size()); break;
         case '.': {  // STOP
           if (stack_.size() != 1 || !marks_.empty() || tag(stack_[0]) != metadata) give_up();
-          populator_.stop();
           return std::move(layouts_[payload(stack_[0])]);
         }
         case 'N': stack_.push_back(none_value); break;
@@ -690,7 +680,6 @@ class DcpOnePassReader {
   std::vector<std::vector<std::uint32_t>> offset_records_;  // per tensor, its chunks' offsets (Extents)
   std::vector<CheckpointLayout> layouts_;
   ChunkBoxMaker box_maker_;
-  PagePopulator populator_;  // last: stops before the arrays it populates are released
 };
 
 }  // namespace shardalg::detail

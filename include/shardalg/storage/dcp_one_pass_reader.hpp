@@ -622,7 +622,7 @@ class DcpOnePassReader {
     if (*storage == none_value) return layout;
     DcpChunkPlacer placer(layout, offset_records, what_);
     std::unordered_map<std::string_view, std::uint32_t> file_of;
-    std::unordered_map<std::uint32_t, std::uint32_t> file_of_text;  // most items share their file's name
+    std::vector<std::uint32_t> file_of_text(texts_.size(), no_file);  // most items share their file's name
     std::optional<std::string_view> last_fqn;
     std::size_t last_tensor = 0;
     std::span<const Value> items_of_storage = items(*storage);
@@ -632,15 +632,15 @@ class DcpOnePassReader {
       const Info& info = infos_[payload(items_of_storage[i + 1])];
       std::string_view fqn = text_at(index.fqn);
       std::uint32_t file = 0;
-      if (auto known = file_of_text.find(info.path); known != file_of_text.end()) {
-        file = known->second;
+      if (file_of_text[info.path] != no_file) {
+        file = file_of_text[info.path];
       } else {
         std::string_view path = text_at(info.path);
         check_dcp_file_name(what_, fqn, path);
         auto [at, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
         if (added) layout.files.emplace_back(path);
         file = at->second;
-        file_of_text.emplace(info.path, file);
+        file_of_text[info.path] = file;
       }
       if (fqn != last_fqn) {  // consecutive items usually name one tensor (torch writes the name again each time)
         if (auto e = entry_index.find(fqn); e != entry_index.end()) {

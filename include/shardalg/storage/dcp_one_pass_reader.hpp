@@ -247,7 +247,12 @@ class DcpOnePassReader {
         case 'N': stack_.push_back(none_value); break;
         case 0x88: stack_.push_back(true_value); break;
         case 0x89: stack_.push_back(false_value); break;
-        case ')': stack_.push_back(empty_tuple); break;
+        case ')':  // EMPTY_TUPLE, nearly always the arguments of a NEWOBJ next
+          if (input_.take('\x81'))
+            new_object(empty_tuple);
+          else
+            stack_.push_back(empty_tuple);
+          break;
         case 'J': stack_.push_back(integer(input_.le<std::int32_t>())); break;
         case 'K': stack_.push_back(integer(input_.le<std::uint8_t>())); break;
         case 'M': stack_.push_back(integer(input_.le<std::uint16_t>())); break;
@@ -262,6 +267,7 @@ class DcpOnePassReader {
           std::size_t n = op - 0x84u;
           if (stack_.size() < floor() + n) give_up();
           push_new(tuple_from(stack_.size() - n));
+          if (input_.take('R')) reduce();  // torch.Size's arguments
           break;
         }
         case 'a': {  // APPEND
@@ -289,6 +295,7 @@ class DcpOnePassReader {
           std::size_t m = pop_mark();
           if (m == 0 || (stack_.size() - m) % 2) give_up();
           extend(stack_[m - 1], Kind::dict, m);
+          if (input_.take('b')) build();  // a record's state, complete
           break;
         }
         case 'c': {  // GLOBAL "module\nname\n"
@@ -302,28 +309,8 @@ class DcpOnePassReader {
           push_new(find_global(text_of(module), text_of(name)));
           break;
         }
-        case 'R': {  // REDUCE: torch.Size, or an inert value
-          Value args = pop(), callable = pop();
-          if (tag(callable) != global || !is_tuple(args)) give_up();
-          Record r = records_[payload(callable)];
-          if (r == Record::size)
-            push_new(size_of(args));
-          else if (r == Record::inert)
-            push_new(make(inert, 0));
-          else
-            give_up();
-          break;
-        }
-        case 0x81: {  // NEWOBJ: a record class called with no arguments
-          Value args = pop(), callable = pop();
-          if (tag(callable) != global || args != empty_tuple) give_up();
-          Record r = records_[payload(callable)];
-          if (r > Record::storage_meta) give_up();
-          pending_.push_back(Pending{static_cast<std::uint8_t>(payload(callable)), static_cast<std::uint32_t>(arena_.size()),
-                                     static_cast<std::uint32_t>(composites_.size())});
-          push_new(make(pending, pending_.size() - 1));
-          break;
-        }
+        case 'R': reduce(); break;
+        case 0x81: new_object(pop()); break;
         case 'b': build(); break;
         case 'q': put(input_.le<std::uint8_t>()); break;   // BINPUT
         case 'r': put(input_.le<std::uint32_t>()); break;  // LONG_BINPUT
@@ -503,6 +490,28 @@ class DcpOnePassReader {
     return *v;
   }
 
+  // REDUCE: torch.Size, or an inert value.
+  void reduce() {
+    Value args = pop(), callable = pop();
+    if (tag(callable) != global || !is_tuple(args)) give_up();
+    Record r = records_[payload(callable)];
+    if (r == Record::size)
+      push_new(size_of(args));
+    else if (r == Record::inert)
+      push_new(make(inert, 0));
+    else
+      give_up();
+  }
+  // NEWOBJ: a record class called with no arguments.
+  void new_object(Value args) {
+    Value callable = pop();
+    if (tag(callable) != global || args != empty_tuple) give_up();
+    Record r = records_[payload(callable)];
+    if (r > Record::storage_meta) give_up();
+    pending_.push_back(Pending{static_cast<std::uint8_t>(payload(callable)), static_cast<std::uint32_t>(arena_.size()),
+                               static_cast<std::uint32_t>(composites_.size())});
+    push_new(make(pending, pending_.size() - 1));
+  }
   void build() {
     Value state = pop();
     Value target = top();

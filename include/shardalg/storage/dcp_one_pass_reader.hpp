@@ -400,27 +400,24 @@ class DcpOnePassReader {
     return make(dims, extents_.size() - 1);
   }
   // Extents as a tensor's shape, a chunk's offsets or sizes: at most 64, none negative (as the
-  // document reader requires).
-  void dims_into(Dims& out, std::uint32_t e) const {
+  // document reader requires), each passed to `f`.
+  template <class F>
+  void for_each_extent(std::uint32_t e, F&& f) const {
     const Extents& x = extents_[e];
     if (x.count > 64) give_up();
     for (std::uint32_t i = 0; i < x.count; ++i) {
       std::int64_t v = extent_values_[x.start + i];
       if (v < 0) give_up();
-      out.push_back(v);
+      f(v);
     }
   }
-
-  // Extents appended to `out` as their count, then the values (as dims_into checks them).
+  void dims_into(Dims& out, std::uint32_t e) const {
+    for_each_extent(e, [&](std::int64_t v) { out.push_back(v); });
+  }
+  // Packed (PackedChunkBoxes): the count, then the values.
   void extents_into(std::vector<std::int64_t>& out, std::uint32_t e) const {
-    const Extents& x = extents_[e];
-    if (x.count > 64) give_up();
-    out.push_back(x.count);
-    for (std::uint32_t i = 0; i < x.count; ++i) {
-      std::int64_t v = extent_values_[x.start + i];
-      if (v < 0) give_up();
-      out.push_back(v);
-    }
+    out.push_back(extents_[e].count);
+    for_each_extent(e, [&](std::int64_t v) { out.push_back(v); });
   }
 
   // --- stack and memo ---

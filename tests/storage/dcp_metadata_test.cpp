@@ -57,7 +57,7 @@ CheckpointLayout many_chunks(int tensors = 3, int files = 64) {
 
 }  // namespace
 
-TEST_CASE("read_dcp_metadata: thousands of chunks (the document reader's storage read on a second thread) read back whole, and that thread's errors are reported") {
+TEST_CASE("read_dcp_metadata: thousands of chunks (storage items read on a second thread by either reader) read back whole, and errors found there are reported") {
   CheckpointLayout layout = many_chunks();
   for (DcpFlavor flavor : {DcpFlavor::torch_1_13, DcpFlavor::torch_2}) {
     layout.dcp_flavor = flavor;
@@ -65,6 +65,13 @@ TEST_CASE("read_dcp_metadata: thousands of chunks (the document reader's storage
     CHECK(read_dcp_metadata(bytes, "many chunks") == layout);
     CHECK(detail::read_dcp_metadata_document(bytes, "many chunks") == layout);
   }
+  // The last storage item names a tensor the metadata does not list: the one-pass reader finds it
+  // on its second thread and gives up; the document reader states it.
+  std::string bytes = dcp_metadata_bytes(layout, DcpFlavor::torch_2);
+  bytes.replace(bytes.rfind("model.layers.2.mlp.weight"), 25, "model.layers.9.mlp.weight");
+  CHECK_FALSE(DcpOnePassReader::read(bytes, "many chunks"));
+  CHECK_THROWS_WITH_AS(read_dcp_metadata(bytes, "many chunks"), doctest::Contains("storage info for 'model.layers.9.mlp.weight', which the metadata does not list"),
+                       FormatError);
   layout.files[17] = "../elsewhere.distcp";  // refused while reading storage_data, on its thread
   CHECK_THROWS_WITH_AS(read_dcp_metadata(dcp_metadata_bytes(layout, DcpFlavor::torch_2), "many chunks"),
                        doctest::Contains("is stored in '../elsewhere.distcp', not a file name inside the checkpoint folder"), FormatError);

@@ -209,6 +209,9 @@ class DcpOnePassReader {
     std::int64_t hint;      // -1 where none (a negative hint names no chunk)
   };
   static constexpr std::uint32_t no_extents = 0xffffffffu;
+  static constexpr std::uint32_t no_tensor = 0xffffffffu;  // an item of an entry
+  // Storage items are matched to chunks on two threads from this many on.
+  static constexpr std::size_t items_for_two_threads = 4096;
   struct Info {
     std::uint32_t path;  // Text
     std::uint64_t offset, length;
@@ -626,44 +629,76 @@ class DcpOnePassReader {
       }
     }
     if (*storage == none_value) return layout;
+    // Each item's tensor and chunk are found first, on two threads where there are many (the
+    // layout is only read), then the items are given their places in the file's order.
+    std::span<const Value> pairs = items(*storage);
+    std::size_t count = pairs.size() / 2;
+    std::vector<std::uint32_t> tensor_of_item(count), chunk_of_item(count);
+    auto find_chunks = [&](std::size_t begin, std::size_t end) {
+      DcpChunkPlacer placer(layout, offset_records, what_);
+      std::optional<std::string_view> last_fqn;
+      std::size_t last_tensor = 0;
+      for (std::size_t i = begin; i < end; ++i) {
+        if (tag(pairs[2 * i]) != metadata_index || tag(pairs[2 * i + 1]) != storage_info) give_up();
+        const Index& index = indices_[payload(pairs[2 * i])];
+        std::string_view fqn = text_at(index.fqn);
+        if (fqn != last_fqn) {  // consecutive items usually name one tensor (torch writes the name again each time)
+          if (entry_index.contains(fqn)) {
+            tensor_of_item[i] = no_tensor;
+            continue;
+          }
+          auto t = tensor_index.find(fqn);
+          if (t == tensor_index.end()) give_up();
+          last_fqn = fqn;
+          last_tensor = t->second;
+        }
+        DcpStoragePlace place{last_tensor, std::nullopt, std::nullopt, 0, 0, 0};
+        if (index.hint >= 0) place.hint = index.hint;
+        if (index.offsets != no_extents) place.offset_record = index.offsets;
+        tensor_of_item[i] = static_cast<std::uint32_t>(last_tensor);
+        chunk_of_item[i] = static_cast<std::uint32_t>(placer.chunk_of(place, [&](std::uint32_t e, Dims& offsets, std::string_view) { dims_into(offsets, e); }));
+      }
+    };
+    std::exception_ptr second_half_error;
+    {
+      std::jthread second_half;  // after all it uses: joined before they are released
+      if (count >= items_for_two_threads) {
+        try {
+          second_half = std::jthread([&] {
+            try {
+              find_chunks(count / 2, count);
+            } catch (...) {
+              second_half_error = std::current_exception();
+            }
+          });
+        } catch (const std::system_error&) {
+        }
+      }
+      find_chunks(0, second_half.joinable() ? count / 2 : count);
+    }
+    if (second_half_error) std::rethrow_exception(second_half_error);
     DcpChunkPlacer placer(layout, offset_records, what_);
     std::unordered_map<std::string_view, std::uint32_t> file_of;
     std::vector<std::uint32_t> file_of_text(texts_.size(), no_file);  // most items share their file's name
-    std::optional<std::string_view> last_fqn;
-    std::size_t last_tensor = 0;
-    std::span<const Value> items_of_storage = items(*storage);
-    for (std::size_t i = 0; i + 1 < items_of_storage.size(); i += 2) {
-      if (tag(items_of_storage[i]) != metadata_index || tag(items_of_storage[i + 1]) != storage_info) give_up();
-      const Index& index = indices_[payload(items_of_storage[i])];
-      const Info& info = infos_[payload(items_of_storage[i + 1])];
-      std::string_view fqn = text_at(index.fqn);
-      std::uint32_t file = 0;
-      if (file_of_text[info.path] != no_file) {
-        file = file_of_text[info.path];
-      } else {
+    for (std::size_t i = 0; i < count; ++i) {
+      const Info& info = infos_[payload(pairs[2 * i + 1])];
+      std::string_view fqn = text_at(indices_[payload(pairs[2 * i])].fqn);
+      std::uint32_t file = file_of_text[info.path];
+      if (file == no_file) {
         std::string_view path = text_at(info.path);
         check_dcp_file_name(what_, fqn, path);
         auto [at, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
         if (added) layout.files.emplace_back(path);
-        file = at->second;
-        file_of_text[info.path] = file;
+        file = file_of_text[info.path] = at->second;
       }
-      if (fqn != last_fqn) {  // consecutive items usually name one tensor (torch writes the name again each time)
-        if (auto e = entry_index.find(fqn); e != entry_index.end()) {
-          layout.entries[e->second].file = file;
-          layout.entries[e->second].offset = info.offset;
-          layout.entries[e->second].bytes = info.length;
-          continue;
-        }
-        auto t = tensor_index.find(fqn);
-        if (t == tensor_index.end()) give_up();
-        last_fqn = fqn;
-        last_tensor = t->second;
+      if (tensor_of_item[i] == no_tensor) {
+        StoredEntry& entry = layout.entries[entry_index.at(fqn)];
+        entry.file = file;
+        entry.offset = info.offset;
+        entry.bytes = info.length;
+      } else {
+        placer.assign(DcpStoragePlace{tensor_of_item[i], std::nullopt, std::nullopt, file, info.offset, info.length}, chunk_of_item[i]);
       }
-      DcpStoragePlace place{last_tensor, std::nullopt, std::nullopt, file, info.offset, info.length};
-      if (index.hint >= 0) place.hint = index.hint;
-      if (index.offsets != no_extents) place.offset_record = index.offsets;
-      placer.place(place, [&](std::uint32_t e, Dims& offsets, std::string_view) { dims_into(offsets, e); });
     }
     return layout;
   }

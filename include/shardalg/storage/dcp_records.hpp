@@ -59,43 +59,47 @@ struct DcpStoragePlace {
 };
 
 // Gives storage places their chunks' file and byte range: the chunk its index hint names where that
-// chunk starts at the place's offset (at once where both name the same torch.Size record, as
-// torch's own writer leaves them: `chunk_offset_records[t][c]` is chunk c's), else the one that
-// does. Places are given in the file's order (a later one for the same chunk wins).
+// chunk starts at the place's offset (at once where both name the same torch.Size record:
+// `chunk_offset_records[t][c]` is chunk c's; torch 1.13 writes a copy, compared by value), else
+// the one that does. Places are given in the file's order (a later one for the same chunk wins).
 class DcpChunkPlacer {
  public:
   DcpChunkPlacer(CheckpointLayout& layout, const std::vector<std::vector<std::uint32_t>>& chunk_offset_records, std::string_view what)
       : layout_(layout), chunk_offset_records_(chunk_offset_records), what_(what), chunk_by_offset_(layout.tensors.size()) {}
 
+  // The chunk `place` belongs to; reads the layout only (a placer per thread may share it).
   // `offsets_into(record, dims, tensor name)` decodes an offset record (errors naming it).
   // Errors (FormatError): a place at an offset where no chunk of its tensor starts.
   template <class OffsetsInto>
-  void place(const DcpStoragePlace& place, OffsetsInto&& offsets_into) {
-    StoredTensor& tensor = layout_.tensors[place.tensor];
-    std::size_t c = tensor.chunks.size();
+  std::size_t chunk_of(const DcpStoragePlace& place, OffsetsInto&& offsets_into) {
+    const StoredTensor& tensor = layout_.tensors[place.tensor];
     bool hinted = place.hint && *place.hint >= 0 && static_cast<std::size_t>(*place.hint) < tensor.chunks.size();
-    if (hinted && place.offset_record && *place.offset_record == chunk_offset_records_[place.tensor][static_cast<std::size_t>(*place.hint)]) {
-      c = static_cast<std::size_t>(*place.hint);
-    } else {
-      chunk_offset_.clear();
-      if (place.offset_record)
-        offsets_into(*place.offset_record, chunk_offset_, tensor.name);
-      else
-        for (std::size_t d = 0; d < tensor.shape.size(); ++d) chunk_offset_.push_back(0);
-      if (hinted && tensor.chunks[static_cast<std::size_t>(*place.hint)].box.offsets == chunk_offset_) c = static_cast<std::size_t>(*place.hint);
-    }
-    if (c == tensor.chunks.size()) {
-      auto& by_offset = chunk_by_offset_[place.tensor];
-      if (by_offset.empty())
-        for (std::size_t k = 0; k < tensor.chunks.size(); ++k)
-          by_offset.emplace(std::vector<index_t>(tensor.chunks[k].box.offsets.begin(), tensor.chunks[k].box.offsets.end()), k);
-      auto found = by_offset.find(std::vector<index_t>(chunk_offset_.begin(), chunk_offset_.end()));
-      if (found == by_offset.end()) fail<FormatError>(what_, ": storage info for '", tensor.name, "' at offset ", chunk_offset_, ", where no chunk starts");
-      c = found->second;
-    }
-    tensor.chunks[c].file = place.file;
-    tensor.chunks[c].item_offset = place.offset;
-    tensor.chunks[c].item_bytes = place.length;
+    if (hinted && place.offset_record && *place.offset_record == chunk_offset_records_[place.tensor][static_cast<std::size_t>(*place.hint)])
+      return static_cast<std::size_t>(*place.hint);
+    chunk_offset_.clear();
+    if (place.offset_record)
+      offsets_into(*place.offset_record, chunk_offset_, tensor.name);
+    else
+      for (std::size_t d = 0; d < tensor.shape.size(); ++d) chunk_offset_.push_back(0);
+    if (hinted && tensor.chunks[static_cast<std::size_t>(*place.hint)].box.offsets == chunk_offset_) return static_cast<std::size_t>(*place.hint);
+    auto& by_offset = chunk_by_offset_[place.tensor];
+    if (by_offset.empty())
+      for (std::size_t k = 0; k < tensor.chunks.size(); ++k)
+        by_offset.emplace(std::vector<index_t>(tensor.chunks[k].box.offsets.begin(), tensor.chunks[k].box.offsets.end()), k);
+    auto found = by_offset.find(std::vector<index_t>(chunk_offset_.begin(), chunk_offset_.end()));
+    if (found == by_offset.end()) fail<FormatError>(what_, ": storage info for '", tensor.name, "' at offset ", chunk_offset_, ", where no chunk starts");
+    return found->second;
+  }
+  // Gives chunk `c` of the place's tensor the place's file and byte range.
+  void assign(const DcpStoragePlace& place, std::size_t c) {
+    StoredChunk& chunk = layout_.tensors[place.tensor].chunks[c];
+    chunk.file = place.file;
+    chunk.item_offset = place.offset;
+    chunk.item_bytes = place.length;
+  }
+  template <class OffsetsInto>
+  void place(const DcpStoragePlace& place, OffsetsInto&& offsets_into) {
+    assign(place, chunk_of(place, offsets_into));
   }
 
  private:

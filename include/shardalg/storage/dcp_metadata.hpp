@@ -168,7 +168,7 @@ inline CheckpointLayout read_dcp_metadata_document(std::string_view data, const 
   auto read_storage = [&] {
     if (doc.is(storage, PickleDocument::Kind::none)) return;
     places.reserve(doc.size(storage) / 2);
-    std::unordered_map<std::string_view, std::uint32_t> file_of;
+    detail::DcpFiles files(layout.files);
     // Consecutive items usually name one tensor (torch writes the name again for each): looked up once.
     std::optional<std::string_view> last_fqn;
     std::size_t last_tensor = 0;
@@ -195,11 +195,7 @@ inline CheckpointLayout read_dcp_metadata_document(std::string_view data, const 
       if (auto known = file_of_name.find(name); known != file_of_name.end()) {
         file = known->second;
       } else {
-        std::string_view path = doc.string(name);
-        detail::check_dcp_file_name(what, fqn, path);
-        auto [at, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
-        if (added) layout.files.emplace_back(path);
-        file = at->second;
+        file = files.index_of(what, fqn, doc.string(name));
         file_of_name.emplace(name, file);
       }
       std::uint64_t offset = detail::non_negative(dcp.integer(dcp.present(offset_value, "offset", "_StorageInfo")), what, fqn);

@@ -678,19 +678,13 @@ class DcpOnePassReader {
     }
     if (second_half_error) std::rethrow_exception(second_half_error);
     DcpChunkPlacer placer(layout, offset_records, what_);
-    std::unordered_map<std::string_view, std::uint32_t> file_of;
+    DcpFiles files(layout.files);
     std::vector<std::uint32_t> file_of_text(texts_.size(), no_file);  // most items share their file's name
     for (std::size_t i = 0; i < count; ++i) {
       const Info& info = infos_[payload(pairs[2 * i + 1])];
       std::string_view fqn = text_at(indices_[payload(pairs[2 * i])].fqn);
       std::uint32_t file = file_of_text[info.path];
-      if (file == no_file) {
-        std::string_view path = text_at(info.path);
-        check_dcp_file_name(what_, fqn, path);
-        auto [at, added] = file_of.emplace(path, static_cast<std::uint32_t>(layout.files.size()));
-        if (added) layout.files.emplace_back(path);
-        file = file_of_text[info.path] = at->second;
-      }
+      if (file == no_file) file = file_of_text[info.path] = files.index_of(what_, fqn, text_at(info.path));
       if (tensor_of_item[i] == no_tensor) {
         StoredEntry& entry = layout.entries[entry_index.at(fqn)];
         entry.file = file;

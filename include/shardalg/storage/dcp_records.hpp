@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "shardalg/storage/checkpoint_layout.hpp"
@@ -48,6 +49,23 @@ inline void check_dcp_file_name(std::string_view what, std::string_view fqn, std
   if (path.empty() || path.find('/') != std::string_view::npos || path == "." || path == "..")
     fail<FormatError>(what, ": '", fqn, "' is stored in '", path, "', not a file name inside the checkpoint folder");
 }
+
+// The checkpoint's files, listed as storage_data first names them.
+class DcpFiles {
+ public:
+  explicit DcpFiles(std::vector<std::string>& files) : files_(files) {}
+  // The index of `path` (the file of item `fqn`). Errors (FormatError): see check_dcp_file_name.
+  std::uint32_t index_of(std::string_view what, std::string_view fqn, std::string_view path) {
+    check_dcp_file_name(what, fqn, path);
+    auto [at, added] = index_.emplace(path, static_cast<std::uint32_t>(files_.size()));
+    if (added) files_.emplace_back(path);
+    return at->second;
+  }
+
+ private:
+  std::vector<std::string>& files_;
+  std::unordered_map<std::string_view, std::uint32_t> index_;
+};
 
 // One storage_data item, read but not yet matched to its chunk.
 struct DcpStoragePlace {

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 from torch_compat import import_torch_checkpointing  # noqa: E402
 
 WORKER = os.path.join(os.path.dirname(__file__), "dcp_worker.py")
+TORCH2 = os.path.join(os.path.dirname(__file__), "torch2_metadata.py")
 CLI = os.environ.get("SHARDALG_CLI")
 DEADLINE = 240
 TORCH_TO_DTYPE = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16", torch.int64: "int64",
@@ -141,6 +142,33 @@ def test_whole_tensors_and_entries(saved):
     assert torch.load(io.BytesIO(ck.read_entry("step"))) == 7
     with pytest.raises(shardalg.Error, match="no tensor 'nope'"):
         ck.read_tensor("nope")
+
+
+def as_torch2(saved, tmp_path, *options):
+    """A copy of the checkpoint whose .metadata is pickled as torch 2.x pickles it (torch2_metadata.py)."""
+    folder = copy_of(saved, tmp_path)
+    subprocess.run([sys.executable, TORCH2, os.path.join(saved, ".metadata"), os.path.join(folder, ".metadata"), *options],
+                   check=True, timeout=120)
+    return folder
+
+
+def test_metadata_as_torch_2x_pickles_it(saved, tmp_path):
+    folder = as_torch2(saved, tmp_path)
+    with open(os.path.join(folder, ".metadata"), "rb") as f:
+        data = f.read()
+    assert b"torch.distributed.checkpoint.metadata" in data and b"StorageMeta" in data and b"_shard" not in data
+    assert shardalg.Checkpoint(folder).inspect() == shardalg.Checkpoint(saved).inspect()
+    out = cli("verify", folder)
+    assert out.returncode == 0, out.stdout + out.stderr
+    from dcp_worker import TENSORS, expected_value
+    ck = shardalg.Checkpoint(folder)
+    for name in TENSORS:
+        assert torch.equal(ck.read_tensor(name, like="torch"), expected_value(name))
+    # Transform descriptors (torch 2.x's compressed items) are refused, naming the tensor.
+    folder = as_torch2(saved, tmp_path / "transforms", "--transforms")
+    first = next(iter(torch_metadata(saved).storage_data)).fqn
+    with pytest.raises(shardalg.Error, match=f"'{first}' is stored with transforms"):
+        shardalg.Checkpoint(folder)
 
 
 def test_read_plan_reads_each_byte_once_and_forwards_replicas(saved):

@@ -9,7 +9,10 @@ using detail::DcpOnePassReader;
 
 namespace {
 
-const std::filesystem::path torch_metadata = std::filesystem::path(__FILE__).parent_path() / "data" / "dcp_torch113" / ".metadata";
+const std::filesystem::path data_folder = std::filesystem::path(__FILE__).parent_path() / "data";
+const std::filesystem::path torch_metadata = data_folder / "dcp_torch113" / ".metadata";
+// The same checkpoint as torch 2.x pickles its metadata (data/README.md).
+const std::filesystem::path torch2_metadata = data_folder / "dcp_torch2_emulated.metadata";
 
 std::string file_bytes(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -93,6 +96,14 @@ TEST_CASE("DCP metadata as torch and shardalg write it is read in one pass, as t
     CHECK(*one == detail::read_dcp_metadata_document(bytes, "written"));
     CHECK(*one == layout);
   }
+  std::string torch2_bytes = file_bytes(torch2_metadata);
+  one = DcpOnePassReader::read(torch2_bytes, "torch 2.x");
+  REQUIRE(one);
+  CHECK(one->dcp_flavor == DcpFlavor::torch_2);
+  CHECK(*one == detail::read_dcp_metadata_document(torch2_bytes, "torch 2.x"));
+  CheckpointLayout as_torch113 = *DcpOnePassReader::read(torch_bytes, "torch 1.13");
+  as_torch113.dcp_flavor = DcpFlavor::torch_2;
+  CHECK(*one == as_torch113);  // StorageMeta and version change nothing
   std::string plain = metadata_pickle();
   one = DcpOnePassReader::read(plain, "by hand");
   REQUIRE(one);
@@ -134,29 +145,32 @@ TEST_CASE("the one-pass reader gives up on a record changed after its BUILD, and
 }
 
 TEST_CASE("law: for every truncation and one-byte change of a torch-written file, the one-pass reader answers only what the document reader answers") {
-  const std::string original = file_bytes(torch_metadata);
-  std::size_t answered = 0, given_up = 0, disagreements = 0;
-  auto check = [&](const std::string& bytes) {
-    std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "changed");
-    if (!one) {
-      ++given_up;
-      return;
-    }
-    ++answered;
-    try {
-      disagreements += !(*one == detail::read_dcp_metadata_document(bytes, "changed"));
-    } catch (const Error&) {
-      ++disagreements;  // an answer where the document reader states an error
-    }
-  };
-  for (std::size_t n = 0; n < original.size(); ++n) check(original.substr(0, n));
-  for (std::size_t i = 0; i < original.size(); ++i)
-    for (unsigned char replacement : {0x00, 0x01, 0x30, 0x7f, 0xff}) {
-      std::string bytes = original;
-      bytes[i] = static_cast<char>(static_cast<unsigned char>(bytes[i]) ^ replacement ^ 0x55);
-      check(bytes);
-    }
-  CHECK(disagreements == 0);
-  CHECK(answered > 100);  // changed integers and names still read in one pass
-  CHECK(given_up > 100);
+  for (const std::filesystem::path& path : {torch_metadata, torch2_metadata}) {
+    CAPTURE(path);
+    const std::string original = file_bytes(path);
+    std::size_t answered = 0, given_up = 0, disagreements = 0;
+    auto check = [&](const std::string& bytes) {
+      std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "changed");
+      if (!one) {
+        ++given_up;
+        return;
+      }
+      ++answered;
+      try {
+        disagreements += !(*one == detail::read_dcp_metadata_document(bytes, "changed"));
+      } catch (const Error&) {
+        ++disagreements;  // an answer where the document reader states an error
+      }
+    };
+    for (std::size_t n = 0; n < original.size(); ++n) check(original.substr(0, n));
+    for (std::size_t i = 0; i < original.size(); ++i)
+      for (unsigned char replacement : {0x00, 0x01, 0x30, 0x7f, 0xff}) {
+        std::string bytes = original;
+        bytes[i] = static_cast<char>(static_cast<unsigned char>(bytes[i]) ^ replacement ^ 0x55);
+        check(bytes);
+      }
+    CHECK(disagreements == 0);
+    CHECK(answered > 100);  // changed integers and names still read in one pass
+    CHECK(given_up > 100);
+  }
 }

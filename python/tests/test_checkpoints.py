@@ -144,7 +144,7 @@ def test_whole_tensors_and_entries(saved):
         ck.read_tensor("nope")
 
 
-def as_torch2(saved, tmp_path, *options):
+def torch2_copy(saved, tmp_path, *options):
     """A copy of the checkpoint whose .metadata is pickled as torch 2.x pickles it (torch2_metadata.py)."""
     folder = copy_of(saved, tmp_path)
     subprocess.run([sys.executable, TORCH2, os.path.join(saved, ".metadata"), os.path.join(folder, ".metadata"), *options],
@@ -153,7 +153,7 @@ def as_torch2(saved, tmp_path, *options):
 
 
 def test_metadata_as_torch_2x_pickles_it(saved, tmp_path):
-    folder = as_torch2(saved, tmp_path)
+    folder = torch2_copy(saved, tmp_path)
     with open(os.path.join(folder, ".metadata"), "rb") as f:
         data = f.read()
     assert b"torch.distributed.checkpoint.metadata" in data and b"StorageMeta" in data and b"_shard" not in data
@@ -165,7 +165,7 @@ def test_metadata_as_torch_2x_pickles_it(saved, tmp_path):
     for name in TENSORS:
         assert torch.equal(ck.read_tensor(name, like="torch"), expected_value(name))
     # Transform descriptors (torch 2.x's compressed items) are refused, naming the tensor.
-    folder = as_torch2(saved, tmp_path / "transforms", "--transforms")
+    folder = torch2_copy(saved, tmp_path / "transforms", "--transforms")
     first = next(iter(torch_metadata(saved).storage_data)).fqn
     with pytest.raises(shardalg.Error, match=f"'{first}' is stored with transforms"):
         shardalg.Checkpoint(folder)

@@ -331,14 +331,10 @@ class DcpOnePassReader {
     big_ints_.push_back(v);
     return make(big_int, big_ints_.size() - 1);
   }
-  Value long1() {  // little-endian two's complement of n <= 8 bytes
+  Value long1() {  // n <= 8 bytes
     std::size_t n = input_.le<std::uint8_t>();
     if (n > 8) give_up();
-    std::size_t at = input_.need(n);
-    std::uint64_t v = 0;
-    for (std::size_t i = n; i-- > 0;) v = (v << 8) | static_cast<std::uint8_t>(data_[at + i]);
-    if (n > 0 && n < 8 && (static_cast<std::uint8_t>(data_[at + n - 1]) & 0x80)) v |= ~std::uint64_t{0} << (8 * n);
-    return integer(static_cast<std::int64_t>(v));
+    return integer(input_.signed_le(n));
   }
   static bool is_integer(Value v) { return tag(v) == small_int || tag(v) == big_int; }
   std::int64_t integer_of(Value v) const { return tag(v) == small_int ? std::int64_t{payload(v)} : big_ints_[payload(v)]; }

@@ -131,6 +131,15 @@ class PickleInput {
     std::size_t at = need(sizeof(T));
     return load_le<T>(reinterpret_cast<const std::byte*>(data_.data() + at));
   }
+  // The next n bytes as a little-endian two's complement integer (LONG1's, LONG4's payload).
+  // Precondition: n <= 8 (each reader refuses longer ones its own way).
+  std::int64_t signed_le(std::size_t n) {
+    std::size_t at = need(n);
+    std::uint64_t v = 0;
+    for (std::size_t i = n; i-- > 0;) v = (v << 8) | static_cast<std::uint8_t>(data_[at + i]);
+    if (n > 0 && n < 8 && (static_cast<std::uint8_t>(data_[at + n - 1]) & 0x80)) v |= ~std::uint64_t{0} << (8 * n);
+    return static_cast<std::int64_t>(v);
+  }
   std::string_view line() {
     std::size_t end = data_.find('\n', pos_);
     if (end == std::string_view::npos) throw PickleTruncated{0, pos_};
@@ -415,11 +424,7 @@ class PickleDocument {
   }
   Ref add_long(std::size_t n) {  // little-endian two's complement of n bytes
     if (n > 8) detail::fail<FormatError>(what_, ": an integer of ", n, " bytes (at most 8)");
-    std::size_t at = input_.need(n);
-    std::uint64_t v = 0;
-    for (std::size_t i = n; i-- > 0;) v = (v << 8) | static_cast<std::uint8_t>(data_[at + i]);
-    if (n > 0 && n < 8 && (static_cast<std::uint8_t>(data_[at + n - 1]) & 0x80)) v |= ~std::uint64_t{0} << (8 * n);
-    return add_int(static_cast<std::int64_t>(v));
+    return add_int(input_.signed_le(n));
   }
 
   void parse(std::span<const PickleGlobal> allowed) {

@@ -1,12 +1,18 @@
 // Checkpoint reading at scale (numbers in docs/benchmarks.md):
 //   checkpoint_bench metadata FOLDER RANKS   parse FOLDER/.metadata (peak RSS reported), then one
 //                                            rank's read plan under "fsdp dp=RANKS" for a few ranks
-//   checkpoint_bench load FOLDER RANKS       rank 1's part of FOLDER under "fsdp dp=RANKS" against
+//   checkpoint_bench load FOLDER RANKS [cold]
+//                                            rank 1's part of FOLDER under "fsdp dp=RANKS" against
 //                                            reading the same byte ranges sequentially (one pread
-//                                            stream per file, 16 MiB blocks)
+//                                            stream per file, 16 MiB blocks); warm page cache, or
+//                                            with `cold` the files dropped from it before each read
 //   checkpoint_bench write FOLDER MIB FILES  a safetensors checkpoint of MIB MiB of bf16 rows
 // bench/dcp_405b_metadata.py makes the Llama-3-405B metadata with torch's own classes and runs
 // `metadata` in the same run as Python's pickle.load of the same file.
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <fstream>
@@ -73,7 +79,29 @@ int write(const std::string& folder, std::uint64_t mib, std::size_t files) {
   return 0;
 }
 
-int load(const std::string& folder, index_t ranks) {
+// Drops `folder`'s checkpoint files from the page cache (written back first: the kernel lets
+// only clean pages go) and returns how many of their bytes are still cached, counted with mincore.
+std::uint64_t evict(const std::string& folder, const CheckpointLayout& layout) {
+  std::uint64_t cached = 0;
+  for (const std::string& name : layout.files) {
+    std::string path = (std::filesystem::path(folder) / name).string();
+    int fd = ::open(path.c_str(), O_RDONLY);
+    if (fd < 0) throw Error("cannot open " + path);
+    std::uint64_t size = std::filesystem::file_size(path);
+    if (::fdatasync(fd) != 0 || ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) throw Error("cannot drop " + path + " from the page cache");
+    if (void* map = size ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED; map != MAP_FAILED) {
+      std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+      std::vector<unsigned char> resident((size + page - 1) / page);
+      if (::mincore(map, size, resident.data()) == 0)
+        for (unsigned char r : resident) cached += (r & 1) * page;
+      ::munmap(map, size);
+    }
+    ::close(fd);
+  }
+  return cached;
+}
+
+int load(const std::string& folder, index_t ranks, bool cold) {
   Checkpoint ck = Checkpoint::open(folder);
   ModelLayout want = layout_model(checkpoint_model(ck.layout()), "fsdp dp=" + std::to_string(ranks));
   CheckpointReadPlanner planner(ck.layout(), want);
@@ -101,16 +129,20 @@ int load(const std::string& folder, index_t ranks) {
         ck.file(file).read(offset + done, std::span(block.data(), n));
       }
   };
-  sequential();  // warm the page cache
+  if (!cold) sequential();  // warm the page cache
   double best_sequential = 1e9, best_load = 1e9;
+  std::uint64_t cached_before_reads = 0;
   for (int rep = 0; rep < 5; ++rep) {
+    if (cold) cached_before_reads = std::max(cached_before_reads, evict(folder, ck.layout()));
     auto start = Clock::now();
     sequential();
     best_sequential = std::min(best_sequential, seconds_since(start));
+    if (cold) cached_before_reads = std::max(cached_before_reads, evict(folder, ck.layout()));
     start = Clock::now();
     load_reads(ck, planner, plan, buffers, LoadOptions{4, 256 << 20});
     best_load = std::min(best_load, seconds_since(start));
   }
+  if (cold) std::cout << "page_cache cold (at most " << cached_before_reads << " bytes of the files still cached before a read)\n";
   std::cout << "bytes " << bytes << "\nsequential_gbps " << static_cast<double>(bytes) / best_sequential / 1e9 << "\nload_gbps "
             << static_cast<double>(bytes) / best_load / 1e9 << "\nratio " << best_sequential / best_load << "\n";
   return 0;
@@ -122,9 +154,9 @@ int main(int argc, char** argv) {
   try {
     std::string mode = argc > 1 ? argv[1] : "";
     if (mode == "metadata" && argc == 4) return metadata(argv[2], std::stoll(argv[3]));
-    if (mode == "load" && argc == 4) return load(argv[2], std::stoll(argv[3]));
+    if (mode == "load" && (argc == 4 || (argc == 5 && std::string(argv[4]) == "cold"))) return load(argv[2], std::stoll(argv[3]), argc == 5);
     if (mode == "write" && argc == 5) return write(argv[2], std::stoull(argv[3]), std::stoull(argv[4]));
-    std::cerr << "usage: checkpoint_bench metadata|load FOLDER RANKS | write FOLDER MIB FILES\n";
+    std::cerr << "usage: checkpoint_bench metadata FOLDER RANKS | load FOLDER RANKS [cold] | write FOLDER MIB FILES\n";
     return 2;
   } catch (const Error& e) {
     std::cerr << "error: " << e.what() << "\n";

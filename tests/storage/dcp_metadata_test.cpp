@@ -60,19 +60,21 @@ CheckpointLayout many_chunks(int tensors = 3, int files = 64) {
 
 }  // namespace
 
-TEST_CASE("read_dcp_metadata: thousands of chunks (storage items read on a second thread by either reader) read back whole, and errors found there are reported") {
+TEST_CASE("read_dcp_metadata: thousands of chunks (storage items read on a second thread by the document reader, placed by the one-pass reader's worker, on a thread of its own or not) read back whole, and errors found there are reported") {
   CheckpointLayout layout = many_chunks();
   for (DcpFlavor flavor : {DcpFlavor::torch_1_13, DcpFlavor::torch_2}) {
     layout.dcp_flavor = flavor;
     std::string bytes = dcp_metadata_bytes(layout, flavor);
     CHECK(read_dcp_metadata(bytes, "many chunks") == layout);
     CHECK(detail::read_dcp_metadata_document(bytes, "many chunks") == layout);
+    CHECK(DcpOnePassReader::read(bytes, "many chunks", 0) == layout);
   }
-  // The last storage item names a tensor the metadata does not list: the one-pass reader finds it
-  // on its second thread and gives up; the document reader states it.
+  // The last storage item names a tensor the metadata does not list: the one-pass reader's worker
+  // finds it and the reader gives up; the document reader states it.
   std::string bytes = dcp_metadata_bytes(layout, DcpFlavor::torch_2);
   bytes.replace(bytes.rfind("model.layers.2.mlp.weight"), 25, "model.layers.9.mlp.weight");
   CHECK_FALSE(DcpOnePassReader::read(bytes, "many chunks"));
+  CHECK_FALSE(DcpOnePassReader::read(bytes, "many chunks", 0));
   CHECK_THROWS_WITH_AS(read_dcp_metadata(bytes, "many chunks"), doctest::Contains("storage info for 'model.layers.9.mlp.weight', which the metadata does not list"),
                        FormatError);
   layout.files[17] = "../elsewhere.distcp";  // refused while reading storage_data, on its thread
@@ -110,7 +112,7 @@ TEST_CASE("DCP metadata as torch and shardalg write it is read in one pass, as t
   CHECK(one->tensors[0].chunks.size() == 1);
 }
 
-TEST_CASE("a metadata file past 16 MiB is read in one pass with its chunk vectors made on another thread") {
+TEST_CASE("a metadata file past 16 MiB is read in one pass with its chunk vectors made and storage items placed on another thread") {
   CheckpointLayout layout = many_chunks(40, 256);  // 120,000 chunks, about 18 MB of pickle
   std::string bytes = dcp_metadata_bytes(layout, DcpFlavor::torch_2);
   REQUIRE(bytes.size() >= std::size_t{16} << 20);
@@ -144,6 +146,30 @@ TEST_CASE("the one-pass reader gives up on a record changed after its BUILD, and
   CHECK_FALSE(DcpOnePassReader::read(dcp_metadata_bytes(outside, DcpFlavor::torch_2), "outside"));
 }
 
+TEST_CASE("the one-pass reader gives its worker storage items as they come, and gives up where they turn out not to be storage_data's") {
+  std::string index = new_record("MetadataIndex") + "}(" + text("fqn") + text("w") + text("offset") + size(0) + text("index") + "K" + std::string(1, '\0') + "ub";
+  std::string info = global("torch.distributed._shard.checkpoint.filesystem", "_StorageInfo") + ")\x81}(" + text("relative_path") + text("__0_0.distcp") +
+                     text("offset") + "K" + std::string(1, '\0') + text("length") + "K\x08ub";
+  std::string items = "}(" + index + info + "u";
+  std::string plain = metadata_pickle();
+  std::string stored = plain;
+  stored.replace(stored.rfind(text("storage_data") + "N"), text("storage_data").size() + 1, text("storage_data") + items);
+  std::string elsewhere = plain;  // the same items in planner_data, none in storage_data
+  elsewhere.replace(elsewhere.rfind(text("storage_data") + "N"), text("storage_data").size() + 1, text("planner_data") + items + text("storage_data") + "N");
+  for (std::size_t worker_from : {std::size_t{0}, DcpOnePassReader::worker_from_bytes}) {
+    CAPTURE(worker_from);
+    std::optional<CheckpointLayout> one = DcpOnePassReader::read(stored, "stored", worker_from);
+    REQUIRE(one);
+    CHECK(*one == detail::read_dcp_metadata_document(stored, "stored"));
+    REQUIRE(one->files == std::vector<std::string>{"__0_0.distcp"});
+    CHECK(one->tensors[0].chunks[0].item_bytes == 8);
+    CHECK_FALSE(DcpOnePassReader::read(elsewhere, "elsewhere", worker_from));
+  }
+  CheckpointLayout unplaced = read_dcp_metadata(elsewhere, "elsewhere");  // the document reader's answer: planner_data is not read
+  CHECK(unplaced.files.empty());
+  CHECK(unplaced.tensors[0].chunks[0].file == no_file);
+}
+
 TEST_CASE("law: for every truncation and one-byte change of a torch-written file, the one-pass reader answers only what the document reader answers") {
   for (const std::filesystem::path& path : {torch_metadata, torch2_metadata}) {
     CAPTURE(path);
@@ -151,6 +177,8 @@ TEST_CASE("law: for every truncation and one-byte change of a torch-written file
     std::size_t answered = 0, given_up = 0, disagreements = 0;
     auto check = [&](const std::string& bytes) {
       std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "changed");
+      std::optional<CheckpointLayout> threaded = DcpOnePassReader::read(bytes, "changed", 0);  // the same, with a worker thread
+      disagreements += one.has_value() != threaded.has_value() || (one && !(*one == *threaded));
       if (!one) {
         ++given_up;
         return;

@@ -17,13 +17,22 @@
 // Why dropping is safe: a container or unfinished object can only be reached twice through the
 // memo (given up) or DUP (given up), so everything made after an object's NEWOBJ and still held
 // at its BUILD belongs to the state that BUILD consumes.
+//
+// The layout is built beside the pass, by a worker (on a thread of its own for large inputs):
+// each tensor's chunk vector once the tensor is built, then, from the first batch of storage
+// items on (torch pickles state_dict_metadata, complete, before storage_data), the tensors and
+// entries, and each batch of items as it is added to its dict. The worker is given copies, never
+// what the pass goes on changing; the two dicts it was given must turn out to be the Metadata's
+// (and unchanged since), else this reader gives up.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -40,43 +49,38 @@
 
 namespace shardalg::detail {
 
-// A tensor's chunk boxes, packed: per chunk its offsets, then its sizes, each as a count then the
-// values.
-struct PackedChunkBoxes {
-  std::size_t tensor, count;
-  std::vector<std::int64_t> extents;
-};
-
-// Makes tensors' chunk vectors from packed boxes, on a thread of its own where started: the
-// vectors are most of a large layout's memory (1.16 million chunks, 250 MB, for 405B at 1,024
-// ranks), and first writing them is then done beside the pass.
-class ChunkBoxMaker {
+// Runs tasks in the order given, on a thread of its own where started (else each at once): the
+// reader below hands it the work that needs no more of the file, so that it is done beside the
+// pass. After a task fails, the rest are dropped; finish() rethrows the failure.
+class SerialWorker {
  public:
-  ChunkBoxMaker() = default;
-  ChunkBoxMaker(const ChunkBoxMaker&) = delete;
-  ChunkBoxMaker& operator=(const ChunkBoxMaker&) = delete;
-  ~ChunkBoxMaker() { stop(); }
+  SerialWorker() = default;
+  SerialWorker(const SerialWorker&) = delete;
+  SerialWorker& operator=(const SerialWorker&) = delete;
+  ~SerialWorker() {  // what is left to do is dropped
+    cancelled_ = true;
+    stop();
+  }
 
-  // Without a thread to spare, boxes are made as they are added.
+  // Without a thread to spare, tasks run as they are added.
   void start() {
     try {
       thread_ = std::thread([this] { work(); });
     } catch (const std::system_error&) {
     }
   }
-  void add(PackedChunkBoxes boxes) {
-    if (!thread_.joinable()) return make(boxes);
+  void add(std::function<void()> task) {
+    if (!thread_.joinable()) return task();
     {
       std::lock_guard lock(mutex_);
-      queue_.push_back(std::move(boxes));
+      queue_.push_back(std::move(task));
     }
     ready_.notify_one();
   }
-  // Every tensor's chunk vector, by tensor index, once all added are made.
-  std::vector<std::vector<StoredChunk>> finish() {
+  // Returns once every task added has run: what they wrote may then be read.
+  void finish() {
     stop();
     if (error_) std::rethrow_exception(error_);
-    return std::move(chunks_);
   }
 
  private:
@@ -90,46 +94,43 @@ class ChunkBoxMaker {
     thread_.join();
   }
   void work() {
-    try {
-      std::deque<PackedChunkBoxes> batch;
-      while (true) {
-        {
-          std::unique_lock lock(mutex_);
-          ready_.wait(lock, [&] { return done_ || !queue_.empty(); });
-          if (queue_.empty()) return;
-          batch.swap(queue_);
-        }
-        for (const PackedChunkBoxes& boxes : batch) make(boxes);
-        batch.clear();
+    std::deque<std::function<void()>> batch;
+    while (true) {
+      {
+        std::unique_lock lock(mutex_);
+        ready_.wait(lock, [&] { return done_ || !queue_.empty(); });
+        if (queue_.empty()) return;
+        batch.swap(queue_);
       }
-    } catch (...) {
-      error_ = std::current_exception();
+      for (std::function<void()>& task : batch) {
+        if (error_ || cancelled_) break;
+        try {
+          task();
+        } catch (...) {
+          error_ = std::current_exception();  // read by finish() after the join
+        }
+      }
+      batch.clear();
     }
-  }
-  void make(const PackedChunkBoxes& boxes) {
-    if (chunks_.size() <= boxes.tensor) chunks_.resize(boxes.tensor + 1);
-    std::vector<StoredChunk>& out = chunks_[boxes.tensor];
-    out.resize(boxes.count);
-    const std::int64_t* next = boxes.extents.data();
-    for (StoredChunk& c : out)
-      for (Dims* dims : {&c.box.offsets, &c.box.sizes})
-        for (std::int64_t n = *next++; n > 0; --n) dims->push_back(*next++);
   }
 
   std::thread thread_;
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<PackedChunkBoxes> queue_;
+  std::deque<std::function<void()>> queue_;
   bool done_ = false;
+  std::atomic<bool> cancelled_ = false;
   std::exception_ptr error_;
-  std::vector<std::vector<StoredChunk>> chunks_;
 };
 
 class DcpOnePassReader {
  public:
-  // The layout `data` records, or none where this reader gives up (see above).
-  static std::optional<CheckpointLayout> read(std::string_view data, const std::string& what) {
-    DcpOnePassReader reader(data, what);
+  // The layout `data` records, or none where this reader gives up (see above). Inputs of
+  // `worker_from` bytes or more have a worker thread (the default: 16 MiB; tests give 0 to run
+  // that path on small inputs).
+  static constexpr std::size_t worker_from_bytes = std::size_t{16} << 20;
+  static std::optional<CheckpointLayout> read(std::string_view data, const std::string& what, std::size_t worker_from = worker_from_bytes) {
+    DcpOnePassReader reader(data, what, worker_from);
     try {
       return reader.run();
     } catch (const GiveUp&) {
@@ -143,8 +144,6 @@ class DcpOnePassReader {
 
  private:
   struct GiveUp {};
-  // Inputs from this size on are helped by another thread (below).
-  static constexpr std::size_t concurrent_from_bytes = std::size_t{16} << 20;
   [[noreturn]] static void give_up() { throw GiveUp{}; }
 
   // What each allowed class makes.
@@ -209,15 +208,47 @@ class DcpOnePassReader {
     std::int64_t hint;      // -1 where none (a negative hint names no chunk)
   };
   static constexpr std::uint32_t no_extents = 0xffffffffu;
-  static constexpr std::uint32_t no_tensor = 0xffffffffu;  // an item of an entry
-  // Storage items are matched to chunks on two threads from this many on.
-  static constexpr std::size_t items_for_two_threads = 4096;
   struct Info {
     std::uint32_t path;  // Text
     std::uint64_t offset, length;
   };
+  static constexpr Value not_streamed = ~Value{0};  // no dict (its tag is metadata's)
 
-  DcpOnePassReader(std::string_view data, const std::string& what) : data_(data), what_(what), input_(data) {
+  // What the worker is given (all of it read, so that nothing it reads changes under it):
+  struct NamedRecord {  // an item of state_dict_metadata
+    std::string_view name;
+    bool tensor;           // else a BytesStorageMetadata
+    std::uint32_t record;  // the tensor record's index
+  };
+  struct StorageItem {  // a storage_data item
+    std::string_view fqn, path;
+    std::uint32_t path_text;
+    std::int64_t hint;
+    std::uint32_t offset_record;                 // its offsets' torch.Size, or no_extents (zeros)
+    std::uint32_t offsets_start, offsets_count;  // their values, in the batch's offset_values
+    std::uint64_t offset, length;
+  };
+  struct StorageBatch {
+    std::vector<StorageItem> items;
+    std::vector<std::int64_t> offset_values;
+  };
+  // What the worker keeps while it places storage items.
+  struct StorageMatching {
+    StorageMatching(CheckpointLayout&& l, std::vector<std::vector<std::uint32_t>>&& records, std::unordered_map<std::string_view, std::size_t>&& tensors,
+                    std::unordered_map<std::string_view, std::size_t>&& entries, std::string_view what)
+        : layout(std::move(l)), offset_records(std::move(records)), tensor_index(std::move(tensors)), entry_index(std::move(entries)),
+          placer(layout, offset_records, what), files(layout.files) {}
+    CheckpointLayout layout;
+    std::vector<std::vector<std::uint32_t>> offset_records;  // per tensor of the layout, its chunks' offsets (Extents)
+    std::unordered_map<std::string_view, std::size_t> tensor_index, entry_index;
+    DcpChunkPlacer placer;
+    DcpFiles files;
+    std::vector<std::uint32_t> file_of_text;  // most items share their file's name
+    std::optional<std::string_view> last_fqn;
+    std::size_t last_tensor = 0;
+  };
+
+  DcpOnePassReader(std::string_view data, const std::string& what, std::size_t worker_from) : data_(data), what_(what), input_(data) {
     for (const PickleGlobal& g : dcp_metadata_globals) records_.push_back(record_of(g));
     // Capacity for what a DCP file of this size fills, not written until used (per input byte
     // about 0.1 memo entries, 0.02 extents of 0.04 values, 0.006 chunks, storage items and names):
@@ -230,10 +261,10 @@ class DcpOnePassReader {
     chunks_.reserve(data.size() / 128 + 16);
     indices_.reserve(data.size() / 128 + 16);
     infos_.reserve(data.size() / 128 + 16);
-    // A large input has its chunk vectors made on another thread. (Mapping this reader's arrays
-    // ahead of it there as well, as the document reader does, made it slower: the two threads
-    // then share the second core.)
-    if (data.size() >= concurrent_from_bytes) box_maker_.start();
+    // A large input has its chunk vectors made and its storage items placed on another thread.
+    // (Mapping this reader's arrays ahead of it there as well, as the document reader does, made
+    // it slower: the two threads then share the second core.)
+    if (data.size() >= worker_from) worker_.start();
   }
 
   CheckpointLayout run() {
@@ -292,12 +323,17 @@ class DcpOnePassReader {
           stack_.push_back(k);
           stack_.push_back(v);
           extend(dict, Kind::dict, stack_.size() - 2);
+          if (tag(k) == metadata_index || dict == streamed_storage_) stream_storage(dict, 1);
           break;
         }
         case 'u': {  // SETITEMS
           std::size_t m = pop_mark();
           if (m == 0 || (stack_.size() - m) % 2) give_up();
-          extend(stack_[m - 1], Kind::dict, m);
+          Value dict = stack_[m - 1];
+          std::size_t pairs = (stack_.size() - m) / 2;
+          bool storage_items = pairs > 0 && (tag(stack_[m]) == metadata_index || dict == streamed_storage_);
+          extend(dict, Kind::dict, m);
+          if (storage_items) stream_storage(dict, pairs);
           if (input_.take('b')) build();  // a record's state, complete
           break;
         }
@@ -551,7 +587,11 @@ class DcpOnePassReader {
       case Record::storage_meta: record = make(inert, 0); break;
       default: give_up();
     }
-    // What the state held is decoded: drop it, with everything made since the object was.
+    // What the state held is decoded: drop it, with everything made since the object was (not the
+    // dicts whose items went to the worker, but for Metadata's, whose BUILD has taken them).
+    if (streamed_storage_ != not_streamed && records_[p.global] != Record::metadata &&
+        std::max(payload(*streamed_state_dict_), payload(streamed_storage_)) >= p.composites)
+      give_up();
     arena_.resize(p.arena);
     composites_.resize(p.composites);
     pending_.resize(payload(target));
@@ -575,121 +615,163 @@ class DcpOnePassReader {
   Value tensor_of(Value state) {
     auto [properties, size, chunk_list] = fields(state, std::array{f_properties, f_size, f_chunks});
     Value list = present(chunk_list, composite);
-    if (composites_[payload(list)].kind != Kind::list) give_up();
+    if (composites_[payload(list)].kind != Kind::list || streamed_state_dict_) give_up();  // a tensor after its name's dict was taken
     StoredTensor t;
     t.dtype = static_cast<DType>(payload(present(properties, props)));
     dims_into(t.shape, payload(present(size, dims)));
-    PackedChunkBoxes boxes{tensors_.size(), 0, {}};
+    std::vector<std::int64_t> boxes;  // per chunk its offsets, then its sizes, each as a count then the values
     std::span<const Value> chunk_values = items(list);
     std::vector<std::uint32_t> offset_records(chunk_values.size());
     for (std::size_t c = 0; c < chunk_values.size(); ++c) {
       if (tag(chunk_values[c]) != chunk) give_up();
       const Chunk& k = chunks_[payload(chunk_values[c])];
-      extents_into(boxes.extents, k.offsets);
-      extents_into(boxes.extents, k.sizes);
+      extents_into(boxes, k.offsets);
+      extents_into(boxes, k.sizes);
       offset_records[c] = k.offsets;
     }
-    boxes.count = chunk_values.size();
+    std::size_t record = tensors_.size();
     tensors_.push_back(std::move(t));
     offset_records_.push_back(std::move(offset_records));
-    box_maker_.add(std::move(boxes));
-    return make(tensor, tensors_.size() - 1);
+    worker_.add([this, record, count = chunk_values.size(), boxes = std::move(boxes)] { make_chunks(record, count, boxes); });
+    return make(tensor, record);
+  }
+  // Worker: tensor record `record`'s chunk vector, from its packed boxes.
+  void make_chunks(std::size_t record, std::size_t count, const std::vector<std::int64_t>& boxes) {
+    if (chunk_vectors_.size() <= record) chunk_vectors_.resize(record + 1);
+    std::vector<StoredChunk>& out = chunk_vectors_[record];
+    out.resize(count);
+    const std::int64_t* next = boxes.data();
+    for (StoredChunk& c : out)
+      for (Dims* extents : {&c.box.offsets, &c.box.sizes})
+        for (std::int64_t n = *next++; n > 0; --n) extents->push_back(*next++);
   }
 
-  // The layout of Metadata's state_dict_metadata and storage_data, as the document reader builds it.
-  CheckpointLayout layout_of(Value state_dict, std::optional<Value> storage, DcpFlavor flavor) {
-    if (composites_[payload(state_dict)].kind != Kind::dict || !layouts_.empty()) give_up();
-    std::vector<std::vector<StoredChunk>> chunk_vectors = box_maker_.finish();
-    if (!storage || (*storage != none_value && (tag(*storage) != composite || composites_[payload(*storage)].kind != Kind::dict))) give_up();
-    CheckpointLayout layout;
-    layout.format = CheckpointFormat::dcp;
-    layout.dcp_flavor = flavor;
-    std::unordered_map<std::string_view, std::size_t> tensor_index, entry_index;
-    std::vector<std::vector<std::uint32_t>> offset_records;
+  // --- the layout, built by the worker beside the pass ---
+  // The tensors and entries that state_dict_metadata names, once they are all read: the worker
+  // makes the layout's tensors and entries of them, and then places storage items as they come.
+  void begin_storage(Value state_dict) {
+    if (tag(state_dict) != composite || composites_[payload(state_dict)].kind != Kind::dict) give_up();
+    std::vector<NamedRecord> named;
     std::span<const Value> entries = items(state_dict);
     for (std::size_t i = 0; i + 1 < entries.size(); i += 2) {
       Value key = entries[i], value = entries[i + 1];
       if (tag(key) != text) give_up();
-      std::string_view name = text_of(key);
-      if (tag(value) == bytes_entry || (tag(value) == pending && records_[pending_[payload(value)].global] == Record::bytes_storage)) {
-        entry_index.emplace(name, layout.entries.size());
-        layout.entries.push_back(StoredEntry{std::string(name)});
-      } else if (tag(value) == tensor) {
-        tensor_index.emplace(name, layout.tensors.size());
-        StoredTensor& t = layout.tensors.emplace_back(std::move(tensors_[payload(value)]));
-        t.name = name;
-        t.chunks = std::move(chunk_vectors[payload(value)]);
-        offset_records.push_back(std::move(offset_records_[payload(value)]));
-      } else {
+      if (tag(value) == bytes_entry || (tag(value) == pending && records_[pending_[payload(value)].global] == Record::bytes_storage))
+        named.push_back(NamedRecord{text_of(key), false, 0});
+      else if (tag(value) == tensor)
+        named.push_back(NamedRecord{text_of(key), true, payload(value)});
+      else
         give_up();
-      }
     }
-    if (*storage == none_value) return layout;
-    // Each item's tensor and chunk are found first, on two threads where there are many (the
-    // layout is only read), then the items are given their places in the file's order.
-    std::span<const Value> pairs = items(*storage);
-    std::size_t count = pairs.size() / 2;
-    std::vector<std::uint32_t> tensor_of_item(count), chunk_of_item(count);
-    auto find_chunks = [&](std::size_t begin, std::size_t end) {
-      DcpChunkPlacer placer(layout, offset_records, what_);
-      std::optional<std::string_view> last_fqn;
-      std::size_t last_tensor = 0;
-      for (std::size_t i = begin; i < end; ++i) {
-        if (tag(pairs[2 * i]) != metadata_index || tag(pairs[2 * i + 1]) != storage_info) give_up();
-        const Index& index = indices_[payload(pairs[2 * i])];
-        std::string_view fqn = text_at(index.fqn);
-        if (fqn != last_fqn) {  // consecutive items usually name one tensor (torch writes the name again each time)
-          if (entry_index.contains(fqn)) {
-            tensor_of_item[i] = no_tensor;
-            continue;
-          }
-          auto t = tensor_index.find(fqn);
-          if (t == tensor_index.end()) give_up();
-          last_fqn = fqn;
-          last_tensor = t->second;
+    worker_.add([this, named = std::move(named), tensors = std::move(tensors_), offset_records = std::move(offset_records_)]() mutable {
+      CheckpointLayout layout;
+      std::vector<std::vector<std::uint32_t>> named_offset_records;
+      std::unordered_map<std::string_view, std::size_t> tensor_index, entry_index;
+      for (const NamedRecord& n : named) {
+        if (!n.tensor) {
+          entry_index.emplace(n.name, layout.entries.size());
+          layout.entries.push_back(StoredEntry{std::string(n.name)});
+          continue;
         }
-        DcpStoragePlace place{last_tensor, std::nullopt, std::nullopt, 0, 0, 0};
-        if (index.hint >= 0) place.hint = index.hint;
-        if (index.offsets != no_extents) place.offset_record = index.offsets;
-        tensor_of_item[i] = static_cast<std::uint32_t>(last_tensor);
-        chunk_of_item[i] = static_cast<std::uint32_t>(placer.chunk_of(place, [&](std::uint32_t e, Dims& offsets, std::string_view) { dims_into(offsets, e); }));
+        tensor_index.emplace(n.name, layout.tensors.size());
+        StoredTensor& t = layout.tensors.emplace_back(std::move(tensors[n.record]));
+        t.name = n.name;
+        t.chunks = std::move(chunk_vectors_[n.record]);
+        named_offset_records.push_back(std::move(offset_records[n.record]));
       }
-    };
-    std::exception_ptr second_half_error;
-    {
-      std::jthread second_half;  // after all it uses: joined before they are released
-      if (count >= items_for_two_threads) {
-        try {
-          second_half = std::jthread([&] {
-            try {
-              find_chunks(count / 2, count);
-            } catch (...) {
-              second_half_error = std::current_exception();
-            }
-          });
-        } catch (const std::system_error&) {
+      matching_.emplace(std::move(layout), std::move(named_offset_records), std::move(tensor_index), std::move(entry_index), what_);
+    });
+    tensors_.clear();
+    offset_records_.clear();
+    streamed_state_dict_ = state_dict;
+    streamed_state_dict_count_ = entries.size();
+  }
+  // The dict of state_dict_metadata, on the stack below storage_data's as torch writes them.
+  Value state_dict_on_stack() const {
+    for (std::size_t i = stack_.size(); i >= 2; --i) {
+      Value key = stack_[i - 2], value = stack_[i - 1];
+      if (tag(key) == text && texts_[payload(key)].field == f_state_dict_metadata && tag(value) == composite && composites_[payload(value)].kind == Kind::dict)
+        return value;
+    }
+    give_up();
+  }
+  // The last `pairs` items just added to `dict`, storage_data's (MetadataIndex, _StorageInfo)
+  // pairs, handed to the worker.
+  void stream_storage(Value dict, std::size_t pairs) {
+    if (streamed_storage_ == not_streamed) {
+      if (!streamed_state_dict_) begin_storage(state_dict_on_stack());
+      streamed_storage_ = dict;
+    } else if (dict != streamed_storage_) {
+      give_up();  // storage items in a second dict
+    }
+    std::span<const Value> added = items(dict).last(2 * pairs);
+    StorageBatch batch;
+    batch.items.reserve(pairs);
+    for (std::size_t i = 0; i < pairs; ++i) {
+      if (tag(added[2 * i]) != metadata_index || tag(added[2 * i + 1]) != storage_info) give_up();
+      const Index& index = indices_[payload(added[2 * i])];
+      const Info& info = infos_[payload(added[2 * i + 1])];
+      StorageItem& item = batch.items.emplace_back(StorageItem{text_at(index.fqn), text_at(info.path), info.path, index.hint, index.offsets, 0, 0, info.offset, info.length});
+      if (index.offsets != no_extents) {
+        item.offsets_start = static_cast<std::uint32_t>(batch.offset_values.size());
+        item.offsets_count = extents_[index.offsets].count;
+        for_each_extent(index.offsets, [&](std::int64_t v) { batch.offset_values.push_back(v); });
+      }
+    }
+    streamed_items_ += pairs;
+    worker_.add([this, batch = std::move(batch)] { place_storage(batch); });
+  }
+  // Worker: gives each item's chunk (or entry) its file and byte range, in the file's order.
+  void place_storage(const StorageBatch& batch) {
+    StorageMatching& m = *matching_;
+    for (const StorageItem& item : batch.items) {
+      if (item.fqn != m.last_fqn) {  // consecutive items usually name one tensor (torch writes the name again each time)
+        if (auto e = m.entry_index.find(item.fqn); e != m.entry_index.end()) {
+          StoredEntry& entry = m.layout.entries[e->second];
+          entry.file = file_of(m, item);
+          entry.offset = item.offset;
+          entry.bytes = item.length;
+          continue;
         }
+        auto t = m.tensor_index.find(item.fqn);
+        if (t == m.tensor_index.end()) give_up();
+        m.last_fqn = item.fqn;
+        m.last_tensor = t->second;
       }
-      find_chunks(0, second_half.joinable() ? count / 2 : count);
+      DcpStoragePlace place{m.last_tensor, std::nullopt, std::nullopt, 0, item.offset, item.length};
+      if (item.hint >= 0) place.hint = item.hint;
+      if (item.offset_record != no_extents) place.offset_record = item.offset_record;
+      std::size_t c = m.placer.chunk_of(place, [&](std::uint32_t, Dims& offsets, std::string_view) {
+        for (std::uint32_t i = 0; i < item.offsets_count; ++i) offsets.push_back(batch.offset_values[item.offsets_start + i]);
+      });
+      place.file = file_of(m, item);
+      m.placer.assign(place, c);
     }
-    if (second_half_error) std::rethrow_exception(second_half_error);
-    DcpChunkPlacer placer(layout, offset_records, what_);
-    DcpFiles files(layout.files);
-    std::vector<std::uint32_t> file_of_text(texts_.size(), no_file);  // most items share their file's name
-    for (std::size_t i = 0; i < count; ++i) {
-      const Info& info = infos_[payload(pairs[2 * i + 1])];
-      std::string_view fqn = text_at(indices_[payload(pairs[2 * i])].fqn);
-      std::uint32_t file = file_of_text[info.path];
-      if (file == no_file) file = file_of_text[info.path] = files.index_of(what_, fqn, text_at(info.path));
-      if (tensor_of_item[i] == no_tensor) {
-        StoredEntry& entry = layout.entries[entry_index.at(fqn)];
-        entry.file = file;
-        entry.offset = info.offset;
-        entry.bytes = info.length;
-      } else {
-        placer.assign(DcpStoragePlace{tensor_of_item[i], std::nullopt, std::nullopt, file, info.offset, info.length}, chunk_of_item[i]);
-      }
+  }
+  std::uint32_t file_of(StorageMatching& m, const StorageItem& item) const {
+    if (m.file_of_text.size() <= item.path_text) m.file_of_text.resize(item.path_text + 1, no_file);
+    std::uint32_t& file = m.file_of_text[item.path_text];
+    if (file == no_file) file = m.files.index_of(what_, item.fqn, item.path);
+    return file;
+  }
+
+  // The layout of Metadata's state_dict_metadata and storage_data, as the document reader builds
+  // it: the worker's, where what it was given is what these dicts hold.
+  CheckpointLayout layout_of(Value state_dict, std::optional<Value> storage, DcpFlavor flavor) {
+    if (composites_[payload(state_dict)].kind != Kind::dict || !layouts_.empty()) give_up();
+    if (!storage || (*storage != none_value && (tag(*storage) != composite || composites_[payload(*storage)].kind != Kind::dict))) give_up();
+    std::size_t stored_items = *storage == none_value ? 0 : items(*storage).size() / 2;
+    if (streamed_storage_ == not_streamed) {
+      if (stored_items > 0) give_up();  // items that were not (MetadataIndex, _StorageInfo) pairs
+      begin_storage(state_dict);
+    } else if (*streamed_state_dict_ != state_dict || composites_[payload(state_dict)].count != streamed_state_dict_count_ || *storage != streamed_storage_ ||
+               streamed_items_ != stored_items) {
+      give_up();  // not the dicts given to the worker, or added to since
     }
+    worker_.finish();
+    CheckpointLayout layout = std::move(matching_->layout);
+    layout.format = CheckpointFormat::dcp;
+    layout.dcp_flavor = flavor;
     return layout;
   }
 
@@ -707,10 +789,17 @@ class DcpOnePassReader {
   AppendArray<Chunk> chunks_;
   AppendArray<Index> indices_;
   AppendArray<Info> infos_;
-  std::vector<StoredTensor> tensors_;
-  std::vector<std::vector<std::uint32_t>> offset_records_;  // per tensor, its chunks' offsets (Extents)
+  std::vector<StoredTensor> tensors_;                       // per tensor record, until the worker takes them
+  std::vector<std::vector<std::uint32_t>> offset_records_;  // per tensor record, its chunks' offsets (Extents)
   std::vector<CheckpointLayout> layouts_;
-  ChunkBoxMaker box_maker_;
+  std::optional<Value> streamed_state_dict_;  // the dicts whose items went to the worker
+  std::size_t streamed_state_dict_count_ = 0;
+  Value streamed_storage_ = not_streamed;
+  std::size_t streamed_items_ = 0;
+  // Written by the worker's tasks only, read once it has finished:
+  std::vector<std::vector<StoredChunk>> chunk_vectors_;  // per tensor record
+  std::optional<StorageMatching> matching_;
+  SerialWorker worker_;  // last: stopped before what its tasks use is released
 };
 
 }  // namespace shardalg::detail

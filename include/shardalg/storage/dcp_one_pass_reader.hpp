@@ -699,7 +699,7 @@ class DcpOnePassReader {
   // pairs, handed to the worker.
   void stream_storage(Value dict, std::size_t pairs) {
     if (streamed_storage_ == not_streamed) {
-      if (!streamed_state_dict_) begin_storage(state_dict_on_stack());
+      begin_storage(state_dict_on_stack());
       streamed_storage_ = dict;
     } else if (dict != streamed_storage_) {
       give_up();  // storage items in a second dict

@@ -323,7 +323,7 @@ class DcpOnePassReader {
           stack_.push_back(k);
           stack_.push_back(v);
           extend(dict, Kind::dict, stack_.size() - 2);
-          if (tag(k) == metadata_index || dict == streamed_storage_) stream_storage(dict, 1);
+          if (storage_pairs(dict, k)) stream_storage(dict, 1);
           break;
         }
         case 'u': {  // SETITEMS
@@ -331,9 +331,9 @@ class DcpOnePassReader {
           if (m == 0 || (stack_.size() - m) % 2) give_up();
           Value dict = stack_[m - 1];
           std::size_t pairs = (stack_.size() - m) / 2;
-          bool storage_items = pairs > 0 && (tag(stack_[m]) == metadata_index || dict == streamed_storage_);
+          bool storage = pairs > 0 && storage_pairs(dict, stack_[m]);
           extend(dict, Kind::dict, m);
-          if (storage_items) stream_storage(dict, pairs);
+          if (storage) stream_storage(dict, pairs);
           if (input_.take('b')) build();  // a record's state, complete
           break;
         }
@@ -695,6 +695,9 @@ class DcpOnePassReader {
     }
     give_up();
   }
+  // Whether pairs added to `dict` from `first_key` on (by SETITEM or SETITEMS) are storage_data's,
+  // which go to the worker.
+  bool storage_pairs(Value dict, Value first_key) const { return tag(first_key) == metadata_index || dict == streamed_storage_; }
   // The last `pairs` items just added to `dict`, storage_data's (MetadataIndex, _StorageInfo)
   // pairs, handed to the worker.
   void stream_storage(Value dict, std::size_t pairs) {

@@ -85,18 +85,17 @@ std::uint64_t evict(const std::string& folder, const CheckpointLayout& layout) {
   std::uint64_t cached = 0;
   for (const std::string& name : layout.files) {
     std::string path = (std::filesystem::path(folder) / name).string();
+    InputFile file(path);
     int fd = ::open(path.c_str(), O_RDONLY);
-    if (fd < 0) throw Error("cannot open " + path);
-    std::uint64_t size = std::filesystem::file_size(path);
-    if (::fdatasync(fd) != 0 || ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) != 0) throw Error("cannot drop " + path + " from the page cache");
-    if (void* map = size ? ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED; map != MAP_FAILED) {
-      std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-      std::vector<unsigned char> resident((size + page - 1) / page);
-      if (::mincore(map, size, resident.data()) == 0)
-        for (unsigned char r : resident) cached += (r & 1) * page;
-      ::munmap(map, size);
-    }
-    ::close(fd);
+    bool dropped = fd >= 0 && ::fdatasync(fd) == 0 && ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0;
+    if (fd >= 0) ::close(fd);
+    if (!dropped) throw Error("cannot drop " + path + " from the page cache");
+    MappedFile mapped(file, path);
+    std::string_view bytes = mapped.view();
+    std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+    std::vector<unsigned char> resident((bytes.size() + page - 1) / page);
+    if (!bytes.empty() && ::mincore(const_cast<char*>(bytes.data()), bytes.size(), resident.data()) == 0)
+      for (unsigned char r : resident) cached += (r & 1) * page;
   }
   return cached;
 }

@@ -99,6 +99,49 @@ TEST_CASE("PagePopulator: stop ends the populating early, and is idempotent") {
   CHECK(resident_pages(block, bytes / page) < bytes / page / 2);
   ::munmap(block, bytes);
 }
+
+TEST_CASE("PagesAhead: each step maps the next pages past an array's published end, up to its reach and its capacity, changing no data") {
+  const std::size_t page = page_bytes();
+  constexpr std::size_t pages = 64;
+  void* block = ::mmap(nullptr, pages * page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(block != MAP_FAILED);
+  char* bytes = static_cast<char*>(block);
+  if (!populate_for_writing(bytes + 40 * page, page)) {
+    MESSAGE("this kernel refuses MADV_POPULATE_WRITE (older than Linux 5.14): nothing to check");
+  } else {
+    bytes[40 * page + 7] = 'x';  // page 40, resident and written already
+    PagesAhead ahead(2, 10 * page, 4 * page);
+    CHECK_FALSE(ahead.step());  // nothing published
+    // Array 0 is filled to the middle of page 3, so pages 4 to 12 are whole within 10 pages past its end.
+    ahead.publish(0, bytes, 3 * page + page / 2, 30 * page);
+    int steps = 0;
+    while (ahead.step()) ++steps;
+    CHECK(steps == 3);  // pages 4-6, 7-10, 11-12: each step ends on a page boundary
+    CHECK(resident_pages(bytes, 4) == 0);
+    CHECK(resident_pages(bytes + 4 * page, 9) == 9);
+    CHECK(resident_pages(bytes + 13 * page, 17) == 0);
+    // Filled further: the steps go on from there, and stop at its capacity (page 34).
+    ahead.publish(0, bytes, 28 * page, 34 * page);
+    while (ahead.step()) {
+    }
+    CHECK(resident_pages(bytes + 13 * page, 15) == 0);
+    CHECK(resident_pages(bytes + 28 * page, 6) == 6);
+    CHECK(resident_pages(bytes + 34 * page, 6) == 0);
+    // Array 1 over pages 38-63 and its written page 40: mapped again, its data kept.
+    ahead.publish(1, bytes + 38 * page, 0, 26 * page);
+    while (ahead.step()) {
+    }
+    CHECK(resident_pages(bytes + 38 * page, 10) == 10);
+    CHECK(resident_pages(bytes + 48 * page, 16) == 0);
+    CHECK(bytes[40 * page + 7] == 'x');
+    CHECK(bytes[39 * page] == 0);
+    // Moved (published at another place): mapped again from its end there.
+    ahead.publish(1, bytes + 50 * page, page, 14 * page);
+    CHECK(ahead.step());
+    CHECK(resident_pages(bytes + 51 * page, 4) == 4);
+  }
+  ::munmap(block, pages * page);
+}
 #endif
 
 TEST_CASE("AppendArray: growing past its capacity stops the populator of its old pages first, and keeps its items") {

@@ -1,6 +1,8 @@
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "../test_support.hpp"
 
@@ -168,6 +170,34 @@ TEST_CASE("the one-pass reader gives its worker storage items as they come, and 
   CheckpointLayout unplaced = read_dcp_metadata(elsewhere, "elsewhere");  // the document reader's answer: planner_data is not read
   CHECK(unplaced.files.empty());
   CHECK(unplaced.tensors[0].chunks[0].file == no_file);
+}
+
+TEST_CASE("SerialWorker: tasks run in order, fewer than wake_after of them by finish(), with idle work between; a failure drops the rest") {
+  std::vector<int> done;
+  std::atomic<int> idle_calls = 0;
+  {
+    detail::SerialWorker worker;
+    worker.start([&] { return ++idle_calls < 100; });  // idle work until its 100th call
+    while (idle_calls < 100) std::this_thread::yield();
+    for (int t = 0; t < 3; ++t) worker.add([&done, t] { done.push_back(t); });
+    worker.finish();
+    CHECK(done == std::vector<int>{0, 1, 2});
+    CHECK(idle_calls <= 101);  // once more at most, after the tasks, where they ran before finish()
+  }
+  done.clear();
+  detail::SerialWorker failing;
+  failing.start();
+  for (int t = 0; t < 20; ++t)
+    failing.add([&done, t] {
+      if (t == 11) throw FormatError("task 11 failed");
+      done.push_back(t);
+    });
+  CHECK_THROWS_WITH_AS(failing.finish(), "task 11 failed", FormatError);
+  CHECK(done.size() == 11);
+  // Without a thread, each task runs as it is added.
+  detail::SerialWorker inline_worker;
+  inline_worker.add([&done] { done.push_back(99); });
+  CHECK(done.back() == 99);
 }
 
 TEST_CASE("law: for every truncation and one-byte change of a torch-written file, the one-pass reader answers only what the document reader answers") {

@@ -1,5 +1,6 @@
-// Maps the pages of arrays that are about to be filled, on a thread of its own, so that the
-// kernel's work on fresh memory runs on another core than the one filling them.
+// Maps the pages of arrays that are about to be filled on another thread than the one filling
+// them (PagePopulator: a thread of its own; PagesAhead: another thread's spare time), so that the
+// kernel's work on fresh memory runs on another core.
 //
 // The first write to a fresh page costs a fault and a zeroed page; on a virtual machine, whose
 // host must back the page too, that is slow enough (0.3-2 GB/s on the development VM) to take
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -145,6 +147,78 @@ class PagePopulator {
  private:
   std::atomic<bool> stopping_{false};
   std::thread thread_;
+};
+
+// Keeps the pages of arrays that a writer fills a little ahead of their ends mapped, in the spare
+// time of another thread (PagePopulator's work without a thread of its own, for a writer whose
+// arrays' final sizes are unknown). The writer now and then publishes where each array lies and
+// how far it is filled; the other thread calls step() while it has nothing else to do, and each
+// call maps at most `step_bytes` of one array, up to `ahead_bytes` past its published end (never
+// past its published capacity). A view that is out of date (an array moved or filled further
+// since) only maps pages early or in vain: populating changes no data.
+//
+// Example: PagesAhead ahead(1);
+//          writer:       ahead.publish(0, values.data(), values.size() * 8, values.capacity() * 8);
+//          other thread: while (nothing_queued() && ahead.step()) {}
+class PagesAhead {
+ public:
+  static constexpr std::size_t default_ahead_bytes = std::size_t{2} << 20, default_step_bytes = std::size_t{512} << 10;
+
+  explicit PagesAhead(std::size_t arrays, std::size_t ahead_bytes = default_ahead_bytes, std::size_t step_bytes = default_step_bytes)
+      : ranges_(std::make_unique<Range[]>(arrays)), count_(arrays), ahead_(ahead_bytes), step_(std::max(step_bytes, 2 * page_bytes())) {}
+
+  // The writer: array `array` (< the count given) starts at `data`, is filled to `used_bytes` and
+  // may grow to `capacity_bytes` there; `read_only` for a mapped input being read.
+  void publish(std::size_t array, const void* data, std::size_t used_bytes, std::size_t capacity_bytes, bool read_only = false) noexcept {
+    Range& r = ranges_[array];
+    r.data.store(data, std::memory_order_relaxed);
+    r.used.store(used_bytes, std::memory_order_relaxed);
+    r.capacity.store(capacity_bytes, std::memory_order_relaxed);
+    r.read_only.store(read_only, std::memory_order_relaxed);
+  }
+
+  // The other thread (one at a time): maps one step of the first array not yet `ahead_bytes`
+  // ahead of its end. Returns false when every array is (nothing was done).
+  bool step() noexcept {
+#if defined(MADV_POPULATE_WRITE)
+    for (std::size_t i = 0; i < count_; ++i) {
+      Range& r = ranges_[i];
+      const auto* data = static_cast<const char*>(r.data.load(std::memory_order_relaxed));
+      if (data == nullptr) continue;
+      if (data != r.seen) {  // published first, or moved
+        r.seen = data;
+        r.mapped = 0;
+      }
+      std::size_t used = r.used.load(std::memory_order_relaxed);
+      std::size_t target = std::min(r.capacity.load(std::memory_order_relaxed), used + ahead_);
+      r.mapped = std::max(r.mapped, used);  // the writer has mapped what it filled
+      if (target < r.mapped + page_bytes()) continue;
+      std::size_t end = std::min(target, r.mapped + step_);
+      if (end < target) {  // steps end on page boundaries: a page cut between two would be whole in neither
+        auto base = reinterpret_cast<std::uintptr_t>(data);
+        end = ((base + end) & ~(page_bytes() - 1)) - base;
+      }
+      if (r.read_only.load(std::memory_order_relaxed))
+        populate_for_reading(data + r.mapped, end - r.mapped);
+      else
+        populate_for_writing(const_cast<char*>(data) + r.mapped, end - r.mapped);
+      r.mapped = end;
+      return true;
+    }
+#endif
+    return false;
+  }
+
+ private:
+  struct Range {
+    std::atomic<const void*> data{nullptr};
+    std::atomic<std::size_t> used{0}, capacity{0};
+    std::atomic<bool> read_only{false};
+    const char* seen = nullptr;  // the stepping thread's: where it last saw the array
+    std::size_t mapped = 0;      // and how far from there it has mapped it
+  };
+  std::unique_ptr<Range[]> ranges_;
+  std::size_t count_, ahead_, step_;
 };
 
 }  // namespace shardalg

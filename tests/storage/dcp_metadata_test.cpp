@@ -172,19 +172,36 @@ TEST_CASE("the one-pass reader gives its worker storage items as they come, and 
   CHECK(unplaced.tensors[0].chunks[0].file == no_file);
 }
 
-TEST_CASE("SerialWorker: tasks run in order, fewer than wake_after of them by finish(), with idle work between; a failure drops the rest") {
-  std::vector<int> done;
-  std::atomic<int> idle_calls = 0;
+TEST_CASE("SerialWorker: tasks run in order, fewer than wake_after of them by finish(), each after the upkeep; a failure drops the rest") {
+  std::string log;  // written on the worker's thread only, read after finish()
+  std::atomic<int> ran = 0;
   {
     detail::SerialWorker worker;
-    worker.start([&] { return ++idle_calls < 100; });  // idle work until its 100th call
-    while (idle_calls < 100) std::this_thread::yield();
-    for (int t = 0; t < 3; ++t) worker.add([&done, t] { done.push_back(t); });
+    worker.start([&] {
+      log += 'u';
+      return false;
+    });
+    auto task = [&](int t) {
+      return [&, t] {
+        log += static_cast<char>('0' + t);
+        ++ran;
+      };
+    };
+    static_assert(detail::SerialWorker::wake_after == 8);
+    for (int t = 0; t < 8; ++t) worker.add(task(t));  // the eighth wakes the thread
+    while (ran < 8) std::this_thread::yield();
+    for (int t = 8; t < 10; ++t) worker.add(task(t));  // run by finish() at the latest
     worker.finish();
-    CHECK(done == std::vector<int>{0, 1, 2});
-    CHECK(idle_calls <= 101);  // once more at most, after the tasks, where they ran before finish()
+    std::string order;
+    for (char c : log)
+      if (c != 'u') order += c;
+    CHECK(order == "0123456789");
+    for (char t = '0'; t < '8'; ++t) {
+      std::size_t at = log.find(t);
+      CHECK((at != std::string::npos && at > 0 && log[at - 1] == 'u'));
+    }
   }
-  done.clear();
+  std::vector<int> done;
   detail::SerialWorker failing;
   failing.start();
   for (int t = 0; t < 20; ++t)

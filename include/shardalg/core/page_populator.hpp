@@ -1,5 +1,5 @@
 // Maps the pages of arrays that are about to be filled on another thread than the one filling
-// them (PagePopulator: a thread of its own; PagesAhead: another thread's spare time), so that the
+// them (PagePopulator: a thread of its own; PagesAhead: steps taken by another thread), so that the
 // kernel's work on fresh memory runs on another core.
 //
 // The first write to a fresh page costs a fault and a zeroed page; on a virtual machine, whose
@@ -149,17 +149,17 @@ class PagePopulator {
   std::thread thread_;
 };
 
-// Keeps the pages of arrays that a writer fills a little ahead of their ends mapped, in the spare
-// time of another thread (PagePopulator's work without a thread of its own, for a writer whose
-// arrays' final sizes are unknown). The writer now and then publishes where each array lies and
-// how far it is filled; the other thread calls step() while it has nothing else to do, and each
+// Keeps the pages of arrays that a writer fills a little ahead of their ends mapped, in steps
+// taken by another thread between its own work (PagePopulator's work without a thread of its own,
+// for a writer whose arrays' final sizes are unknown). The writer now and then publishes where
+// each array lies and how far it is filled; the other thread calls step() when it can, and each
 // call maps at most `step_bytes` of one array, up to `ahead_bytes` past its published end (never
 // past its published capacity). A view that is out of date (an array moved or filled further
 // since) only maps pages early or in vain: populating changes no data.
 //
 // Example: PagesAhead ahead(1);
 //          writer:       ahead.publish(0, values.data(), values.size() * 8, values.capacity() * 8);
-//          other thread: while (nothing_queued() && ahead.step()) {}
+//          other thread: while (ahead.step()) {}  then its own work
 class PagesAhead {
  public:
   static constexpr std::size_t default_ahead_bytes = std::size_t{2} << 20, default_step_bytes = std::size_t{512} << 10;

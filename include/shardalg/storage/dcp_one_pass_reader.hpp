@@ -320,13 +320,17 @@ class DcpOnePassReader {
         case 'X': push_new(string(input_.le<std::uint32_t>())); break;
         case 0x8d: push_new(string(input_.le<std::uint64_t>())); break;
         case ']': push_new(new_composite(Kind::list)); break;
-        case '}': push_new(new_composite(Kind::dict)); break;
+        case '}':  // EMPTY_DICT, nearly always a record's state, filled by SETITEMS next
+          push_new(new_composite(Kind::dict));
+          if (input_.take('(')) marks_.push_back(stack_.size());
+          break;
         case 't': push_new(tuple_from(pop_mark())); break;
         case 0x85: case 0x86: case 0x87: {  // TUPLE1..3
           std::size_t n = op - 0x84u;
           if (stack_.size() < floor() + n) give_up();
           push_new(tuple_from(stack_.size() - n));
-          if (input_.take('R')) reduce();  // torch.Size's arguments
+          if (input_.take('\x85')) push_new(tuple_from(stack_.size() - 1));  // torch.Size's arguments: ((extents...),)
+          if (input_.take('R')) reduce();
           break;
         }
         case 'a': {  // APPEND

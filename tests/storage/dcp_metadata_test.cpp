@@ -217,7 +217,7 @@ TEST_CASE("SerialWorker: tasks run in order, fewer than wake_after of them by fi
   CHECK(done.back() == 99);
 }
 
-TEST_CASE("law: for every truncation and one-byte change of a torch-written file, the one-pass reader answers only what the document reader answers") {
+TEST_CASE("law: for every truncation and one-byte change of a torch-written file, the one-pass reader answers only what the document reader answers, and the same with its worker on a thread or its records read opcode by opcode") {
   for (const std::filesystem::path& path : {torch_metadata, torch2_metadata}) {
     CAPTURE(path);
     const std::string original = file_bytes(path);
@@ -226,6 +226,9 @@ TEST_CASE("law: for every truncation and one-byte change of a torch-written file
       std::optional<CheckpointLayout> one = DcpOnePassReader::read(bytes, "changed");
       std::optional<CheckpointLayout> threaded = DcpOnePassReader::read(bytes, "changed", 0);  // the same, with a worker thread
       disagreements += one.has_value() != threaded.has_value() || (one && !(*one == *threaded));
+      // and the same with every opcode run one by one rather than records read in one go
+      std::optional<CheckpointLayout> opcodes = DcpOnePassReader::read(bytes, "changed", DcpOnePassReader::worker_from_bytes, false);
+      disagreements += one.has_value() != opcodes.has_value() || (one && !(*one == *opcodes));
       if (!one) {
         ++given_up;
         return;

@@ -149,10 +149,13 @@ class DcpOnePassReader {
  public:
   // The layout `data` records, or none where this reader gives up (see above). Inputs of
   // `worker_from` bytes or more have a worker thread (the default: 16 MiB; tests give 0 to run
-  // that path on small inputs).
+  // that path on small inputs). With `quick_records` false, every opcode runs one by one (tests
+  // check that reading records in one go changes nothing).
   static constexpr std::size_t worker_from_bytes = std::size_t{16} << 20;
-  static std::optional<CheckpointLayout> read(std::string_view data, const std::string& what, std::size_t worker_from = worker_from_bytes) {
+  static std::optional<CheckpointLayout> read(std::string_view data, const std::string& what, std::size_t worker_from = worker_from_bytes,
+                                              bool quick_records = true) {
     DcpOnePassReader reader(data, what, worker_from);
+    reader.quick_records_ = quick_records;
     try {
       return reader.run();
     } catch (const GiveUp&) {
@@ -383,8 +386,8 @@ class DcpOnePassReader {
         case 'q': put(input_.le<std::uint8_t>()); break;   // BINPUT
         case 'r': put(input_.le<std::uint32_t>()); break;  // LONG_BINPUT
         case 0x94: put(memo_.size()); break;        // MEMOIZE
-        case 'h': get(input_.le<std::uint8_t>()); break;   // BINGET
-        case 'j': get(input_.le<std::uint32_t>()); break;  // LONG_BINGET
+        case 'h': get_or_record(input_.le<std::uint8_t>()); break;   // BINGET
+        case 'j': get_or_record(input_.le<std::uint32_t>()); break;  // LONG_BINGET
         default: give_up();
       }
     }
@@ -518,16 +521,164 @@ class DcpOnePassReader {
       give_up();
   }
   // Only values that nothing can change come back from the memo.
-  void get(std::size_t id) {
-    if (id >= memo_.size()) give_up();
-    Value v = memo_[id];
+  static bool unchangeable(Value v) {
     switch (tag(v)) {
-      case small_int: case big_int: case special: case text: case global: case dims: case props: case inert: case bytes_entry:
-        stack_.push_back(v);
-        return;
-      default:
-        give_up();
+      case small_int: case big_int: case special: case text: case global: case dims: case props: case inert: case bytes_entry: return true;
+      default: return false;
     }
+  }
+  void get(std::size_t id) {
+    if (id >= memo_.size() || !unchangeable(memo_[id])) give_up();
+    stack_.push_back(memo_[id]);
+  }
+
+  // BINGET, or where it fetches the class of a chunk, a storage item's index or its place, the
+  // record it begins, read in one go (quick_record): those records are most of a DCP file.
+  void get_or_record(std::size_t id) {
+    if (quick_records_ && id < memo_.size() && tag(memo_[id]) == global) {
+      Record r = records_[payload(memo_[id])];
+      if ((r == Record::chunk_storage || r == Record::metadata_index || r == Record::storage_info) && quick_record(r)) return;
+    }
+    get(id);
+  }
+  // A record of class `r` as torch pickles it, after the BINGET of its class:
+  //   EMPTY_TUPLE NEWOBJ MEMOIZE EMPTY_DICT MEMOIZE MARK (key value)... SETITEMS BUILD
+  // where each key is a BINGET of a string, and each value a BININT1/BININT2/BININT in [0, 2^28),
+  // None, a BINGET of a value nothing can change, a SHORT_BINUNICODE MEMOIZE, or a torch.Size of
+  // 1-3 such integers: BINGET torch.Size, the integers, TUPLEn MEMOIZE TUPLE1 MEMOIZE REDUCE
+  // MEMOIZE. Read in one go, it leaves exactly what running those opcodes leaves (the same memo
+  // entries, names, extents and record, the record on the stack, or the same give-up). Returns
+  // false, having changed nothing, for any other bytes: the opcodes then run one by one.
+  bool quick_record(Record r) {
+    const auto* begin = reinterpret_cast<const unsigned char*>(data_.data());
+    const auto* at = begin + input_.pos();
+    const auto* end = begin + data_.size();
+    auto byte = [&](unsigned char c) {
+      if (at == end || *at != c) return false;
+      ++at;
+      return true;
+    };
+    auto memo_value = [&](Value& out) {  // BINGET or LONG_BINGET
+      std::size_t id;
+      if (end - at >= 2 && *at == 'h') {
+        id = at[1];
+        at += 2;
+      } else if (end - at >= 5 && *at == 'j') {
+        id = load_le<std::uint32_t>(reinterpret_cast<const std::byte*>(at + 1));
+        at += 5;
+      } else {
+        return false;
+      }
+      if (id >= memo_.size()) return false;
+      out = memo_[id];
+      return true;
+    };
+    auto small_integer = [&](std::int64_t& out) {  // what the opcodes make a small_int
+      if (*at == 'K' && end - at >= 2) {
+        out = at[1];
+        at += 2;
+      } else if (*at == 'M' && end - at >= 3) {
+        out = load_le<std::uint16_t>(reinterpret_cast<const std::byte*>(at + 1));
+        at += 3;
+      } else if (*at == 'J' && end - at >= 5) {
+        out = load_le<std::int32_t>(reinterpret_cast<const std::byte*>(at + 1));
+        if (out < 0 || out > std::int64_t{payload_mask}) return false;
+        at += 5;
+      } else {
+        return false;
+      }
+      return true;
+    };
+    enum class Made : std::uint8_t { nothing, name, extents };
+    struct Item {  // filled as read (not initialised: most records have 2 or 3 items)
+      Field key;
+      Made made;
+      Value value;                          // where nothing is made
+      std::size_t text_at, text_length;     // Made::name
+      std::uint32_t count;                  // Made::extents
+      std::array<std::int64_t, 3> extents;
+    };
+    std::array<Item, 4> state;
+    std::size_t items = 0, texts = 0, sizes = 0;
+    if (!(byte(')') && byte(0x81) && byte(0x94) && byte('}') && byte(0x94) && byte('('))) return false;
+    while (at != end && *at != 'u') {
+      if (items == state.size()) return false;
+      Item& item = state[items++];
+      item.made = Made::nothing;
+      item.value = none_value;
+      Value key;
+      if (!memo_value(key) || tag(key) != text) return false;
+      item.key = texts_[payload(key)].field;
+      if (at == end) return false;
+      std::int64_t v;
+      if (*at == 'N') {
+        ++at;
+      } else if (*at == 0x8c) {  // SHORT_BINUNICODE
+        if (end - at < 2 || end - at - 2 < at[1]) return false;
+        item.made = Made::name;
+        item.text_at = static_cast<std::size_t>(at + 2 - begin);
+        item.text_length = at[1];
+        at += 2 + item.text_length;
+        if (!byte(0x94)) return false;
+        ++texts;
+      } else if (*at == 'h' || *at == 'j') {
+        if (!memo_value(item.value) || !unchangeable(item.value)) return false;
+        if (tag(item.value) == global && records_[payload(item.value)] == Record::size) {
+          item.made = Made::extents;
+          item.count = 0;
+          for (; item.count < 3 && at != end && small_integer(v); ++item.count) item.extents[item.count] = v;
+          if (item.count == 0 || !(byte(static_cast<unsigned char>(0x84 + item.count)) && byte(0x94) && byte(0x85) && byte(0x94) && byte('R') && byte(0x94)))
+            return false;
+          ++sizes;
+        }
+      } else if (small_integer(v)) {
+        item.value = make(small_int, static_cast<std::size_t>(v));
+      } else {
+        return false;
+      }
+    }
+    if (!(byte('u') && byte('b'))) return false;
+    // Within the bounds the opcodes check, and not a record the opcodes would find made after the
+    // dicts given to the worker.
+    const std::size_t first_composite = composites_.size(), record = pending_.size();
+    if (first_composite + 1 + 2 * sizes > payload_mask || record > payload_mask || extents_.size() + sizes > payload_mask ||
+        texts_.size() + texts > payload_mask || extent_values_.size() + 3 * sizes > 0xfffffff0u || arena_.size() + 2 * items + 3 > 0xfffffff0u ||
+        (streamed_storage_ != not_streamed && std::max(payload(*streamed_state_dict_), payload(streamed_storage_)) >= first_composite))
+      return false;
+    // What the opcodes make, in their order.
+    memo_.push_back(make(pending, record));            // the object NEWOBJ made
+    memo_.push_back(make(composite, first_composite));  // its state dict
+    std::size_t composites = first_composite + 1;
+    std::array<Value, field_count> found;  // the fields given, by `given`'s bits
+    std::uint32_t given = 0;
+    for (std::size_t i = 0; i < items; ++i) {
+      Item& item = state[i];
+      if (item.made == Made::name) {
+        std::string_view name = data_.substr(item.text_at, item.text_length);
+        texts_.push_back(Text{item.text_at, static_cast<std::uint32_t>(item.text_length), field_of(name)});
+        item.value = make(text, texts_.size() - 1);
+        memo_.push_back(item.value);
+      } else if (item.made == Made::extents) {
+        memo_.push_back(make(composite, composites++));  // the extents' tuple
+        memo_.push_back(make(composite, composites++));  // torch.Size's arguments
+        extents_.push_back(Extents{static_cast<std::uint32_t>(extent_values_.size()), item.count});
+        for (std::uint32_t k = 0; k < item.count; ++k) extent_values_.push_back(item.extents[k]);
+        item.value = make(dims, extents_.size() - 1);
+        memo_.push_back(item.value);
+      }
+      if (item.key != no_field) {  // the last of a repeated key
+        found[item.key] = item.value;
+        given |= 1u << item.key;
+      }
+    }
+    auto field = [&](Field f) { return given >> f & 1 ? std::optional<Value>(found[f]) : std::nullopt; };
+    input_.need(static_cast<std::size_t>(at - begin) - input_.pos());
+    switch (r) {
+      case Record::chunk_storage: stack_.push_back(chunk_record(field(f_offsets), field(f_sizes))); break;
+      case Record::metadata_index: stack_.push_back(index_record(field(f_fqn), field(f_offset), field(f_index))); break;
+      default: stack_.push_back(info_record(field(f_relative_path), field(f_offset), field(f_length), field(f_transform_descriptors)));
+    }
+    return true;
   }
 
   // --- records ---
@@ -584,8 +735,7 @@ class DcpOnePassReader {
     switch (records_[p.global]) {
       case Record::chunk_storage: {
         auto [offsets, sizes] = fields(state, std::array{f_offsets, f_sizes});
-        chunks_.push_back(Chunk{payload(present(offsets, dims)), payload(present(sizes, dims))});
-        record = make(chunk, chunks_.size() - 1);
+        record = chunk_record(offsets, sizes);
         break;
       }
       case Record::tensor_properties: record = make(props, static_cast<std::size_t>(dtype_of(state))); break;
@@ -593,18 +743,12 @@ class DcpOnePassReader {
       case Record::bytes_storage: record = make(bytes_entry, 0); break;
       case Record::metadata_index: {
         auto [fqn, offset, hint] = fields(state, std::array{f_fqn, f_offset, f_index});
-        Index index{payload(present(fqn, text)), no_extents, -1};
-        if (offset && *offset != none_value) index.offsets = payload(present(offset, dims));
-        if (hint && is_integer(*hint)) index.hint = std::max(integer_of(*hint), std::int64_t{-1});
-        indices_.push_back(index);
-        record = make(metadata_index, indices_.size() - 1);
+        record = index_record(fqn, offset, hint);
         break;
       }
       case Record::storage_info: {
         auto [path, offset, length, transforms] = fields(state, std::array{f_relative_path, f_offset, f_length, f_transform_descriptors});
-        if (transforms && *transforms != none_value && (!is_container(*transforms) || !items(*transforms).empty())) give_up();
-        infos_.push_back(Info{payload(present(path, text)), byte_count(offset), byte_count(length)});
-        record = make(storage_info, infos_.size() - 1);
+        record = info_record(path, offset, length, transforms);
         break;
       }
       case Record::metadata: {
@@ -625,6 +769,23 @@ class DcpOnePassReader {
     composites_.resize(p.composites);
     pending_.resize(payload(target));
     stack_[stack_.size() - 1] = record;
+  }
+  // The records of a chunk, a storage item's index and its place, from their states' fields.
+  Value chunk_record(std::optional<Value> offsets, std::optional<Value> sizes) {
+    chunks_.push_back(Chunk{payload(present(offsets, dims)), payload(present(sizes, dims))});
+    return make(chunk, chunks_.size() - 1);
+  }
+  Value index_record(std::optional<Value> fqn, std::optional<Value> offset, std::optional<Value> hint) {
+    Index index{payload(present(fqn, text)), no_extents, -1};
+    if (offset && *offset != none_value) index.offsets = payload(present(offset, dims));
+    if (hint && is_integer(*hint)) index.hint = std::max(integer_of(*hint), std::int64_t{-1});
+    indices_.push_back(index);
+    return make(metadata_index, indices_.size() - 1);
+  }
+  Value info_record(std::optional<Value> path, std::optional<Value> offset, std::optional<Value> length, std::optional<Value> transforms) {
+    if (transforms && *transforms != none_value && (!is_container(*transforms) || !items(*transforms).empty())) give_up();
+    infos_.push_back(Info{payload(present(path, text)), byte_count(offset), byte_count(length)});
+    return make(storage_info, infos_.size() - 1);
   }
   bool is_container(Value v) const { return v == empty_tuple || tag(v) == composite; }
   std::uint64_t byte_count(const std::optional<Value>& v) const {
@@ -846,6 +1007,7 @@ class DcpOnePassReader {
 
   std::string_view data_;
   const std::string& what_;
+  bool quick_records_ = true;
   PickleInput input_;
   std::vector<Record> records_;  // per allowed global
   AppendArray<Value> stack_, memo_, arena_;

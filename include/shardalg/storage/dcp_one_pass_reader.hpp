@@ -1,5 +1,8 @@
 // DCP's `.metadata` read in one pass: the pickle's opcodes run on a stack of typed values, each
 // record decoded as its BUILD completes it, and what the records no longer need dropped there.
+// The records that make up nearly all of a file (chunks, storage items' indices and places) are
+// read in one go where their bytes are as torch writes them (quick_record), leaving exactly what
+// their opcodes would.
 //
 // Why: the document reader (pickle_reader.hpp, then dcp_metadata.hpp's decoder) keeps every value
 // of the file and reads them again to decode them: for Llama-3-405B at 1,024 ranks 19 million

@@ -102,7 +102,6 @@ class SerialWorker {
  private:
   void stop() {
     if (!thread_.joinable()) return;
-    stopping_ = true;
     {
       std::lock_guard lock(mutex_);
       done_ = true;
@@ -134,7 +133,7 @@ class SerialWorker {
   }
   void do_upkeep() {
     if (upkeep_)
-      while (!stopping_.load(std::memory_order_relaxed) && upkeep_()) {
+      while (!done_.load(std::memory_order_relaxed) && upkeep_()) {
       }
   }
 
@@ -143,8 +142,8 @@ class SerialWorker {
   std::condition_variable ready_;
   std::deque<std::function<void()>> queue_;
   std::function<bool()> upkeep_;
-  bool done_ = false;
-  std::atomic<bool> stopping_ = false, cancelled_ = false;
+  std::atomic<bool> done_ = false;  // written under mutex_; read without it by the upkeep loop
+  std::atomic<bool> cancelled_ = false;
   std::exception_ptr error_;
 };
 
@@ -461,11 +460,16 @@ class DcpOnePassReader {
     std::span<const Value> a = items(args);
     if (a.size() > 1 || (a.size() == 1 && !is_tuple(a[0]))) give_up();
     std::span<const Value> values = a.empty() ? std::span<const Value>() : items(a[0]);
-    extents_.push_back(Extents{static_cast<std::uint32_t>(extent_values_.size()), static_cast<std::uint32_t>(values.size())});
-    for (Value v : values) {
+    return new_dims(values, [&](Value v) {
       if (!is_integer(v)) give_up();
-      extent_values_.push_back(integer_of(v));
-    }
+      return integer_of(v);
+    });
+  }
+  // A torch.Size's extents, `extent` of each of `values`, kept: its dims value.
+  template <class T, class Extent>
+  Value new_dims(std::span<const T> values, Extent extent) {
+    extents_.push_back(Extents{static_cast<std::uint32_t>(extent_values_.size()), static_cast<std::uint32_t>(values.size())});
+    for (const T& v : values) extent_values_.push_back(extent(v));
     if (extent_values_.size() > 0xfffffff0u) give_up();
     return make(dims, extents_.size() - 1);
   }
@@ -646,7 +650,7 @@ class DcpOnePassReader {
     const std::size_t first_composite = composites_.size(), record = pending_.size();
     if (first_composite + 1 + 2 * sizes > payload_mask || record > payload_mask || extents_.size() + sizes > payload_mask ||
         texts_.size() + texts > payload_mask || extent_values_.size() + 3 * sizes > 0xfffffff0u || arena_.size() + 2 * items + 3 > 0xfffffff0u ||
-        (streamed_storage_ != not_streamed && std::max(payload(*streamed_state_dict_), payload(streamed_storage_)) >= first_composite))
+        drops_streamed_dicts(first_composite))
       return false;
     // What the opcodes make, in their order.
     memo_.push_back(make(pending, record));            // the object NEWOBJ made
@@ -664,9 +668,7 @@ class DcpOnePassReader {
       } else if (item.made == Made::extents) {
         memo_.push_back(make(composite, composites++));  // the extents' tuple
         memo_.push_back(make(composite, composites++));  // torch.Size's arguments
-        extents_.push_back(Extents{static_cast<std::uint32_t>(extent_values_.size()), item.count});
-        for (std::uint32_t k = 0; k < item.count; ++k) extent_values_.push_back(item.extents[k]);
-        item.value = make(dims, extents_.size() - 1);
+        item.value = new_dims(std::span<const std::int64_t>(item.extents.data(), item.count), [](std::int64_t v) { return v; });
         memo_.push_back(item.value);
       }
       if (item.key != no_field) {  // the last of a repeated key
@@ -765,9 +767,7 @@ class DcpOnePassReader {
     }
     // What the state held is decoded: drop it, with everything made since the object was (not the
     // dicts whose items went to the worker, but for Metadata's, whose BUILD has taken them).
-    if (streamed_storage_ != not_streamed && records_[p.global] != Record::metadata &&
-        std::max(payload(*streamed_state_dict_), payload(streamed_storage_)) >= p.composites)
-      give_up();
+    if (records_[p.global] != Record::metadata && drops_streamed_dicts(p.composites)) give_up();
     arena_.resize(p.arena);
     composites_.resize(p.composites);
     pending_.resize(payload(target));
@@ -789,6 +789,11 @@ class DcpOnePassReader {
     if (transforms && *transforms != none_value && (!is_container(*transforms) || !items(*transforms).empty())) give_up();
     infos_.push_back(Info{payload(present(path, text)), byte_count(offset), byte_count(length)});
     return make(storage_info, infos_.size() - 1);
+  }
+  // Whether the BUILD of an object made when there were `composites` composites would drop a dict
+  // whose items went to the worker (made since).
+  bool drops_streamed_dicts(std::size_t composites) const {
+    return streamed_storage_ != not_streamed && std::max(payload(*streamed_state_dict_), payload(streamed_storage_)) >= composites;
   }
   bool is_container(Value v) const { return v == empty_tuple || tag(v) == composite; }
   std::uint64_t byte_count(const std::optional<Value>& v) const {
